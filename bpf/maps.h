@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Maps and run-time settings of the ayaflow TC classifier. */
+#ifndef AYAFLOW_BPF_MAPS_H
+#define AYAFLOW_BPF_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "ayaflow/abi/event.h"
+
+/* Packet events; userspace sets the size (--ring-buffer-size) before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+/* Exact per-CPU totals: one entry, summed over CPUs by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ayaflow_stats);
+} stats SEC(".maps");
+
+/*
+ * Run-time settings in .bss (an mmap-able array map): userspace may change
+ * them while the program runs.
+ *  - ayaflow_cfg_flags: AYAFLOW_CFG_* bits.
+ *  - ayaflow_wakeup_bytes: events are submitted without waking the reader
+ *    until this many bytes are pending; the reader also drains on a short
+ *    timer, so quiet periods are not delayed for long.
+ */
+volatile __u32 ayaflow_cfg_flags;
+volatile __u64 ayaflow_wakeup_bytes;
+
+/* Keep the ABI types in BTF: bpftool then asserts their size in the skeleton. */
+struct ayaflow_packet_event _event;
+struct ayaflow_stats _stats;
+
+#endif /* AYAFLOW_BPF_MAPS_H */

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT OR Apache-2.0) */
+/*
+ * The only definitions shared by the BPF program (bpf/ayaflow.bpf.c) and the
+ * userspace agent. Plain C, fixed-width fields, no implicit padding: every
+ * gap is a named pad field that the BPF side writes as zero. The layout is
+ * asserted on both compilers below and against the program's BTF in a unit
+ * test; change AYAFLOW_ABI_VERSION when it changes.
+ */
+#ifndef AYAFLOW_ABI_EVENT_H
+#define AYAFLOW_ABI_EVENT_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#ifdef __cplusplus
+#include <cstddef>
+#define AYAFLOW_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#define AYAFLOW_OFFSETOF(type, member) offsetof(type, member)
+#else
+#ifndef __bpf__
+#include <stddef.h>
+#endif
+#define AYAFLOW_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#define AYAFLOW_OFFSETOF(type, member) __builtin_offsetof(type, member)
+#endif
+
+#define AYAFLOW_ABI_VERSION 1
+
+/* ayaflow_packet_event.kind */
+#define AYAFLOW_EVENT_PACKET 1
+
+/* ayaflow_packet_event.direction: fixed by the attach point, not guessed. */
+#define AYAFLOW_DIR_INGRESS 0
+#define AYAFLOW_DIR_EGRESS 1
+
+/* ayaflow_packet_event.flags */
+#define AYAFLOW_F_FRAGMENT 0x01 /* a non-first IP fragment: ports are 0 */
+
+/*
+ * One event per TCP or UDP packet (IPv4, and IPv6 when enabled) seen at the
+ * hook. 64 bytes, 8-byte aligned.
+ */
+struct ayaflow_packet_event {
+	__u16 abi_version; /* AYAFLOW_ABI_VERSION */
+	__u8 kind; /* AYAFLOW_EVENT_PACKET */
+	__u8 direction; /* AYAFLOW_DIR_* */
+	__u8 protocol; /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
+	__u8 addr_type; /* 4 or 6 */
+	__u8 flags; /* AYAFLOW_F_* */
+	__u8 pad0;
+	__u32 ifindex; /* interface the program is attached to */
+	__u32 pkt_len; /* IP length: IPv4 total length, IPv6 payload length + 40 */
+	__u16 src_port; /* host byte order; 0 for non-first fragments */
+	__u16 dst_port; /* host byte order; 0 for non-first fragments */
+	__u32 pad1;
+	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u8 src_addr[16]; /* network order; IPv4 as ::ffff:a.b.c.d */
+	__u8 dst_addr[16]; /* network order; IPv4 as ::ffff:a.b.c.d */
+};
+
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_packet_event) == 64, "packet event size");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, abi_version) == 0, "abi_version");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, kind) == 2, "kind");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, direction) == 3, "direction");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, protocol) == 4, "protocol");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, addr_type) == 5, "addr_type");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, flags) == 6, "flags");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pad0) == 7, "pad0");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, ifindex) == 8, "ifindex");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pkt_len) == 12, "pkt_len");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, src_port) == 16, "src_port");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, dst_port) == 18, "dst_port");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pad1) == 20, "pad1");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, timestamp_ns) == 24, "timestamp_ns");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, src_addr) == 32, "src_addr");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, dst_addr) == 48, "dst_addr");
+
+/*
+ * Exact totals kept by the kernel in a one-entry per-CPU array (`stats`).
+ * packets/bytes count exactly the packets that produce an event (whether or
+ * not the ring buffer had room); events_lost counts failed reservations.
+ * Userspace sums the CPUs. Indexed by AYAFLOW_DIR_*.
+ */
+struct ayaflow_stats {
+	__u64 packets[2];
+	__u64 bytes[2];
+	__u64 events_lost[2];
+};
+
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_stats) == 48, "stats size");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, packets) == 0, "packets");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, bytes) == 16, "bytes");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, events_lost) == 32, "events_lost");
+
+/* Runtime flags in the program's .bss, written by userspace. */
+#define AYAFLOW_CFG_IPV6 0x01
+
+#endif /* AYAFLOW_ABI_EVENT_H */

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+struct ayaflow_bpf;  // bpftool skeleton, only seen by bpf_program.cpp
+
+namespace ayaflow::bpf {
+
+/// Settings that go into the program before (and, for flags, after) load.
+struct ProgramOptions {
+  std::uint32_t ring_buffer_size = 256 * 1024;  // power of two, >= page size
+  bool enable_ipv6 = false;
+};
+
+/// Exact totals summed over the kernel's per-CPU counters.
+struct KernelTotals {
+  std::uint64_t packets[2] = {0, 0};  // by AYAFLOW_DIR_*
+  std::uint64_t bytes[2] = {0, 0};
+  std::uint64_t events_lost[2] = {0, 0};
+  std::uint64_t totalPackets() const { return packets[0] + packets[1]; }
+  std::uint64_t totalBytes() const { return bytes[0] + bytes[1]; }
+  std::uint64_t totalLost() const { return events_lost[0] + events_lost[1]; }
+};
+
+/// Owns the loaded ayaflow BPF object (embedded skeleton: no file is read).
+/// Construction opens, sizes and loads it; throws SystemError on failure with
+/// the libbpf errno text (for example a verifier rejection or missing
+/// capabilities). Move-only. readTotals() is a syscall on a map fd and may be
+/// called from any thread; everything else belongs to the owning thread.
+class BpfProgram {
+ public:
+  explicit BpfProgram(const ProgramOptions& options);
+  ~BpfProgram();
+  BpfProgram(BpfProgram&&) noexcept;
+  BpfProgram& operator=(BpfProgram&&) noexcept;
+  BpfProgram(const BpfProgram&) = delete;
+  BpfProgram& operator=(const BpfProgram&) = delete;
+
+  int ingressProgramFd() const;
+  int egressProgramFd() const;
+  int eventsMapFd() const;
+  int statsMapFd() const;
+  std::uint32_t ringBufferSize() const { return ring_buffer_size_; }
+
+  /// Pending bytes in the ring buffer at which the program wakes the reader.
+  void setWakeupBytes(std::uint64_t bytes);
+  /// AYAFLOW_CFG_* bits; takes effect for the next packet.
+  void setConfigFlags(std::uint32_t flags);
+
+  /// Sums the per-CPU counters. Throws SystemError if the map read fails.
+  KernelTotals readTotals() const;
+
+ private:
+  ayaflow_bpf* skel_ = nullptr;
+  std::uint32_t ring_buffer_size_ = 0;
+};
+
+/// Routes libbpf's messages to the "bpf" spdlog logger; libbpf debug output
+/// is kept only when verbose.
+void installLibbpfLogger(bool verbose);
+
+}  // namespace ayaflow::bpf

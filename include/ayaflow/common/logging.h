@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+
+#include <memory>
+#include <spdlog/spdlog.h>
+
+namespace ayaflow {
+
+/// One named logger per layer ("bpf", "flow", "api", "app", "store").
+/// Created on first use with the default sink; thread-safe.
+std::shared_ptr<spdlog::logger> logger(const char* name);
+
+/// Sets the level of every ayaflow logger (existing and future).
+/// quiet: errors only; verbose: debug (includes libbpf debug output).
+void configureLogging(bool quiet, bool verbose);
+
+}  // namespace ayaflow

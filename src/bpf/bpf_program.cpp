@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "ayaflow/bpf/bpf_program.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <unistd.h>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ayaflow/abi/event.h"  // before the skeleton: it asserts the ABI sizes
+#include "ayaflow/common/logging.h"
+#include "ayaflow/common/system_error.h"
+#include "ayaflow_bpf.skel.h"
+
+namespace ayaflow::bpf {
+namespace {
+
+bool g_libbpf_verbose = false;
+
+int libbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG && !g_libbpf_verbose) {
+    return 0;
+  }
+  char buf[1024];
+  int n = std::vsnprintf(buf, sizeof(buf), format, args);
+  if (n <= 0) {
+    return n;
+  }
+  std::string_view text(buf, std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1));
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) {
+    text.remove_suffix(1);
+  }
+  auto log = logger("bpf");
+  switch (level) {
+    case LIBBPF_WARN:
+      log->warn("libbpf: {}", text);
+      break;
+    case LIBBPF_INFO:
+      log->info("libbpf: {}", text);
+      break;
+    default:
+      log->debug("libbpf: {}", text);
+      break;
+  }
+  return n;
+}
+
+}  // namespace
+
+void installLibbpfLogger(bool verbose) {
+  g_libbpf_verbose = verbose;
+  libbpf_set_print(libbpfPrint);
+}
+
+BpfProgram::BpfProgram(const ProgramOptions& options) : ring_buffer_size_(options.ring_buffer_size) {
+  const auto page = static_cast<std::uint32_t>(sysconf(_SC_PAGESIZE));
+  if (ring_buffer_size_ < page || (ring_buffer_size_ & (ring_buffer_size_ - 1)) != 0) {
+    throw ConfigError("--ring-buffer-size: " + std::to_string(ring_buffer_size_) +
+                      " is not a power of two of at least the page size (" +
+                      std::to_string(page) + ")");
+  }
+  skel_ = ayaflow_bpf::open();
+  if (skel_ == nullptr) {
+    AYAFLOW_SYSTEM_ERROR(errno, "open BPF object");
+  }
+  int err = bpf_map__set_max_entries(skel_->maps.events, ring_buffer_size_);
+  if (err != 0) {
+    ayaflow_bpf::destroy(skel_);
+    skel_ = nullptr;
+    AYAFLOW_SYSTEM_ERROR(-err, "size ring buffer 'events'");
+  }
+  skel_->bss->ayaflow_cfg_flags = options.enable_ipv6 ? AYAFLOW_CFG_IPV6 : 0;
+  skel_->bss->ayaflow_wakeup_bytes = ring_buffer_size_ / 16;
+  err = ayaflow_bpf::load(skel_);
+  if (err != 0) {
+    ayaflow_bpf::destroy(skel_);
+    skel_ = nullptr;
+    AYAFLOW_SYSTEM_ERROR(-err,
+                         "load BPF programs (needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON, "
+                         "and a kernel with BTF)");
+  }
+}
+
+BpfProgram::~BpfProgram() {
+  if (skel_ != nullptr) {
+    ayaflow_bpf::destroy(skel_);
+  }
+}
+
+BpfProgram::BpfProgram(BpfProgram&& other) noexcept
+    : skel_(std::exchange(other.skel_, nullptr)), ring_buffer_size_(other.ring_buffer_size_) {}
+
+BpfProgram& BpfProgram::operator=(BpfProgram&& other) noexcept {
+  if (this != &other) {
+    if (skel_ != nullptr) {
+      ayaflow_bpf::destroy(skel_);
+    }
+    skel_ = std::exchange(other.skel_, nullptr);
+    ring_buffer_size_ = other.ring_buffer_size_;
+  }
+  return *this;
+}
+
+int BpfProgram::ingressProgramFd() const { return bpf_program__fd(skel_->progs.ayaflow_ingress); }
+int BpfProgram::egressProgramFd() const { return bpf_program__fd(skel_->progs.ayaflow_egress); }
+int BpfProgram::eventsMapFd() const { return bpf_map__fd(skel_->maps.events); }
+int BpfProgram::statsMapFd() const { return bpf_map__fd(skel_->maps.stats); }
+
+void BpfProgram::setWakeupBytes(std::uint64_t bytes) { skel_->bss->ayaflow_wakeup_bytes = bytes; }
+
+void BpfProgram::setConfigFlags(std::uint32_t flags) { skel_->bss->ayaflow_cfg_flags = flags; }
+
+KernelTotals BpfProgram::readTotals() const {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) {
+    AYAFLOW_SYSTEM_ERROR(-cpus, "count possible CPUs");
+  }
+  std::vector<ayaflow_stats> per_cpu(static_cast<size_t>(cpus));
+  const std::uint32_t key = 0;
+  if (bpf_map_lookup_elem(statsMapFd(), &key, per_cpu.data()) != 0) {
+    AYAFLOW_SYSTEM_ERROR(errno, "read map 'stats'");
+  }
+  KernelTotals totals;
+  for (const auto& s : per_cpu) {
+    for (int d = 0; d < 2; ++d) {
+      totals.packets[d] += s.packets[d];
+      totals.bytes[d] += s.bytes[d];
+      totals.events_lost[d] += s.events_lost[d];
+    }
+  }
+  return totals;
+}
+
+}  // namespace ayaflow::bpf

@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// The kernel program's parser on exact crafted frames, run by the kernel
+// through BPF_PROG_TEST_RUN (no interface needed, but root).
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <linux/pkt_cls.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "ayaflow/abi/event.h"
+#include "ayaflow/bpf/bpf_program.h"
+#include "packet_builder.h"
+#include "root_guard.h"
+
+namespace ayaflow::test {
+namespace {
+
+constexpr std::uint16_t kEthIp = 0x0800;
+constexpr std::uint16_t kEthIpv6 = 0x86DD;
+constexpr std::uint16_t kEthArp = 0x0806;
+constexpr std::uint16_t kQ = 0x8100;
+constexpr std::uint16_t kAd = 0x88A8;
+
+class BpfParseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    AYAFLOW_REQUIRE_ROOT();
+    bpf::installLibbpfLogger(false);
+    program_ = std::make_unique<bpf::BpfProgram>(bpf::ProgramOptions{});
+    rb_.reset(ring_buffer__new(program_->eventsMapFd(), &BpfParseTest::onSample, this, nullptr));
+    ASSERT_TRUE(rb_);
+  }
+
+  static int onSample(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<BpfParseTest*>(ctx);
+    EXPECT_EQ(size, sizeof(ayaflow_packet_event));
+    ayaflow_packet_event ev;
+    std::memcpy(&ev, data, sizeof(ev));
+    self->events_.push_back(ev);
+    return 0;
+  }
+
+  /// Runs the program on `frame`; returns the event it produced, if any.
+  /// Checks the verdict, and that the per-CPU totals moved exactly with it.
+  /// `refused` (optional) is set when the kernel refused to build an skb from
+  /// the frame (an IPv6 ethertype with less than an IPv6 header): such a frame
+  /// never reaches a TC program.
+  std::optional<ayaflow_packet_event> run(const Bytes& frame, bool egress = false,
+                                          bool* refused = nullptr) {
+    const bpf::KernelTotals before = program_->readTotals();
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
+                .data_size_in = static_cast<__u32>(frame.size()), .repeat = 1);
+    const int fd = egress ? program_->egressProgramFd() : program_->ingressProgramFd();
+    const int err = bpf_prog_test_run_opts(fd, &opts);
+    if (refused != nullptr) {
+      *refused = err == -EINVAL;
+      if (*refused) {
+        EXPECT_EQ(program_->readTotals().totalPackets(), before.totalPackets());
+        return std::nullopt;
+      }
+    }
+    EXPECT_EQ(err, 0) << std::strerror(-err);
+    // Never changes a packet's fate, and lets later programs run.
+    EXPECT_EQ(static_cast<int>(opts.retval), TC_ACT_UNSPEC);
+    events_.clear();
+    ring_buffer__consume(rb_.get());
+    EXPECT_LE(events_.size(), 1u);
+    const bpf::KernelTotals after = program_->readTotals();
+    const int dir = egress ? AYAFLOW_DIR_EGRESS : AYAFLOW_DIR_INGRESS;
+    EXPECT_EQ(after.packets[dir] - before.packets[dir], events_.size());
+    EXPECT_EQ(after.packets[1 - dir], before.packets[1 - dir]);
+    EXPECT_EQ(after.totalLost(), before.totalLost());
+    if (events_.empty()) {
+      EXPECT_EQ(after.bytes[dir], before.bytes[dir]);
+      return std::nullopt;
+    }
+    EXPECT_EQ(after.bytes[dir] - before.bytes[dir], events_[0].pkt_len);
+    return events_[0];
+  }
+
+  void enableIpv6(bool on) { program_->setConfigFlags(on ? AYAFLOW_CFG_IPV6 : 0); }
+
+  static std::array<std::uint8_t, 16> mapped(const char* v4) {
+    std::array<std::uint8_t, 16> a{};
+    a[10] = a[11] = 0xff;
+    inet_pton(AF_INET, v4, a.data() + 12);
+    return a;
+  }
+  static std::array<std::uint8_t, 16> v6(const char* text) {
+    std::array<std::uint8_t, 16> a{};
+    inet_pton(AF_INET6, text, a.data());
+    return a;
+  }
+  static std::array<std::uint8_t, 16> addr(const __u8 (&raw)[16]) {
+    std::array<std::uint8_t, 16> a{};
+    std::memcpy(a.data(), raw, 16);
+    return a;
+  }
+
+  std::unique_ptr<bpf::BpfProgram> program_;
+  std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> rb_{nullptr, ring_buffer__free};
+  std::vector<ayaflow_packet_event> events_;
+};
+
+TEST_F(BpfParseTest, Ipv4UdpEveryField) {
+  const Bytes frame =
+      concat(ethernet(kEthIp), ipv4(17, "10.1.2.3", "10.4.5.6", l4(17, 5353, 53, 100)));
+  auto ev = run(frame);
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(ev->abi_version, AYAFLOW_ABI_VERSION);
+  EXPECT_EQ(ev->kind, AYAFLOW_EVENT_PACKET);
+  EXPECT_EQ(ev->direction, AYAFLOW_DIR_INGRESS);
+  EXPECT_EQ(ev->protocol, 17);
+  EXPECT_EQ(ev->addr_type, 4);
+  EXPECT_EQ(ev->flags, 0);
+  EXPECT_EQ(ev->pad0, 0);
+  EXPECT_EQ(ev->pad1, 0u);
+  EXPECT_EQ(ev->pkt_len, 20u + 8u + 100u);
+  EXPECT_EQ(ev->src_port, 5353);
+  EXPECT_EQ(ev->dst_port, 53);
+  EXPECT_NE(ev->timestamp_ns, 0u);
+  EXPECT_EQ(addr(ev->src_addr), mapped("10.1.2.3"));
+  EXPECT_EQ(addr(ev->dst_addr), mapped("10.4.5.6"));
+}
+
+TEST_F(BpfParseTest, EgressProgramMarksEgress) {
+  auto ev = run(concat(ethernet(kEthIp), ipv4(6, "10.0.0.1", "10.0.0.2", l4(6, 40000, 443, 0))),
+                true);
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(ev->direction, AYAFLOW_DIR_EGRESS);
+  EXPECT_EQ(ev->protocol, 6);
+  EXPECT_EQ(ev->pkt_len, 40u);
+}
+
+TEST_F(BpfParseTest, Ipv4OptionsUseIhl) {
+  for (unsigned words = 0; words <= 10; ++words) {
+    auto ev = run(concat(ethernet(kEthIp),
+                         ipv4(6, "192.0.2.1", "192.0.2.2", l4(6, 1234, 80, 10), words)));
+    ASSERT_TRUE(ev) << words;
+    EXPECT_EQ(ev->src_port, 1234) << words;
+    EXPECT_EQ(ev->dst_port, 80) << words;
+    EXPECT_EQ(ev->pkt_len, 20u + words * 4 + 20u + 10u);
+  }
+}
+
+TEST_F(BpfParseTest, VlanAndDoubleVlan) {
+  const Bytes body = ipv4(17, "10.9.9.9", "10.8.8.8", l4(17, 1111, 2222, 4));
+  for (auto tags : std::vector<std::vector<std::uint16_t>>{{kQ}, {kAd}, {kAd, kQ}, {kQ, kQ}}) {
+    auto ev = run(concat(ethernet(kEthIp, tags), body));
+    ASSERT_TRUE(ev) << tags.size();
+    EXPECT_EQ(ev->src_port, 1111);
+    EXPECT_EQ(ev->dst_port, 2222);
+    EXPECT_EQ(addr(ev->src_addr), mapped("10.9.9.9"));
+  }
+  // A third tag is beyond what we walk: no event, and no wrong one.
+  EXPECT_FALSE(run(concat(ethernet(kEthIp, {kAd, kQ, kQ}), body)));
+}
+
+TEST_F(BpfParseTest, Ipv4FragmentsAfterTheFirstHaveNoPorts) {
+  // First fragment (MF set, offset 0): ports are there.
+  auto first = run(concat(ethernet(kEthIp),
+                          ipv4(17, "10.0.0.1", "10.0.0.2", l4(17, 7, 9, 64), 0, 0x2000)));
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->flags, 0);
+  EXPECT_EQ(first->src_port, 7);
+  // Later fragment (offset 9 * 8): payload bytes would look like ports.
+  auto later = run(concat(ethernet(kEthIp),
+                          ipv4(17, "10.0.0.1", "10.0.0.2", Bytes(40, 0x77), 0, 0x0009)));
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->flags, AYAFLOW_F_FRAGMENT);
+  EXPECT_EQ(later->src_port, 0);
+  EXPECT_EQ(later->dst_port, 0);
+  EXPECT_EQ(later->pkt_len, 60u);
+}
+
+TEST_F(BpfParseTest, NonTcpUdpAndNonIpProduceNothing) {
+  EXPECT_FALSE(run(concat(ethernet(kEthIp), ipv4(1, "10.0.0.1", "10.0.0.2", Bytes(16, 0)))));
+  EXPECT_FALSE(run(concat(ethernet(kEthArp), Bytes(28, 0))));
+  EXPECT_FALSE(run(concat(ethernet(0x88CC), Bytes(46, 0))));  // LLDP
+  // Ethertype says IPv4 but the version nibble does not.
+  Bytes bad = ipv4(17, "10.0.0.1", "10.0.0.2", l4(17, 1, 2, 0));
+  bad[0] = 0x65;
+  EXPECT_FALSE(run(concat(ethernet(kEthIp), bad)));
+  // IHL below 5 is malformed.
+  bad[0] = 0x44;
+  EXPECT_FALSE(run(concat(ethernet(kEthIp), bad)));
+}
+
+TEST_F(BpfParseTest, TruncatedIpv4AtEveryLength) {
+  const Bytes full = concat(ethernet(kEthIp, {kQ}),
+                            ipv4(6, "10.0.0.1", "10.0.0.2", l4(6, 4000, 5000, 0), 2));
+  // 18 (L2) + 28 (IPv4 with options) + 4 (ports) bytes are needed.
+  const std::size_t needed = 18 + 28 + 4;
+  for (std::size_t len = 14; len <= full.size(); ++len) {
+    auto ev = run(Bytes(full.begin(), full.begin() + static_cast<long>(len)));
+    if (len < needed) {
+      EXPECT_FALSE(ev) << "length " << len;
+    } else {
+      ASSERT_TRUE(ev) << "length " << len;
+      EXPECT_EQ(ev->src_port, 4000);
+      EXPECT_EQ(ev->dst_port, 5000);
+    }
+  }
+}
+
+TEST_F(BpfParseTest, Ipv6OnlyWhenEnabled) {
+  const Bytes frame =
+      concat(ethernet(kEthIpv6), ipv6(6, "2001:db8::1", "2001:db8::2", l4(6, 443, 50000, 30)));
+  enableIpv6(false);
+  EXPECT_FALSE(run(frame));
+  enableIpv6(true);
+  auto ev = run(frame);
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(ev->addr_type, 6);
+  EXPECT_EQ(ev->protocol, 6);
+  EXPECT_EQ(ev->src_port, 443);
+  EXPECT_EQ(ev->dst_port, 50000);
+  EXPECT_EQ(ev->pkt_len, 40u + 20u + 30u);
+  EXPECT_EQ(addr(ev->src_addr), v6("2001:db8::1"));
+  EXPECT_EQ(addr(ev->dst_addr), v6("2001:db8::2"));
+}
+
+TEST_F(BpfParseTest, Ipv6ExtensionHeadersAreWalked) {
+  enableIpv6(true);
+  const Bytes udp = l4(17, 53, 33333, 12);
+  const std::vector<std::vector<Ipv6Ext>> chains = {
+      {hopByHop()},
+      {destOpts16()},
+      {routing()},
+      {fragment(0, true)},
+      {authHeader()},
+      {hopByHop(), routing(), destOpts16(), fragment(0, false), authHeader()},
+  };
+  for (const auto& chain : chains) {
+    std::size_t ext_len = 0;
+    for (const auto& e : chain) ext_len += e.bytes.size();
+    auto ev = run(concat(ethernet(kEthIpv6), ipv6(17, "fd00::a", "fd00::b", udp, chain)));
+    ASSERT_TRUE(ev) << chain.size();
+    EXPECT_EQ(ev->protocol, 17);
+    EXPECT_EQ(ev->src_port, 53);
+    EXPECT_EQ(ev->dst_port, 33333);
+    EXPECT_EQ(ev->flags, 0);
+    EXPECT_EQ(ev->pkt_len, 40u + ext_len + udp.size());
+  }
+  // A later fragment: counted, no ports.
+  auto later = run(concat(ethernet(kEthIpv6),
+                          ipv6(17, "fd00::a", "fd00::b", Bytes(24, 0x55), {fragment(100, false)})));
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->flags, AYAFLOW_F_FRAGMENT);
+  EXPECT_EQ(later->src_port, 0);
+  // More extension headers than the bounded walk takes: no event.
+  std::vector<Ipv6Ext> long_chain(9, destOpts16());
+  EXPECT_FALSE(run(concat(ethernet(kEthIpv6), ipv6(17, "fd00::a", "fd00::b", udp, long_chain))));
+  // ICMPv6 is not TCP/UDP.
+  EXPECT_FALSE(run(concat(ethernet(kEthIpv6), ipv6(58, "fd00::a", "fd00::b", Bytes(8, 0)))));
+  // VLAN-tagged IPv6.
+  auto tagged = run(concat(ethernet(kEthIpv6, {kQ}), ipv6(17, "fd00::a", "fd00::b", udp)));
+  ASSERT_TRUE(tagged);
+  EXPECT_EQ(tagged->dst_port, 33333);
+}
+
+TEST_F(BpfParseTest, TruncatedIpv6AtEveryLength) {
+  enableIpv6(true);
+  const Bytes full = concat(ethernet(kEthIpv6), ipv6(17, "fd00::1", "fd00::2", l4(17, 9, 10, 0),
+                                                     {hopByHop(), destOpts16()}));
+  const std::size_t needed = 14 + 40 + 8 + 16 + 4;
+  for (std::size_t len = 14; len <= full.size(); ++len) {
+    bool refused = false;
+    auto ev = run(Bytes(full.begin(), full.begin() + static_cast<long>(len)), false, &refused);
+    if (refused) {
+      EXPECT_LT(len, 14u + 40u) << "kernel refused a frame with a whole IPv6 header";
+      continue;
+    }
+    if (len < needed) {
+      EXPECT_FALSE(ev) << "length " << len;
+    } else {
+      ASSERT_TRUE(ev) << "length " << len;
+      EXPECT_EQ(ev->dst_port, 10);
+    }
+  }
+}
+
+TEST_F(BpfParseTest, FullRingBufferCountsLostEventsNotPackets) {
+  // Smallest ring: 4096 bytes hold 4096 / (64 + 8) = 56 events.
+  program_.reset();
+  rb_.reset();
+  program_ = std::make_unique<bpf::BpfProgram>(bpf::ProgramOptions{4096, false});
+  const Bytes frame =
+      concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.2", l4(17, 1, 2, 10)));
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
+              .data_size_in = static_cast<__u32>(frame.size()), .repeat = 200);
+  ASSERT_EQ(bpf_prog_test_run_opts(program_->ingressProgramFd(), &opts), 0);
+  const bpf::KernelTotals t = program_->readTotals();
+  EXPECT_EQ(t.packets[AYAFLOW_DIR_INGRESS], 200u);
+  EXPECT_EQ(t.bytes[AYAFLOW_DIR_INGRESS], 200u * 38u);
+  EXPECT_EQ(t.events_lost[AYAFLOW_DIR_INGRESS], 200u - 56u);
+  std::size_t seen = 0;
+  auto count = [](void* ctx, void*, size_t) {
+    ++*static_cast<std::size_t*>(ctx);
+    return 0;
+  };
+  std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> rb(
+      ring_buffer__new(program_->eventsMapFd(), count, &seen, nullptr), ring_buffer__free);
+  ASSERT_TRUE(rb);
+  ring_buffer__consume(rb.get());
+  EXPECT_EQ(seen, 56u);
+  EXPECT_EQ(seen + t.totalLost(), t.totalPackets());
+}
+
+}  // namespace
+}  // namespace ayaflow::test
