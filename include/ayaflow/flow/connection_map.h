@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "ayaflow/flow/flow_key.h"
+#include "ayaflow/flow/packet.h"
+
+namespace ayaflow::flow {
+
+/// Counters of one connection (both directions).
+struct ConnectionStats {
+  std::uint64_t bytes_sent = 0;      // sum of egress lengths
+  std::uint64_t bytes_received = 0;  // sum of ingress lengths
+  std::uint64_t packets_count = 0;   // both directions; >= 1 for every live entry
+  std::uint64_t first_seen_ns = 0;   // earliest event timestamp (CLOCK_MONOTONIC)
+  std::uint64_t last_seen_ns = 0;    // latest event timestamp (CLOCK_MONOTONIC)
+  std::uint32_t ifindex = 0;         // interface of the latest recorded packet
+};
+
+struct ConnectionEntry {
+  FlowKey key;
+  ConnectionStats stats;
+};
+
+/// Sharded concurrent map of live connections (SPEC §3).
+///
+/// Threads: exactly one writer thread (ingest) calls record() and expire(); any number
+/// of reader threads call size(), top(), snapshot() and find() concurrently with it.
+/// Each shard is a mutex plus an open-addressing flat table (linear probing,
+/// backward-shift deletion, power-of-two capacity, max load 0.7, grows by doubling).
+/// The shard comes from the high bits of hashFlowKey() (seeded with a random per-instance
+/// seed against hash flooding), the slot from the low bits.
+/// record() on an existing connection never allocates; a new connection allocates only
+/// when its shard grows, and the new table is allocated outside the shard lock.
+/// Readers copy entries out under one shard lock at a time, so a result is consistent
+/// per entry but not a global point-in-time cut across shards.
+/// Errors: none reported; allocation failure terminates (noexcept).
+class ConnectionMap {
+ public:
+  /// shard_count and initial_capacity_per_shard are rounded up to powers of two
+  /// (at least 1 shard and 8 slots).
+  explicit ConnectionMap(std::size_t shard_count = 16,
+                         std::size_t initial_capacity_per_shard = 256);
+  ~ConnectionMap();
+  ConnectionMap(const ConnectionMap&) = delete;
+  ConnectionMap& operator=(const ConnectionMap&) = delete;
+
+  /// Writer thread only. Finds or inserts the packet's connection and adds it:
+  /// egress length to bytes_sent, ingress length to bytes_received, one packet.
+  void record(const Packet& p) noexcept;
+
+  /// Number of live entries. Relaxed; exact once the writer's call has returned.
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+
+  /// The n entries with the highest packets_count, descending; ties ordered by key bytes
+  /// (memcmp ascending) so the result is deterministic. Per shard the best n are kept
+  /// in a heap while locked; shards are merged outside the locks.
+  std::vector<ConnectionEntry> top(std::size_t n) const;
+
+  /// All entries, in no particular order.
+  std::vector<ConnectionEntry> snapshot() const;
+
+  /// The entry for key, if live.
+  std::optional<ConnectionStats> find(const FlowKey& key) const;
+
+  /// Writer thread only. Removes entries idle for longer than idle_timeout_ns, i.e.
+  /// with last_seen_ns + idle_timeout_ns < now_ns (an entry exactly at the boundary
+  /// stays). Overflow-safe. Returns the number removed.
+  std::size_t expire(std::uint64_t now_ns, std::uint64_t idle_timeout_ns);
+
+  std::size_t shardCount() const noexcept { return shard_count_; }
+
+  /// Test hook: checks every shard's table invariants (each entry reachable from its
+  /// home slot without crossing an empty slot, counts match, load within bounds).
+  bool checkInvariantsForTest() const;
+
+  /// Test hook: total slots allocated over all shards.
+  std::size_t capacityForTest() const;
+
+ private:
+  struct Shard;
+
+  Shard& shardFor(std::uint64_t hash) const noexcept;
+  std::uint64_t hash(const FlowKey& key) const noexcept { return hashFlowKey(key, seed_); }
+
+  const std::uint64_t seed_;
+  std::size_t shard_count_;
+  unsigned shard_shift_;  // hash >> shard_shift_ is the shard; 64 means one shard
+  std::unique_ptr<Shard[]> shards_;
+  std::atomic<std::size_t> size_{0};  // written by the writer thread only
+};
+
+}  // namespace ayaflow::flow

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ayaflow::flow {
+
+/// Which hook saw the packet; fixed by the attach point.
+enum class Direction : std::uint8_t { kIngress = 0, kEgress = 1 };
+
+/// An IP address as 16 bytes in network order. IPv4 is stored IPv4-mapped
+/// (::ffff:a.b.c.d), exactly as the kernel side writes it. Trivially copyable,
+/// no padding: safe to hash and compare bytewise.
+struct IpAddress {
+  std::array<std::uint8_t, 16> bytes{};
+
+  /// True for ::ffff:a.b.c.d.
+  bool isV4Mapped() const noexcept;
+
+  /// ::ffff:a.b.c.d from a host-order IPv4 address (0x01020304 is 1.2.3.4).
+  static IpAddress fromV4(std::uint32_t host_order) noexcept;
+
+  /// Parses "1.2.3.4" (stored mapped) or IPv6 text ("2001:db8::1"). No zone ids,
+  /// no brackets, no surrounding spaces. nullopt on anything else.
+  static std::optional<IpAddress> parse(std::string_view text);
+
+  /// "1.2.3.4" for a mapped IPv4 address, RFC 5952 text for IPv6 ("2001:db8::1").
+  std::string toString() const;
+
+  friend bool operator==(const IpAddress& a, const IpAddress& b) noexcept {
+    return a.bytes == b.bytes;
+  }
+  friend bool operator!=(const IpAddress& a, const IpAddress& b) noexcept { return !(a == b); }
+};
+
+static_assert(sizeof(IpAddress) == 16, "IpAddress is 16 bytes");
+
+/// Longest text toString() produces plus a terminating NUL
+/// ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" is 39 characters).
+inline constexpr std::size_t kMaxAddressText = 48;
+
+/// Writes toString()'s text into buf (at least kMaxAddressText bytes), NUL-terminated;
+/// returns its length. No allocation.
+std::size_t formatAddress(const IpAddress& addr, char* buf) noexcept;
+
+/// A decoded ayaflow_packet_event (include/ayaflow/abi/event.h); ports in host order.
+struct Packet {
+  IpAddress src, dst;
+  std::uint16_t src_port = 0, dst_port = 0;
+  std::uint8_t protocol = 0;  // 6 TCP, 17 UDP
+  Direction direction = Direction::kIngress;
+  std::uint8_t flags = 0;      // AYAFLOW_F_*
+  std::uint8_t addr_type = 4;  // 4 or 6
+  std::uint32_t ifindex = 0;
+  std::uint32_t length = 0;        // pkt_len
+  std::uint64_t timestamp_ns = 0;  // CLOCK_MONOTONIC
+};
+
+enum class DecodeStatus { kOk, kTooShort, kBadVersion, kBadKind, kBadField };
+
+/// Decodes one ring-buffer record. Checks the size (>= sizeof(ayaflow_packet_event);
+/// longer records are accepted for forward compatibility), abi_version, kind, direction
+/// (0/1), addr_type (4/6) and protocol (6/17). Copies the bytes into a local struct, so
+/// data may be unaligned. `out` is written only on kOk. No allocation, no logging:
+/// callers count failures.
+DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) noexcept;
+
+/// Static text for a status ("ok", "too short", ...).
+const char* toString(DecodeStatus status) noexcept;
+
+/// "TCP" for 6, "UDP" for 17, "IP" otherwise. Static text, no allocation.
+const char* protocolName(std::uint8_t proto) noexcept;
+
+}  // namespace ayaflow::flow

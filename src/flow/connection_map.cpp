@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "ayaflow/flow/connection_map.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <utility>
+
+namespace ayaflow::flow {
+
+namespace {
+
+constexpr std::size_t kMinCapacity = 8;
+
+std::size_t roundUpPow2(std::size_t v) noexcept {
+  std::size_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+unsigned log2Pow2(std::size_t v) noexcept {
+  unsigned n = 0;
+  while ((std::size_t{1} << n) < v) ++n;
+  return n;
+}
+
+// Max load 0.7: a table of `capacity` slots holds at most this many entries.
+std::size_t maxEntries(std::size_t capacity) noexcept { return capacity * 7 / 10; }
+
+// A slot is empty iff packets_count == 0: every live entry has seen at least one packet.
+bool occupied(const ConnectionEntry& e) noexcept { return e.stats.packets_count != 0; }
+
+// Total order used by top(): more packets first, then key bytes ascending.
+bool ranksBefore(const ConnectionEntry& a, const ConnectionEntry& b) noexcept {
+  if (a.stats.packets_count != b.stats.packets_count)
+    return a.stats.packets_count > b.stats.packets_count;
+  return std::memcmp(&a.key, &b.key, sizeof(FlowKey)) < 0;
+}
+
+}  // namespace
+
+// One shard: a flat open-addressing table guarded by `mu`. Aligned to a cache line so
+// two shards' mutexes never share one.
+struct alignas(64) ConnectionMap::Shard {
+  mutable std::mutex mu;
+  std::vector<ConnectionEntry> slots;  // guarded by mu; size is a power of two
+  std::size_t count = 0;               // guarded by mu; the writer may read it unlocked
+
+  std::size_t mask() const noexcept { return slots.size() - 1; }
+
+  // Index of key's slot, or of the empty slot where it would be inserted.
+  std::size_t probe(const FlowKey& key, std::uint64_t hash, bool& found) const noexcept {
+    const std::size_t m = mask();
+    for (std::size_t i = static_cast<std::size_t>(hash) & m;; i = (i + 1) & m) {
+      const ConnectionEntry& e = slots[i];
+      if (!occupied(e)) {
+        found = false;
+        return i;
+      }
+      if (e.key == key) {
+        found = true;
+        return i;
+      }
+    }
+  }
+
+  // Moves every entry of `slots` into `fresh` (all empty, larger) and swaps them, so
+  // `fresh` ends up holding the old storage (freed by the caller outside the lock).
+  void rehashInto(std::vector<ConnectionEntry>& fresh, std::uint64_t seed) noexcept {
+    const std::size_t m = fresh.size() - 1;
+    for (const ConnectionEntry& e : slots) {
+      if (!occupied(e)) continue;
+      std::size_t i = static_cast<std::size_t>(hashFlowKey(e.key, seed)) & m;
+      while (occupied(fresh[i])) i = (i + 1) & m;
+      fresh[i] = e;
+    }
+    slots.swap(fresh);
+  }
+
+  // Backward-shift deletion: empties slot i and pulls later members of its probe
+  // cluster back so that no entry is separated from its home slot by an empty slot.
+  void eraseAt(std::size_t i, std::uint64_t seed) noexcept {
+    const std::size_t m = mask();
+    std::size_t hole = i;
+    for (std::size_t j = (i + 1) & m;; j = (j + 1) & m) {
+      ConnectionEntry& e = slots[j];
+      if (!occupied(e)) break;
+      const std::size_t home = static_cast<std::size_t>(hashFlowKey(e.key, seed)) & m;
+      // e may fill the hole iff the hole lies cyclically within [home, j).
+      if (((j - home) & m) >= ((j - hole) & m)) {
+        slots[hole] = e;
+        hole = j;
+      }
+    }
+    slots[hole] = ConnectionEntry{};
+    --count;
+  }
+};
+
+ConnectionMap::ConnectionMap(std::size_t shard_count, std::size_t initial_capacity_per_shard)
+    : seed_(randomHashSeed()),
+      shard_count_(roundUpPow2(std::max<std::size_t>(shard_count, 1))),
+      shard_shift_(64 - log2Pow2(shard_count_)),
+      shards_(new Shard[shard_count_]) {
+  const std::size_t cap = roundUpPow2(std::max(initial_capacity_per_shard, kMinCapacity));
+  for (std::size_t s = 0; s < shard_count_; ++s) shards_[s].slots.resize(cap);
+}
+
+ConnectionMap::~ConnectionMap() = default;
+
+ConnectionMap::Shard& ConnectionMap::shardFor(std::uint64_t h) const noexcept {
+  // Shard from the high bits, slot (in probe()) from the low bits.
+  if (shard_shift_ >= 64) return shards_[0];
+  return shards_[static_cast<std::size_t>(h >> shard_shift_)];
+}
+
+void ConnectionMap::record(const Packet& p) noexcept {
+  const FlowKey key = FlowKey::fromPacket(p);
+  const std::uint64_t h = hash(key);
+  Shard& shard = shardFor(h);
+
+  auto add = [&p](ConnectionStats& s) noexcept {
+    if (p.direction == Direction::kEgress) {
+      s.bytes_sent += p.length;
+    } else {
+      s.bytes_received += p.length;
+    }
+    if (s.packets_count == 0) {
+      s.first_seen_ns = p.timestamp_ns;
+      s.last_seen_ns = p.timestamp_ns;
+    } else {
+      // Events from different CPUs can arrive slightly out of order.
+      s.first_seen_ns = std::min(s.first_seen_ns, p.timestamp_ns);
+      s.last_seen_ns = std::max(s.last_seen_ns, p.timestamp_ns);
+    }
+    ++s.packets_count;
+    s.ifindex = p.ifindex;
+  };
+
+  std::vector<ConnectionEntry> fresh;
+  {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    bool found = false;
+    const std::size_t i = shard.probe(key, h, found);
+    if (found || shard.count < maxEntries(shard.slots.size())) {
+      ConnectionEntry& e = shard.slots[i];
+      if (!found) {
+        e.key = key;
+        ++shard.count;
+      }
+      add(e.stats);
+      if (!found) size_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+
+  // New connection in a full shard. This is the only writer, so the shard cannot change
+  // while unlocked: allocate (and zero) the doubled table without blocking readers.
+  fresh.resize(shard.slots.size() * 2);
+  {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    shard.rehashInto(fresh, seed_);
+    bool found = false;
+    const std::size_t i = shard.probe(key, h, found);
+    ConnectionEntry& e = shard.slots[i];
+    e.key = key;
+    ++shard.count;
+    add(e.stats);
+  }
+  size_.fetch_add(1, std::memory_order_relaxed);
+  // `fresh` now holds the old table and is freed here, outside the lock.
+}
+
+std::vector<ConnectionEntry> ConnectionMap::top(std::size_t n) const {
+  std::vector<ConnectionEntry> merged;
+  if (n == 0) return merged;
+  // Reserve outside the locks; a shard that grows meanwhile may still force a
+  // reallocation under its lock, which is rare and bounded.
+  const std::size_t per_shard = std::min(n, size() + 64);
+  std::vector<ConnectionEntry> heap;
+  heap.reserve(per_shard);
+  merged.reserve(std::min(per_shard * shard_count_, size() + 64));
+
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    heap.clear();
+    {
+      const Shard& shard = shards_[s];
+      std::lock_guard<std::mutex> lock(shard.mu);
+      // Max-heap under ranksBefore: front() is the worst of the best n seen so far.
+      for (const ConnectionEntry& e : shard.slots) {
+        if (!occupied(e)) continue;
+        if (heap.size() < n) {
+          heap.push_back(e);
+          std::push_heap(heap.begin(), heap.end(), ranksBefore);
+        } else if (ranksBefore(e, heap.front())) {
+          std::pop_heap(heap.begin(), heap.end(), ranksBefore);
+          heap.back() = e;
+          std::push_heap(heap.begin(), heap.end(), ranksBefore);
+        }
+      }
+    }
+    merged.insert(merged.end(), heap.begin(), heap.end());
+  }
+
+  if (merged.size() > n) {
+    std::partial_sort(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(n), merged.end(),
+                      ranksBefore);
+    merged.resize(n);
+  } else {
+    std::sort(merged.begin(), merged.end(), ranksBefore);
+  }
+  return merged;
+}
+
+std::vector<ConnectionEntry> ConnectionMap::snapshot() const {
+  std::vector<ConnectionEntry> out;
+  const std::size_t estimate = size();
+  out.reserve(estimate + estimate / 8 + 64);
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    const Shard& shard = shards_[s];
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (const ConnectionEntry& e : shard.slots) {
+      if (occupied(e)) out.push_back(e);
+    }
+  }
+  return out;
+}
+
+std::optional<ConnectionStats> ConnectionMap::find(const FlowKey& key) const {
+  const std::uint64_t h = hash(key);
+  const Shard& shard = shardFor(h);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  bool found = false;
+  const std::size_t i = shard.probe(key, h, found);
+  if (!found) return std::nullopt;
+  return shard.slots[i].stats;
+}
+
+std::size_t ConnectionMap::expire(std::uint64_t now_ns, std::uint64_t idle_timeout_ns) {
+  // last_seen + timeout < now, written without overflow.
+  auto idle = [&](const ConnectionStats& s) noexcept {
+    return now_ns > s.last_seen_ns && now_ns - s.last_seen_ns > idle_timeout_ns;
+  };
+  std::size_t removed = 0;
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    Shard& shard = shards_[s];
+    std::lock_guard<std::mutex> lock(shard.mu);
+    // Erasing at i pulls later entries back into [i, j), so i is re-examined instead of
+    // advanced. Only entries of a cluster wrapping past the end can move from low indices
+    // (already examined and kept) to high ones; examining them again is harmless.
+    for (std::size_t i = 0; i < shard.slots.size();) {
+      const ConnectionEntry& e = shard.slots[i];
+      if (occupied(e) && idle(e.stats)) {
+        shard.eraseAt(i, seed_);
+        ++removed;
+      } else {
+        ++i;
+      }
+    }
+  }
+  size_.fetch_sub(removed, std::memory_order_relaxed);
+  return removed;
+}
+
+bool ConnectionMap::checkInvariantsForTest() const {
+  std::size_t total = 0;
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    const Shard& shard = shards_[s];
+    std::lock_guard<std::mutex> lock(shard.mu);
+    const std::size_t cap = shard.slots.size();
+    if (cap == 0 || (cap & (cap - 1)) != 0) return false;
+    if (shard.count > maxEntries(cap)) return false;
+    const std::size_t m = shard.mask();
+    std::size_t count = 0;
+    for (std::size_t i = 0; i < cap; ++i) {
+      const ConnectionEntry& e = shard.slots[i];
+      if (!occupied(e)) continue;
+      ++count;
+      const std::uint64_t h = hash(e.key);
+      if (&shardFor(h) != &shard) return false;
+      // Every slot from home up to i must be occupied, and the key must be unique there.
+      for (std::size_t j = static_cast<std::size_t>(h) & m; j != i; j = (j + 1) & m) {
+        if (!occupied(shard.slots[j])) return false;
+        if (shard.slots[j].key == e.key) return false;
+      }
+    }
+    if (count != shard.count) return false;
+    total += count;
+  }
+  return total == size();
+}
+
+std::size_t ConnectionMap::capacityForTest() const {
+  std::size_t total = 0;
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    std::lock_guard<std::mutex> lock(shards_[s].mu);
+    total += shards_[s].slots.size();
+  }
+  return total;
+}
+
+}  // namespace ayaflow::flow

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "ayaflow/flow/packet.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <type_traits>
+
+#include "ayaflow/abi/event.h"
+
+// C++-side ABI checks (the C-side sizeof/offsetof asserts live in event.h): the
+// structs are copied bytewise out of ring-buffer memory, so they must be trivially
+// copyable and free of implicit padding.
+static_assert(std::is_trivially_copyable_v<ayaflow_packet_event>);
+static_assert(std::has_unique_object_representations_v<ayaflow_packet_event>);
+static_assert(std::is_trivially_copyable_v<ayaflow_stats>);
+static_assert(std::has_unique_object_representations_v<ayaflow_stats>);
+static_assert(sizeof(ayaflow_packet_event::src_addr) == sizeof(ayaflow::flow::IpAddress));
+
+namespace ayaflow::flow {
+
+bool IpAddress::isV4Mapped() const noexcept {
+  static constexpr std::uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(bytes.data(), kPrefix, sizeof kPrefix) == 0;
+}
+
+IpAddress IpAddress::fromV4(std::uint32_t host_order) noexcept {
+  IpAddress a;
+  a.bytes[10] = 0xff;
+  a.bytes[11] = 0xff;
+  a.bytes[12] = static_cast<std::uint8_t>(host_order >> 24);
+  a.bytes[13] = static_cast<std::uint8_t>(host_order >> 16);
+  a.bytes[14] = static_cast<std::uint8_t>(host_order >> 8);
+  a.bytes[15] = static_cast<std::uint8_t>(host_order);
+  return a;
+}
+
+std::optional<IpAddress> IpAddress::parse(std::string_view text) {
+  char buf[64];
+  if (text.empty() || text.size() >= sizeof buf) return std::nullopt;
+  std::memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  IpAddress a;
+  if (text.find(':') == std::string_view::npos) {
+    in_addr v4{};
+    if (inet_pton(AF_INET, buf, &v4) != 1) return std::nullopt;
+    a.bytes[10] = 0xff;
+    a.bytes[11] = 0xff;
+    std::memcpy(&a.bytes[12], &v4, 4);
+  } else {
+    if (inet_pton(AF_INET6, buf, a.bytes.data()) != 1) return std::nullopt;
+  }
+  return a;
+}
+
+namespace {
+
+char* appendDecimal(char* out, unsigned v) noexcept {
+  if (v >= 100) *out++ = static_cast<char>('0' + v / 100);
+  if (v >= 10) *out++ = static_cast<char>('0' + v / 10 % 10);
+  *out++ = static_cast<char>('0' + v % 10);
+  return out;
+}
+
+char* appendHex16(char* out, unsigned v) noexcept {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  bool started = false;
+  for (int shift = 12; shift >= 0; shift -= 4) {
+    const unsigned d = (v >> shift) & 0xf;
+    if (d != 0 || started || shift == 0) {
+      *out++ = kDigits[d];
+      started = true;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::size_t formatAddress(const IpAddress& addr, char* buf) noexcept {
+  char* out = buf;
+  const auto& b = addr.bytes;
+  if (addr.isV4Mapped()) {
+    for (std::size_t i = 12; i < 16; ++i) {
+      if (i != 12) *out++ = '.';
+      out = appendDecimal(out, b[i]);
+    }
+    *out = '\0';
+    return static_cast<std::size_t>(out - buf);
+  }
+  // RFC 5952: lowercase hex, no leading zeros, the longest run (first on a tie) of two
+  // or more zero groups becomes "::".
+  unsigned words[8];
+  for (std::size_t i = 0; i < 8; ++i) {
+    words[i] = static_cast<unsigned>(b[2 * i] << 8 | b[2 * i + 1]);
+  }
+  int best_start = -1, best_len = 0;
+  for (int i = 0; i < 8;) {
+    if (words[i] != 0) {
+      ++i;
+      continue;
+    }
+    int j = i;
+    while (j < 8 && words[j] == 0) ++j;
+    if (j - i > best_len) {
+      best_start = i;
+      best_len = j - i;
+    }
+    i = j;
+  }
+  if (best_len < 2) best_start = -1;
+  for (int i = 0; i < 8; ++i) {
+    if (i == best_start) {
+      *out++ = ':';
+      *out++ = ':';
+      i += best_len - 1;
+      continue;
+    }
+    if (i != 0 && i != best_start + best_len) *out++ = ':';
+    out = appendHex16(out, words[i]);
+  }
+  *out = '\0';
+  return static_cast<std::size_t>(out - buf);
+}
+
+std::string IpAddress::toString() const {
+  char buf[kMaxAddressText];
+  const std::size_t n = formatAddress(*this, buf);
+  return std::string(buf, n);
+}
+
+DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) noexcept {
+  if (data == nullptr || size < sizeof(ayaflow_packet_event)) return DecodeStatus::kTooShort;
+  // Ring-buffer memory is neither ours nor necessarily aligned for the struct: copy it.
+  ayaflow_packet_event ev;
+  std::memcpy(&ev, data, sizeof ev);
+  if (ev.abi_version != AYAFLOW_ABI_VERSION) return DecodeStatus::kBadVersion;
+  if (ev.kind != AYAFLOW_EVENT_PACKET) return DecodeStatus::kBadKind;
+  if (ev.direction != AYAFLOW_DIR_INGRESS && ev.direction != AYAFLOW_DIR_EGRESS)
+    return DecodeStatus::kBadField;
+  if (ev.addr_type != 4 && ev.addr_type != 6) return DecodeStatus::kBadField;
+  if (ev.protocol != 6 && ev.protocol != 17) return DecodeStatus::kBadField;
+
+  std::memcpy(out.src.bytes.data(), ev.src_addr, sizeof ev.src_addr);
+  std::memcpy(out.dst.bytes.data(), ev.dst_addr, sizeof ev.dst_addr);
+  out.src_port = ev.src_port;
+  out.dst_port = ev.dst_port;
+  out.protocol = ev.protocol;
+  out.direction = ev.direction == AYAFLOW_DIR_EGRESS ? Direction::kEgress : Direction::kIngress;
+  out.flags = ev.flags;
+  out.addr_type = ev.addr_type;
+  out.ifindex = ev.ifindex;
+  out.length = ev.pkt_len;
+  out.timestamp_ns = ev.timestamp_ns;
+  return DecodeStatus::kOk;
+}
+
+const char* toString(DecodeStatus status) noexcept {
+  switch (status) {
+    case DecodeStatus::kOk:
+      return "ok";
+    case DecodeStatus::kTooShort:
+      return "too short";
+    case DecodeStatus::kBadVersion:
+      return "bad abi version";
+    case DecodeStatus::kBadKind:
+      return "bad kind";
+    case DecodeStatus::kBadField:
+      return "bad field";
+  }
+  return "unknown";
+}
+
+const char* protocolName(std::uint8_t proto) noexcept {
+  switch (proto) {
+    case 6:
+      return "TCP";
+    case 17:
+      return "UDP";
+    default:
+      return "IP";
+  }
+}
+
+}  // namespace ayaflow::flow

@@ -1,0 +1,402 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "ayaflow/flow/connection_map.h"
+
+namespace ayaflow::flow {
+namespace {
+
+// Flow i: local 10.x.y.z:(i % 50000 + 1024) <-> remote 192.0.2.(i % 7):443 (TCP for even
+// i, UDP for odd). Distinct for every i < 2^24.
+Packet flowPacket(std::uint32_t i, Direction dir, std::uint32_t length, std::uint64_t ts) {
+  const IpAddress local = IpAddress::fromV4(0x0a000000u | (i & 0xffffffu));
+  const IpAddress remote = IpAddress::fromV4(0xc0000200u | (i % 7));
+  const auto local_port = static_cast<std::uint16_t>(i % 50000 + 1024);
+  const std::uint16_t remote_port = 443;
+  Packet p;
+  p.direction = dir;
+  if (dir == Direction::kEgress) {
+    p.src = local;
+    p.dst = remote;
+    p.src_port = local_port;
+    p.dst_port = remote_port;
+  } else {
+    p.src = remote;
+    p.dst = local;
+    p.src_port = remote_port;
+    p.dst_port = local_port;
+  }
+  p.protocol = (i % 2 == 0) ? 6 : 17;
+  p.addr_type = 4;
+  p.length = length;
+  p.timestamp_ns = ts;
+  p.ifindex = 2;
+  return p;
+}
+
+FlowKey flowKey(std::uint32_t i) {
+  return FlowKey::fromPacket(flowPacket(i, Direction::kEgress, 1, 1));
+}
+
+Packet v6Packet(const char* src, std::uint16_t sport, const char* dst, std::uint16_t dport,
+                Direction dir, std::uint32_t length, std::uint64_t ts, std::uint32_t ifindex) {
+  Packet p;
+  p.src = *IpAddress::parse(src);
+  p.dst = *IpAddress::parse(dst);
+  p.src_port = sport;
+  p.dst_port = dport;
+  p.direction = dir;
+  p.protocol = 6;
+  p.addr_type = 6;
+  p.length = length;
+  p.timestamp_ns = ts;
+  p.ifindex = ifindex;
+  return p;
+}
+
+TEST(ConnectionMap, KnownSequenceGivesExactCounters) {
+  ConnectionMap map;
+  EXPECT_EQ(map.size(), 0u);
+  EXPECT_EQ(map.shardCount(), 16u);
+  // One IPv6 connection seen in both directions, out of timestamp order, on two interfaces.
+  map.record(v6Packet("2001:db8::a", 40000, "2001:db8::b", 443, Direction::kEgress, 100, 10, 3));
+  map.record(v6Packet("2001:db8::b", 443, "2001:db8::a", 40000, Direction::kIngress, 1500, 30, 3));
+  map.record(v6Packet("2001:db8::a", 40000, "2001:db8::b", 443, Direction::kEgress, 60, 20, 4));
+  map.record(v6Packet("2001:db8::b", 443, "2001:db8::a", 40000, Direction::kIngress, 1400, 5, 5));
+  // A second, unrelated connection.
+  map.record(flowPacket(1, Direction::kIngress, 77, 100));
+  EXPECT_EQ(map.size(), 2u);
+
+  const FlowKey key = FlowKey::fromPacket(
+      v6Packet("2001:db8::a", 40000, "2001:db8::b", 443, Direction::kEgress, 0, 0, 0));
+  const auto s = map.find(key);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->bytes_sent, 160u);
+  EXPECT_EQ(s->bytes_received, 2900u);
+  EXPECT_EQ(s->packets_count, 4u);
+  EXPECT_EQ(s->first_seen_ns, 5u);
+  EXPECT_EQ(s->last_seen_ns, 30u);
+  EXPECT_EQ(s->ifindex, 5u);  // the latest recorded packet's
+  EXPECT_EQ(formatConnection(key), "[2001:db8::a]:40000 -> [2001:db8::b]:443");
+
+  const auto other = map.find(flowKey(1));
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->bytes_sent, 0u);
+  EXPECT_EQ(other->bytes_received, 77u);
+  EXPECT_EQ(other->packets_count, 1u);
+  EXPECT_EQ(other->first_seen_ns, 100u);
+  EXPECT_EQ(other->last_seen_ns, 100u);
+
+  EXPECT_FALSE(map.find(flowKey(2)));
+  const auto top = map.top(10);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].key, key);
+  EXPECT_EQ(top[1].key, flowKey(1));
+  EXPECT_TRUE(map.checkInvariantsForTest());
+}
+
+TEST(ConnectionMap, ShardAndCapacityAreRoundedToPowersOfTwo) {
+  EXPECT_EQ(ConnectionMap(0, 0).shardCount(), 1u);
+  EXPECT_EQ(ConnectionMap(1, 1).capacityForTest(), 8u);
+  EXPECT_EQ(ConnectionMap(5, 100).shardCount(), 8u);
+  EXPECT_EQ(ConnectionMap(5, 100).capacityForTest(), 8u * 128u);
+}
+
+TEST(ConnectionMap, HundredThousandFlowsAcrossShardsGrowAndStayExact) {
+  ConnectionMap map(16, 8);  // tiny tables: every shard grows many times
+  const std::size_t initial_capacity = map.capacityForTest();
+  constexpr std::uint32_t kFlows = 100000;
+  // Flow i gets (i % 3) + 1 egress packets of length i % 1000 + 1 and one ingress of 40.
+  for (std::uint32_t round = 0; round < 3; ++round) {
+    for (std::uint32_t i = 0; i < kFlows; ++i) {
+      if (round <= i % 3) map.record(flowPacket(i, Direction::kEgress, i % 1000 + 1, 1000 + i));
+    }
+  }
+  for (std::uint32_t i = 0; i < kFlows; ++i) map.record(flowPacket(i, Direction::kIngress, 40, 5));
+
+  EXPECT_EQ(map.size(), kFlows);
+  EXPECT_GT(map.capacityForTest(), initial_capacity);
+  EXPECT_GE(map.capacityForTest() * 7 / 10, std::size_t{kFlows});
+  EXPECT_TRUE(map.checkInvariantsForTest());
+
+  const auto all = map.snapshot();
+  ASSERT_EQ(all.size(), kFlows);
+  std::unordered_map<FlowKey, ConnectionStats, FlowKeyHash> by_key;
+  for (const auto& e : all) by_key.emplace(e.key, e.stats);
+  ASSERT_EQ(by_key.size(), kFlows);  // no duplicates
+  for (std::uint32_t i = 0; i < kFlows; ++i) {
+    const auto it = by_key.find(flowKey(i));
+    ASSERT_NE(it, by_key.end()) << i;
+    const ConnectionStats& s = it->second;
+    const std::uint64_t n = i % 3 + 1;
+    ASSERT_EQ(s.packets_count, n + 1) << i;
+    ASSERT_EQ(s.bytes_sent, n * (i % 1000 + 1)) << i;
+    ASSERT_EQ(s.bytes_received, 40u) << i;
+    ASSERT_EQ(s.first_seen_ns, 5u) << i;
+    ASSERT_EQ(s.last_seen_ns, 1000u + i) << i;
+    const auto found = map.find(flowKey(i));
+    ASSERT_TRUE(found) << i;
+    ASSERT_EQ(found->packets_count, n + 1) << i;
+  }
+  EXPECT_FALSE(map.find(flowKey(kFlows)));
+}
+
+TEST(ConnectionMap, ExpireRemovesExactlyTheIdleOnes) {
+  ConnectionMap map(4, 8);
+  constexpr std::uint64_t kTimeout = 50;
+  map.record(flowPacket(0, Direction::kEgress, 10, 100));  // 100 + 50 == 150: stays
+  map.record(flowPacket(1, Direction::kEgress, 10, 99));   // 99 + 50 < 150: removed
+  map.record(flowPacket(2, Direction::kEgress, 10, 0));    // removed
+  map.record(flowPacket(3, Direction::kEgress, 10, 149));  // stays
+  map.record(flowPacket(4, Direction::kEgress, 10, 200));  // newer than now: stays
+  map.record(flowPacket(5, Direction::kEgress, 10, 10));   // old, but refreshed below
+  map.record(flowPacket(5, Direction::kIngress, 10, 120));
+
+  EXPECT_EQ(map.expire(150, kTimeout), 2u);
+  EXPECT_EQ(map.size(), 4u);
+  EXPECT_TRUE(map.find(flowKey(0)));
+  EXPECT_FALSE(map.find(flowKey(1)));
+  EXPECT_FALSE(map.find(flowKey(2)));
+  EXPECT_TRUE(map.find(flowKey(3)));
+  EXPECT_TRUE(map.find(flowKey(4)));
+  EXPECT_TRUE(map.find(flowKey(5)));
+  EXPECT_EQ(map.expire(150, kTimeout), 0u);  // idempotent
+
+  // One past the boundary.
+  EXPECT_EQ(map.expire(151, kTimeout), 1u);
+  EXPECT_FALSE(map.find(flowKey(0)));
+  // A huge timeout never overflows into removing everything.
+  EXPECT_EQ(map.expire(std::numeric_limits<std::uint64_t>::max(),
+                       std::numeric_limits<std::uint64_t>::max()),
+            0u);
+  EXPECT_EQ(map.expire(std::numeric_limits<std::uint64_t>::max(), 0), 3u);
+  EXPECT_EQ(map.size(), 0u);
+  EXPECT_TRUE(map.snapshot().empty());
+  EXPECT_TRUE(map.checkInvariantsForTest());
+
+  // Re-inserting an expired connection starts from zero.
+  map.record(flowPacket(1, Direction::kIngress, 33, 500));
+  const auto s = map.find(flowKey(1));
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->packets_count, 1u);
+  EXPECT_EQ(s->bytes_received, 33u);
+  EXPECT_EQ(s->bytes_sent, 0u);
+  EXPECT_EQ(s->first_seen_ns, 500u);
+}
+
+TEST(ConnectionMap, TopOrdersByPacketsThenKeyBytes) {
+  ConnectionMap map(8, 8);
+  EXPECT_TRUE(map.top(5).empty());
+  // Packets per flow: 0 -> 5, 1..3 -> 3, 4 -> 1, 5 -> 3.
+  const int packets[] = {5, 3, 3, 3, 1, 3};
+  for (std::uint32_t i = 0; i < 6; ++i) {
+    for (int n = 0; n < packets[i]; ++n) map.record(flowPacket(i, Direction::kEgress, 1, 1));
+  }
+  std::vector<FlowKey> threes = {flowKey(1), flowKey(2), flowKey(3), flowKey(5)};
+  std::sort(threes.begin(), threes.end(),
+            [](const FlowKey& a, const FlowKey& b) { return std::memcmp(&a, &b, sizeof a) < 0; });
+
+  EXPECT_TRUE(map.top(0).empty());
+  const auto t1 = map.top(1);
+  ASSERT_EQ(t1.size(), 1u);
+  EXPECT_EQ(t1[0].key, flowKey(0));
+  EXPECT_EQ(t1[0].stats.packets_count, 5u);
+
+  const auto t3 = map.top(3);
+  ASSERT_EQ(t3.size(), 3u);
+  EXPECT_EQ(t3[0].key, flowKey(0));
+  EXPECT_EQ(t3[1].key, threes[0]);
+  EXPECT_EQ(t3[2].key, threes[1]);
+
+  const auto all = map.top(100);
+  ASSERT_EQ(all.size(), 6u);
+  EXPECT_EQ(all[0].key, flowKey(0));
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(all[1 + i].key, threes[i]);
+    EXPECT_EQ(all[1 + i].stats.packets_count, 3u);
+  }
+  EXPECT_EQ(all[5].key, flowKey(4));
+  EXPECT_EQ(all[5].stats.packets_count, 1u);
+}
+
+TEST(ConnectionMap, TopMatchesFullSortOnManyFlows) {
+  ConnectionMap map(16, 8);
+  constexpr std::uint32_t kFlows = 20000;
+  for (std::uint32_t i = 0; i < kFlows; ++i) {
+    // Packet counts 1..37 with many ties.
+    const std::uint32_t n = (i * 2654435761u) % 37 + 1;
+    for (std::uint32_t k = 0; k < n; ++k) map.record(flowPacket(i, Direction::kIngress, 1, k));
+  }
+  auto expected = map.snapshot();
+  ASSERT_EQ(expected.size(), kFlows);
+  std::sort(expected.begin(), expected.end(),
+            [](const ConnectionEntry& a, const ConnectionEntry& b) {
+              if (a.stats.packets_count != b.stats.packets_count)
+                return a.stats.packets_count > b.stats.packets_count;
+              return std::memcmp(&a.key, &b.key, sizeof a.key) < 0;
+            });
+  for (std::size_t n : {1u, 7u, 50u, 1000u}) {
+    const auto top = map.top(n);
+    ASSERT_EQ(top.size(), n);
+    for (std::size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(top[i].key, expected[i].key) << "n=" << n << " i=" << i;
+      ASSERT_EQ(top[i].stats.packets_count, expected[i].stats.packets_count);
+    }
+  }
+}
+
+// Deleting every third key (via expire) must leave every other key reachable: checks
+// backward-shift deletion, including clusters that wrap around the end of the table.
+TEST(ConnectionMap, BackwardShiftDeletionKeepsOtherKeysFindable) {
+  struct Case {
+    std::size_t shards, capacity;
+    std::uint32_t flows;
+  };
+  // Single shard at exactly max load (44 of 64 slots, long clusters, wrap-around likely),
+  // a few small shards, and a large growing table.
+  for (const Case c :
+       {Case{1, 64, 44}, Case{1, 8, 5}, Case{4, 32, 88}, Case{1, 8, 20000}, Case{16, 8, 30000}}) {
+    for (std::uint32_t offset : {0u, 1000000u, 2000000u}) {
+      SCOPED_TRACE(testing::Message() << "shards=" << c.shards << " cap=" << c.capacity
+                                      << " flows=" << c.flows << " offset=" << offset);
+      ConnectionMap map(c.shards, c.capacity);
+      for (std::uint32_t i = 0; i < c.flows; ++i) {
+        // Every third flow was last seen at 1, the others at 1000.
+        const std::uint64_t ts = (i % 3 == 0) ? 1 : 1000;
+        map.record(flowPacket(offset + i, Direction::kEgress, i + 1, ts));
+      }
+      ASSERT_EQ(map.size(), c.flows);
+      const std::size_t removed = map.expire(500, 100);
+      ASSERT_EQ(removed, (c.flows + 2) / 3);
+      ASSERT_EQ(map.size(), c.flows - removed);
+      ASSERT_TRUE(map.checkInvariantsForTest());
+      for (std::uint32_t i = 0; i < c.flows; ++i) {
+        const auto s = map.find(flowKey(offset + i));
+        if (i % 3 == 0) {
+          ASSERT_FALSE(s) << i;
+        } else {
+          ASSERT_TRUE(s) << i;
+          ASSERT_EQ(s->bytes_sent, i + 1u) << i;
+          ASSERT_EQ(s->packets_count, 1u) << i;
+        }
+      }
+      // Put the deleted ones back; everything is findable again.
+      for (std::uint32_t i = 0; i < c.flows; i += 3) {
+        map.record(flowPacket(offset + i, Direction::kIngress, 7, 2000));
+      }
+      ASSERT_EQ(map.size(), c.flows);
+      ASSERT_TRUE(map.checkInvariantsForTest());
+      for (std::uint32_t i = 0; i < c.flows; ++i) {
+        const auto s = map.find(flowKey(offset + i));
+        ASSERT_TRUE(s) << i;
+        ASSERT_EQ(s->packets_count, 1u) << i;
+        ASSERT_EQ(i % 3 == 0 ? s->bytes_received : s->bytes_sent, i % 3 == 0 ? 7u : i + 1u);
+      }
+    }
+  }
+}
+
+// One writer records a known set of packets (with growth and an expiry pass) while four
+// readers call top()/size()/snapshot()/find(). Readers only see per-entry consistent
+// copies; the final state must be exact.
+TEST(ConnectionMap, ConcurrentReadersDuringWrites) {
+  ConnectionMap map(16, 8);
+  constexpr std::uint32_t kLen = 100;
+  constexpr std::uint32_t kOldFlows = 3000;  // expired in the middle
+  constexpr std::uint32_t kFlows = 5000;     // kept
+  constexpr std::uint32_t kRounds = 20;
+  constexpr std::uint32_t kOldBase = 10000000;
+
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> bad_entries{0};
+  std::atomic<std::uint64_t> reads{0};
+  std::atomic<std::uint64_t> entries_seen{0};
+
+  auto checkEntry = [&](const ConnectionEntry& e) {
+    const auto& s = e.stats;
+    const bool ok = s.packets_count >= 1 && s.bytes_sent % kLen == 0 &&
+                    s.bytes_received % kLen == 0 &&
+                    s.bytes_sent + s.bytes_received == s.packets_count * kLen &&
+                    s.first_seen_ns <= s.last_seen_ns && s.ifindex == 2;
+    if (!ok) bad_entries.fetch_add(1, std::memory_order_relaxed);
+  };
+
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 4; ++r) {
+    readers.emplace_back([&, r] {
+      std::uint32_t iter = 0;
+      // At least a few passes even if the writer finishes first.
+      while (!done.load(std::memory_order_acquire) || iter < 5) {
+        switch ((iter + static_cast<std::uint32_t>(r)) % 4) {
+          case 0:
+            for (const auto& e : map.top(50)) checkEntry(e);
+            break;
+          case 1: {
+            const auto snap = map.snapshot();
+            entries_seen.fetch_add(snap.size(), std::memory_order_relaxed);
+            for (const auto& e : snap) checkEntry(e);
+            break;
+          }
+          case 2:
+            if (map.size() > kOldFlows + kFlows) bad_entries.fetch_add(1);
+            break;
+          case 3:
+            if (const auto s = map.find(flowKey(iter % kFlows))) {
+              checkEntry(ConnectionEntry{flowKey(iter % kFlows), *s});
+            }
+            break;
+        }
+        ++iter;
+        reads.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+
+  std::thread writer([&] {
+    for (std::uint32_t i = 0; i < kOldFlows; ++i) {
+      map.record(flowPacket(kOldBase + i, Direction::kEgress, kLen, 1));
+    }
+    for (std::uint32_t round = 0; round < kRounds; ++round) {
+      for (std::uint32_t i = 0; i < kFlows; ++i) {
+        const Direction d = ((i + round) % 2 == 0) ? Direction::kEgress : Direction::kIngress;
+        map.record(flowPacket(i, d, kLen, 1000 + round));
+      }
+      if (round == kRounds / 2) map.expire(1000, 500);  // drops exactly the old flows
+    }
+    done.store(true, std::memory_order_release);
+  });
+
+  writer.join();
+  for (auto& t : readers) t.join();
+
+  EXPECT_EQ(bad_entries.load(), 0u);
+  EXPECT_GT(reads.load(), 0u);
+  EXPECT_EQ(map.size(), kFlows);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+  const auto snap = map.snapshot();
+  ASSERT_EQ(snap.size(), kFlows);
+  std::uint64_t total_packets = 0;
+  for (const auto& e : snap) total_packets += e.stats.packets_count;
+  EXPECT_EQ(total_packets, std::uint64_t{kFlows} * kRounds);
+  for (std::uint32_t i = 0; i < kFlows; ++i) {
+    const auto s = map.find(flowKey(i));
+    ASSERT_TRUE(s) << i;
+    EXPECT_EQ(s->packets_count, kRounds);
+    EXPECT_EQ(s->bytes_sent, kRounds / 2 * kLen);
+    EXPECT_EQ(s->bytes_received, kRounds / 2 * kLen);
+    EXPECT_EQ(s->first_seen_ns, 1000u);
+    EXPECT_EQ(s->last_seen_ns, 1000u + kRounds - 1);
+  }
+  for (std::uint32_t i = 0; i < kOldFlows; ++i) EXPECT_FALSE(map.find(flowKey(kOldBase + i)));
+}
+
+}  // namespace
+}  // namespace ayaflow::flow
