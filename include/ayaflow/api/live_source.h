@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ayaflow::api {
+
+/// One live connection as the REST routes show it (SPEC §3/§5).
+struct LiveConnection {
+  std::string connection;  ///< "local_ip:local_port -> remote_ip:remote_port"
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t packets_count = 0;
+};
+
+/// Read-only view of the live state that the core routes serve; implemented by the app
+/// (and by fakes in tests). Methods are called concurrently from HTTP server threads and
+/// must be thread-safe; they must not throw in normal operation (a throw becomes a 500).
+class LiveSource {
+ public:
+  /// Global counters read together, so packets and bytes describe the same instant.
+  struct Totals {
+    std::uint64_t packets = 0;
+    std::uint64_t bytes = 0;
+  };
+
+  virtual ~LiveSource() = default;
+
+  virtual Totals totals() const = 0;
+  virtual std::uint64_t activeConnections() const = 0;
+  /// Seconds since the agent started (>= 0).
+  virtual double uptimeSeconds() const = 0;
+  /// At most `n` connections, sorted by packets_count descending.
+  virtual std::vector<LiveConnection> topConnections(std::size_t n) const = 0;
+};
+
+}  // namespace ayaflow::api
