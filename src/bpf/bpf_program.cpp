@@ -4,9 +4,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <unistd.h>
 #include <cstdarg>
 #include <cstdio>
-#include <unistd.h>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -35,16 +35,24 @@ int libbpfPrint(enum libbpf_print_level level, const char* format, va_list args)
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) {
     text.remove_suffix(1);
   }
+  // libbpf adds the kernel's netlink extack text to failures we handle and
+  // report ourselves (for example "no filter there" while probing): debug.
+  if (text.find("Kernel error message:") != std::string_view::npos) {
+    level = LIBBPF_DEBUG;
+    if (!g_libbpf_verbose) {
+      return n;
+    }
+  }
   auto log = logger("bpf");
   switch (level) {
     case LIBBPF_WARN:
-      log->warn("libbpf: {}", text);
+      log->warn("{}", text);
       break;
     case LIBBPF_INFO:
-      log->info("libbpf: {}", text);
+      log->info("{}", text);
       break;
     default:
-      log->debug("libbpf: {}", text);
+      log->debug("{}", text);
       break;
   }
   return n;
@@ -57,12 +65,13 @@ void installLibbpfLogger(bool verbose) {
   libbpf_set_print(libbpfPrint);
 }
 
-BpfProgram::BpfProgram(const ProgramOptions& options) : ring_buffer_size_(options.ring_buffer_size) {
+BpfProgram::BpfProgram(const ProgramOptions& options)
+    : ring_buffer_size_(options.ring_buffer_size) {
   const auto page = static_cast<std::uint32_t>(sysconf(_SC_PAGESIZE));
   if (ring_buffer_size_ < page || (ring_buffer_size_ & (ring_buffer_size_ - 1)) != 0) {
     throw ConfigError("--ring-buffer-size: " + std::to_string(ring_buffer_size_) +
-                      " is not a power of two of at least the page size (" +
-                      std::to_string(page) + ")");
+                      " is not a power of two of at least the page size (" + std::to_string(page) +
+                      ")");
   }
   skel_ = ayaflow_bpf::open();
   if (skel_ == nullptr) {

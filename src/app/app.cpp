@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "ayaflow/app/app.h"
+
+#include <time.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <csignal>
+#include <utility>  // before Asio: Boost 1.74 needs std::exchange declared
+
+#include "ayaflow/abi/event.h"
+#include "ayaflow/api/core_routes.h"
+#include "ayaflow/api/http_server.h"
+#include "ayaflow/api/live_source.h"
+#include "ayaflow/api/router.h"
+#include "ayaflow/bpf/bpf_program.h"
+#include "ayaflow/bpf/ring_buffer_reader.h"
+#include "ayaflow/bpf/tc_attachment.h"
+#include "ayaflow/common/logging.h"
+#include "ayaflow/flow/connection_map.h"
+#include "ayaflow/flow/flow_key.h"
+#include "ayaflow/flow/packet.h"
+
+namespace asio = boost::asio;
+
+namespace ayaflow::app {
+namespace {
+
+constexpr auto kExpiryInterval = std::chrono::seconds(10);
+
+std::uint64_t monotonicNowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+bpf::HookMode hookMode(AttachMode mode) {
+  switch (mode) {
+    case AttachMode::kTcx:
+      return bpf::HookMode::kTcx;
+    case AttachMode::kTc:
+      return bpf::HookMode::kTc;
+    case AttachMode::kAuto:
+      break;
+  }
+  return bpf::HookMode::kAuto;
+}
+
+/// Ring-buffer records → connection map. Runs on the ingest thread only;
+/// no allocation except when a map shard grows, no formatting.
+class IngestSink final : public bpf::EventSink {
+ public:
+  explicit IngestSink(flow::ConnectionMap& map) : map_(map) {}
+
+  void onEvent(const void* data, std::size_t size) noexcept override {
+    flow::Packet packet;
+    if (flow::decodePacketEvent(data, size, packet) != flow::DecodeStatus::kOk) {
+      invalid_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    map_.record(packet);
+    received_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  std::uint64_t received() const { return received_.load(std::memory_order_relaxed); }
+  std::uint64_t invalid() const { return invalid_.load(std::memory_order_relaxed); }
+
+ private:
+  flow::ConnectionMap& map_;
+  std::atomic<std::uint64_t> received_{0};
+  std::atomic<std::uint64_t> invalid_{0};
+};
+
+/// What the HTTP routes read: exact kernel totals plus the connection map.
+class AgentLiveSource final : public api::LiveSource {
+ public:
+  AgentLiveSource(const bpf::BpfProgram& program, const flow::ConnectionMap& map)
+      : program_(program), map_(map), started_(std::chrono::steady_clock::now()) {}
+
+  Totals totals() const override {
+    const bpf::KernelTotals t = program_.readTotals();
+    return Totals{t.totalPackets(), t.totalBytes()};
+  }
+  std::uint64_t activeConnections() const override { return map_.size(); }
+  double uptimeSeconds() const override {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  }
+  std::vector<api::LiveConnection> topConnections(std::size_t n) const override {
+    std::vector<api::LiveConnection> out;
+    for (const flow::ConnectionEntry& e : map_.top(n)) {
+      out.push_back({flow::formatConnection(e.key), e.stats.bytes_sent, e.stats.bytes_received,
+                     e.stats.packets_count});
+    }
+    return out;
+  }
+
+ private:
+  const bpf::BpfProgram& program_;
+  const flow::ConnectionMap& map_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace
+
+struct App::Impl {
+  explicit Impl(Config c) : config(std::move(c)) {}
+
+  void scheduleExpiry() {
+    expiry_timer.expires_after(kExpiryInterval);
+    expiry_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) {
+        return;
+      }
+      const std::uint64_t timeout_ns =
+          static_cast<std::uint64_t>(config.connection_timeout_s) * 1000000000ULL;
+      const std::size_t removed = connections.expire(monotonicNowNs(), timeout_ns);
+      if (removed > 0) {
+        logger("flow")->debug("expired {} idle connections", removed);
+      }
+      scheduleExpiry();
+    });
+  }
+
+  // Ingest thread: stop serving, detach (no new events), drain what the
+  // ring buffer still holds, then let run() return.
+  void shutdown() {
+    if (stopping.exchange(true)) {
+      return;
+    }
+    logger("app")->info("shutting down");
+    if (http) {
+      http->stop();
+    }
+    reader->stop();
+    for (auto& a : attachments) {
+      a.detach();
+    }
+    const std::size_t last = reader->drain();
+    expiry_timer.cancel();
+    signals.cancel();
+    const bpf::KernelTotals t = program->readTotals();
+    logger("app")->info(
+        "stopped: {} packets, {} bytes, {} events read ({} in the final drain), {} lost in the "
+        "ring buffer, {} malformed",
+        t.totalPackets(), t.totalBytes(), sink->received(), last, t.totalLost(), sink->invalid());
+  }
+
+  Config config;
+  asio::io_context io{1};
+  asio::signal_set signals{io, SIGINT, SIGTERM};
+  asio::steady_timer expiry_timer{io};
+  std::atomic<bool> stopping{false};
+  // Declaration order is teardown order reversed: the reader goes first,
+  // then the attachments detach, then the program is destroyed.
+  std::unique_ptr<bpf::BpfProgram> program;
+  std::vector<bpf::TcAttachment> attachments;
+  flow::ConnectionMap connections;
+  std::unique_ptr<IngestSink> sink;
+  std::unique_ptr<bpf::RingBufferReader> reader;
+  std::unique_ptr<AgentLiveSource> live;
+  api::Router router;
+  std::unique_ptr<api::HttpServer> http;
+};
+
+App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
+  Impl& s = *impl_;
+  const Config& c = s.config;
+  bpf::installLibbpfLogger(c.verbose);
+  if (c.deep_inspect) {
+    logger("app")->warn("--deep-inspect is not available in this version yet; ignored");
+  }
+  if (c.resolve_dns) {
+    logger("app")->warn("--resolve-dns is not available in this version yet; ignored");
+  }
+
+  s.program =
+      std::make_unique<bpf::BpfProgram>(bpf::ProgramOptions{c.ring_buffer_size, c.enable_ipv6});
+  s.sink = std::make_unique<IngestSink>(s.connections);
+  s.reader = std::make_unique<bpf::RingBufferReader>(s.io, s.program->eventsMapFd(), *s.sink);
+  for (const std::string& name : c.interfaces) {
+    s.attachments.emplace_back(name, s.program->ingressProgramFd(), s.program->egressProgramFd(),
+                               hookMode(c.attach_mode));
+  }
+
+  s.live = std::make_unique<AgentLiveSource>(*s.program, s.connections);
+  api::addCoreRoutes(s.router, *s.live);
+  api::HttpServerOptions http_options;
+  http_options.address = c.listen_address;
+  http_options.port = c.port;
+  if (!c.allowed_ips.empty()) {
+    http_options.accept_filter = [cidrs = c.allowed_ips](const api::PeerAddress& peer) {
+      for (const common::Cidr& cidr : cidrs) {
+        if (cidr.contains(peer.bytes)) {
+          return true;
+        }
+      }
+      return false;
+    };
+  }
+  s.http = std::make_unique<api::HttpServer>(http_options, s.router);
+  s.http->start();
+  logger("app")->info("serving HTTP on {}:{}", c.listen_address, s.http->port());
+}
+
+App::~App() {
+  if (impl_->http) {
+    impl_->http->stop();
+  }
+}
+
+int App::run() {
+  Impl& s = *impl_;
+  s.signals.async_wait([&s](const boost::system::error_code& ec, int signo) {
+    if (ec) {
+      return;
+    }
+    logger("app")->info("received {}", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    s.shutdown();
+  });
+  s.reader->start();
+  s.scheduleExpiry();
+  s.io.run();
+  return 0;
+}
+
+void App::requestStop() {
+  asio::post(impl_->io, [this] { impl_->shutdown(); });
+}
+
+std::uint16_t App::httpPort() const { return impl_->http ? impl_->http->port() : 0; }
+
+}  // namespace ayaflow::app

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "agent_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace ayaflow::test {
+
+std::uint16_t freePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(fd);
+    throw std::runtime_error("freePort");
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+AgentProcess::AgentProcess(std::vector<std::string> args) {
+  port_ = freePort();
+  args.insert(args.begin(), AYAFLOW_BINARY);
+  args.push_back("--port");
+  args.push_back(std::to_string(port_));
+  char tmpl[] = "/tmp/ayaflow-e2e-XXXXXX";
+  int log_fd = mkstemp(tmpl);
+  if (log_fd < 0) {
+    throw std::runtime_error("mkstemp");
+  }
+  log_path_ = tmpl;
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(log_fd);
+  if (pid_ < 0) {
+    throw std::runtime_error("fork");
+  }
+}
+
+AgentProcess::~AgentProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (!log_path_.empty()) {
+    unlink(log_path_.c_str());
+  }
+}
+
+void AgentProcess::waitReady(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("agent exited during start-up:\n" + log());
+    }
+    try {
+      if (httpGet("127.0.0.1", port_, "/api/health", std::chrono::seconds(1)).status == 200) {
+        return;
+      }
+    } catch (const std::exception&) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("agent not ready in time:\n" + log());
+}
+
+void AgentProcess::signal(int signo) {
+  if (pid_ > 0) {
+    kill(pid_, signo);
+  }
+}
+
+std::optional<int> AgentProcess::waitExit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (pid_ > 0) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return std::nullopt;
+}
+
+HttpResult AgentProcess::get(const std::string& target) {
+  return httpGet("127.0.0.1", port_, target);
+}
+
+std::string AgentProcess::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace ayaflow::test

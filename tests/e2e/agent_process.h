@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+// The real ayaflow binary as a child process, for end-to-end tests.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http_client.h"
+
+namespace ayaflow::test {
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+std::uint16_t freePort();
+
+class AgentProcess {
+ public:
+  /// Starts build/ayaflow with `args` (plus --port); output goes to a log file.
+  explicit AgentProcess(std::vector<std::string> args);
+  /// Kills the agent (SIGKILL) if it is still running.
+  ~AgentProcess();
+  AgentProcess(const AgentProcess&) = delete;
+  AgentProcess& operator=(const AgentProcess&) = delete;
+
+  /// Waits until /api/health answers 200; throws with the log on failure.
+  void waitReady(std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  /// Sends a signal.
+  void signal(int signo);
+  /// Waits for exit; returns the exit status (or 128 + signal), nullopt on timeout.
+  std::optional<int> waitExit(std::chrono::milliseconds timeout);
+  HttpResult get(const std::string& target);
+  std::uint16_t port() const { return port_; }
+  std::string log() const;
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+  std::string log_path_;
+};
+
+}  // namespace ayaflow::test

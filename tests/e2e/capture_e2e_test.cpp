@@ -1,0 +1,409 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// End to end as root: the real agent attached to the host end of a veth
+// pair, known traffic through it, exact counts from its HTTP API checked
+// against the packets an AF_PACKET socket saw on the same link.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "agent_process.h"
+#include "ayaflow/bpf/bpf_program.h"
+#include "ayaflow/bpf/tc_attachment.h"
+#include "netns.h"
+#include "root_guard.h"
+
+namespace ayaflow::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+struct Totals {
+  std::uint64_t packets = 0, bytes = 0;
+};
+
+Totals linkTotals(const std::map<LinkCounter::Key, LinkCounter::Count>& counts) {
+  Totals t;
+  for (const auto& [key, c] : counts) {
+    t.packets += c.packets;
+    t.bytes += c.bytes;
+  }
+  return t;
+}
+
+LinkCounter::Count linkCount(const std::map<LinkCounter::Key, LinkCounter::Count>& counts,
+                             const std::string& src, std::uint16_t sport, const std::string& dst,
+                             std::uint16_t dport, std::uint8_t proto) {
+  auto it = counts.find(LinkCounter::Key{src, dst, sport, dport, proto});
+  return it == counts.end() ? LinkCounter::Count{} : it->second;
+}
+
+std::string endpoint(const std::string& addr, std::uint16_t port) {
+  return addr.find(':') != std::string::npos ? "[" + addr + "]:" + std::to_string(port)
+                                             : addr + ":" + std::to_string(port);
+}
+
+/// The /api/live entry for a connection, or null.
+json liveEntry(AgentProcess& agent, const std::string& connection) {
+  const json live = json::parse(agent.get("/api/live").body);
+  for (const auto& c : live.at("connections")) {
+    if (c.at("connection") == connection) {
+      return c.at("stats");
+    }
+  }
+  return nullptr;
+}
+
+/// Polls /api/stats until total_packets reaches `packets` (the kernel totals
+/// are exact at once; the connection map follows within a drain interval).
+json waitForStats(AgentProcess& agent, std::uint64_t packets) {
+  json stats;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  do {
+    stats = json::parse(agent.get("/api/stats").body);
+    if (stats.at("total_packets").get<std::uint64_t>() >= packets) {
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  return stats;
+}
+
+json waitForLive(AgentProcess& agent, const std::string& connection, std::uint64_t packets) {
+  json entry;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  do {
+    entry = liveEntry(agent, connection);
+    if (!entry.is_null() && entry.at("packets_count").get<std::uint64_t>() >= packets) {
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  return entry;
+}
+
+/// Copies of our programs on an interface: TCX links plus legacy tc filters
+/// (all handles, from `tc filter show`).
+int copiesAttached(const VethPair& link, bool ingress) {
+  int n = 0;
+  for (const auto& p : bpf::listHookPrograms(link.hostIfindex(), ingress)) {
+    if (p.tcx && p.name.rfind("ayaflow_", 0) == 0) ++n;
+  }
+  // One line per filter; it names the program twice ("ayaflow_x:[id] ... name ayaflow_x").
+  const std::string out = shOutput("tc filter show dev " + link.host() +
+                                   (ingress ? " ingress" : " egress") + " 2>/dev/null");
+  std::size_t begin = 0;
+  while (begin < out.size()) {
+    std::size_t end = out.find('\n', begin);
+    if (end == std::string::npos) end = out.size();
+    if (out.substr(begin, end - begin).find("ayaflow_") != std::string::npos) ++n;
+    begin = end + 1;
+  }
+  return n;
+}
+
+/// Sends `n` datagrams of `payload` bytes from host to peer and `m` of
+/// `payload_back` bytes back; each side receives them all.
+void udpExchange(const VethPair& link, bool v6, std::uint16_t host_port, std::uint16_t peer_port,
+                 int n, std::size_t payload, int m, std::size_t payload_back) {
+  const std::string host = v6 ? link.hostV6() : link.hostV4();
+  const std::string peer = v6 ? link.peerV6() : link.peerV4();
+  int peer_fd = -1;
+  link.inNamespace([&] { peer_fd = udpSocket(peer, peer_port); });
+  int host_fd = udpSocket(host, host_port);
+  for (int i = 0; i < n; ++i) udpSend(host_fd, peer, peer_port, payload);
+  udpReceive(peer_fd, n);
+  for (int i = 0; i < m; ++i) udpSend(peer_fd, host, host_port, payload_back);
+  udpReceive(host_fd, m);
+  close(host_fd);
+  close(peer_fd);
+}
+
+class CaptureE2E : public ::testing::Test {
+ protected:
+  void SetUp() override { AYAFLOW_REQUIRE_ROOT(); }
+};
+
+TEST_F(CaptureE2E, UdpBothWaysExactPerConnectionAndTotals) {
+  VethPair link(1);
+  LinkCounter counter(link, false);
+  AgentProcess agent({"--interface", link.host()});
+  agent.waitReady();
+
+  constexpr int kOut = 200, kBack = 120;
+  constexpr std::size_t kOutPayload = 172, kBackPayload = 1000;
+  udpExchange(link, false, 40001, 5001, kOut, kOutPayload, kBack, kBackPayload);
+
+  const std::string conn = endpoint(link.hostV4(), 40001) + " -> " + endpoint(link.peerV4(), 5001);
+  const json entry = waitForLive(agent, conn, kOut + kBack);
+  ASSERT_FALSE(entry.is_null()) << agent.get("/api/live").body;
+  EXPECT_EQ(entry.at("packets_count").get<std::uint64_t>(), std::uint64_t{kOut + kBack});
+  EXPECT_EQ(entry.at("bytes_sent").get<std::uint64_t>(), kOut * (20 + 8 + kOutPayload));
+  EXPECT_EQ(entry.at("bytes_received").get<std::uint64_t>(), kBack * (20 + 8 + kBackPayload));
+
+  const auto seen = counter.stop();
+  const Totals truth = linkTotals(seen);
+  EXPECT_EQ(linkCount(seen, link.hostV4(), 40001, link.peerV4(), 5001, 17).packets,
+            std::uint64_t{kOut});
+  const json stats = waitForStats(agent, truth.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), truth.packets);
+  EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), truth.bytes);
+  const json health = json::parse(agent.get("/api/health").body);
+  EXPECT_EQ(health.at("status"), "ok");
+  EXPECT_EQ(health.at("total_packets").get<std::uint64_t>(), truth.packets);
+  EXPECT_GE(health.at("active_connections").get<std::uint64_t>(), 1u);
+
+  agent.signal(SIGTERM);
+  EXPECT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
+  // Nothing was lost, so the shutdown summary reports zero loss.
+  EXPECT_NE(agent.log().find("0 lost in the ring buffer"), std::string::npos) << agent.log();
+}
+
+TEST_F(CaptureE2E, TcpExchangeMatchesTheWire) {
+  VethPair link(2);
+  LinkCounter counter(link, false);
+  AgentProcess agent({"--interface", link.host(), "--quiet"});
+  agent.waitReady();
+
+  constexpr std::size_t kRequest = 5000, kResponse = 3000;
+  int listen_fd = -1;
+  link.inNamespace([&] {
+    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(8080);
+    inet_pton(AF_INET, link.peerV4().c_str(), &a.sin_addr);
+    ASSERT_EQ(bind(listen_fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    ASSERT_EQ(listen(listen_fd, 4), 0);
+  });
+  std::thread server([&] {
+    int c = accept(listen_fd, nullptr, nullptr);
+    std::string buf(kRequest, '\0');
+    std::size_t got = 0;
+    while (got < kRequest) {
+      ssize_t r = recv(c, buf.data() + got, kRequest - got, 0);
+      if (r <= 0) break;
+      got += static_cast<std::size_t>(r);
+    }
+    std::string reply(kResponse, 'r');
+    send(c, reply.data(), reply.size(), 0);
+    shutdown(c, SHUT_WR);
+    char tmp[64];
+    while (recv(c, tmp, sizeof(tmp), 0) > 0) {
+    }
+    close(c);
+  });
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  local.sin_port = htons(41000);
+  inet_pton(AF_INET, link.hostV4().c_str(), &local.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)), 0);
+  sockaddr_in remote{};
+  remote.sin_family = AF_INET;
+  remote.sin_port = htons(8080);
+  inet_pton(AF_INET, link.peerV4().c_str(), &remote.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&remote), sizeof(remote)), 0);
+  std::string request(kRequest, 'q');
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(kRequest));
+  std::size_t received = 0;
+  char buf[4096];
+  for (ssize_t r; (r = recv(fd, buf, sizeof(buf), 0)) > 0;) received += static_cast<std::size_t>(r);
+  EXPECT_EQ(received, kResponse);
+  close(fd);
+  server.join();
+  close(listen_fd);
+  std::this_thread::sleep_for(300ms);  // the final ACK
+
+  const auto seen = counter.stop();
+  const auto out = linkCount(seen, link.hostV4(), 41000, link.peerV4(), 8080, 6);
+  const auto back = linkCount(seen, link.peerV4(), 8080, link.hostV4(), 41000, 6);
+  ASSERT_GE(out.packets, 4u);  // SYN, ACK, data, FIN at least
+  ASSERT_GE(out.bytes, kRequest);
+  ASSERT_GE(back.bytes, kResponse);
+  const std::string conn = endpoint(link.hostV4(), 41000) + " -> " + endpoint(link.peerV4(), 8080);
+  const json entry = waitForLive(agent, conn, out.packets + back.packets);
+  ASSERT_FALSE(entry.is_null());
+  EXPECT_EQ(entry.at("packets_count").get<std::uint64_t>(), out.packets + back.packets);
+  EXPECT_EQ(entry.at("bytes_sent").get<std::uint64_t>(), out.bytes);
+  EXPECT_EQ(entry.at("bytes_received").get<std::uint64_t>(), back.bytes);
+  const Totals truth = linkTotals(seen);
+  const json stats = waitForStats(agent, truth.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), truth.packets);
+  EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), truth.bytes);
+}
+
+TEST_F(CaptureE2E, Ipv6IgnoredWithoutTheFlag) {
+  VethPair link(3);
+  LinkCounter counter(link, false);  // counts IPv4 only: what the agent should count
+  AgentProcess agent({"--interface", link.host(), "--quiet"});
+  agent.waitReady();
+  udpExchange(link, true, 40003, 5003, 50, 100, 50, 100);
+  udpExchange(link, false, 40004, 5004, 10, 100, 0, 0);
+  const std::string v4conn =
+      endpoint(link.hostV4(), 40004) + " -> " + endpoint(link.peerV4(), 5004);
+  ASSERT_FALSE(waitForLive(agent, v4conn, 10).is_null());
+  const Totals truth = linkTotals(counter.stop());
+  const json stats = waitForStats(agent, truth.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), truth.packets);
+  EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), truth.bytes);
+  EXPECT_TRUE(
+      liveEntry(agent, endpoint(link.hostV6(), 40003) + " -> " + endpoint(link.peerV6(), 5003))
+          .is_null());
+}
+
+TEST_F(CaptureE2E, Ipv6ExactWithTheFlag) {
+  VethPair link(4);
+  LinkCounter counter(link, true);
+  AgentProcess agent({"--interface", link.host(), "--enable-ipv6", "--quiet"});
+  agent.waitReady();
+  constexpr int kOut = 64, kBack = 32;
+  udpExchange(link, true, 40005, 5005, kOut, 300, kBack, 700);
+  const std::string conn = endpoint(link.hostV6(), 40005) + " -> " + endpoint(link.peerV6(), 5005);
+  const json entry = waitForLive(agent, conn, kOut + kBack);
+  ASSERT_FALSE(entry.is_null()) << agent.get("/api/live").body;
+  EXPECT_EQ(entry.at("packets_count").get<std::uint64_t>(), std::uint64_t{kOut + kBack});
+  EXPECT_EQ(entry.at("bytes_sent").get<std::uint64_t>(), kOut * (40u + 8u + 300u));
+  EXPECT_EQ(entry.at("bytes_received").get<std::uint64_t>(), kBack * (40u + 8u + 700u));
+  const Totals truth = linkTotals(counter.stop());
+  const json stats = waitForStats(agent, truth.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), truth.packets);
+  EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), truth.bytes);
+}
+
+TEST_F(CaptureE2E, TwoInterfacesAtOnce) {
+  VethPair a(5), b(6);
+  LinkCounter ca(a, false), cb(b, false);
+  AgentProcess agent({"--interface", a.host() + "," + b.host(), "--quiet"});
+  agent.waitReady();
+  udpExchange(a, false, 40006, 5006, 30, 50, 20, 60);
+  udpExchange(b, false, 40007, 5007, 40, 70, 10, 80);
+  const json ea =
+      waitForLive(agent, endpoint(a.hostV4(), 40006) + " -> " + endpoint(a.peerV4(), 5006), 50);
+  const json eb =
+      waitForLive(agent, endpoint(b.hostV4(), 40007) + " -> " + endpoint(b.peerV4(), 5007), 50);
+  ASSERT_FALSE(ea.is_null());
+  ASSERT_FALSE(eb.is_null());
+  EXPECT_EQ(ea.at("packets_count").get<std::uint64_t>(), 50u);
+  EXPECT_EQ(ea.at("bytes_sent").get<std::uint64_t>(), 30u * 78u);
+  EXPECT_EQ(ea.at("bytes_received").get<std::uint64_t>(), 20u * 88u);
+  EXPECT_EQ(eb.at("packets_count").get<std::uint64_t>(), 50u);
+  EXPECT_EQ(eb.at("bytes_sent").get<std::uint64_t>(), 40u * 98u);
+  EXPECT_EQ(eb.at("bytes_received").get<std::uint64_t>(), 10u * 108u);
+  const Totals ta = linkTotals(ca.stop()), tb = linkTotals(cb.stop());
+  const json stats = waitForStats(agent, ta.packets + tb.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), ta.packets + tb.packets);
+  EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), ta.bytes + tb.bytes);
+}
+
+class AttachLifecycle : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    AYAFLOW_REQUIRE_ROOT();
+    if (std::string(GetParam()) == "tcx" && !bpf::kernelHasTcx()) {
+      GTEST_SKIP() << "kernel has no TCX (< 6.6)";
+    }
+  }
+  std::vector<std::string> args(const VethPair& link) {
+    return {"--interface", link.host(), "--attach-mode", GetParam(), "--quiet"};
+  }
+};
+
+TEST_P(AttachLifecycle, SigtermDetachesOnlyOurselvesWithinTwoSeconds) {
+  VethPair link(7);
+  // Someone else's programs on the same hooks (a CNI, say): a TCX link and a
+  // legacy tc filter at another handle/priority, held by this test process.
+  bpf::installLibbpfLogger(false);
+  bpf::BpfProgram foreign(bpf::ProgramOptions{});
+  std::optional<bpf::TcAttachment> foreign_tcx;
+  if (bpf::kernelHasTcx()) {
+    foreign_tcx.emplace(link.host(), foreign.ingressProgramFd(), foreign.egressProgramFd(),
+                        bpf::HookMode::kTcx);
+  }
+  sh("tc qdisc add dev " + link.host() + " clsact");
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = link.hostIfindex(), .attach_point = BPF_TC_INGRESS);
+  LIBBPF_OPTS(bpf_tc_opts, other, .prog_fd = foreign.ingressProgramFd(), .handle = 0x77,
+              .priority = 7);
+  ASSERT_EQ(bpf_tc_attach(&hook, &other), 0);
+  const int baseline_in = copiesAttached(link, true);
+  const int baseline_out = copiesAttached(link, false);
+
+  AgentProcess agent(args(link));
+  agent.waitReady();
+  EXPECT_EQ(copiesAttached(link, true), baseline_in + 1);
+  EXPECT_EQ(copiesAttached(link, false), baseline_out + 1);
+  udpExchange(link, false, 40008, 5008, 10, 10, 10, 10);
+
+  const auto start = std::chrono::steady_clock::now();
+  agent.signal(SIGTERM);
+  const auto code = agent.waitExit(5s);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(code, std::optional<int>(0)) << agent.log();
+  EXPECT_LT(took, 2s);
+  EXPECT_EQ(copiesAttached(link, true), baseline_in);
+  EXPECT_EQ(copiesAttached(link, false), baseline_out);
+  // The other filter and the qdisc it lives on are still there.
+  LIBBPF_OPTS(bpf_tc_opts, query, .handle = 0x77, .priority = 7);
+  EXPECT_EQ(bpf_tc_query(&hook, &query), 0);
+  EXPECT_NE(shOutput("tc qdisc show dev " + link.host()).find("clsact"), std::string::npos);
+  if (foreign_tcx) {
+    bpf_prog_info info{};
+    std::uint32_t len = sizeof(info);
+    ASSERT_EQ(bpf_obj_get_info_by_fd(foreign.ingressProgramFd(), &info, &len), 0);
+    bool present = false;
+    for (const auto& p : bpf::listHookPrograms(link.hostIfindex(), true)) {
+      present |= p.tcx && p.id == info.id;
+    }
+    EXPECT_TRUE(present) << "the other TCX program was detached";
+  }
+}
+
+TEST_P(AttachLifecycle, SigkillThenRestartLeavesExactlyOneCopy) {
+  VethPair link(8);
+  {
+    AgentProcess first(args(link));
+    first.waitReady();
+    first.signal(SIGKILL);
+    EXPECT_EQ(first.waitExit(5s), std::optional<int>(128 + SIGKILL));
+  }
+  // A TCX link dies with its process; a tc filter outlives it.
+  const int orphans = std::string(GetParam()) == "tcx" ? 0 : 1;
+  EXPECT_EQ(copiesAttached(link, true), orphans);
+  EXPECT_EQ(copiesAttached(link, false), orphans);
+
+  LinkCounter counter(link, false);
+  AgentProcess second(args(link));
+  second.waitReady();
+  EXPECT_EQ(copiesAttached(link, true), 1);
+  EXPECT_EQ(copiesAttached(link, false), 1);
+  udpExchange(link, false, 40009, 5009, 25, 40, 25, 40);
+  const std::string conn = endpoint(link.hostV4(), 40009) + " -> " + endpoint(link.peerV4(), 5009);
+  const json entry = waitForLive(second, conn, 50);
+  ASSERT_FALSE(entry.is_null());
+  EXPECT_EQ(entry.at("packets_count").get<std::uint64_t>(), 50u);  // one copy: counted once
+  const Totals truth = linkTotals(counter.stop());
+  const json stats = waitForStats(second, truth.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), truth.packets);
+
+  second.signal(SIGTERM);
+  EXPECT_EQ(second.waitExit(5s), std::optional<int>(0)) << second.log();
+  EXPECT_EQ(copiesAttached(link, true), 0);
+  EXPECT_EQ(copiesAttached(link, false), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, AttachLifecycle, ::testing::Values("tcx", "tc"));
+
+}  // namespace
+}  // namespace ayaflow::test

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+// Test network: a network namespace per test with a veth pair whose host
+// end stays in the root namespace. Names and addresses are unique per test
+// process; everything is removed in the destructor, also when a test fails.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+namespace ayaflow::test {
+
+/// Runs a shell command; throws std::runtime_error with its output on failure.
+void sh(const std::string& command);
+/// Runs a shell command and returns its stdout (exit status ignored).
+std::string shOutput(const std::string& command);
+
+/// A veth pair: `host` in the root namespace, `peer` inside namespace `ns`.
+/// IPv4 10.213.<n>.1/24 (host) and .2 (peer); IPv6 fd00:213:<n>::1/64 and ::2.
+class VethPair {
+ public:
+  explicit VethPair(int n);
+  ~VethPair();
+  VethPair(const VethPair&) = delete;
+  VethPair& operator=(const VethPair&) = delete;
+
+  const std::string& ns() const { return ns_; }
+  const std::string& host() const { return host_; }
+  const std::string& peer() const { return peer_; }
+  std::string hostV4() const;
+  std::string peerV4() const;
+  std::string hostV6() const;
+  std::string peerV6() const;
+  int hostIfindex() const;
+
+  /// Runs fn with the calling thread inside the namespace (on a helper
+  /// thread, so the caller's namespace never changes). Sockets created by fn
+  /// stay in the namespace.
+  void inNamespace(const std::function<void()>& fn) const;
+
+ private:
+  int n_;
+  std::string ns_, host_, peer_;
+};
+
+/// Ground truth: an AF_PACKET socket on the peer end counts every TCP/UDP
+/// frame crossing the link, both ways, by 5-tuple (addresses as text).
+class LinkCounter {
+ public:
+  struct Key {
+    std::string src, dst;
+    std::uint16_t sport, dport;
+    std::uint8_t proto;
+    bool operator<(const Key& o) const {
+      return std::tie(src, dst, sport, dport, proto) <
+             std::tie(o.src, o.dst, o.sport, o.dport, o.proto);
+    }
+  };
+  struct Count {
+    std::uint64_t packets = 0;
+    std::uint64_t bytes = 0;  // IP length, as the agent counts
+  };
+
+  LinkCounter(const VethPair& link, bool count_ipv6);
+  ~LinkCounter();
+  /// Stops capturing (after the traffic) and returns what was seen.
+  std::map<Key, Count> stop();
+
+ private:
+  void loop();
+  int fd_ = -1;
+  bool count_ipv6_;
+  std::thread thread_;
+  std::mutex mutex_;
+  bool stop_ = false;
+  std::map<Key, Count> counts_;
+};
+
+/// UDP/TCP sockets bound to an address; helpers for exact traffic.
+int udpSocket(const std::string& addr, std::uint16_t port);
+void udpSend(int fd, const std::string& to, std::uint16_t port, std::size_t payload);
+/// Receives exactly `count` datagrams (or throws after timeout).
+void udpReceive(int fd, int count);
+
+}  // namespace ayaflow::test
