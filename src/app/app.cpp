@@ -122,8 +122,27 @@ struct App::Impl {
       if (removed > 0) {
         logger("flow")->debug("expired {} idle connections", removed);
       }
+      warnAboutLoss();
       scheduleExpiry();
     });
+  }
+
+  // At most one warning per expiry interval, only when events were lost.
+  void warnAboutLoss() noexcept {
+    std::uint64_t lost = 0;
+    try {
+      lost = program->readTotals().totalLost();
+    } catch (const std::exception& e) {
+      logger("bpf")->error("{}", e.what());
+      return;
+    }
+    if (lost > lost_reported) {
+      logger("bpf")->warn(
+          "{} events lost in the ring buffer in the last {} s ({} in all); totals stay exact, "
+          "per-connection counts miss them: consider a larger --ring-buffer-size",
+          lost - lost_reported, kExpiryInterval.count(), lost);
+      lost_reported = lost;
+    }
   }
 
   // Ingest thread: stop serving, detach (no new events), drain what the
@@ -143,7 +162,12 @@ struct App::Impl {
     const std::size_t last = reader->drain();
     expiry_timer.cancel();
     signals.cancel();
-    const bpf::KernelTotals t = program->readTotals();
+    bpf::KernelTotals t;
+    try {
+      t = program->readTotals();
+    } catch (const std::exception& e) {
+      logger("bpf")->error("{}", e.what());
+    }
     logger("app")->info(
         "stopped: {} packets, {} bytes, {} events read ({} in the final drain), {} lost in the "
         "ring buffer, {} malformed",
@@ -155,6 +179,7 @@ struct App::Impl {
   asio::signal_set signals{io, SIGINT, SIGTERM};
   asio::steady_timer expiry_timer{io};
   std::atomic<bool> stopping{false};
+  std::uint64_t lost_reported = 0;  // ingest thread only
   // Declaration order is teardown order reversed: the reader goes first,
   // then the attachments detach, then the program is destroyed.
   std::unique_ptr<bpf::BpfProgram> program;

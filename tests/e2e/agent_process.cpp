@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -32,10 +33,15 @@ std::uint16_t freePort() {
 }
 
 AgentProcess::AgentProcess(std::vector<std::string> args) {
-  port_ = freePort();
+  auto given = std::find(args.begin(), args.end(), std::string("--port"));
+  if (given != args.end() && given + 1 != args.end()) {
+    port_ = static_cast<std::uint16_t>(std::stoi(*(given + 1)));
+  } else {
+    port_ = freePort();
+    args.push_back("--port");
+    args.push_back(std::to_string(port_));
+  }
   args.insert(args.begin(), AYAFLOW_BINARY);
-  args.push_back("--port");
-  args.push_back(std::to_string(port_));
   char tmpl[] = "/tmp/ayaflow-e2e-XXXXXX";
   int log_fd = mkstemp(tmpl);
   if (log_fd < 0) {

@@ -18,7 +18,8 @@ std::uint16_t freePort();
 
 class AgentProcess {
  public:
-  /// Starts build/ayaflow with `args` (plus --port); output goes to a log file.
+  /// Starts build/ayaflow with `args` (plus a free --port unless `args` has one);
+  /// output goes to a log file.
   explicit AgentProcess(std::vector<std::string> args);
   /// Kills the agent (SIGKILL) if it is still running.
   ~AgentProcess();

@@ -129,8 +129,8 @@ TEST_F(BpfParseTest, Ipv4UdpEveryField) {
 }
 
 TEST_F(BpfParseTest, EgressProgramMarksEgress) {
-  auto ev = run(concat(ethernet(kEthIp), ipv4(6, "10.0.0.1", "10.0.0.2", l4(6, 40000, 443, 0))),
-                true);
+  auto ev =
+      run(concat(ethernet(kEthIp), ipv4(6, "10.0.0.1", "10.0.0.2", l4(6, 40000, 443, 0))), true);
   ASSERT_TRUE(ev);
   EXPECT_EQ(ev->direction, AYAFLOW_DIR_EGRESS);
   EXPECT_EQ(ev->protocol, 6);
@@ -139,8 +139,8 @@ TEST_F(BpfParseTest, EgressProgramMarksEgress) {
 
 TEST_F(BpfParseTest, Ipv4OptionsUseIhl) {
   for (unsigned words = 0; words <= 10; ++words) {
-    auto ev = run(concat(ethernet(kEthIp),
-                         ipv4(6, "192.0.2.1", "192.0.2.2", l4(6, 1234, 80, 10), words)));
+    auto ev = run(
+        concat(ethernet(kEthIp), ipv4(6, "192.0.2.1", "192.0.2.2", l4(6, 1234, 80, 10), words)));
     ASSERT_TRUE(ev) << words;
     EXPECT_EQ(ev->src_port, 1234) << words;
     EXPECT_EQ(ev->dst_port, 80) << words;
@@ -163,14 +163,14 @@ TEST_F(BpfParseTest, VlanAndDoubleVlan) {
 
 TEST_F(BpfParseTest, Ipv4FragmentsAfterTheFirstHaveNoPorts) {
   // First fragment (MF set, offset 0): ports are there.
-  auto first = run(concat(ethernet(kEthIp),
-                          ipv4(17, "10.0.0.1", "10.0.0.2", l4(17, 7, 9, 64), 0, 0x2000)));
+  auto first =
+      run(concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.2", l4(17, 7, 9, 64), 0, 0x2000)));
   ASSERT_TRUE(first);
   EXPECT_EQ(first->flags, 0);
   EXPECT_EQ(first->src_port, 7);
   // Later fragment (offset 9 * 8): payload bytes would look like ports.
-  auto later = run(concat(ethernet(kEthIp),
-                          ipv4(17, "10.0.0.1", "10.0.0.2", Bytes(40, 0x77), 0, 0x0009)));
+  auto later =
+      run(concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.2", Bytes(40, 0x77), 0, 0x0009)));
   ASSERT_TRUE(later);
   EXPECT_EQ(later->flags, AYAFLOW_F_FRAGMENT);
   EXPECT_EQ(later->src_port, 0);
@@ -192,8 +192,8 @@ TEST_F(BpfParseTest, NonTcpUdpAndNonIpProduceNothing) {
 }
 
 TEST_F(BpfParseTest, TruncatedIpv4AtEveryLength) {
-  const Bytes full = concat(ethernet(kEthIp, {kQ}),
-                            ipv4(6, "10.0.0.1", "10.0.0.2", l4(6, 4000, 5000, 0), 2));
+  const Bytes full =
+      concat(ethernet(kEthIp, {kQ}), ipv4(6, "10.0.0.1", "10.0.0.2", l4(6, 4000, 5000, 0), 2));
   // 18 (L2) + 28 (IPv4 with options) + 4 (ports) bytes are needed.
   const std::size_t needed = 18 + 28 + 4;
   for (std::size_t len = 14; len <= full.size(); ++len) {
@@ -229,12 +229,9 @@ TEST_F(BpfParseTest, Ipv6ExtensionHeadersAreWalked) {
   enableIpv6(true);
   const Bytes udp = l4(17, 53, 33333, 12);
   const std::vector<std::vector<Ipv6Ext>> chains = {
-      {hopByHop()},
-      {destOpts16()},
-      {routing()},
-      {fragment(0, true)},
-      {authHeader()},
-      {hopByHop(), routing(), destOpts16(), fragment(0, false), authHeader()},
+      {hopByHop()},   {destOpts16()},
+      {routing()},    {fragment(0, true)},
+      {authHeader()}, {hopByHop(), routing(), destOpts16(), fragment(0, false), authHeader()},
   };
   for (const auto& chain : chains) {
     std::size_t ext_len = 0;
@@ -290,8 +287,7 @@ TEST_F(BpfParseTest, FullRingBufferCountsLostEventsNotPackets) {
   program_.reset();
   rb_.reset();
   program_ = std::make_unique<bpf::BpfProgram>(bpf::ProgramOptions{4096, false});
-  const Bytes frame =
-      concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.2", l4(17, 1, 2, 10)));
+  const Bytes frame = concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.2", l4(17, 1, 2, 10)));
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
               .data_size_in = static_cast<__u32>(frame.size()), .repeat = 200);
   ASSERT_EQ(bpf_prog_test_run_opts(program_->ingressProgramFd(), &opts), 0);

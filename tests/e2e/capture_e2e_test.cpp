@@ -12,7 +12,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -163,7 +165,7 @@ TEST_F(CaptureE2E, UdpBothWaysExactPerConnectionAndTotals) {
   EXPECT_EQ(health.at("total_packets").get<std::uint64_t>(), truth.packets);
   EXPECT_GE(health.at("active_connections").get<std::uint64_t>(), 1u);
 
-  agent.signal(SIGTERM);
+  agent.signal(SIGINT);  // Ctrl-C behaves like SIGTERM
   EXPECT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
   // Nothing was lost, so the shutdown summary reports zero loss.
   EXPECT_NE(agent.log().find("0 lost in the ring buffer"), std::string::npos) << agent.log();
@@ -306,6 +308,67 @@ TEST_F(CaptureE2E, TwoInterfacesAtOnce) {
   const json stats = waitForStats(agent, ta.packets + tb.packets);
   EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), ta.packets + tb.packets);
   EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), ta.bytes + tb.bytes);
+}
+
+TEST_F(CaptureE2E, RingBufferOverflowIsCountedAndTotalsStayExact) {
+  VethPair link(9);
+  LinkCounter counter(link, false);
+  // The smallest ring buffer holds 56 events. With the agent stopped, a
+  // burst of 4000 overflows it for certain; the kernel keeps counting.
+  AgentProcess agent({"--interface", link.host(), "--ring-buffer-size", "4096"});
+  agent.waitReady();
+  constexpr int kBurst = 4000;
+  agent.signal(SIGSTOP);
+  udpExchange(link, false, 40010, 5010, kBurst, 16, 0, 0);
+  agent.signal(SIGCONT);
+  const Totals truth = linkTotals(counter.stop());
+  const json stats = waitForStats(agent, truth.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), truth.packets);
+  EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), truth.bytes);
+  const std::string conn = endpoint(link.hostV4(), 40010) + " -> " + endpoint(link.peerV4(), 5010);
+  std::this_thread::sleep_for(200ms);  // let the reader drain what fitted
+  const json entry = liveEntry(agent, conn);
+  ASSERT_FALSE(entry.is_null());
+  const auto recorded = entry.at("packets_count").get<std::uint64_t>();
+  EXPECT_LE(recorded, 56u);
+
+  agent.signal(SIGTERM);
+  ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
+  // The shutdown summary accounts for every packet: read + lost == total.
+  const std::string log = agent.log();
+  unsigned long long packets = 0, bytes = 0, read = 0, last = 0, lost = 0, malformed = 0;
+  const auto pos = log.find("stopped: ");
+  ASSERT_NE(pos, std::string::npos) << log;
+  ASSERT_EQ(std::sscanf(log.c_str() + pos,
+                        "stopped: %llu packets, %llu bytes, %llu events read (%llu in the final "
+                        "drain), %llu lost in the ring buffer, %llu malformed",
+                        &packets, &bytes, &read, &last, &lost, &malformed),
+            6)
+      << log;
+  EXPECT_EQ(packets, truth.packets);
+  EXPECT_GT(lost, 0u);
+  EXPECT_EQ(read + lost, packets);
+  EXPECT_EQ(malformed, 0u);
+  EXPECT_EQ(recorded, read);  // this flow is the only traffic that was read
+}
+
+TEST_F(CaptureE2E, PortInUseFailsWithOneLineAndLeavesNothingAttached) {
+  VethPair link(10);
+  AgentProcess first({"--interface", link.host(), "--quiet"});
+  first.waitReady();
+  // A second agent on the same port: clear error, non-zero exit, and it
+  // must not leave its programs behind on the way out.
+  AgentProcess second(
+      {"--interface", link.host(), "--quiet", "--port", std::to_string(first.port())});
+  const auto code = second.waitExit(10s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_NE(*code, 0);
+  const std::string log = second.log();
+  EXPECT_NE(log.find("ayaflow: error: "), std::string::npos) << log;
+  EXPECT_NE(log.find(std::to_string(first.port())), std::string::npos) << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  EXPECT_EQ(copiesAttached(link, true), 1);
+  EXPECT_EQ(copiesAttached(link, false), 1);
 }
 
 class AttachLifecycle : public ::testing::TestWithParam<const char*> {

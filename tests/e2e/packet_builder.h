@@ -17,7 +17,9 @@ inline void put16(Bytes& b, std::uint16_t v) {
   b.push_back(static_cast<std::uint8_t>(v & 0xff));
 }
 
-inline void putBytes(Bytes& b, const std::uint8_t* p, std::size_t n) { b.insert(b.end(), p, p + n); }
+inline void putBytes(Bytes& b, const std::uint8_t* p, std::size_t n) {
+  b.insert(b.end(), p, p + n);
+}
 
 /// Ethernet header with optional VLAN tags (outer first), then ethertype.
 inline Bytes ethernet(std::uint16_t ethertype, std::vector<std::uint16_t> tag_tpids = {}) {
@@ -79,8 +81,8 @@ struct Ipv6Ext {
   Bytes bytes;        // whole header; first byte (next header) is patched in
 };
 
-inline Ipv6Ext hopByHop() { return {0, Bytes{0, 0, 1, 4, 0, 0, 0, 0}}; }       // 8 bytes, PadN
-inline Ipv6Ext destOpts16() {                                                  // 16 bytes
+inline Ipv6Ext hopByHop() { return {0, Bytes{0, 0, 1, 4, 0, 0, 0, 0}}; }  // 8 bytes, PadN
+inline Ipv6Ext destOpts16() {                                             // 16 bytes
   Bytes b{0, 1, 1, 12};
   b.resize(16, 0);
   return {60, b};
@@ -88,8 +90,8 @@ inline Ipv6Ext destOpts16() {                                                  /
 inline Ipv6Ext routing() { return {43, Bytes{0, 0, 0, 0, 0, 0, 0, 0}}; }
 inline Ipv6Ext fragment(std::uint16_t offset_units, bool more) {
   const std::uint16_t v = static_cast<std::uint16_t>((offset_units << 3) | (more ? 1 : 0));
-  return {44, Bytes{0, 0, static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v), 0, 0,
-                    0, 1}};
+  return {44,
+          Bytes{0, 0, static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v), 0, 0, 0, 1}};
 }
 inline Ipv6Ext authHeader() {  // AH: length in 4-byte units minus 2: 16 bytes
   Bytes b{0, 2};

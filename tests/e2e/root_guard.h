@@ -19,12 +19,12 @@ inline bool inCi() {
 
 /// Root-tier tests need root (BPF load, netns, veth). Outside CI they skip
 /// with a clear message; in CI a skip would hide the kernel path, so it fails.
-#define AYAFLOW_REQUIRE_ROOT()                                                         \
-  do {                                                                                 \
-    if (::geteuid() != 0) {                                                            \
-      if (::ayaflow::test::inCi()) {                                                   \
-        FAIL() << "root tier needs root, and CI=true forbids skipping";                \
-      }                                                                                \
+#define AYAFLOW_REQUIRE_ROOT()                                                           \
+  do {                                                                                   \
+    if (::geteuid() != 0) {                                                              \
+      if (::ayaflow::test::inCi()) {                                                     \
+        FAIL() << "root tier needs root, and CI=true forbids skipping";                  \
+      }                                                                                  \
       GTEST_SKIP() << "needs root (BPF load, network namespaces); run as root or in CI"; \
-    }                                                                                  \
+    }                                                                                    \
   } while (0)

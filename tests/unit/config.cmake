@@ -6,3 +6,8 @@ ayaflow_unit_test(ayaflow_config_test
 ayaflow_unit_test(ayaflow_cidr_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/cidr_test.cpp
   LIBS ayaflow_common)
+
+ayaflow_unit_test(config_docs_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/config_docs_test.cpp
+  LIBS ayaflow_config)
+target_compile_definitions(config_docs_test PRIVATE AYAFLOW_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
