@@ -4,13 +4,15 @@
 #include <time.h>
 
 #include <atomic>
+// Boost 1.74 Asio uses std::exchange without including <utility> (C++20).
+#include <utility>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <csignal>
-#include <utility>  // before Asio: Boost 1.74 needs std::exchange declared
 
 #include "ayaflow/abi/event.h"
 #include "ayaflow/api/core_routes.h"

@@ -3,7 +3,9 @@
 
 #include <bpf/libbpf.h>
 
-#include <utility>  // before Asio: Boost 1.74 needs std::exchange declared
+// Boost 1.74 Asio uses std::exchange without including <utility> (C++20).
+#include <utility>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>

@@ -19,8 +19,8 @@ namespace ayaflow::bpf {
 namespace {
 
 // Debian 12's UAPI headers (6.1) predate TCX (6.6): the ABI values are fixed.
-constexpr int kBpfTcxIngress = 46;  // BPF_TCX_INGRESS
-constexpr int kBpfTcxEgress = 47;   // BPF_TCX_EGRESS
+constexpr int kBpfTcxIngress = 46;              // BPF_TCX_INGRESS
+constexpr int kBpfTcxEgress = 47;               // BPF_TCX_EGRESS
 constexpr std::uint32_t kBpfFBefore = 1U << 3;  // BPF_F_BEFORE
 
 constexpr const char* kOurNames[2] = {"ayaflow_ingress", "ayaflow_egress"};
@@ -194,10 +194,9 @@ void TcAttachment::attachTcx(int ingress_prog_fd, int egress_prog_fd) {
       for (int j = 0; j < i; ++j) {
         close(std::exchange(link_fds_[j], -1));
       }
-      AYAFLOW_SYSTEM_ERROR(-fd, "attach TCX " + std::string(ingress ? "ingress" : "egress") +
-                                    " on " + ifname_ +
-                                    (-fd == EINVAL ? " (kernel older than 6.6? try --attach-mode tc)"
-                                                   : ""));
+      AYAFLOW_SYSTEM_ERROR(
+          -fd, "attach TCX " + std::string(ingress ? "ingress" : "egress") + " on " + ifname_ +
+                   (-fd == EINVAL ? " (kernel older than 6.6? try --attach-mode tc)" : ""));
     }
     link_fds_[i] = fd;
   }
