@@ -18,11 +18,34 @@
 #include "maps.h"
 #include "parse.h"
 
+/* The counters for this packet's key, created on first use. */
+static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_packet_event *ev)
+{
+	struct ayaflow_stats zero_stats = {};
+	struct ayaflow_stats_key key;
+	struct ayaflow_stats *st;
+	__u32 dir = ev->direction & 1;
+
+	__builtin_memset(&key, 0, sizeof(key));
+	key.ifindex = ev->ifindex;
+	key.direction = ev->direction;
+	key.protocol = ev->protocol;
+	key.addr_type = ev->addr_type;
+	st = bpf_map_lookup_elem(&stats, &key);
+	if (st)
+		return st;
+	/* -EEXIST if another CPU created it first; -E2BIG when full. */
+	bpf_map_update_elem(&stats, &key, &zero_stats, BPF_NOEXIST);
+	st = bpf_map_lookup_elem(&stats, &key);
+	if (st)
+		return st;
+	return bpf_map_lookup_elem(&stats_overflow, &dir);
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 {
 	struct ayaflow_packet_event ev;
 	struct ayaflow_stats *st;
-	__u32 zero = 0;
 	__u64 flags;
 
 	/* Ring buffer memory is not zeroed: write every byte, pads included. */
@@ -35,19 +58,18 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	ev.ifindex = skb->ifindex;
 	ev.timestamp_ns = bpf_ktime_get_ns();
 
-	st = bpf_map_lookup_elem(&stats, &zero);
+	st = stats_for(&ev);
 	if (!st)
-		return TC_ACT_UNSPEC; /* cannot happen: one-entry array */
-	/* direction is 0 or 1; the mask tells the verifier so. */
-	st->packets[direction & 1] += 1;
-	st->bytes[direction & 1] += ev.pkt_len;
+		return TC_ACT_UNSPEC; /* cannot happen: the overflow array has both slots */
+	st->packets += 1;
+	st->bytes += ev.pkt_len;
 
 	/* Batch wake-ups: wake the reader only once enough bytes are pending. */
 	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ayaflow_wakeup_bytes
 			? BPF_RB_FORCE_WAKEUP
 			: BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), flags) < 0)
-		st->events_lost[direction & 1] += 1;
+		st->events_lost += 1;
 	return TC_ACT_UNSPEC;
 }
 

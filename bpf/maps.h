@@ -14,13 +14,21 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
-/* Exact per-CPU totals: one entry, summed over CPUs by userspace. */
+/* Exact per-CPU totals by interface, direction, protocol and family. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, AYAFLOW_STATS_MAX_ENTRIES);
+	__type(key, struct ayaflow_stats_key);
 	__type(value, struct ayaflow_stats);
 } stats SEC(".maps");
+
+/* Where packets are counted, by direction, once `stats` is full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct ayaflow_stats);
+} stats_overflow SEC(".maps");
 
 /*
  * Run-time settings in .bss (an mmap-able array map): userspace may change
@@ -36,5 +44,6 @@ volatile __u64 ayaflow_wakeup_bytes;
 /* Keep the ABI types in BTF: bpftool then asserts their size in the skeleton. */
 struct ayaflow_packet_event _event;
 struct ayaflow_stats _stats;
+struct ayaflow_stats_key _stats_key;
 
 #endif /* AYAFLOW_BPF_MAPS_H */

@@ -119,6 +119,7 @@ int BpfProgram::ingressProgramFd() const { return bpf_program__fd(skel_->progs.a
 int BpfProgram::egressProgramFd() const { return bpf_program__fd(skel_->progs.ayaflow_egress); }
 int BpfProgram::eventsMapFd() const { return bpf_map__fd(skel_->maps.events); }
 int BpfProgram::statsMapFd() const { return bpf_map__fd(skel_->maps.stats); }
+int BpfProgram::statsOverflowMapFd() const { return bpf_map__fd(skel_->maps.stats_overflow); }
 
 void BpfProgram::setWakeupBytes(std::uint64_t bytes) { skel_->bss->ayaflow_wakeup_bytes = bytes; }
 
@@ -130,17 +131,42 @@ KernelTotals BpfProgram::readTotals() const {
     AYAFLOW_SYSTEM_ERROR(-cpus, "count possible CPUs");
   }
   std::vector<ayaflow_stats> per_cpu(static_cast<size_t>(cpus));
-  const std::uint32_t key = 0;
-  if (bpf_map_lookup_elem(statsMapFd(), &key, per_cpu.data()) != 0) {
-    AYAFLOW_SYSTEM_ERROR(errno, "read map 'stats'");
-  }
   KernelTotals totals;
-  for (const auto& s : per_cpu) {
-    for (int d = 0; d < 2; ++d) {
-      totals.packets[d] += s.packets[d];
-      totals.bytes[d] += s.bytes[d];
-      totals.events_lost[d] += s.events_lost[d];
+  auto add = [&](KernelCounter counter) {
+    for (const auto& s : per_cpu) {
+      counter.packets += s.packets;
+      counter.bytes += s.bytes;
+      counter.events_lost += s.events_lost;
     }
+    const int d = counter.direction & 1;
+    totals.packets[d] += counter.packets;
+    totals.bytes[d] += counter.bytes;
+    totals.events_lost[d] += counter.events_lost;
+    if (counter.packets != 0 || counter.ifindex != 0) {
+      totals.counters.push_back(counter);
+    }
+  };
+
+  // Keys are never deleted, so walking with get_next_key sees each once.
+  ayaflow_stats_key key{};
+  ayaflow_stats_key next{};
+  const ayaflow_stats_key* prev = nullptr;
+  while (bpf_map_get_next_key(statsMapFd(), prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    if (bpf_map_lookup_elem(statsMapFd(), &key, per_cpu.data()) != 0) {
+      AYAFLOW_SYSTEM_ERROR(errno, "read map 'stats'");
+    }
+    add(KernelCounter{key.ifindex, key.direction, key.protocol, key.addr_type});
+  }
+  if (errno != ENOENT) {
+    AYAFLOW_SYSTEM_ERROR(errno, "walk map 'stats'");
+  }
+  for (std::uint32_t dir = 0; dir < 2; ++dir) {
+    if (bpf_map_lookup_elem(statsOverflowMapFd(), &dir, per_cpu.data()) != 0) {
+      AYAFLOW_SYSTEM_ERROR(errno, "read map 'stats_overflow'");
+    }
+    add(KernelCounter{0, static_cast<std::uint8_t>(dir), 0, 0});
   }
   return totals;
 }

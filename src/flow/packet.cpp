@@ -15,6 +15,8 @@ static_assert(std::is_trivially_copyable_v<ayaflow_packet_event>);
 static_assert(std::has_unique_object_representations_v<ayaflow_packet_event>);
 static_assert(std::is_trivially_copyable_v<ayaflow_stats>);
 static_assert(std::has_unique_object_representations_v<ayaflow_stats>);
+static_assert(std::is_trivially_copyable_v<ayaflow_stats_key>);
+static_assert(std::has_unique_object_representations_v<ayaflow_stats_key>);
 static_assert(sizeof(ayaflow_packet_event::src_addr) == sizeof(ayaflow::flow::IpAddress));
 
 namespace ayaflow::flow {

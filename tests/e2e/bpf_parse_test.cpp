@@ -282,6 +282,60 @@ TEST_F(BpfParseTest, TruncatedIpv6AtEveryLength) {
   }
 }
 
+const bpf::KernelCounter* findCounter(const bpf::KernelTotals& t, std::uint8_t dir,
+                                      std::uint8_t proto, std::uint8_t family) {
+  for (const auto& c : t.counters) {
+    if (c.ifindex != 0 && c.direction == dir && c.protocol == proto && c.addr_type == family) {
+      return &c;
+    }
+  }
+  return nullptr;
+}
+
+TEST_F(BpfParseTest, CountersBreakDownByDirectionProtocolAndFamily) {
+  enableIpv6(true);
+  const Bytes udp4 = concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.2", l4(17, 1, 2, 10)));
+  const Bytes tcp6 = concat(ethernet(kEthIpv6), ipv6(6, "fd00::1", "fd00::2", l4(6, 3, 4, 0)));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(run(udp4));
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(run(tcp6, true));
+  const bpf::KernelTotals t = program_->readTotals();
+  const bpf::KernelCounter* a = findCounter(t, AYAFLOW_DIR_INGRESS, 17, 4);
+  const bpf::KernelCounter* b = findCounter(t, AYAFLOW_DIR_EGRESS, 6, 6);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(a->packets, 3u);
+  EXPECT_EQ(a->bytes, 3u * 38u);
+  EXPECT_EQ(b->packets, 2u);
+  EXPECT_EQ(b->bytes, 2u * 60u);
+  EXPECT_EQ(a->ifindex, b->ifindex);
+  EXPECT_EQ(t.totalPackets(), 5u);
+  EXPECT_EQ(t.totalBytes(), 3u * 38u + 2u * 60u);
+}
+
+TEST_F(BpfParseTest, FullStatsMapFallsBackToOverflowAndStaysExact) {
+  // Fill every key of the stats map with interfaces that do not exist.
+  const int cpus = libbpf_num_possible_cpus();
+  std::vector<ayaflow_stats> zero(static_cast<std::size_t>(cpus));
+  for (std::uint32_t i = 0; i < AYAFLOW_STATS_MAX_ENTRIES; ++i) {
+    ayaflow_stats_key key{};
+    key.ifindex = 1000000 + i;
+    key.protocol = 17;
+    key.addr_type = 4;
+    ASSERT_EQ(bpf_map_update_elem(program_->statsMapFd(), &key, zero.data(), BPF_NOEXIST), 0);
+  }
+  const Bytes udp4 = concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.2", l4(17, 1, 2, 10)));
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(run(udp4));  // run() checks the totals moved
+  const bpf::KernelTotals t = program_->readTotals();
+  EXPECT_EQ(t.totalPackets(), 4u);
+  EXPECT_EQ(t.totalBytes(), 4u * 38u);
+  const bpf::KernelCounter* overflow = nullptr;
+  for (const auto& c : t.counters) {
+    if (c.ifindex == 0 && c.direction == AYAFLOW_DIR_INGRESS) overflow = &c;
+  }
+  ASSERT_NE(overflow, nullptr);
+  EXPECT_EQ(overflow->packets, 4u);
+}
+
 TEST_F(BpfParseTest, FullRingBufferCountsLostEventsNotPackets) {
   // Smallest ring: 4096 bytes hold 4096 / (64 + 8) = 56 events.
   program_.reset();

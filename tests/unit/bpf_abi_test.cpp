@@ -60,6 +60,16 @@ TEST(BpfAbi, BtfMatchesHeader) {
   expectMember(b, t, "packets", offsetof(ayaflow_stats, packets));
   expectMember(b, t, "bytes", offsetof(ayaflow_stats, bytes));
   expectMember(b, t, "events_lost", offsetof(ayaflow_stats, events_lost));
+
+  id = btf__find_by_name_kind(b, "ayaflow_stats_key", BTF_KIND_STRUCT);
+  ASSERT_GT(id, 0);
+  EXPECT_EQ(btf__resolve_size(b, id), static_cast<long>(sizeof(ayaflow_stats_key)));
+  t = btf__type_by_id(b, id);
+  EXPECT_EQ(btf_vlen(t), 5);
+  expectMember(b, t, "ifindex", offsetof(ayaflow_stats_key, ifindex));
+  expectMember(b, t, "direction", offsetof(ayaflow_stats_key, direction));
+  expectMember(b, t, "protocol", offsetof(ayaflow_stats_key, protocol));
+  expectMember(b, t, "addr_type", offsetof(ayaflow_stats_key, addr_type));
 }
 
 TEST(BpfAbi, ProgramsAndMapsArePresent) {
@@ -69,8 +79,12 @@ TEST(BpfAbi, ProgramsAndMapsArePresent) {
   EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_egress), "ayaflow_egress");
   EXPECT_EQ(bpf_program__type(skel->progs.ayaflow_ingress), BPF_PROG_TYPE_SCHED_CLS);
   EXPECT_EQ(bpf_map__type(skel->maps.events), BPF_MAP_TYPE_RINGBUF);
-  EXPECT_EQ(bpf_map__type(skel->maps.stats), BPF_MAP_TYPE_PERCPU_ARRAY);
+  EXPECT_EQ(bpf_map__type(skel->maps.stats), BPF_MAP_TYPE_PERCPU_HASH);
+  EXPECT_EQ(bpf_map__key_size(skel->maps.stats), sizeof(ayaflow_stats_key));
   EXPECT_EQ(bpf_map__value_size(skel->maps.stats), sizeof(ayaflow_stats));
+  EXPECT_EQ(bpf_map__max_entries(skel->maps.stats), AYAFLOW_STATS_MAX_ENTRIES);
+  EXPECT_EQ(bpf_map__type(skel->maps.stats_overflow), BPF_MAP_TYPE_PERCPU_ARRAY);
+  EXPECT_EQ(bpf_map__value_size(skel->maps.stats_overflow), sizeof(ayaflow_stats));
   EXPECT_EQ(bpf_map__max_entries(skel->maps.events), 256u * 1024u);
 }
 

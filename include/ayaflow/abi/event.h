@@ -77,21 +77,40 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, src_addr) ==
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, dst_addr) == 48, "dst_addr");
 
 /*
- * Exact totals kept by the kernel in a one-entry per-CPU array (`stats`).
- * packets/bytes count exactly the packets that produce an event (whether or
- * not the ring buffer had room); events_lost counts failed reservations.
- * Userspace sums the CPUs. Indexed by AYAFLOW_DIR_*.
+ * Exact totals kept by the kernel in a per-CPU hash map (`stats`), one entry
+ * per interface, direction, protocol and address family. packets/bytes count
+ * exactly the packets that produce an event (whether or not the ring buffer
+ * had room); events_lost counts failed ring-buffer writes. Userspace sums
+ * the CPUs and the keys. When the map is full (AYAFLOW_STATS_MAX_ENTRIES
+ * keys) the program counts into the one-entry `stats_overflow` array under
+ * the key's direction instead, so totals stay exact.
  */
-struct ayaflow_stats {
-	__u64 packets[2];
-	__u64 bytes[2];
-	__u64 events_lost[2];
+#define AYAFLOW_STATS_MAX_ENTRIES 1024
+
+struct ayaflow_stats_key {
+	__u32 ifindex;
+	__u8 direction; /* AYAFLOW_DIR_* */
+	__u8 protocol; /* 6 or 17 */
+	__u8 addr_type; /* 4 or 6 */
+	__u8 pad;
 };
 
-AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_stats) == 48, "stats size");
+struct ayaflow_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 events_lost;
+};
+
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_stats_key) == 8, "stats key size");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, ifindex) == 0, "ifindex");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, direction) == 4, "direction");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, protocol) == 5, "protocol");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, addr_type) == 6, "addr_type");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, pad) == 7, "pad");
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_stats) == 24, "stats size");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, packets) == 0, "packets");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, bytes) == 16, "bytes");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, events_lost) == 32, "events_lost");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, bytes) == 8, "bytes");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, events_lost) == 16, "events_lost");
 
 /* Runtime flags in the program's .bss, written by userspace. */
 #define AYAFLOW_CFG_IPV6 0x01

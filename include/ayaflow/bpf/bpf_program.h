@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 struct ayaflow_bpf;  // bpftool skeleton, only seen by bpf_program.cpp
 
@@ -14,11 +15,23 @@ struct ProgramOptions {
   bool enable_ipv6 = false;
 };
 
+/// Exact counters of one interface/direction/protocol/family, summed over CPUs.
+struct KernelCounter {
+  std::uint32_t ifindex = 0;   // 0: counted in the overflow slot (stats map full)
+  std::uint8_t direction = 0;  // AYAFLOW_DIR_*
+  std::uint8_t protocol = 0;   // 6 or 17; 0 in the overflow slot
+  std::uint8_t addr_type = 0;  // 4 or 6; 0 in the overflow slot
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t events_lost = 0;
+};
+
 /// Exact totals summed over the kernel's per-CPU counters.
 struct KernelTotals {
   std::uint64_t packets[2] = {0, 0};  // by AYAFLOW_DIR_*
   std::uint64_t bytes[2] = {0, 0};
   std::uint64_t events_lost[2] = {0, 0};
+  std::vector<KernelCounter> counters;  // the breakdown the totals are summed from
   std::uint64_t totalPackets() const { return packets[0] + packets[1]; }
   std::uint64_t totalBytes() const { return bytes[0] + bytes[1]; }
   std::uint64_t totalLost() const { return events_lost[0] + events_lost[1]; }
@@ -42,6 +55,7 @@ class BpfProgram {
   int egressProgramFd() const;
   int eventsMapFd() const;
   int statsMapFd() const;
+  int statsOverflowMapFd() const;
   std::uint32_t ringBufferSize() const { return ring_buffer_size_; }
 
   /// Pending bytes in the ring buffer at which the program wakes the reader.
@@ -49,7 +63,8 @@ class BpfProgram {
   /// AYAFLOW_CFG_* bits; takes effect for the next packet.
   void setConfigFlags(std::uint32_t flags);
 
-  /// Sums the per-CPU counters. Throws SystemError if the map read fails.
+  /// Reads and sums the per-CPU counters (a few syscalls per interface).
+  /// Throws SystemError if a map read fails.
   KernelTotals readTotals() const;
 
  private:
