@@ -231,7 +231,6 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   }
   s.http = std::make_unique<api::HttpServer>(http_options, s.router);
   s.http->start();
-  logger("app")->info("serving HTTP on {}:{}", c.listen_address, s.http->port());
 }
 
 App::~App() {

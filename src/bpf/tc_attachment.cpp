@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "ayaflow/common/logging.h"
@@ -27,14 +28,16 @@ constexpr const char* kOurNames[2] = {"ayaflow_ingress", "ayaflow_egress"};
 
 int tcxAttachType(bool ingress) { return ingress ? kBpfTcxIngress : kBpfTcxEgress; }
 
-std::string progName(std::uint32_t id) {
+// A program's name; nullopt if it cannot be read (BPF_PROG_GET_FD_BY_ID
+// needs CAP_SYS_ADMIN, which the agent need not have).
+std::optional<std::string> progName(std::uint32_t id) {
   int fd = bpf_prog_get_fd_by_id(id);
   if (fd < 0) {
-    return {};
+    return std::nullopt;
   }
   bpf_prog_info info{};
   std::uint32_t len = sizeof(info);
-  std::string name;
+  std::optional<std::string> name;
   if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
     name = info.name;
   }
@@ -93,7 +96,12 @@ std::uint32_t queryOurTcFilter(int ifindex, bool ingress) {
   return opts.prog_id;
 }
 
-bool isOurName(const std::string& name, bool ingress) { return name == kOurNames[ingress ? 0 : 1]; }
+// Whether the filter at our fixed handle/priority is ours. Without the
+// privilege to read its name, the handle itself (0xa7f1, chosen to be
+// unusual) is taken as the identity.
+bool isOurs(const std::optional<std::string>& name, bool ingress) {
+  return !name || *name == kOurNames[ingress ? 0 : 1];
+}
 
 }  // namespace
 
@@ -130,13 +138,13 @@ std::vector<AttachedProgram> listHookPrograms(int ifindex, bool ingress) {
   if (bpf_prog_query_opts(ifindex, static_cast<bpf_attach_type>(tcxAttachType(ingress)), &opts) ==
       0) {
     for (std::uint32_t i = 0; i < opts.prog_cnt && i < 64; ++i) {
-      out.push_back({ids[i], progName(ids[i]), true});
+      out.push_back({ids[i], progName(ids[i]).value_or(""), true});
     }
   } else if (errno == ENODEV) {
     AYAFLOW_SYSTEM_ERROR(ENODEV, "list programs on ifindex " + std::to_string(ifindex));
   }
   if (std::uint32_t id = queryOurTcFilter(ifindex, ingress); id != 0) {
-    out.push_back({id, progName(id), false});
+    out.push_back({id, progName(id).value_or(""), false});
   }
   return out;
 }
@@ -181,7 +189,7 @@ void TcAttachment::attachTcx(int ingress_prog_fd, int egress_prog_fd) {
     // A legacy filter of ours left by a killed run in tc mode would be a
     // second copy: remove it (only if it is ours, by name).
     if (std::uint32_t stale = queryOurTcFilter(ifindex_, ingress);
-        stale != 0 && isOurName(progName(stale), ingress)) {
+        stale != 0 && isOurs(progName(stale), ingress)) {
       bpf_tc_hook hook = makeHook(ifindex_, ingress);
       bpf_tc_opts opts = makeTcOpts();
       if (bpf_tc_detach(&hook, &opts) == 0) {
@@ -215,12 +223,12 @@ void TcAttachment::attachTc(int ingress_prog_fd, int egress_prog_fd) {
     const bool ingress = i == 0;
     // Replace only a filter that is ours; refuse to clobber someone else's.
     if (std::uint32_t existing = queryOurTcFilter(ifindex_, ingress); existing != 0) {
-      const std::string name = progName(existing);
-      if (!isOurName(name, ingress)) {
+      const std::optional<std::string> name = progName(existing);
+      if (!isOurs(name, ingress)) {
         detach();
         AYAFLOW_SYSTEM_ERROR(EEXIST, "attach tc " + std::string(ingress ? "ingress" : "egress") +
                                          " on " + ifname_ + ": handle 0xa7f1 priority 1 holds '" +
-                                         name + "', not ours");
+                                         *name + "', not ours");
       }
     }
     bpf_tc_hook h = makeHook(ifindex_, ingress);

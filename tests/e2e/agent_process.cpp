@@ -32,7 +32,7 @@ std::uint16_t freePort() {
   return ntohs(a.sin_port);
 }
 
-AgentProcess::AgentProcess(std::vector<std::string> args) {
+AgentProcess::AgentProcess(std::vector<std::string> args, std::vector<std::string> prefix) {
   auto given = std::find(args.begin(), args.end(), std::string("--port"));
   if (given != args.end() && given + 1 != args.end()) {
     port_ = static_cast<std::uint16_t>(std::stoi(*(given + 1)));
@@ -42,6 +42,7 @@ AgentProcess::AgentProcess(std::vector<std::string> args) {
     args.push_back(std::to_string(port_));
   }
   args.insert(args.begin(), AYAFLOW_BINARY);
+  args.insert(args.begin(), prefix.begin(), prefix.end());
   char tmpl[] = "/tmp/ayaflow-e2e-XXXXXX";
   int log_fd = mkstemp(tmpl);
   if (log_fd < 0) {
@@ -55,7 +56,7 @@ AgentProcess::AgentProcess(std::vector<std::string> args) {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    execv(argv[0], argv.data());
+    execvp(argv[0], argv.data());
     _exit(127);
   }
   close(log_fd);

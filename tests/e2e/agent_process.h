@@ -20,7 +20,8 @@ class AgentProcess {
  public:
   /// Starts build/ayaflow with `args` (plus a free --port unless `args` has one);
   /// output goes to a log file.
-  explicit AgentProcess(std::vector<std::string> args);
+  /// `prefix` runs before the binary (e.g. setpriv to drop capabilities).
+  explicit AgentProcess(std::vector<std::string> args, std::vector<std::string> prefix = {});
   /// Kills the agent (SIGKILL) if it is still running.
   ~AgentProcess();
   AgentProcess(const AgentProcess&) = delete;

@@ -371,16 +371,28 @@ TEST_F(CaptureE2E, PortInUseFailsWithOneLineAndLeavesNothingAttached) {
   EXPECT_EQ(copiesAttached(link, false), 1);
 }
 
+/// Parameter: attach mode, optionally with "+caps": the agent then runs with
+/// only the capabilities the DaemonSet grants (BPF, NET_ADMIN, PERFMON).
 class AttachLifecycle : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     AYAFLOW_REQUIRE_ROOT();
-    if (std::string(GetParam()) == "tcx" && !bpf::kernelHasTcx()) {
+    if (mode() == "tcx" && !bpf::kernelHasTcx()) {
+      if (inCi()) GTEST_FAIL() << "CI kernel has no TCX";
       GTEST_SKIP() << "kernel has no TCX (< 6.6)";
     }
   }
-  std::vector<std::string> args(const VethPair& link) {
-    return {"--interface", link.host(), "--attach-mode", GetParam(), "--quiet"};
+  std::string mode() const {
+    const std::string p = GetParam();
+    return p.substr(0, p.find('+'));
+  }
+  std::vector<std::string> args(const VethPair& link) const {
+    return {"--interface", link.host(), "--attach-mode", mode(), "--quiet"};
+  }
+  std::vector<std::string> prefix() const {
+    if (std::string(GetParam()).find("+caps") == std::string::npos) return {};
+    return {"setpriv",    "--bounding-set", "-all,+bpf,+net_admin,+perfmon",
+            "--inh-caps", "-all",           "--"};
   }
 };
 
@@ -403,7 +415,7 @@ TEST_P(AttachLifecycle, SigtermDetachesOnlyOurselvesWithinTwoSeconds) {
   const int baseline_in = copiesAttached(link, true);
   const int baseline_out = copiesAttached(link, false);
 
-  AgentProcess agent(args(link));
+  AgentProcess agent(args(link), prefix());
   agent.waitReady();
   EXPECT_EQ(copiesAttached(link, true), baseline_in + 1);
   EXPECT_EQ(copiesAttached(link, false), baseline_out + 1);
@@ -436,18 +448,18 @@ TEST_P(AttachLifecycle, SigtermDetachesOnlyOurselvesWithinTwoSeconds) {
 TEST_P(AttachLifecycle, SigkillThenRestartLeavesExactlyOneCopy) {
   VethPair link(8);
   {
-    AgentProcess first(args(link));
+    AgentProcess first(args(link), prefix());
     first.waitReady();
     first.signal(SIGKILL);
     EXPECT_EQ(first.waitExit(5s), std::optional<int>(128 + SIGKILL));
   }
   // A TCX link dies with its process; a tc filter outlives it.
-  const int orphans = std::string(GetParam()) == "tcx" ? 0 : 1;
+  const int orphans = mode() == "tcx" ? 0 : 1;
   EXPECT_EQ(copiesAttached(link, true), orphans);
   EXPECT_EQ(copiesAttached(link, false), orphans);
 
   LinkCounter counter(link, false);
-  AgentProcess second(args(link));
+  AgentProcess second(args(link), prefix());
   second.waitReady();
   EXPECT_EQ(copiesAttached(link, true), 1);
   EXPECT_EQ(copiesAttached(link, false), 1);
@@ -466,7 +478,13 @@ TEST_P(AttachLifecycle, SigkillThenRestartLeavesExactlyOneCopy) {
   EXPECT_EQ(copiesAttached(link, false), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, AttachLifecycle, ::testing::Values("tcx", "tc"));
+INSTANTIATE_TEST_SUITE_P(Modes, AttachLifecycle,
+                         ::testing::Values("tcx", "tc", "tcx+caps", "tc+caps"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '+', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace ayaflow::test
