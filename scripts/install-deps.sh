@@ -12,6 +12,11 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev iproute2
 )
+# Node.js and npm run the manifest schema checks (tests/deploy); some
+# machines ship their own Node.js, which is fine.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// The YAML configuration shipped in k8s/example.yaml is one the agent accepts.
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "ayaflow/app/config.h"
+
+namespace ayaflow::app {
+namespace {
+
+TEST(DeployExample, ConfigMapHoldsAValidConfig) {
+  std::string config_text;
+  for (const YAML::Node& doc : YAML::LoadAllFromFile(AYAFLOW_SOURCE_DIR "/k8s/example.yaml")) {
+    if (doc["kind"] && doc["kind"].as<std::string>() == "ConfigMap" && doc["data"]["config.yaml"]) {
+      config_text = doc["data"]["config.yaml"].as<std::string>();
+    }
+  }
+  ASSERT_FALSE(config_text.empty()) << "no ConfigMap with config.yaml in k8s/example.yaml";
+  char path[] = "/tmp/ayaflow-example-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, config_text.data(), config_text.size()),
+            static_cast<ssize_t>(config_text.size()));
+  close(fd);
+  const char* argv[] = {"ayaflow", "--config", path};
+  ParseOutcome parsed;
+  EXPECT_NO_THROW(parsed = parseConfig(3, argv, [](const char*) { return std::nullopt; }));
+  unlink(path);
+  EXPECT_FALSE(parsed.exit_now);
+  EXPECT_EQ(parsed.config.interfaces, std::vector<std::string>{"eth0"});
+  EXPECT_EQ(parsed.config.db_path, "/var/lib/ayaflow/traffic.db");
+  EXPECT_EQ(parsed.config.ring_buffer_size, 1024u * 1024u);
+  EXPECT_TRUE(parsed.config.enable_ipv6);
+}
+
+}  // namespace
+}  // namespace ayaflow::app
