@@ -22,9 +22,20 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The file name without its directories (for short error locations).
+constexpr const char* sourceBasename(const char* path) {
+  const char* base = path;
+  for (const char* p = path; *p != '\0'; ++p) {
+    if (*p == '/') {
+      base = p + 1;
+    }
+  }
+  return base;
+}
+
 }  // namespace ayaflow
 
-/// Throws ayaflow::SystemError with "[file:line] context: strerror(err)".
-#define AYAFLOW_SYSTEM_ERROR(err, context)                                                 \
-  throw ::ayaflow::SystemError((err), std::string("[") + __FILE__ + ":" +                  \
-                                          std::to_string(__LINE__) + "] " + (context))
+/// Throws ayaflow::SystemError with "[file.cpp:line] context: strerror(err)".
+#define AYAFLOW_SYSTEM_ERROR(err, context)                                                     \
+  throw ::ayaflow::SystemError((err), std::string("[") + ::ayaflow::sourceBasename(__FILE__) + \
+                                          ":" + std::to_string(__LINE__) + "] " + (context))
