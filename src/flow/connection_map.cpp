@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/flow/connection_map.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <new>
+#include <type_traits>
 #include <utility>
 
 namespace ayaflow::flow {
@@ -11,6 +16,9 @@ namespace ayaflow::flow {
 namespace {
 
 constexpr std::size_t kMinCapacity = 8;
+
+// Tables at least this large are mmap()ed directly instead of taken from malloc.
+constexpr std::size_t kMapThresholdBytes = 64 * 1024;
 
 std::size_t roundUpPow2(std::size_t v) noexcept {
   std::size_t p = 1;
@@ -37,14 +45,91 @@ bool ranksBefore(const ConnectionEntry& a, const ConnectionEntry& b) noexcept {
   return std::memcmp(&a.key, &b.key, sizeof(FlowKey)) < 0;
 }
 
+// The capacity expire() leaves a shard of `capacity` slots holding `count` entries with:
+// halved while the table is under 1/8 full, never below `floor`. Unless it stops at the
+// floor, the result is 1/8 to 1/4 full, far below the 0.7 that makes it grow again; and a
+// table that just grew is 0.35 full, far above 1/8.
+std::size_t shrunkCapacity(std::size_t capacity, std::size_t count, std::size_t floor) noexcept {
+  while (capacity > floor && count < capacity / 8) capacity /= 2;
+  return capacity;
+}
+
+static_assert(std::is_trivially_copyable_v<ConnectionEntry> &&
+                  std::is_trivially_destructible_v<ConnectionEntry>,
+              "SlotTable copies entries bytewise and never runs destructors");
+
+// The slots of one shard: a fixed-size array of value-initialised (empty) entries. Large
+// arrays are mapped from the kernel directly, small ones come from operator new. mmap()
+// matters for memory: glibc raises its mmap threshold each time it frees a mapped block,
+// so after one burst, tables of the next burst would come from the heap, where a freed
+// table in the middle stays resident. A mapping is returned by munmap() on free.
+// Allocation failure throws std::bad_alloc (record() is noexcept: terminate).
+class SlotTable {
+ public:
+  SlotTable() noexcept = default;
+  explicit SlotTable(std::size_t size) : size_(size) {
+    const std::size_t bytes = size * sizeof(ConnectionEntry);
+    void* p;
+    if (mapped()) {
+      p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+    } else {
+      p = ::operator new(bytes);
+    }
+    // Fresh anonymous pages are already zero, but value-initialising makes the entries
+    // objects; the rehash that follows touches nearly every page anyway.
+    data_ = static_cast<ConnectionEntry*>(p);
+    std::uninitialized_value_construct_n(data_, size_);
+  }
+  ~SlotTable() { release(); }
+  SlotTable(SlotTable&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  SlotTable& operator=(SlotTable&& o) noexcept {
+    if (this != &o) {
+      release();
+      data_ = std::exchange(o.data_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+    }
+    return *this;
+  }
+  SlotTable(const SlotTable&) = delete;
+  SlotTable& operator=(const SlotTable&) = delete;
+
+  void swap(SlotTable& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+  }
+  std::size_t size() const noexcept { return size_; }
+  ConnectionEntry& operator[](std::size_t i) noexcept { return data_[i]; }
+  const ConnectionEntry& operator[](std::size_t i) const noexcept { return data_[i]; }
+  const ConnectionEntry* begin() const noexcept { return data_; }
+  const ConnectionEntry* end() const noexcept { return data_ + size_; }
+
+ private:
+  bool mapped() const noexcept { return size_ * sizeof(ConnectionEntry) >= kMapThresholdBytes; }
+  void release() noexcept {
+    if (data_ == nullptr) return;
+    if (mapped()) {
+      munmap(data_, size_ * sizeof(ConnectionEntry));
+    } else {
+      ::operator delete(data_);
+    }
+    data_ = nullptr;
+    size_ = 0;
+  }
+
+  ConnectionEntry* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 }  // namespace
 
 // One shard: a flat open-addressing table guarded by `mu`. Aligned to a cache line so
 // two shards' mutexes never share one.
 struct alignas(64) ConnectionMap::Shard {
   mutable std::mutex mu;
-  std::vector<ConnectionEntry> slots;  // guarded by mu; size is a power of two
-  std::size_t count = 0;               // guarded by mu; the writer may read it unlocked
+  SlotTable slots;        // guarded by mu; size is a power of two
+  std::size_t count = 0;  // guarded by mu; the writer may read it unlocked
 
   std::size_t mask() const noexcept { return slots.size() - 1; }
 
@@ -64,9 +149,10 @@ struct alignas(64) ConnectionMap::Shard {
     }
   }
 
-  // Moves every entry of `slots` into `fresh` (all empty, larger) and swaps them, so
-  // `fresh` ends up holding the old storage (freed by the caller outside the lock).
-  void rehashInto(std::vector<ConnectionEntry>& fresh, std::uint64_t seed) noexcept {
+  // Moves every entry of `slots` into `fresh` (all empty, larger, or smaller but with room
+  // for every entry) and swaps them, so `fresh` ends up holding the old storage (freed by
+  // the caller outside the lock).
+  void rehashInto(SlotTable& fresh, std::uint64_t seed) noexcept {
     const std::size_t m = fresh.size() - 1;
     for (const ConnectionEntry& e : slots) {
       if (!occupied(e)) continue;
@@ -100,10 +186,10 @@ struct alignas(64) ConnectionMap::Shard {
 ConnectionMap::ConnectionMap(std::size_t shard_count, std::size_t initial_capacity_per_shard)
     : seed_(randomHashSeed()),
       shard_count_(roundUpPow2(std::max<std::size_t>(shard_count, 1))),
+      initial_capacity_(roundUpPow2(std::max(initial_capacity_per_shard, kMinCapacity))),
       shard_shift_(64 - log2Pow2(shard_count_)),
       shards_(new Shard[shard_count_]) {
-  const std::size_t cap = roundUpPow2(std::max(initial_capacity_per_shard, kMinCapacity));
-  for (std::size_t s = 0; s < shard_count_; ++s) shards_[s].slots.resize(cap);
+  for (std::size_t s = 0; s < shard_count_; ++s) shards_[s].slots = SlotTable(initial_capacity_);
 }
 
 ConnectionMap::~ConnectionMap() = default;
@@ -137,7 +223,6 @@ void ConnectionMap::record(const Packet& p) noexcept {
     s.ifindex = p.ifindex;
   };
 
-  std::vector<ConnectionEntry> fresh;
   {
     std::lock_guard<std::mutex> lock(shard.mu);
     bool found = false;
@@ -156,7 +241,7 @@ void ConnectionMap::record(const Packet& p) noexcept {
 
   // New connection in a full shard. This is the only writer, so the shard cannot change
   // while unlocked: allocate (and zero) the doubled table without blocking readers.
-  fresh.resize(shard.slots.size() * 2);
+  SlotTable fresh(shard.slots.size() * 2);
   {
     std::lock_guard<std::mutex> lock(shard.mu);
     shard.rehashInto(fresh, seed_);
@@ -241,25 +326,41 @@ std::size_t ConnectionMap::expire(std::uint64_t now_ns, std::uint64_t idle_timeo
   auto idle = [&](const ConnectionStats& s) noexcept {
     return now_ns > s.last_seen_ns && now_ns - s.last_seen_ns > idle_timeout_ns;
   };
-  std::size_t removed = 0;
+  std::size_t removed_total = 0;
   for (std::size_t s = 0; s < shard_count_; ++s) {
     Shard& shard = shards_[s];
-    std::lock_guard<std::mutex> lock(shard.mu);
-    // Erasing at i pulls later entries back into [i, j), so i is re-examined instead of
-    // advanced. Only entries of a cluster wrapping past the end can move from low indices
-    // (already examined and kept) to high ones; examining them again is harmless.
-    for (std::size_t i = 0; i < shard.slots.size();) {
-      const ConnectionEntry& e = shard.slots[i];
-      if (occupied(e) && idle(e.stats)) {
-        shard.eraseAt(i, seed_);
-        ++removed;
-      } else {
-        ++i;
+    std::size_t target = 0;
+    {
+      std::lock_guard<std::mutex> lock(shard.mu);
+      std::size_t removed = 0;
+      // Erasing at i pulls later entries back into [i, j), so i is re-examined instead of
+      // advanced. Only entries of a cluster wrapping past the end can move from low indices
+      // (already examined and kept) to high ones; examining them again is harmless.
+      for (std::size_t i = 0; i < shard.slots.size();) {
+        const ConnectionEntry& e = shard.slots[i];
+        if (occupied(e) && idle(e.stats)) {
+          shard.eraseAt(i, seed_);
+          ++removed;
+        } else {
+          ++i;
+        }
       }
+      // Publish per shard, so size() never lags the shards by more than one.
+      size_.fetch_sub(removed, std::memory_order_relaxed);
+      removed_total += removed;
+      target = shrunkCapacity(shard.slots.size(), shard.count, initial_capacity_);
+    }
+    if (target == shard.slots.size()) continue;
+    // This is the only writer, so the shard cannot change while unlocked: allocate the
+    // smaller table without blocking readers, move the entries under the lock, and free
+    // the old table (now in `fresh`) after releasing it.
+    SlotTable fresh(target);
+    {
+      std::lock_guard<std::mutex> lock(shard.mu);
+      shard.rehashInto(fresh, seed_);
     }
   }
-  size_.fetch_sub(removed, std::memory_order_relaxed);
-  return removed;
+  return removed_total;
 }
 
 bool ConnectionMap::checkInvariantsForTest() const {
@@ -270,6 +371,8 @@ bool ConnectionMap::checkInvariantsForTest() const {
     const std::size_t cap = shard.slots.size();
     if (cap == 0 || (cap & (cap - 1)) != 0) return false;
     if (shard.count > maxEntries(cap)) return false;
+    if (cap < initial_capacity_) return false;
+    if (cap > initial_capacity_ && shard.count < cap / 8) return false;  // missed a shrink
     const std::size_t m = shard.mask();
     std::size_t count = 0;
     for (std::size_t i = 0; i < cap; ++i) {

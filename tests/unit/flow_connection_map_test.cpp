@@ -304,6 +304,223 @@ TEST(ConnectionMap, BackwardShiftDeletionKeepsOtherKeysFindable) {
   }
 }
 
+// A burst of 100k connections grows every shard; once all but a few expire, expire()
+// gives the memory back: capacity returns to the initial one and the survivors are intact.
+TEST(ConnectionMap, ShrinksAfterBurstAndKeepsSurvivorsExact) {
+  for (const std::size_t initial : {std::size_t{256}, std::size_t{8}}) {
+    SCOPED_TRACE(testing::Message() << "initial capacity per shard " << initial);
+    ConnectionMap map(16, initial);
+    const std::size_t initial_capacity = map.capacityForTest();
+    ASSERT_EQ(initial_capacity, 16 * initial);
+    constexpr std::uint32_t kFlows = 100000;
+    constexpr std::uint32_t kKeep = 10;
+    // Flow i: one egress packet of i % 1000 + 1 bytes at time i + 1; even flows also
+    // one ingress packet of 40 bytes at time 0.
+    for (std::uint32_t i = 0; i < kFlows; ++i) {
+      map.record(flowPacket(i, Direction::kEgress, i % 1000 + 1, i + 1));
+      if (i % 2 == 0) map.record(flowPacket(i, Direction::kIngress, 40, 0));
+    }
+    ASSERT_EQ(map.size(), kFlows);
+    ASSERT_GE(map.capacityForTest() * 7 / 10, std::size_t{kFlows});
+
+    // Removes every flow with i + 1 < kFlows - kKeep + 1: all but the last kKeep.
+    EXPECT_EQ(map.expire(kFlows - kKeep + 1, 0), kFlows - kKeep);
+    EXPECT_EQ(map.size(), kKeep);
+    EXPECT_TRUE(map.checkInvariantsForTest());  // includes: no shard left under 1/8 full
+    if (initial == 256) {
+      // At most 10 entries per shard, under 1/8 of 256: every shard is back to 256.
+      EXPECT_EQ(map.capacityForTest(), initial_capacity);
+    } else {
+      // A shard above its initial 8 slots keeps at most 8 slots per entry.
+      EXPECT_LE(map.capacityForTest(), 16 * 8 + 8 * std::size_t{kKeep});
+    }
+
+    const auto all = map.snapshot();
+    ASSERT_EQ(all.size(), kKeep);
+    for (std::uint32_t i = 0; i < kFlows; ++i) {
+      const auto s = map.find(flowKey(i));
+      if (i < kFlows - kKeep) {
+        ASSERT_FALSE(s) << i;
+        continue;
+      }
+      ASSERT_TRUE(s) << i;
+      EXPECT_EQ(s->packets_count, i % 2 == 0 ? 2u : 1u) << i;
+      EXPECT_EQ(s->bytes_sent, i % 1000 + 1u) << i;
+      EXPECT_EQ(s->bytes_received, i % 2 == 0 ? 40u : 0u) << i;
+      EXPECT_EQ(s->first_seen_ns, i % 2 == 0 ? 0u : i + 1u) << i;
+      EXPECT_EQ(s->last_seen_ns, i + 1u) << i;
+      EXPECT_EQ(s->ifindex, 2u) << i;
+    }
+
+    // The shrunk map works as before: a second burst grows it again, exactly.
+    for (std::uint32_t i = 0; i < kFlows; ++i) {
+      map.record(flowPacket(i, Direction::kIngress, 7, 2 * kFlows));
+    }
+    EXPECT_EQ(map.size(), kFlows);
+    EXPECT_TRUE(map.checkInvariantsForTest());
+    const auto again = map.find(flowKey(kFlows - 1));
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->packets_count, 2u);
+    EXPECT_EQ(again->bytes_received, 7u);
+    const auto fresh = map.find(flowKey(0));
+    ASSERT_TRUE(fresh);
+    EXPECT_EQ(fresh->packets_count, 1u);
+    EXPECT_EQ(fresh->bytes_received, 7u);
+
+    // Everything expires: back to the initial capacity, never below it.
+    EXPECT_EQ(map.expire(std::numeric_limits<std::uint64_t>::max(), 0), kFlows);
+    EXPECT_EQ(map.capacityForTest(), initial_capacity);
+    EXPECT_EQ(map.expire(std::numeric_limits<std::uint64_t>::max(), 0), 0u);
+    EXPECT_EQ(map.capacityForTest(), initial_capacity);
+    EXPECT_TRUE(map.checkInvariantsForTest());
+  }
+}
+
+// One shard starting at 8 slots. Grows at 0.7 full, shrinks below 1/8 full: a count that
+// moves back and forth near either boundary does not resize each time. expire(t, 0)
+// removes exactly the flows last seen before t.
+TEST(ConnectionMap, ShrinkAndGrowDoNotThrash) {
+  ConnectionMap map(1, 8);
+  // Flow i < 359 is last seen at i + 1.
+  for (std::uint32_t i = 0; i < 358; ++i) map.record(flowPacket(i, Direction::kEgress, 1, i + 1));
+  EXPECT_EQ(map.capacityForTest(), 512u);  // 358 == 0.7 * 512, rounded down: still fits
+  map.record(flowPacket(358, Direction::kEgress, 1, 359));
+  EXPECT_EQ(map.capacityForTest(), 1024u);  // the 359th grows it
+
+  // Down to exactly 1/8 of 1024: no shrink, however often expire runs.
+  EXPECT_EQ(map.expire(232, 0), 231u);
+  EXPECT_EQ(map.size(), 128u);
+  EXPECT_EQ(map.capacityForTest(), 1024u);
+  EXPECT_EQ(map.expire(232, 0), 0u);
+  EXPECT_EQ(map.capacityForTest(), 1024u);
+  // One fewer: halves once (127 is not under 1/8 of 512). Survivors: times 233..359.
+  EXPECT_EQ(map.expire(233, 0), 1u);
+  EXPECT_EQ(map.size(), 127u);
+  EXPECT_EQ(map.capacityForTest(), 512u);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+
+  // Bursts that fill the table up to its growth point and expire again: no resize at all.
+  std::uint32_t next = 100000;
+  for (int round = 0; round < 5; ++round) {
+    for (int k = 0; k < 358 - 127; ++k) map.record(flowPacket(next++, Direction::kEgress, 1, 1));
+    ASSERT_EQ(map.size(), 358u);
+    ASSERT_EQ(map.capacityForTest(), 512u) << round;
+    ASSERT_EQ(map.expire(233, 0), 231u);
+    ASSERT_EQ(map.capacityForTest(), 512u) << round;
+    ASSERT_TRUE(map.checkInvariantsForTest());
+  }
+
+  // 232 long-lived flows at times 1000..1231 take it across the growth point; one flow
+  // more and one fewer, repeatedly, keeps it there (359 is far above 1024 / 8).
+  std::vector<std::uint32_t> long_lived;
+  for (std::uint32_t k = 0; k < 232; ++k) {
+    long_lived.push_back(next);
+    map.record(flowPacket(next++, Direction::kEgress, 1, 1000 + k));
+  }
+  EXPECT_EQ(map.size(), 359u);
+  EXPECT_EQ(map.capacityForTest(), 1024u);
+  for (int round = 0; round < 5; ++round) {
+    map.record(flowPacket(next++, Direction::kEgress, 1, 1));
+    ASSERT_EQ(map.expire(233, 0), 1u);
+    ASSERT_EQ(map.size(), 359u);
+    ASSERT_EQ(map.capacityForTest(), 1024u) << round;
+  }
+
+  // Down to 63 in one pass (times 1169..1231 stay): halved twice, as 63 < 128 and
+  // 63 < 64 but 63 >= 32.
+  EXPECT_EQ(map.expire(1169, 0), 359u - 63u);
+  EXPECT_EQ(map.size(), 63u);
+  EXPECT_EQ(map.capacityForTest(), 256u);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+  for (std::uint32_t i = 0; i < 359; ++i) ASSERT_FALSE(map.find(flowKey(i))) << i;
+  for (std::uint32_t k = 0; k < 232; ++k) {
+    const auto s = map.find(flowKey(long_lived[k]));
+    if (k < 169) {
+      ASSERT_FALSE(s) << k;
+    } else {
+      ASSERT_TRUE(s) << k;
+      ASSERT_EQ(s->packets_count, 1u);
+      ASSERT_EQ(s->last_seen_ns, 1000u + k);
+    }
+  }
+
+  // Nothing left: back to the initial 8 slots.
+  EXPECT_EQ(map.expire(std::numeric_limits<std::uint64_t>::max(), 0), 63u);
+  EXPECT_EQ(map.capacityForTest(), 8u);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+}
+
+// Readers run while the writer grows and shrinks the shards several times over.
+TEST(ConnectionMap, ConcurrentReadersDuringShrink) {
+  ConnectionMap map(4, 8);
+  constexpr std::uint32_t kLen = 10;
+  constexpr std::uint32_t kKeep = 50;  // flows 0..49 live throughout
+  constexpr std::uint32_t kBurst = 20000;
+  constexpr int kCycles = 4;
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> bad{0};
+  for (std::uint32_t i = 0; i < kKeep; ++i) {
+    map.record(flowPacket(i, Direction::kEgress, kLen, 1000000));
+  }
+
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&, r] {
+      std::uint32_t iter = 0;
+      while (!done.load(std::memory_order_acquire) || iter < 5) {
+        switch ((iter + static_cast<std::uint32_t>(r)) % 3) {
+          case 0:
+            for (const auto& e : map.top(20)) {
+              if (e.stats.bytes_sent != e.stats.packets_count * kLen) bad.fetch_add(1);
+            }
+            break;
+          case 1:
+            for (const auto& e : map.snapshot()) {
+              if (e.stats.bytes_sent != e.stats.packets_count * kLen) bad.fetch_add(1);
+            }
+            break;
+          case 2: {
+            // A kept flow is always present.
+            const auto s = map.find(flowKey(iter % kKeep));
+            if (!s || s->bytes_sent != s->packets_count * kLen) bad.fetch_add(1);
+            break;
+          }
+        }
+        ++iter;
+      }
+    });
+  }
+
+  std::thread writer([&] {
+    const std::size_t small = map.capacityForTest();
+    for (int c = 0; c < kCycles; ++c) {
+      const std::uint32_t base = 1000 + static_cast<std::uint32_t>(c) * kBurst;
+      for (std::uint32_t i = 0; i < kBurst; ++i) {
+        map.record(flowPacket(base + i, Direction::kEgress, kLen, 1));
+      }
+      for (std::uint32_t i = 0; i < kKeep; ++i) {
+        map.record(flowPacket(i, Direction::kEgress, kLen, 1000000));
+      }
+      if (map.capacityForTest() <= small) bad.fetch_add(1000);  // it did grow
+      map.expire(2, 0);  // the burst goes, the kept flows stay
+      if (map.size() != kKeep) bad.fetch_add(1000);
+    }
+    done.store(true, std::memory_order_release);
+  });
+  writer.join();
+  for (auto& t : readers) t.join();
+
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+  EXPECT_LE(map.capacityForTest(), 8u * kKeep + 4u * 8u);  // <= 8 slots an entry, or the floor
+  for (std::uint32_t i = 0; i < kKeep; ++i) {
+    const auto s = map.find(flowKey(i));
+    ASSERT_TRUE(s) << i;
+    EXPECT_EQ(s->packets_count, kCycles + 1u);
+    EXPECT_EQ(s->bytes_sent, (kCycles + 1u) * kLen);
+  }
+}
+
 // One writer records a known set of packets (with growth and an expiry pass) while four
 // readers call top()/size()/snapshot()/find(). Readers only see per-entry consistent
 // copies; the final state must be exact.

@@ -34,10 +34,17 @@ struct ConnectionEntry {
 /// of reader threads call size(), top(), snapshot() and find() concurrently with it.
 /// Each shard is a mutex plus an open-addressing flat table (linear probing,
 /// backward-shift deletion, power-of-two capacity, max load 0.7, grows by doubling).
+/// expire() shrinks a shard that it leaves less than 1/8 full (halving while that holds,
+/// never below the initial capacity), so memory taken by a burst of connections goes back
+/// once they expire. A grown table is 0.35 full and a shrunk one 1/8 to 1/4 full, so the
+/// count must change by a factor of about 2.8 before a resize can be undone: no thrashing.
+/// Tables of 64 KiB and more are mapped with mmap() directly, so freeing one returns its
+/// pages to the kernel at once, whatever the state of malloc's heap.
 /// The shard comes from the high bits of hashFlowKey() (seeded with a random per-instance
 /// seed against hash flooding), the slot from the low bits.
 /// record() on an existing connection never allocates; a new connection allocates only
-/// when its shard grows, and the new table is allocated outside the shard lock.
+/// when its shard grows. Growth and shrinking allocate the new table and free the old one
+/// outside the shard lock; the lock is held only to move the entries across.
 /// Readers copy entries out under one shard lock at a time, so a result is consistent
 /// per entry but not a global point-in-time cut across shards.
 /// Errors: none reported; allocation failure terminates (noexcept).
@@ -71,13 +78,15 @@ class ConnectionMap {
 
   /// Writer thread only. Removes entries idle for longer than idle_timeout_ns, i.e.
   /// with last_seen_ns + idle_timeout_ns < now_ns (an entry exactly at the boundary
-  /// stays). Overflow-safe. Returns the number removed.
+  /// stays). Overflow-safe. Then shrinks every shard left less than 1/8 full (see the
+  /// class comment). Returns the number removed.
   std::size_t expire(std::uint64_t now_ns, std::uint64_t idle_timeout_ns);
 
   std::size_t shardCount() const noexcept { return shard_count_; }
 
-  /// Test hook: checks every shard's table invariants (each entry reachable from its
-  /// home slot without crossing an empty slot, counts match, load within bounds).
+  /// Test hook, writer idle: checks every shard's table invariants (each entry reachable
+  /// from its home slot without crossing an empty slot, counts match, load at most 0.7,
+  /// capacity at least the initial one, and a table above it at least 1/8 full).
   bool checkInvariantsForTest() const;
 
   /// Test hook: total slots allocated over all shards.
@@ -91,7 +100,8 @@ class ConnectionMap {
 
   const std::uint64_t seed_;
   std::size_t shard_count_;
-  unsigned shard_shift_;  // hash >> shard_shift_ is the shard; 64 means one shard
+  std::size_t initial_capacity_;  // slots per shard at construction; shrinking stops here
+  unsigned shard_shift_;          // hash >> shard_shift_ is the shard; 64 means one shard
   std::unique_ptr<Shard[]> shards_;
   std::atomic<std::size_t> size_{0};  // written by the writer thread only
 };
