@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -40,6 +41,15 @@ AgentProcess::AgentProcess(std::vector<std::string> args, std::vector<std::strin
     port_ = freePort();
     args.push_back("--port");
     args.push_back(std::to_string(port_));
+  }
+  char dir_template[] = "/tmp/ayaflow-e2e-db-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) {
+    throw std::runtime_error("mkdtemp");
+  }
+  dir_ = dir_template;
+  if (std::find(args.begin(), args.end(), std::string("--db-path")) == args.end()) {
+    args.push_back("--db-path");
+    args.push_back(dbPath());
   }
   args.insert(args.begin(), AYAFLOW_BINARY);
   args.insert(args.begin(), prefix.begin(), prefix.end());
@@ -72,6 +82,9 @@ AgentProcess::~AgentProcess() {
   }
   if (!log_path_.empty()) {
     unlink(log_path_.c_str());
+  }
+  if (!dir_.empty()) {
+    std::filesystem::remove_all(dir_);
   }
 }
 

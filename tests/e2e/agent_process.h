@@ -37,11 +37,15 @@ class AgentProcess {
   std::uint16_t port() const { return port_; }
   std::string log() const;
   pid_t pid() const { return pid_; }
+  /// The agent's database: in a temporary directory removed with this
+  /// object, unless `args` chose --db-path.
+  std::string dbPath() const { return dir_ + "/traffic.db"; }
 
  private:
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
   std::string log_path_;
+  std::string dir_;
 };
 
 }  // namespace ayaflow::test

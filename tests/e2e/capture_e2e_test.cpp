@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -369,6 +370,137 @@ TEST_F(CaptureE2E, PortInUseFailsWithOneLineAndLeavesNothingAttached) {
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
   EXPECT_EQ(copiesAttached(link, true), 1);
   EXPECT_EQ(copiesAttached(link, false), 1);
+}
+
+/// Rows of the agent's database for one flow and direction:
+/// {rows, sum(packet_count), sum(length)}, and whether every row had the
+/// expected fields.
+struct StoredFlow {
+  std::uint64_t rows = 0, packets = 0, bytes = 0, bad_rows = 0;
+};
+
+StoredFlow storedFlow(const std::string& db_path, const std::string& src, std::uint16_t sport,
+                      const std::string& dst, std::uint16_t dport, const char* protocol,
+                      const char* direction, std::int64_t expected_length) {
+  sqlite3* db = nullptr;
+  StoredFlow out;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << "open " << db_path << ": " << sqlite3_errmsg(db);
+    sqlite3_close(db);
+    return out;
+  }
+  sqlite3_stmt* st = nullptr;
+  const char* sql =
+      "SELECT packet_count, length, protocol, direction, timestamp FROM packets "
+      "WHERE src_ip = ? AND src_port = ? AND dst_ip = ? AND dst_port = ? AND direction = ?";
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_bind_text(st, 1, src.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(st, 2, sport);
+  sqlite3_bind_text(st, 3, dst.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(st, 4, dport);
+  sqlite3_bind_text(st, 5, direction, -1, SQLITE_TRANSIENT);
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const auto count = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
+    const auto length = static_cast<std::uint64_t>(sqlite3_column_int64(st, 1));
+    const std::string proto = reinterpret_cast<const char*>(sqlite3_column_text(st, 2));
+    const std::int64_t ts = sqlite3_column_int64(st, 4);
+    out.rows += 1;
+    out.packets += count;
+    out.bytes += length;
+    const bool fields_ok = proto == protocol && ts > now_ms - 120000 && ts <= now_ms &&
+                           (expected_length < 0 ||
+                            length == count * static_cast<std::uint64_t>(expected_length));
+    out.bad_rows += fields_ok ? 0 : 1;
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+TEST_F(CaptureE2E, RawHistoryStoresExactlyOneRowPerPacket) {
+  VethPair link(11);
+  LinkCounter counter(link, false);
+  AgentProcess agent({"--interface", link.host(), "--quiet"});
+  agent.waitReady();
+  constexpr int kOut = 300, kBack = 120;
+  udpExchange(link, false, 40011, 5011, kOut, 100, kBack, 200);
+  // The history route sees them too, newest first, with the SPEC fields.
+  json rows;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  do {
+    std::this_thread::sleep_for(200ms);
+    rows = json::parse(agent.get("/api/history?port=5011&limit=1000").body);
+  } while (rows.size() < std::size_t{kOut + kBack} && std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(rows.size(), std::size_t{kOut + kBack});
+  EXPECT_GE(rows.front().at("timestamp").get<std::int64_t>(),
+            rows.back().at("timestamp").get<std::int64_t>());
+  std::size_t egress = 0;
+  for (const auto& r : rows) {
+    EXPECT_EQ(r.at("protocol"), "UDP");
+    EXPECT_EQ(r.at("packet_count"), 1);
+    if (r.at("direction") == "egress") {
+      ++egress;
+      EXPECT_EQ(r.at("src_ip"), link.hostV4());
+      EXPECT_EQ(r.at("src_port"), 40011);
+      EXPECT_EQ(r.at("dst_ip"), link.peerV4());
+      EXPECT_EQ(r.at("length"), 128);
+    } else {
+      EXPECT_EQ(r.at("direction"), "ingress");
+      EXPECT_EQ(r.at("src_ip"), link.peerV4());
+      EXPECT_EQ(r.at("dst_port"), 40011);
+      EXPECT_EQ(r.at("length"), 228);
+    }
+  }
+  EXPECT_EQ(egress, std::size_t{kOut});
+
+  const Totals truth = linkTotals(counter.stop());
+  agent.signal(SIGTERM);
+  ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
+  const StoredFlow out = storedFlow(agent.dbPath(), link.hostV4(), 40011, link.peerV4(), 5011,
+                                    "UDP", "egress", 128);
+  const StoredFlow back = storedFlow(agent.dbPath(), link.peerV4(), 5011, link.hostV4(), 40011,
+                                     "UDP", "ingress", 228);
+  EXPECT_EQ(out.rows, std::uint64_t{kOut});
+  EXPECT_EQ(out.packets, std::uint64_t{kOut});
+  EXPECT_EQ(out.bad_rows, 0u);
+  EXPECT_EQ(back.rows, std::uint64_t{kBack});
+  EXPECT_EQ(back.bad_rows, 0u);
+  // Every packet the kernel counted is a row: nothing dropped on the way.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(agent.dbPath().c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT COUNT(*), SUM(length) FROM packets", -1, &st, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(static_cast<std::uint64_t>(sqlite3_column_int64(st, 0)), truth.packets);
+  EXPECT_EQ(static_cast<std::uint64_t>(sqlite3_column_int64(st, 1)), truth.bytes);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+TEST_F(CaptureE2E, AggregatedHistoryKeepsExactTotals) {
+  VethPair link(12);
+  AgentProcess agent({"--interface", link.host(), "--quiet", "--aggregation-window", "1"});
+  agent.waitReady();
+  constexpr int kOut = 500, kBack = 250;
+  udpExchange(link, false, 40012, 5012, kOut, 60, kBack, 90);
+  agent.signal(SIGTERM);  // closes the open windows
+  ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
+  const StoredFlow out = storedFlow(agent.dbPath(), link.hostV4(), 40012, link.peerV4(), 5012,
+                                    "UDP", "egress", 88);
+  const StoredFlow back = storedFlow(agent.dbPath(), link.peerV4(), 5012, link.hostV4(), 40012,
+                                     "UDP", "ingress", 118);
+  EXPECT_EQ(out.packets, std::uint64_t{kOut});
+  EXPECT_EQ(out.bytes, std::uint64_t{kOut} * 88u);
+  EXPECT_EQ(back.packets, std::uint64_t{kBack});
+  EXPECT_EQ(back.bytes, std::uint64_t{kBack} * 118u);
+  EXPECT_EQ(out.bad_rows + back.bad_rows, 0u);
+  // One row per flow per one-second window: far fewer rows than packets.
+  EXPECT_GE(out.rows, 1u);
+  EXPECT_LE(out.rows, 10u);
 }
 
 /// Parameter: attach mode, optionally with "+caps": the agent then runs with

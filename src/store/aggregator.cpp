@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "ayaflow/store/aggregator.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "ayaflow/flow/flow_key.h"
+
+namespace ayaflow::store {
+
+PendingRow PendingRow::fromPacket(const flow::Packet& p, std::int64_t unix_ms) noexcept {
+  PendingRow row;
+  row.src = p.src;
+  row.dst = p.dst;
+  row.timestamp_ms = unix_ms;
+  row.length = p.length;
+  row.packet_count = 1;
+  row.src_port = p.src_port;
+  row.dst_port = p.dst_port;
+  row.protocol = p.protocol;
+  row.direction = p.direction;
+  return row;
+}
+
+std::string protocolText(std::uint8_t protocol) {
+  switch (protocol) {
+    case 6:
+      return "TCP";
+    case 17:
+      return "UDP";
+    default:
+      return "IP(" + std::to_string(protocol) + ")";
+  }
+}
+
+const char* directionText(flow::Direction direction) noexcept {
+  return direction == flow::Direction::kEgress ? "egress" : "ingress";
+}
+
+void toRecord(const PendingRow& row, flow::FlowRecord& out) {
+  char buf[flow::kMaxAddressText];
+  out.id = 0;
+  out.timestamp_ms = row.timestamp_ms;
+  out.src_ip.assign(buf, flow::formatAddress(row.src, buf));
+  out.dst_ip.assign(buf, flow::formatAddress(row.dst, buf));
+  out.src_port = row.src_port;
+  out.dst_port = row.dst_port;
+  if (row.protocol == 6 || row.protocol == 17) {
+    out.protocol.assign(row.protocol == 6 ? "TCP" : "UDP");
+  } else {
+    out.protocol = protocolText(row.protocol);
+  }
+  out.length = row.length;
+  out.packet_count = row.packet_count;
+  out.direction.assign(directionText(row.direction));
+  out.src_hostname.reset();
+  out.dst_hostname.reset();
+  out.domain.reset();
+}
+
+static_assert(std::has_unique_object_representations_v<flow::IpAddress>);
+
+WindowAggregator::WindowAggregator(std::int64_t window_ms) : window_ms_(window_ms) {
+  if (window_ms <= 0) throw std::invalid_argument("aggregation window must be positive");
+}
+
+bool WindowAggregator::Key::operator==(const Key& o) const noexcept {
+  return src == o.src && dst == o.dst && window == o.window && src_port == o.src_port &&
+         dst_port == o.dst_port && protocol == o.protocol && direction == o.direction;
+}
+
+std::size_t WindowAggregator::KeyHash::operator()(const Key& k) const noexcept {
+  // Reuse the flow layer's well-mixed hash: the two addresses, ports and protocol fill a
+  // FlowKey; window and direction go into the seed.
+  flow::FlowKey fk;
+  fk.local = k.src;
+  fk.remote = k.dst;
+  fk.local_port = k.src_port;
+  fk.remote_port = k.dst_port;
+  fk.protocol = k.protocol;
+  const std::uint64_t seed =
+      static_cast<std::uint64_t>(k.window) * 0x9e3779b97f4a7c15ull ^ k.direction;
+  return static_cast<std::size_t>(flow::hashFlowKey(fk, seed));
+}
+
+void WindowAggregator::add(const flow::Packet& p, std::int64_t unix_ms) {
+  Key key;
+  key.src = p.src;
+  key.dst = p.dst;
+  // Floor division: window k covers [k*W, (k+1)*W).
+  key.window = unix_ms / window_ms_ - (unix_ms % window_ms_ < 0 ? 1 : 0);
+  key.src_port = p.src_port;
+  key.dst_port = p.dst_port;
+  key.protocol = p.protocol;
+  key.direction = static_cast<std::uint8_t>(p.direction);
+  auto [it, inserted] = sums_.try_emplace(key);
+  PendingRow& row = it->second;
+  if (inserted) {
+    row = PendingRow::fromPacket(p, unix_ms);
+    ++windows_[key.window];
+    return;
+  }
+  row.timestamp_ms = std::min(row.timestamp_ms, unix_ms);
+  row.length += p.length;
+  row.packet_count += 1;
+}
+
+std::size_t WindowAggregator::take(std::optional<std::int64_t> before_window,
+                                   std::vector<PendingRow>& out) {
+  const std::size_t first = out.size();
+  for (auto it = sums_.begin(); it != sums_.end();) {
+    if (before_window && it->first.window >= *before_window) {
+      ++it;
+      continue;
+    }
+    out.push_back(it->second);
+    auto w = windows_.find(it->first.window);
+    if (w != windows_.end() && --w->second == 0) windows_.erase(w);
+    it = sums_.erase(it);
+  }
+  // Rows get increasing ids in time order; ties broken by the flow for determinism.
+  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+            [](const PendingRow& a, const PendingRow& b) {
+              if (a.timestamp_ms != b.timestamp_ms) return a.timestamp_ms < b.timestamp_ms;
+              const int c = std::memcmp(&a.src, &b.src, sizeof a.src);
+              if (c != 0) return c < 0;
+              const int d = std::memcmp(&a.dst, &b.dst, sizeof a.dst);
+              if (d != 0) return d < 0;
+              if (a.src_port != b.src_port) return a.src_port < b.src_port;
+              if (a.dst_port != b.dst_port) return a.dst_port < b.dst_port;
+              if (a.protocol != b.protocol) return a.protocol < b.protocol;
+              return a.direction < b.direction;
+            });
+  return out.size() - first;
+}
+
+std::size_t WindowAggregator::takeClosed(std::int64_t now_ms, std::vector<PendingRow>& out) {
+  if (windows_.empty()) return 0;
+  // Window k has ended when (k+1)*W <= now, i.e. k < floor(now / W).
+  const std::int64_t current = now_ms / window_ms_ - (now_ms % window_ms_ < 0 ? 1 : 0);
+  if (windows_.begin()->first >= current) return 0;
+  return take(current, out);
+}
+
+std::size_t WindowAggregator::takeAll(std::vector<PendingRow>& out) {
+  return take(std::nullopt, out);
+}
+
+std::optional<std::int64_t> WindowAggregator::nextWindowEnd() const {
+  if (windows_.empty()) return std::nullopt;
+  return (windows_.begin()->first + 1) * window_ms_;
+}
+
+}  // namespace ayaflow::store

@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "sqlite_util.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <string_view>
+
+#include "ayaflow/common/logging.h"
+#include "ayaflow/common/system_error.h"
+
+namespace ayaflow::store::detail {
+namespace {
+
+constexpr char kSqliteHeader[16] = "SQLite format 3";  // 15 characters + NUL, as on disk
+constexpr int kBusyTimeoutMs = 5000;
+
+[[noreturn]] void configFail(const DbLocation& loc, const std::string& what) {
+  throw ConfigError(loc.display + ": " + what);
+}
+
+std::string directoryOf(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+/// Closes the fd on scope exit.
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+/// "file:" URI for a path, percent-encoding what URIs reserve.
+std::string fileUri(const std::string& path, const char* query) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out = "file:";
+  for (const unsigned char c : path) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  out += '?';
+  out += query;
+  return out;
+}
+
+/// SQLite messages (quick_check's especially) may span lines; errors here are one line.
+std::string oneLine(std::string text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '\n') {
+      if (!out.empty() && out.back() != ' ') out += "; ";
+    } else if (c != '\r') {
+      out += c;
+    }
+  }
+  while (!out.empty() && (out.back() == ' ' || out.back() == ';')) out.pop_back();
+  return out;
+}
+
+bool isCorruption(int rc) {
+  const int primary = rc & 0xff;
+  return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
+}
+
+// Maps a failure while opening for writing to the error the user can act on.
+[[noreturn]] void openFail(const DbLocation& loc, sqlite3* db, int rc, const char* action) {
+  const std::string msg = oneLine(db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  const int primary = rc & 0xff;
+  if (primary == SQLITE_NOTADB) configFail(loc, "not a SQLite database (" + msg + ")");
+  if (primary == SQLITE_CORRUPT) configFail(loc, "damaged database (" + msg + ")");
+  if (primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN || primary == SQLITE_PERM ||
+      primary == SQLITE_AUTH) {
+    configFail(loc, std::string("cannot ") + action + " (" + msg + ")");
+  }
+  throw SystemError(EIO, loc.display + ": cannot " + action + " (" + msg + ")");
+}
+
+struct Column {
+  const char* name;
+  const char* decl;  // for ALTER TABLE ADD COLUMN
+};
+
+// Columns the original's schemas may lack, with what to add. Everything else (id,
+// timestamp, src_ip, dst_ip, ...) has been there since its first release.
+constexpr Column kAddable[] = {
+    {"src_port", "src_port INTEGER"},
+    {"dst_port", "dst_port INTEGER"},
+    {"protocol", "protocol TEXT"},
+    {"length", "length INTEGER"},
+    {"direction", "direction TEXT"},
+    {"src_hostname", "src_hostname TEXT"},
+    {"dst_hostname", "dst_hostname TEXT"},
+    {"domain", "domain TEXT"},
+    {"packet_count", "packet_count INTEGER NOT NULL DEFAULT 1"},
+};
+constexpr const char* kRequired[] = {"id", "timestamp", "src_ip", "dst_ip"};
+
+constexpr const char* kCreateTable =
+    "CREATE TABLE packets ("
+    "id INTEGER PRIMARY KEY, "
+    "timestamp INTEGER NOT NULL, "
+    "src_ip TEXT NOT NULL, "
+    "dst_ip TEXT NOT NULL, "
+    "src_port INTEGER, "
+    "dst_port INTEGER, "
+    "protocol TEXT, "
+    "length INTEGER, "
+    "direction TEXT, "
+    "src_hostname TEXT, "
+    "dst_hostname TEXT, "
+    "domain TEXT, "
+    "packet_count INTEGER NOT NULL DEFAULT 1)";
+
+std::set<std::string, std::less<>> packetColumns(sqlite3* db, int* rc_out);
+
+// Creates or migrates the schema inside one immediate transaction.
+void migrate(const DbLocation& loc, sqlite3* db) {
+  int rc = exec(db, "BEGIN IMMEDIATE");
+  if (rc != SQLITE_OK) openFail(loc, db, rc, "lock the database for writing");
+  const auto columns = packetColumns(db, &rc);
+  if (rc != SQLITE_OK) {
+    exec(db, "ROLLBACK");
+    openFail(loc, db, rc, "read the schema");
+  }
+  std::string added;
+  if (columns.empty()) {
+    rc = exec(db, kCreateTable);
+    if (rc != SQLITE_OK) {
+      exec(db, "ROLLBACK");
+      openFail(loc, db, rc, "create the packets table");
+    }
+  } else {
+    for (const char* name : kRequired) {
+      if (columns.count(name) == 0) {
+        exec(db, "ROLLBACK");
+        configFail(loc, std::string("its packets table has no '") + name +
+                            "' column: not an ayaflow database");
+      }
+    }
+    for (const Column& c : kAddable) {
+      if (columns.count(c.name) != 0) continue;
+      const std::string sql = std::string("ALTER TABLE packets ADD COLUMN ") + c.decl;
+      rc = exec(db, sql.c_str());
+      if (rc != SQLITE_OK) {
+        exec(db, "ROLLBACK");
+        openFail(loc, db, rc, std::string("add column " + std::string(c.name)).c_str());
+      }
+      added += added.empty() ? "" : ", ";
+      added += c.name;
+    }
+  }
+  rc = exec(db, "CREATE INDEX IF NOT EXISTS idx_timestamp ON packets(timestamp)");
+  if (rc != SQLITE_OK) {
+    exec(db, "ROLLBACK");
+    openFail(loc, db, rc, "create the timestamp index");
+  }
+  rc = exec(db, "COMMIT");
+  if (rc != SQLITE_OK) {
+    exec(db, "ROLLBACK");
+    openFail(loc, db, rc, "commit the schema");
+  }
+  if (!added.empty()) {
+    logger("store")->info("{}: migrated the packets table in place (added {})", loc.display, added);
+  }
+}
+
+std::string pragmaText(sqlite3* db, const char* sql, int* rc_out) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &raw, nullptr);
+  StmtPtr stmt(raw);
+  std::string out;
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(raw);
+    if (rc == SQLITE_ROW) {
+      const auto* t = sqlite3_column_text(raw, 0);
+      if (t != nullptr) out = reinterpret_cast<const char*>(t);
+      rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+      rc = SQLITE_OK;
+    }
+  }
+  *rc_out = rc;
+  return out;
+}
+
+/// Column names of the packets table (empty when there is none).
+std::set<std::string, std::less<>> packetColumns(sqlite3* db, int* rc_out) {
+  std::set<std::string, std::less<>> columns;
+  sqlite3_stmt* raw = nullptr;
+  int rc =
+      sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('packets')", -1, &raw, nullptr);
+  StmtPtr stmt(raw);
+  if (rc == SQLITE_OK) {
+    while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+      const auto* name = sqlite3_column_text(raw, 0);
+      if (name != nullptr) columns.emplace(reinterpret_cast<const char*>(name));
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  }
+  *rc_out = rc;
+  return columns;
+}
+
+}  // namespace
+
+DbLocation locate(const std::string& db_path) {
+  DbLocation loc;
+  loc.display = db_path;
+  if (db_path == ":memory:") {
+    // A memdb database shared by this store's connections only; it lives as long as one
+    // of them is open.
+    static std::atomic<unsigned> counter{0};
+    loc.open_name = "file:/ayaflow-" + std::to_string(::getpid()) + "-" +
+                    std::to_string(counter.fetch_add(1)) + "?vfs=memdb";
+    loc.uri = true;
+    loc.in_memory = true;
+  } else {
+    loc.open_name = db_path;
+  }
+  return loc;
+}
+
+void checkBeforeOpen(const DbLocation& loc) {
+  if (loc.in_memory) return;
+  const std::string& path = loc.display;
+  if (path.empty()) throw ConfigError("database path is empty");
+  const std::string dir = directoryOf(path);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    configFail(loc, "directory '" + dir + "' does not exist");
+  }
+  // SQLite creates -wal and -shm files next to the database.
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    configFail(loc, "directory '" + dir + "' is not writable (" + std::strerror(errno) + ")");
+  }
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;  // created on open
+    configFail(loc, std::string("cannot access (") + std::strerror(errno) + ")");
+  }
+  if (S_ISDIR(st.st_mode)) configFail(loc, "is a directory");
+  if (!S_ISREG(st.st_mode)) configFail(loc, "not a regular file");
+  if (::access(path.c_str(), R_OK | W_OK) != 0) {
+    configFail(loc, std::string("not writable (") + std::strerror(errno) + ")");
+  }
+  if (st.st_size == 0) return;  // SQLite treats an empty file as a new database
+
+  // The header, read without SQLite so that nothing can write to a file that is not ours.
+  {
+    Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+    if (f.fd < 0) configFail(loc, std::string("cannot open (") + std::strerror(errno) + ")");
+    char header[sizeof kSqliteHeader] = {};
+    const ssize_t n = ::pread(f.fd, header, sizeof header, 0);
+    if (n != static_cast<ssize_t>(sizeof header) ||
+        std::memcmp(header, kSqliteHeader, sizeof header) != 0) {
+      configFail(loc, "not a SQLite database (left untouched)");
+    }
+  }
+
+  // Integrity, through a read-only connection: never modifies the database file. Without a
+  // WAL file there is nothing to replay, so open it immutable: SQLite then creates no -wal or
+  // -shm file either.
+  // (A rollback journal left by a crash must be replayed too: no immutable open then.)
+  struct stat side {};
+  const bool has_wal = ::stat((path + "-wal").c_str(), &side) == 0 ||
+                       ::stat((path + "-journal").c_str(), &side) == 0;
+  const std::string name = has_wal ? path : fileUri(path, "immutable=1");
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(name.c_str(), &raw,
+                           SQLITE_OPEN_READONLY | (has_wal ? 0 : SQLITE_OPEN_URI), nullptr);
+  DbPtr db(raw);
+  if (rc != SQLITE_OK) {
+    const std::string msg = oneLine(raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc));
+    if (isCorruption(rc)) configFail(loc, "damaged database (" + msg + "); left untouched");
+    configFail(loc, "cannot open (" + msg + ")");
+  }
+  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+  const std::string result = pragmaText(raw, "PRAGMA quick_check(1)", &rc);
+  if (rc != SQLITE_OK) {
+    const std::string msg = oneLine(sqlite3_errmsg(raw));
+    if (isCorruption(rc)) configFail(loc, "damaged database (" + msg + "); left untouched");
+    // A hot rollback journal can only be replayed by a writer: let openWriter() do it.
+    if ((rc & 0xff) == SQLITE_READONLY) return;
+    configFail(loc, "cannot check the database (" + msg + ")");
+  }
+  if (result != "ok") {
+    configFail(loc, "damaged database (quick_check: " + oneLine(result) + "); left untouched");
+  }
+  const auto columns = packetColumns(raw, &rc);
+  if (rc != SQLITE_OK)
+    configFail(loc, "cannot read the schema (" + oneLine(sqlite3_errmsg(raw)) + ")");
+  for (const char* required : kRequired) {
+    if (!columns.empty() && columns.count(required) == 0) {
+      configFail(loc, std::string("its packets table has no '") + required +
+                          "' column: not an ayaflow database (left untouched)");
+    }
+  }
+}
+
+DbPtr openWriter(const DbLocation& loc) {
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  if (loc.uri) flags |= SQLITE_OPEN_URI;
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(loc.open_name.c_str(), &raw, flags, nullptr);
+  DbPtr db(raw);
+  if (rc != SQLITE_OK) openFail(loc, raw, rc, "open for writing");
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+  if (!loc.in_memory) {
+    const std::string mode = pragmaText(raw, "PRAGMA journal_mode=WAL", &rc);
+    if (rc != SQLITE_OK) openFail(loc, raw, rc, "switch to WAL");
+    if (mode != "wal") configFail(loc, "cannot switch to WAL (journal mode stays '" + mode + "')");
+  }
+  rc = exec(raw, "PRAGMA synchronous=NORMAL");
+  if (rc != SQLITE_OK) openFail(loc, raw, rc, "set synchronous=NORMAL");
+  // Keep the WAL file from staying large after a burst (it is reused, then truncated).
+  rc = exec(raw, "PRAGMA journal_size_limit=67108864");
+  if (rc != SQLITE_OK) openFail(loc, raw, rc, "set journal_size_limit");
+  migrate(loc, raw);
+  return db;
+}
+
+DbPtr openReader(const DbLocation& loc) {
+  int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+  if (loc.uri) flags |= SQLITE_OPEN_URI;
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(loc.open_name.c_str(), &raw, flags, nullptr);
+  DbPtr db(raw);
+  if (rc != SQLITE_OK) {
+    const std::string msg = raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    throw SystemError(EIO, loc.display + ": cannot open for reading (" + msg + ")");
+  }
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+  return db;
+}
+
+StmtPtr prepare(sqlite3* db, const char* sql, const std::string& what) {
+  sqlite3_stmt* raw = nullptr;
+  const int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+  StmtPtr stmt(raw);
+  if (rc != SQLITE_OK) {
+    throw SystemError(EIO, what + ": cannot prepare statement (" + sqlite3_errmsg(db) + ")");
+  }
+  return stmt;
+}
+
+int exec(sqlite3* db, const char* sql) noexcept {
+  return sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+}
+
+}  // namespace ayaflow::store::detail
