@@ -11,6 +11,8 @@ packages=(
   nlohmann-json3-dev prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev iproute2
+  # deep inspection: end-to-end tests and tests/inspect/data/record.sh
+  dnsmasq-base dnsutils tcpdump openssl curl
 )
 # Node.js and npm run the manifest schema checks (tests/deploy); some
 # machines ship their own Node.js, which is fine.
