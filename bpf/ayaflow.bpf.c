@@ -17,6 +17,7 @@
 #include "ayaflow/abi/event.h"
 #include "maps.h"
 #include "parse.h"
+#include "payload.h"
 
 /* The counters for this packet's key, created on first use. */
 static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_packet_event *ev)
@@ -46,11 +47,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 {
 	struct ayaflow_packet_event ev;
 	struct ayaflow_stats *st;
+	__u32 cfg = ayaflow_cfg_flags;
+	int l3 = 0, l4 = 0;
 	__u64 flags;
 
 	/* Ring buffer memory is not zeroed: write every byte, pads included. */
 	__builtin_memset(&ev, 0, sizeof(ev));
-	if (parse_packet(skb, ayaflow_cfg_flags, &ev) < 0)
+	if (parse_packet(skb, cfg, &ev, &l3, &l4) < 0)
 		return TC_ACT_UNSPEC;
 	ev.abi_version = AYAFLOW_ABI_VERSION;
 	ev.kind = AYAFLOW_EVENT_PACKET;
@@ -70,6 +73,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 			: BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), flags) < 0)
 		st->events_lost += 1;
+	if (cfg & AYAFLOW_CFG_DEEP_INSPECT)
+		inspect_payload(skb, &ev, l3, l4);
 	return TC_ACT_UNSPEC;
 }
 

@@ -30,6 +30,45 @@ struct {
 	__type(value, struct ayaflow_stats);
 } stats_overflow SEC(".maps");
 
+/* Deep inspection: payload records; sized by userspace (small when off). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} payload_events SEC(".maps");
+
+/* Payload records written and lost, by direction. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct ayaflow_payload_stats);
+} payload_stats SEC(".maps");
+
+/* Per-CPU scratch space to assemble a variable-length payload record. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ayaflow_payload_event);
+} payload_scratch SEC(".maps");
+
+/* TCP connections to port 443 whose first bytes are being captured:
+ * client-to-server 4-tuple -> initial sequence number. */
+struct tls_flow_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tls_flow_key);
+	__type(value, __u32);
+} tls_flows SEC(".maps");
+
 /*
  * Run-time settings in .bss (an mmap-able array map): userspace may change
  * them while the program runs.
@@ -45,5 +84,7 @@ volatile __u64 ayaflow_wakeup_bytes;
 struct ayaflow_packet_event _event;
 struct ayaflow_stats _stats;
 struct ayaflow_stats_key _stats_key;
+struct ayaflow_payload_event _payload_event;
+struct ayaflow_payload_stats _payload_stats;
 
 #endif /* AYAFLOW_BPF_MAPS_H */

@@ -161,10 +161,11 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, int off,
 /*
  * Fills ev from the packet. Returns 0 if the packet is TCP or UDP over IPv4
  * (or IPv6 when enabled) with readable ports (or a non-first fragment),
- * -1 otherwise.
+ * -1 otherwise. On success *l3 and *l4 are the offsets of the IP and
+ * TCP/UDP headers.
  */
 static __always_inline int parse_packet(struct __sk_buff *skb, __u32 cfg_flags,
-					struct ayaflow_packet_event *ev)
+					struct ayaflow_packet_event *ev, int *l3, int *l4)
 {
 	__u16 proto;
 	__be16 ports[2];
@@ -172,6 +173,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb, __u32 cfg_flags,
 
 	if (off < 0)
 		return -1;
+	*l3 = off;
 	if (proto == ETH_P_IP)
 		off = parse_ipv4(skb, off, ev);
 	else if (proto == ETH_P_IPV6 && (cfg_flags & AYAFLOW_CFG_IPV6))
@@ -180,6 +182,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb, __u32 cfg_flags,
 		return -1;
 	if (off < 0)
 		return -1;
+	*l4 = off;
 	if (ev->flags & AYAFLOW_F_FRAGMENT)
 		return 0;
 	/* TCP and UDP both start with the two ports. */

@@ -26,12 +26,17 @@ int libbpfPrint(enum libbpf_print_level level, const char* format, va_list args)
   if (level == LIBBPF_DEBUG && !g_libbpf_verbose) {
     return 0;
   }
-  char buf[1024];
-  int n = std::vsnprintf(buf, sizeof(buf), format, args);
+  // Control plane only: the verifier log can be long, so size the buffer.
+  va_list copy;
+  va_copy(copy, args);
+  const int n = std::vsnprintf(nullptr, 0, format, copy);
+  va_end(copy);
   if (n <= 0) {
     return n;
   }
-  std::string_view text(buf, std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1));
+  std::string buf(static_cast<size_t>(n) + 1, '\0');
+  std::vsnprintf(buf.data(), buf.size(), format, args);
+  std::string_view text(buf.data(), static_cast<size_t>(n));
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) {
     text.remove_suffix(1);
   }
@@ -83,8 +88,17 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
     skel_ = nullptr;
     AYAFLOW_SYSTEM_ERROR(-err, "size ring buffer 'events'");
   }
-  skel_->bss->ayaflow_cfg_flags = options.enable_ipv6 ? AYAFLOW_CFG_IPV6 : 0;
+  const std::uint32_t payload_ring = options.deep_inspect ? ring_buffer_size_ : page;
+  err = bpf_map__set_max_entries(skel_->maps.payload_events, payload_ring);
+  if (err != 0) {
+    ayaflow_bpf::destroy(skel_);
+    skel_ = nullptr;
+    AYAFLOW_SYSTEM_ERROR(-err, "size ring buffer 'payload_events'");
+  }
+  skel_->bss->ayaflow_cfg_flags = (options.enable_ipv6 ? AYAFLOW_CFG_IPV6 : 0) |
+                                  (options.deep_inspect ? AYAFLOW_CFG_DEEP_INSPECT : 0);
   skel_->bss->ayaflow_wakeup_bytes = ring_buffer_size_ / 16;
+  skel_->bss->ayaflow_payload_wakeup_bytes = payload_ring / 16;
   err = ayaflow_bpf::load(skel_);
   if (err != 0) {
     ayaflow_bpf::destroy(skel_);
@@ -119,11 +133,31 @@ int BpfProgram::ingressProgramFd() const { return bpf_program__fd(skel_->progs.a
 int BpfProgram::egressProgramFd() const { return bpf_program__fd(skel_->progs.ayaflow_egress); }
 int BpfProgram::eventsMapFd() const { return bpf_map__fd(skel_->maps.events); }
 int BpfProgram::statsMapFd() const { return bpf_map__fd(skel_->maps.stats); }
+int BpfProgram::payloadEventsMapFd() const { return bpf_map__fd(skel_->maps.payload_events); }
 int BpfProgram::statsOverflowMapFd() const { return bpf_map__fd(skel_->maps.stats_overflow); }
 
 void BpfProgram::setWakeupBytes(std::uint64_t bytes) { skel_->bss->ayaflow_wakeup_bytes = bytes; }
 
 void BpfProgram::setConfigFlags(std::uint32_t flags) { skel_->bss->ayaflow_cfg_flags = flags; }
+
+PayloadTotals BpfProgram::readPayloadTotals() const {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) {
+    AYAFLOW_SYSTEM_ERROR(-cpus, "count possible CPUs");
+  }
+  std::vector<ayaflow_payload_stats> per_cpu(static_cast<size_t>(cpus));
+  PayloadTotals totals;
+  for (std::uint32_t dir = 0; dir < 2; ++dir) {
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.payload_stats), &dir, per_cpu.data()) != 0) {
+      AYAFLOW_SYSTEM_ERROR(errno, "read map 'payload_stats'");
+    }
+    for (const auto& s : per_cpu) {
+      totals.events += s.events;
+      totals.lost += s.lost;
+    }
+  }
+  return totals;
+}
 
 KernelTotals BpfProgram::readTotals() const {
   const int cpus = libbpf_num_possible_cpus();

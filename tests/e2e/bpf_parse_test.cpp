@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <linux/pkt_cls.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -280,6 +281,148 @@ TEST_F(BpfParseTest, TruncatedIpv6AtEveryLength) {
       EXPECT_EQ(ev->dst_port, 10);
     }
   }
+}
+
+/// Deep inspection: payload records from the kernel for crafted frames.
+class BpfPayloadTest : public ::testing::Test {
+ protected:
+  struct Record {
+    ayaflow_payload_event header{};
+    Bytes data;
+  };
+
+  void SetUp() override {
+    AYAFLOW_REQUIRE_ROOT();
+    bpf::installLibbpfLogger(false);
+    bpf::ProgramOptions options;
+    options.deep_inspect = true;
+    program_ = std::make_unique<bpf::BpfProgram>(options);
+    rb_.reset(
+        ring_buffer__new(program_->payloadEventsMapFd(), &BpfPayloadTest::onSample, this, nullptr));
+    ASSERT_TRUE(rb_);
+  }
+
+  static int onSample(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<BpfPayloadTest*>(ctx);
+    Record r;
+    EXPECT_GE(size, 64u);
+    std::memcpy(&r.header, data, std::min(size, sizeof(r.header)));
+    EXPECT_EQ(size, 64u + r.header.data_len);
+    const auto* bytes = static_cast<const std::uint8_t*>(data);
+    r.data.assign(bytes + 64, bytes + size);
+    self->records_.push_back(r);
+    return 0;
+  }
+
+  std::vector<Record> run(const Bytes& frame, bool egress = false) {
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
+                .data_size_in = static_cast<__u32>(frame.size()), .repeat = 1);
+    const int fd = egress ? program_->egressProgramFd() : program_->ingressProgramFd();
+    EXPECT_EQ(bpf_prog_test_run_opts(fd, &opts), 0);
+    EXPECT_EQ(static_cast<int>(opts.retval), TC_ACT_UNSPEC);
+    records_.clear();
+    ring_buffer__consume(rb_.get());
+    return records_;
+  }
+
+  static Bytes pattern(std::size_t n, std::uint8_t first) {
+    Bytes b(n);
+    for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(i * 7 + 3);
+    if (n > 0) b[0] = first;
+    return b;
+  }
+
+  std::unique_ptr<bpf::BpfProgram> program_;
+  std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> rb_{nullptr, ring_buffer__free};
+  std::vector<Record> records_;
+};
+
+TEST_F(BpfPayloadTest, DnsPayloadEitherDirectionExactBytes) {
+  const Bytes query = pattern(45, 0x12);
+  auto recs = run(concat(ethernet(kEthIp),
+                         ipv4(17, "10.0.0.1", "10.0.0.53", concat(l4(17, 40000, 53, 0), query))),
+                  true);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].header.kind, AYAFLOW_EVENT_PAYLOAD);
+  EXPECT_EQ(recs[0].header.direction, AYAFLOW_DIR_EGRESS);
+  EXPECT_EQ(recs[0].header.dst_port, 53);
+  EXPECT_EQ(recs[0].header.data_len, query.size());
+  EXPECT_EQ(recs[0].data, query);
+  // A response (source port 53), larger than one chunk: the first 1024 bytes.
+  const Bytes response = pattern(1500, 0x34);
+  recs = run(concat(ethernet(kEthIp),
+                    ipv4(17, "10.0.0.53", "10.0.0.1", concat(l4(17, 53, 40000, 0), response))));
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].header.src_port, 53);
+  EXPECT_EQ(recs[0].data, Bytes(response.begin(), response.begin() + 1024));
+  // Other UDP ports carry nothing.
+  EXPECT_TRUE(run(concat(ethernet(kEthIp),
+                         ipv4(17, "10.0.0.1", "10.0.0.2", concat(l4(17, 5353, 5354, 0), query))))
+                  .empty());
+}
+
+TEST_F(BpfPayloadTest, TlsStreamFromSynFirstFourKilobytes) {
+  const std::uint32_t isn = 0xfffffff0;  // wraps inside the captured range
+  auto syn =
+      run(concat(ethernet(kEthIp), ipv4(6, "10.0.0.1", "10.0.0.2", tcp(50000, 443, isn, 0x02, {}))),
+          true);
+  ASSERT_EQ(syn.size(), 1u);
+  EXPECT_EQ(syn[0].header.flags, AYAFLOW_PF_SYN);
+  EXPECT_EQ(syn[0].header.seq, isn);
+  EXPECT_EQ(syn[0].header.data_len, 0u);
+  // First segment: 3000 bytes, not starting with a TLS byte (the SYN decides).
+  const Bytes first = pattern(3000, 0x42);
+  auto recs = run(concat(ethernet(kEthIp),
+                         ipv4(6, "10.0.0.1", "10.0.0.2", tcp(50000, 443, isn + 1, 0x18, first))),
+                  true);
+  ASSERT_EQ(recs.size(), 3u);  // 1024 + 1024 + 952
+  Bytes joined;
+  for (std::size_t i = 0; i < recs.size(); ++i) {
+    EXPECT_EQ(recs[i].header.seq, isn + 1 + static_cast<std::uint32_t>(i * 1024));
+    joined.insert(joined.end(), recs[i].data.begin(), recs[i].data.end());
+  }
+  EXPECT_EQ(joined, first);
+  // Second segment: only the 1096 bytes up to 4096 are captured.
+  const Bytes second = pattern(3000, 0x43);
+  recs = run(concat(ethernet(kEthIp),
+                    ipv4(6, "10.0.0.1", "10.0.0.2", tcp(50000, 443, isn + 1 + 3000, 0x18, second))),
+             true);
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0].header.data_len + recs[1].header.data_len, 1096u);
+  // Beyond the window nothing more, even with a TLS-looking first byte.
+  EXPECT_TRUE(
+      run(concat(ethernet(kEthIp), ipv4(6, "10.0.0.1", "10.0.0.2",
+                                        tcp(50000, 443, isn + 1 + 6000, 0x18, pattern(100, 0x16)))),
+          true)
+          .empty());
+}
+
+TEST_F(BpfPayloadTest, WithoutSynOnlyATlsRecordStartsAStream) {
+  EXPECT_TRUE(run(concat(ethernet(kEthIp), ipv4(6, "10.0.0.1", "10.0.0.2",
+                                                tcp(50001, 443, 1000, 0x18, pattern(200, 0x17)))))
+                  .empty());
+  auto recs = run(concat(ethernet(kEthIp), ipv4(6, "10.0.0.1", "10.0.0.2",
+                                                tcp(50001, 443, 5000, 0x18, pattern(200, 0x16)))));
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].header.seq, 5000u);
+  EXPECT_EQ(recs[0].data, pattern(200, 0x16));
+  // Port 8443 is not inspected; server-to-client (source port 443) neither.
+  EXPECT_TRUE(run(concat(ethernet(kEthIp), ipv4(6, "10.0.0.1", "10.0.0.2",
+                                                tcp(50002, 8443, 1, 0x18, pattern(200, 0x16)))))
+                  .empty());
+  EXPECT_TRUE(run(concat(ethernet(kEthIp), ipv4(6, "10.0.0.2", "10.0.0.1",
+                                                tcp(443, 50002, 1, 0x18, pattern(200, 0x16)))))
+                  .empty());
+}
+
+TEST_F(BpfPayloadTest, OffByDefault) {
+  program_ = std::make_unique<bpf::BpfProgram>(bpf::ProgramOptions{});
+  rb_.reset(
+      ring_buffer__new(program_->payloadEventsMapFd(), &BpfPayloadTest::onSample, this, nullptr));
+  EXPECT_TRUE(run(concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.53",
+                                                concat(l4(17, 40000, 53, 0), pattern(40, 1)))))
+                  .empty());
+  EXPECT_EQ(program_->readPayloadTotals().events, 0u);
 }
 
 const bpf::KernelCounter* findCounter(const bpf::KernelTotals& t, std::uint8_t dir,

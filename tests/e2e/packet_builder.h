@@ -121,6 +121,22 @@ inline Bytes ipv6(std::uint8_t l4_proto, const char* src, const char* dst, const
   return b;
 }
 
+/// TCP header (20 bytes) with sequence number and flags, then `payload`.
+inline Bytes tcp(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq, std::uint8_t flags,
+                 const Bytes& payload) {
+  Bytes b;
+  put16(b, sport);
+  put16(b, dport);
+  put16(b, static_cast<std::uint16_t>(seq >> 16));
+  put16(b, static_cast<std::uint16_t>(seq & 0xffff));
+  b.insert(b.end(), 4, 0);  // ack
+  b.push_back(0x50);        // data offset 5
+  b.push_back(flags);
+  b.insert(b.end(), 6, 0);  // window, checksum, urgent
+  b.insert(b.end(), payload.begin(), payload.end());
+  return b;
+}
+
 inline Bytes concat(Bytes a, const Bytes& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;

@@ -27,8 +27,9 @@
 
 #define AYAFLOW_ABI_VERSION 1
 
-/* ayaflow_packet_event.kind */
+/* ayaflow_packet_event.kind, ayaflow_payload_event.kind */
 #define AYAFLOW_EVENT_PACKET 1
+#define AYAFLOW_EVENT_PAYLOAD 2
 
 /* ayaflow_packet_event.direction: fixed by the attach point, not guessed. */
 #define AYAFLOW_DIR_INGRESS 0
@@ -112,7 +113,68 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, packets) == 0, "pac
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, bytes) == 8, "bytes");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, events_lost) == 16, "events_lost");
 
+/*
+ * Deep inspection (--deep-inspect): payload bytes of DNS (UDP port 53, either
+ * side) and of the first AYAFLOW_TLS_CAPTURE_BYTES of each TCP connection's
+ * client-to-server stream to port 443 (where a TLS ClientHello lives), in
+ * the `payload_events` ring buffer. A segment is sent as one or more
+ * records of at most AYAFLOW_PAYLOAD_CHUNK data bytes; records are variable
+ * length: the fixed header below plus data_len bytes.
+ */
+#define AYAFLOW_PAYLOAD_CHUNK 1024
+#define AYAFLOW_PAYLOAD_CHUNKS_PER_SEGMENT 4
+#define AYAFLOW_TLS_CAPTURE_BYTES 4096
+#define AYAFLOW_TLS_PORT 443
+#define AYAFLOW_DNS_PORT 53
+
+/* ayaflow_payload_event.flags */
+#define AYAFLOW_PF_SYN 0x01 /* a TCP SYN: seq is the initial sequence number, no data */
+#define AYAFLOW_PF_FIN 0x02 /* a TCP FIN or RST: the stream ends */
+
+struct ayaflow_payload_event {
+	__u16 abi_version; /* AYAFLOW_ABI_VERSION */
+	__u8 kind; /* AYAFLOW_EVENT_PAYLOAD */
+	__u8 direction; /* AYAFLOW_DIR_* */
+	__u8 protocol; /* 6 or 17 */
+	__u8 addr_type; /* 4 or 6 */
+	__u8 flags; /* AYAFLOW_PF_* */
+	__u8 pad0;
+	__u32 ifindex;
+	__u32 seq; /* TCP: sequence number of data[0]; UDP: 0 */
+	__u16 src_port; /* host byte order */
+	__u16 dst_port; /* host byte order */
+	__u16 data_len; /* bytes of data that follow (record length - header) */
+	__u16 pad1;
+	__u64 timestamp_ns; /* bpf_ktime_get_ns() */
+	__u8 src_addr[16];
+	__u8 dst_addr[16];
+	__u8 data[AYAFLOW_PAYLOAD_CHUNK];
+};
+
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_payload_event) == 64 + AYAFLOW_PAYLOAD_CHUNK,
+		      "payload event size");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, ifindex) == 8, "ifindex");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, seq) == 12, "seq");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, src_port) == 16, "src_port");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, dst_port) == 18, "dst_port");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, data_len) == 20, "data_len");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, pad1) == 22, "pad1");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, timestamp_ns) == 24,
+		      "timestamp_ns");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, src_addr) == 32, "src_addr");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, dst_addr) == 48, "dst_addr");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, data) == 64, "data");
+
+/* Payload records written and lost (ring buffer full), per CPU, by direction. */
+struct ayaflow_payload_stats {
+	__u64 events;
+	__u64 lost;
+};
+
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_payload_stats) == 16, "payload stats size");
+
 /* Runtime flags in the program's .bss, written by userspace. */
 #define AYAFLOW_CFG_IPV6 0x01
+#define AYAFLOW_CFG_DEEP_INSPECT 0x02
 
 #endif /* AYAFLOW_ABI_EVENT_H */

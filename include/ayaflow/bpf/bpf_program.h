@@ -13,6 +13,9 @@ namespace ayaflow::bpf {
 struct ProgramOptions {
   std::uint32_t ring_buffer_size = 256 * 1024;  // power of two, >= page size
   bool enable_ipv6 = false;
+  /// Payload capture for DNS/TLS; its ring buffer gets ring_buffer_size when
+  /// on, one page when off.
+  bool deep_inspect = false;
 };
 
 /// Exact counters of one interface/direction/protocol/family, summed over CPUs.
@@ -24,6 +27,12 @@ struct KernelCounter {
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
   std::uint64_t events_lost = 0;
+};
+
+/// Deep-inspection payload records written and lost, summed over CPUs.
+struct PayloadTotals {
+  std::uint64_t events = 0;
+  std::uint64_t lost = 0;
 };
 
 /// Exact totals summed over the kernel's per-CPU counters.
@@ -56,12 +65,16 @@ class BpfProgram {
   int eventsMapFd() const;
   int statsMapFd() const;
   int statsOverflowMapFd() const;
+  int payloadEventsMapFd() const;
   std::uint32_t ringBufferSize() const { return ring_buffer_size_; }
 
   /// Pending bytes in the ring buffer at which the program wakes the reader.
   void setWakeupBytes(std::uint64_t bytes);
   /// AYAFLOW_CFG_* bits; takes effect for the next packet.
   void setConfigFlags(std::uint32_t flags);
+
+  /// Sums the payload record counters. Throws SystemError if a map read fails.
+  PayloadTotals readPayloadTotals() const;
 
   /// Reads and sums the per-CPU counters (a few syscalls per interface).
   /// Throws SystemError if a map read fails.
