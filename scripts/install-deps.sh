@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev iproute2
   # deep inspection: end-to-end tests and tests/inspect/data/record.sh
   dnsmasq-base dnsutils tcpdump openssl curl
+  # /metrics tests (promtool, a real Prometheus server) and bench/bench_http.sh
+  prometheus wrk
 )
 # Node.js and npm run the manifest schema checks (tests/deploy); some
 # machines ship their own Node.js, which is fine.

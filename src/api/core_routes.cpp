@@ -2,7 +2,11 @@
 #include "ayaflow/api/core_routes.h"
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 namespace ayaflow::api {
 namespace {
@@ -18,9 +22,63 @@ double perSecond(std::uint64_t total, double uptime) {
   return uptime > 0.0 ? static_cast<double>(total) / uptime : 0.0;
 }
 
+/// The top-connections list, recomputed at most once per `max_age` by a single request at
+/// a time; requests arriving while it is being recomputed get the previous list.
+/// Thread-safe (called from every server thread).
+class TopCache {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using List = std::shared_ptr<const std::vector<LiveConnection>>;
+
+  TopCache(const LiveSource& source, std::chrono::milliseconds max_age)
+      : source_(source), max_age_(max_age) {}
+
+  List get() {
+    if (max_age_.count() <= 0) return compute();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (list_ && Clock::now() - computed_at_ < max_age_) return list_;
+    }
+    std::unique_lock<std::mutex> computing(compute_mutex_, std::try_to_lock);
+    if (!computing.owns_lock()) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (list_) return list_;  // someone is refreshing it: this one is at most one age old
+      }
+      computing.lock();  // the very first computation: wait for it
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (list_ && Clock::now() - computed_at_ < max_age_) return list_;  // just refreshed
+    }
+    List fresh = compute();  // may throw: the router answers 500, the old list stays
+    std::lock_guard<std::mutex> lock(mutex_);
+    list_ = fresh;
+    computed_at_ = Clock::now();
+    return fresh;
+  }
+
+ private:
+  List compute() const {
+    auto list =
+        std::make_shared<std::vector<LiveConnection>>(source_.topConnections(kLiveTopConnections));
+    // Defensive: a source returning more than asked must not widen the answer.
+    if (list->size() > kLiveTopConnections) list->resize(kLiveTopConnections);
+    return list;
+  }
+
+  const LiveSource& source_;
+  const std::chrono::milliseconds max_age_;
+  std::mutex compute_mutex_;  // held by the one request recomputing the list
+  std::mutex mutex_;
+  List list_;                        // guarded by mutex_
+  Clock::time_point computed_at_{};  // guarded by mutex_
+};
+
 }  // namespace
 
-void addCoreRoutes(Router& router, const LiveSource& source) {
+void addCoreRoutes(Router& router, const LiveSource& source,
+                   std::chrono::milliseconds live_max_age) {
   router.add("GET", "/api/health", [&source](const Request&) {
     const auto totals = source.totals();
     return jsonResponse({{"status", "ok"},
@@ -39,22 +97,30 @@ void addCoreRoutes(Router& router, const LiveSource& source) {
                          {"bytes_per_second", perSecond(totals.bytes, uptime)}});
   });
 
-  router.add("GET", "/api/live", [&source](const Request&) {
+  auto top = std::make_shared<TopCache>(source, live_max_age);
+  router.add("GET", "/api/live", [&source, top](const Request&) {
     auto connections = nlohmann::json::array();
-    for (const auto& c : source.topConnections(kLiveTopConnections)) {
+    const TopCache::List list = top->get();  // keeps the list alive while it is read
+    for (const auto& c : *list) {
       connections.push_back({{"connection", c.connection},
                              {"stats",
                               {{"bytes_sent", c.bytes_sent},
                                {"bytes_received", c.bytes_received},
                                {"packets_count", c.packets_count}}}});
-      // Defensive: a source returning more than asked must not widen the answer.
-      if (connections.size() == kLiveTopConnections) break;
     }
     const auto totals = source.totals();
     return jsonResponse({{"connections", std::move(connections)},
                          {"total_packets", totals.packets},
                          {"total_bytes", totals.bytes}});
   });
+}
+
+std::string streamFrame(const LiveSource& source) {
+  const auto totals = source.totals();
+  const nlohmann::json frame = {{"total_packets", totals.packets},
+                                {"total_bytes", totals.bytes},
+                                {"active_connections", source.activeConnections()}};
+  return frame.dump();
 }
 
 }  // namespace ayaflow::api

@@ -2,16 +2,20 @@
 // The only translation unit that includes Boost.Beast/Asio (it is slow to compile).
 // Structure follows boostorg/beast/example/advanced/server/advanced_server.cpp: a listener
 // accepting onto a fresh strand per connection, and one Session per connection whose async
-// steps are doX()/onX() pairs, each bounded by a tcp_stream deadline.
+// steps are doX()/onX() pairs, each bounded by a tcp_stream deadline. An upgrade request on
+// a WebSocket path turns the connection into a WebSocketSession fed by a StreamHub, with a
+// bounded frame queue (boostorg/beast/example/websocket/server/chat-multi, bounded).
 #include "ayaflow/api/http_server.h"
 
 // Boost 1.74 + C++20: <utility> must come before Asio (BUILD-NOTES.md).
 #include <utility>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <deque>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -30,7 +34,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 
+#include "ayaflow/api/stream_hub.h"
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/system_error.h"
 
@@ -40,6 +46,7 @@ namespace {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 
 /// After an error answer the rest of the request is still in flight; reading (and
@@ -52,6 +59,11 @@ constexpr std::chrono::seconds kStopGrace{3};
 /// Back-off after a failed accept (EMFILE...), so a persistent failure cannot spin.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 constexpr std::size_t kReadChunk = 4096;
+/// WebSocket: time to complete the opening handshake; time a graceful close (1001) may take
+/// before the socket is closed outright; largest client message (clients only listen).
+constexpr std::chrono::seconds kWsHandshakeTimeout{5};
+constexpr std::chrono::seconds kWsCloseTimeout{1};
+constexpr std::size_t kWsReadMessageMax = 4096;
 
 std::string_view toStd(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -81,7 +93,16 @@ bool isHttpParseError(const beast::error_code& ec) {
   return &ec.category() == &http::make_error_code(http::error::bad_method).category();
 }
 
-class Session;
+/// What stop() needs from every live connection, plain HTTP or WebSocket.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  /// Any thread: closes the connection on its own strand (a WebSocket says 1001 first).
+  virtual void closeFromServer() = 0;
+  /// Once the server's threads have returned: make sure no StreamHub calls it any more
+  /// (a publisher must not post to an io_context that is being destroyed).
+  virtual void detach() {}
+};
 
 /// State shared by the listener, the sessions and HttpServer::Impl. Outlives all of them
 /// (declared before the io_context in Impl).
@@ -96,20 +117,26 @@ struct ServerCore {
   std::mutex mutex;
   bool stopping = false;  // guarded by mutex
   /// Live sessions, for stop() and the connection count. guarded by mutex
-  std::unordered_map<const Session*, std::weak_ptr<Session>> sessions;
+  std::unordered_map<const Connection*, std::weak_ptr<Connection>> sessions;
 
   std::atomic<std::uint64_t> rejected{0};
   std::atomic<std::uint64_t> denied{0};
   std::atomic<std::uint64_t> accept_errors{0};
+  std::array<std::atomic<std::uint64_t>, 5> responses{};  // by status class, 1xx..5xx
 
   /// false once stopping: the caller drops the connection instead of serving it.
-  bool registerSession(const Session* key, std::weak_ptr<Session> session) {
+  bool registerSession(const Connection* key, std::weak_ptr<Connection> session) {
     std::lock_guard<std::mutex> lock(mutex);
     if (stopping) return false;
     sessions.emplace(key, std::move(session));
     return true;
   }
-  void unregisterSession(const Session* key) {
+  void countResponse(unsigned status) {
+    if (status >= 100 && status < 600) {
+      responses[status / 100 - 1].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  void unregisterSession(const Connection* key) {
     std::lock_guard<std::mutex> lock(mutex);
     sessions.erase(key);
   }
@@ -117,16 +144,182 @@ struct ServerCore {
     std::lock_guard<std::mutex> lock(mutex);
     return sessions.size();
   }
+  /// Strong references to every live session (taken under the mutex, used outside it: the
+  /// last reference may go while the caller holds none of our locks).
+  std::vector<std::shared_ptr<Connection>> liveSessions() {
+    std::vector<std::shared_ptr<Connection>> out;
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const auto& entry : sessions) {
+      if (auto session = entry.second.lock()) out.push_back(std::move(session));
+    }
+    return out;
+  }
+};
+
+/// One WebSocket client of a StreamHub (SPEC §5 /api/stream). Every member is touched only
+/// on the connection's strand, except executor_ (immutable) and deliver(), which only posts.
+/// Frames are written one at a time from queue_, which holds at most hub.queueLimit()
+/// frames including the one being written; a frame arriving at a full queue closes the
+/// connection (a client that stopped reading must not hold memory or slow anyone).
+class WebSocketSession : public Connection,
+                         public StreamHub::Subscriber,
+                         public std::enable_shared_from_this<WebSocketSession> {
+ public:
+  WebSocketSession(beast::tcp_stream&& stream, ServerCore& core, StreamHub& hub)
+      : ws_(std::move(stream)),
+        executor_(ws_.get_executor()),
+        core_(core),
+        hub_(hub),
+        close_timer_(executor_) {}
+
+  ~WebSocketSession() override {
+    hub_.unsubscribe(this);
+    core_.unregisterSession(this);
+  }
+
+  /// On the connection's strand, the upgrade request already read: answers 101.
+  void start(http::request<http::string_body>&& req) {
+    if (!core_.registerSession(this, weak_from_this())) return;  // stopping: socket closes
+    // The websocket stream enforces its own timeouts; the tcp_stream's must be off.
+    beast::get_lowest_layer(ws_).expires_never();
+    websocket::stream_base::timeout timeouts{};
+    timeouts.handshake_timeout = kWsHandshakeTimeout;  // also bounds the closing handshake
+    timeouts.idle_timeout = core_.options.idle_timeout;
+    timeouts.keep_alive_pings = true;  // ping at idle/2; no answer by idle: closed
+    ws_.set_option(timeouts);
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "ayaflow"); }));
+    ws_.read_message_max(kWsReadMessageMax);
+    ws_.async_accept(req,
+                     beast::bind_front_handler(&WebSocketSession::onAccept, shared_from_this()));
+  }
+
+  void closeFromServer() override {
+    net::post(executor_, [self = shared_from_this()] { self->doShutdown(); });
+  }
+
+  void detach() override { hub_.unsubscribe(this); }
+
+  /// Hub thread, hub mutex held: hand the frame to the strand and return at once.
+  void deliver(const std::shared_ptr<const std::string>& frame) override {
+    net::post(executor_, [self = shared_from_this(), frame] { self->onFrame(frame); });
+  }
+
+ private:
+  void onAccept(beast::error_code ec) {
+    if (ec) return fail(ec, "websocket handshake");
+    core_.countResponse(101);
+    if (closing_ || closed_) return hardClose();  // stop() came during the handshake
+    open_ = true;
+    hub_.subscribe(shared_from_this());  // delivers the latest frame, if any
+    doRead();
+  }
+
+  // Clients only listen; their messages are read (so pings, pongs and close frames are
+  // processed) and discarded.
+  void doRead() {
+    ws_.async_read(read_buffer_,
+                   beast::bind_front_handler(&WebSocketSession::onRead, shared_from_this()));
+  }
+
+  void onRead(beast::error_code ec, std::size_t /*bytes*/) {
+    if (ec) return fail(ec, "websocket read");  // closed by the client, idle timeout, reset
+    read_buffer_.consume(read_buffer_.size());
+    doRead();
+  }
+
+  void onFrame(const std::shared_ptr<const std::string>& frame) {
+    if (!open_ || closing_ || closed_) return;
+    if (queue_.size() >= hub_.queueLimit()) {
+      hub_.recordDropped();
+      core_.log->debug("stream client too slow ({} frames queued): closed", queue_.size());
+      return hardClose();
+    }
+    queue_.push_back(frame);
+    if (!writing_) doWrite();
+  }
+
+  void doWrite() {
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(net::buffer(*queue_.front()),
+                    beast::bind_front_handler(&WebSocketSession::onWrite, shared_from_this()));
+  }
+
+  void onWrite(beast::error_code ec, std::size_t /*bytes*/) {
+    writing_ = false;
+    if (ec) return fail(ec, "websocket write");
+    queue_.pop_front();
+    hub_.recordSent();
+    if (closed_) return;
+    if (closing_) {
+      if (queue_.empty()) doCloseFrame();
+      return;
+    }
+    if (!queue_.empty()) doWrite();
+  }
+
+  /// stop(): finish the frame being written, send a close frame (1001 going away), and
+  /// close the socket when the peer answers or after kWsCloseTimeout, whichever is first.
+  void doShutdown() {
+    if (closing_ || closed_) return;
+    closing_ = true;
+    if (!open_) return hardClose();
+    while (queue_.size() > (writing_ ? 1u : 0u)) queue_.pop_back();
+    close_timer_.expires_after(kWsCloseTimeout);
+    close_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->hardClose();
+    });
+    if (!writing_) doCloseFrame();
+  }
+
+  void doCloseFrame() {
+    ws_.async_close(websocket::close_code::going_away,
+                    beast::bind_front_handler(&WebSocketSession::onClose, shared_from_this()));
+  }
+
+  void onClose(beast::error_code /*ec*/) { hardClose(); }
+
+  void hardClose() {
+    if (closed_) return;
+    closed_ = true;
+    hub_.unsubscribe(this);  // no more frames
+    close_timer_.cancel();
+    // Cancels the pending read and write; their handlers release the last references.
+    // queue_ is left alone: a write in flight still points into its front frame.
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(ws_).close();
+  }
+
+  void fail(beast::error_code ec, const char* what) {
+    if (ec != net::error::operation_aborted && ec != websocket::error::closed) {
+      core_.log->debug("websocket {}: {}", what, ec.message());
+    }
+    hardClose();
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  const net::any_io_executor executor_;  // the connection's strand
+  ServerCore& core_;
+  StreamHub& hub_;
+  net::steady_timer close_timer_;
+  beast::flat_buffer read_buffer_;
+  std::deque<std::shared_ptr<const std::string>> queue_;
+  bool open_ = false;     // handshake done, subscribed
+  bool writing_ = false;  // an async_write is in flight (on queue_.front())
+  bool closing_ = false;  // stop(): close frame pending
+  bool closed_ = false;   // socket closed
 };
 
 /// One HTTP/1.1 connection. Every member is touched only on the connection's strand
 /// (stream_'s executor); the session lives as long as an async operation holds it.
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public Connection, public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, ServerCore& core, bool denied)
       : stream_(std::move(socket)), core_(core), denied_(denied) {}
 
-  ~Session() { core_.unregisterSession(this); }
+  ~Session() override { core_.unregisterSession(this); }
 
   /// Called on the listener's strand right after accept.
   void start() {
@@ -136,7 +329,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   /// Called by stop() from any thread: closes on the session's own strand.
-  void closeFromServer() {
+  void closeFromServer() override {
     net::post(stream_.get_executor(), [self = shared_from_this()] { self->doClose(); });
   }
 
@@ -174,10 +367,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void onRead(beast::error_code ec, std::size_t /*bytes*/) {
-    if (ec == http::error::end_of_stream) return doClose();  // client closed between requests
+    if (ec == http::error::end_of_stream) return doClose();    // client closed between requests
+    if (ec == http::error::partial_message) return doClose();  // EOF mid-request
+    // A denied client learns nothing but 403, however malformed or large its request.
+    if (ec && denied_ && isHttpParseError(ec)) return sendError(403, "forbidden");
     if (ec == http::error::header_limit) return sendError(431, "request header fields too large");
     if (ec == http::error::body_limit) return sendError(413, "payload too large");
-    if (ec == http::error::partial_message) return doClose();  // EOF mid-request
     if (ec && isHttpParseError(ec)) return sendError(400, "bad request");
     if (ec) return fail(ec, "read");  // timeout, reset, closed by stop()
     handleRequest(parser_->release());
@@ -190,9 +385,11 @@ class Session : public std::enable_shared_from_this<Session> {
       answer = jsonError(403, "forbidden");
     } else if (auto request = parseTarget(std::string(toStd(req.method_string())), target,
                                           std::move(req.body()))) {
-      // Hook for WebSocket (e.g. /api/stream): when websocket::is_upgrade(req) and the path
-      // has an upgrade handler, hand stream_.release_socket() and `req` to it and return
-      // here instead of routing. Not built yet: upgrades are routed like plain requests.
+      if (websocket::is_upgrade(req)) {
+        if (StreamHub* hub = core_.router.webSocket(request->path)) {
+          return upgrade(std::move(req), *hub);
+        }
+      }
       answer = core_.router.route(*request);
     } else {
       answer = jsonError(400, "bad request target");
@@ -202,6 +399,13 @@ class Session : public std::enable_shared_from_this<Session> {
     prepareResponse(std::move(answer), req.version(), keep_alive, req.method() == http::verb::head,
                     is_api);
     doWrite(keep_alive ? AfterWrite::kNextRequest : AfterWrite::kClose);
+  }
+
+  /// Hands the connection to a WebSocketSession. Bytes the client sent after the upgrade
+  /// request, before our 101, are dropped (a client must wait for the 101 anyway).
+  void upgrade(http::request<http::string_body>&& req, StreamHub& hub) {
+    closed_ = true;  // stream_ is moved out: doClose() must not touch it any more
+    std::make_shared<WebSocketSession>(std::move(stream_), core_, hub)->start(std::move(req));
   }
 
   /// Answers a request that could not be parsed, then closes (the parser state is lost).
@@ -236,6 +440,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void onWrite(AfterWrite after, beast::error_code ec, std::size_t /*bytes*/) {
     if (ec) return fail(ec, "write");
+    core_.countResponse(res_.result_int());
     switch (after) {
       case AfterWrite::kNextRequest:
         return doRead();
@@ -433,16 +638,14 @@ class HttpServer::Impl {
       stopped_ = true;
     }
     // 1. No new sessions from now on; collect the live ones.
-    std::vector<std::shared_ptr<Session>> sessions;
     {
       std::lock_guard<std::mutex> lock(core_.mutex);
       core_.stopping = true;
-      for (const auto& entry : core_.sessions) {
-        if (auto session = entry.second.lock()) sessions.push_back(std::move(session));
-      }
     }
-    // 2. Stop accepting and close every connection on its own strand. Once their pending
-    //    operations complete (aborted), the io_context runs out of work and run() returns.
+    auto sessions = core_.liveSessions();
+    // 2. Stop accepting and close every connection on its own strand (WebSockets send a
+    //    close frame first, bounded by kWsCloseTimeout). Once their pending operations
+    //    complete, the io_context runs out of work and run() returns.
     if (listener_) listener_->close();
     for (auto& session : sessions) session->closeFromServer();
     sessions.clear();
@@ -458,6 +661,9 @@ class HttpServer::Impl {
       if (thread.joinable()) thread.join();
     }
     threads_.clear();
+    // 4. Sessions that outlived the threads (handlers left in a stopped io_context) must
+    //    not receive frames from a hub while the io_context is destroyed.
+    for (auto& session : core_.liveSessions()) session->detach();
     core_.log->debug("HTTP server stopped");
   }
 
@@ -469,6 +675,9 @@ class HttpServer::Impl {
     s.rejected_connections = core_.rejected.load();
     s.denied_connections = core_.denied.load();
     s.accept_errors = core_.accept_errors.load();
+    for (std::size_t i = 0; i < s.responses.size(); ++i) {
+      s.responses[i] = core_.responses[i].load(std::memory_order_relaxed);
+    }
     return s;
   }
 

@@ -99,6 +99,21 @@ void Router::add(std::string method, std::string path, Handler handler) {
 
 bool Router::hasPath(std::string_view path) const { return routes_.find(path) != routes_.end(); }
 
+void Router::addWebSocket(std::string path, StreamHub& hub) {
+  // Reached only by requests that are not upgrades (the server diverts those first).
+  add("GET", path, [](const Request&) {
+    Response response = jsonError(426, "websocket upgrade required");
+    response.headers.emplace_back("Upgrade", "websocket");
+    return response;
+  });
+  websockets_[std::move(path)] = &hub;
+}
+
+StreamHub* Router::webSocket(std::string_view path) const {
+  const auto it = websockets_.find(path);
+  return it == websockets_.end() ? nullptr : it->second;
+}
+
 Response Router::route(const Request& request) const {
   const auto path_it = routes_.find(request.path);
   if (path_it == routes_.end()) return jsonError(404, "not found");

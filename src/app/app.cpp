@@ -18,6 +18,8 @@
 #include "ayaflow/api/core_routes.h"
 #include "ayaflow/api/history_route.h"
 #include "ayaflow/api/http_server.h"
+#include "ayaflow/api/metrics.h"
+#include "ayaflow/api/stream_hub.h"
 #include "ayaflow/api/live_source.h"
 #include "ayaflow/api/router.h"
 #include "ayaflow/bpf/bpf_program.h"
@@ -35,6 +37,7 @@ namespace ayaflow::app {
 namespace {
 
 constexpr auto kExpiryInterval = std::chrono::seconds(10);
+constexpr auto kStreamInterval = std::chrono::seconds(1);
 // Packets the capture thread may queue for SQLite (~56 bytes each). At the
 // writer's ~400k rows/s this absorbs ~40 ms of backlog; beyond it rows are
 // dropped and counted, never waited for.
@@ -129,12 +132,61 @@ struct App::Impl {
       const std::uint64_t timeout_ns =
           static_cast<std::uint64_t>(config.connection_timeout_s) * 1000000000ULL;
       const std::size_t removed = connections.expire(monotonicNowNs(), timeout_ns);
+      connections_expired.fetch_add(removed, std::memory_order_relaxed);
       if (removed > 0) {
         logger("flow")->debug("expired {} idle connections", removed);
       }
       warnAboutLoss();
       scheduleExpiry();
     });
+  }
+
+  // One WebSocket frame per second to every /api/stream client.
+  void scheduleStream() {
+    stream_timer.expires_after(kStreamInterval);
+    stream_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) {
+        return;
+      }
+      try {
+        hub.publish(api::streamFrame(*live));
+      } catch (const std::exception& e) {
+        logger("api")->error("stream frame: {}", e.what());
+      }
+      scheduleStream();
+    });
+  }
+
+  // What /metrics shows, read at scrape time (HTTP thread): the same kernel
+  // read as /api/stats, so the totals agree exactly.
+  api::MetricsSnapshot metricsSnapshot() const {
+    api::MetricsSnapshot m;
+    const bpf::KernelTotals t = program->readTotals();
+    m.packets_total = t.totalPackets();
+    m.bytes_total = t.totalBytes();
+    m.events_lost_ingress = t.events_lost[AYAFLOW_DIR_INGRESS];
+    m.events_lost_egress = t.events_lost[AYAFLOW_DIR_EGRESS];
+    for (const bpf::KernelCounter& c : t.counters) {
+      m.kernel_counters.push_back({api::interfaceLabel(c.ifindex), api::directionLabel(c.direction),
+                                   api::protocolLabel(c.protocol), api::familyLabel(c.addr_type),
+                                   c.packets, c.bytes, c.events_lost});
+    }
+    m.active_connections = connections.size();
+    m.connections_expired = connections_expired.load(std::memory_order_relaxed);
+    m.events_read = sink->received();
+    m.events_malformed = sink->invalid();
+    const store::StoreStats st = store->stats();
+    m.rows_stored = st.rows_stored;
+    m.rows_dropped.queue_full = st.rows_dropped_queue_full + st.rows_dropped_stopped;
+    m.rows_dropped.write_error = st.rows_dropped_write_error;
+    m.storage_queue_rows = st.queue_depth;
+    m.interfaces_attached = attachments.size();
+    m.ring_buffer_size_bytes = program->ringBufferSize();
+    if (http) {
+      m.http = http->stats();
+    }
+    m.stream = hub.stats();
+    return m;
   }
 
   // At most one warning per expiry interval, only when events were lost.
@@ -172,6 +224,7 @@ struct App::Impl {
     const std::size_t last = reader->drain();
     store->stop();  // writes every row handed over, the final drain's included
     expiry_timer.cancel();
+    stream_timer.cancel();
     signals.cancel();
     bpf::KernelTotals t;
     try {
@@ -194,6 +247,8 @@ struct App::Impl {
   asio::io_context io{1};
   asio::signal_set signals{io, SIGINT, SIGTERM};
   asio::steady_timer expiry_timer{io};
+  asio::steady_timer stream_timer{io};
+  std::atomic<std::uint64_t> connections_expired{0};
   std::atomic<bool> stopping{false};
   std::uint64_t lost_reported = 0;  // ingest thread only
   // Declaration order is teardown order reversed: the reader goes first,
@@ -205,6 +260,7 @@ struct App::Impl {
   std::unique_ptr<IngestSink> sink;
   std::unique_ptr<bpf::RingBufferReader> reader;
   std::unique_ptr<AgentLiveSource> live;
+  api::StreamHub hub;  // outlives the server's WebSocket sessions
   api::Router router;
   std::unique_ptr<api::HttpServer> http;
 };
@@ -242,6 +298,8 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   api::addHistoryRoute(s.router, [store = s.store.get()](const flow::HistoryQuery& q) {
     return store->query(q);
   });
+  api::addStreamRoute(s.router, s.hub);
+  api::addMetricsRoute(s.router, [&s] { return s.metricsSnapshot(); });
   api::HttpServerOptions http_options;
   http_options.address = c.listen_address;
   http_options.port = c.port;
@@ -276,6 +334,7 @@ int App::run() {
   });
   s.reader->start();
   s.scheduleExpiry();
+  s.scheduleStream();
   s.io.run();
   return 0;
 }

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -20,11 +22,17 @@ class FakeLiveSource : public LiveSource {
   std::vector<LiveConnection> connections;  // any order
   /// When set, topConnections() ignores `n` (to check the route truncates anyway).
   bool ignore_limit = false;
+  /// When set, topConnections() throws (a failing source).
+  std::atomic<bool> fail_top{false};
+  /// topConnections() calls so far.
+  mutable std::atomic<int> top_calls{0};
 
   Totals totals() const override { return totals_value; }
   std::uint64_t activeConnections() const override { return active; }
   double uptimeSeconds() const override { return uptime; }
   std::vector<LiveConnection> topConnections(std::size_t n) const override {
+    ++top_calls;
+    if (fail_top) throw std::runtime_error("map unavailable");
     auto sorted = connections;
     std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
       return a.packets_count > b.packets_count;

@@ -389,6 +389,25 @@ TEST_F(HttpServerTest, DualStackListenServesIpv4AndIpv6) {
   EXPECT_EQ(httpGet("127.0.0.1", port(), "/api/health").status, 200);
 }
 
+TEST_F(HttpServerTest, ResponsesAreCountedByStatusClass) {
+  HttpServer& server = startServer();
+  EXPECT_EQ(httpGet(kHost, port(), "/api/health").status, 200);
+  EXPECT_EQ(httpGet(kHost, port(), "/api/live").status, 200);
+  EXPECT_EQ(httpGet(kHost, port(), "/nope").status, 404);
+  EXPECT_EQ(httpRequest(kHost, port(), "POST", "/api/health").status, 405);
+  EXPECT_EQ(httpGet(kHost, port(), "/api/boom").status, 500);
+  HttpConnection garbage(kHost, port());
+  ASSERT_TRUE(garbage.sendRaw("GARBAGE\r\n\r\n"));
+  EXPECT_EQ(garbage.readResponse().status, 400);
+  // Counted when the write completes, which can be just after the client has read it.
+  const std::array<std::uint64_t, 5> expected{0, 2, 0, 3, 1};
+  const auto deadline = Clock::now() + 5s;
+  while (server.stats().responses != expected && Clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(server.stats().responses, expected);
+}
+
 // ---- lifecycle
 
 TEST_F(HttpServerTest, PortInUseThrowsSystemErrorNamingThePort) {

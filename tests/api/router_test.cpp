@@ -4,9 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "ayaflow/api/core_routes.h"
 #include "fake_live_source.h"
@@ -240,6 +244,99 @@ TEST_F(CoreRoutesTest, LiveWithNoConnectionsIsEmptyArray) {
   EXPECT_TRUE(j.at("connections").is_array());
   EXPECT_TRUE(j.at("connections").empty());
   EXPECT_EQ(j.at("total_packets"), 0u);
+}
+
+// ---- /api/live reuses its connection list for live_max_age
+
+Request liveRequest() {
+  Request request;
+  request.method = "GET";
+  request.path = "/api/live";
+  return request;
+}
+
+TEST(LiveCacheTest, ListIsReusedWithinMaxAgeWhileTotalsStayFresh) {
+  fake::FakeLiveSource source;
+  source.fillConnections(3);
+  Router router;
+  addCoreRoutes(router, source, std::chrono::hours(1));
+  json first = json::parse(router.route(liveRequest()).body);
+  source.fillConnections(5);
+  source.totals_value = {99, 999};
+  json second = json::parse(router.route(liveRequest()).body);
+  EXPECT_EQ(source.top_calls.load(), 1);
+  EXPECT_EQ(second.at("connections"), first.at("connections"));
+  EXPECT_EQ(second.at("connections").size(), 3u);
+  EXPECT_EQ(second.at("total_packets"), 99u);  // read fresh
+  EXPECT_EQ(second.at("total_bytes"), 999u);
+}
+
+TEST(LiveCacheTest, ZeroMaxAgeComputesEveryTime) {
+  fake::FakeLiveSource source;
+  source.fillConnections(3);
+  Router router;
+  addCoreRoutes(router, source, std::chrono::milliseconds(0));
+  router.route(liveRequest());
+  source.fillConnections(5);
+  const json j = json::parse(router.route(liveRequest()).body);
+  EXPECT_EQ(source.top_calls.load(), 2);
+  EXPECT_EQ(j.at("connections").size(), 5u);
+}
+
+TEST(LiveCacheTest, ListIsRecomputedOnceOlderThanMaxAge) {
+  fake::FakeLiveSource source;
+  source.fillConnections(3);
+  Router router;
+  addCoreRoutes(router, source, std::chrono::milliseconds(1));
+  router.route(liveRequest());
+  source.fillConnections(4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const json j = json::parse(router.route(liveRequest()).body);
+  EXPECT_EQ(source.top_calls.load(), 2);
+  EXPECT_EQ(j.at("connections").size(), 4u);
+}
+
+TEST(LiveCacheTest, DefaultMaxAgeIsAQuarterSecond) {
+  EXPECT_EQ(kLiveMaxAge, std::chrono::milliseconds(250));
+  fake::FakeLiveSource source;
+  Router router;
+  addCoreRoutes(router, source);
+  router.route(liveRequest());
+  router.route(liveRequest());
+  EXPECT_EQ(source.top_calls.load(), 1);
+}
+
+TEST(LiveCacheTest, FailingSourceIs500AndDoesNotPoisonTheCache) {
+  fake::FakeLiveSource source;
+  source.fillConnections(2);
+  source.fail_top = true;
+  Router router;
+  addCoreRoutes(router, source, std::chrono::hours(1));
+  EXPECT_EQ(router.route(liveRequest()).status, 500u);
+  source.fail_top = false;
+  const Response r = router.route(liveRequest());
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_EQ(json::parse(r.body).at("connections").size(), 2u);
+}
+
+TEST(LiveCacheTest, ConcurrentRequestsScanTheMapOnce) {
+  fake::FakeLiveSource source;
+  source.fillConnections(60);
+  Router router;
+  addCoreRoutes(router, source, std::chrono::hours(1));
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        const Response r = router.route(liveRequest());
+        ok += r.status == 200 && json::parse(r.body).at("connections").size() == 50;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 200);
+  EXPECT_EQ(source.top_calls.load(), 1);
 }
 
 }  // namespace

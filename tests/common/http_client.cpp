@@ -77,7 +77,7 @@ std::string HttpResult::header(const std::string& lower_case_name) const {
 }
 
 HttpConnection::HttpConnection(const std::string& host, std::uint16_t port,
-                               std::chrono::milliseconds timeout) {
+                               std::chrono::milliseconds timeout, const ConnectOptions& options) {
   const auto deadline = Clock::now() + timeout;
   const bool v6_literal = host.find(':') != std::string::npos;
   host_header_ = (v6_literal ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -90,6 +90,20 @@ HttpConnection::HttpConnection(const std::string& host, std::uint16_t port,
   if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &result); rc != 0) {
     throw std::runtime_error("HTTP client: cannot resolve " + host + ": " + gai_strerror(rc));
   }
+  addrinfo* source = nullptr;
+  if (!options.source_address.empty()) {
+    addrinfo source_hints{};
+    source_hints.ai_family = AF_UNSPEC;
+    source_hints.ai_socktype = SOCK_STREAM;
+    source_hints.ai_flags = AI_NUMERICHOST;
+    if (const int rc =
+            ::getaddrinfo(options.source_address.c_str(), nullptr, &source_hints, &source);
+        rc != 0) {
+      ::freeaddrinfo(result);
+      throw std::runtime_error("HTTP client: bad source address " + options.source_address + ": " +
+                               gai_strerror(rc));
+    }
+  }
   std::string last_error = "no address";
   for (addrinfo* ai = result; ai != nullptr && fd_ < 0; ai = ai->ai_next) {
     const int fd =
@@ -97,6 +111,20 @@ HttpConnection::HttpConnection(const std::string& host, std::uint16_t port,
     if (fd < 0) {
       last_error = strerror(errno);
       continue;
+    }
+    if (options.receive_buffer > 0) {
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &options.receive_buffer,
+                   sizeof options.receive_buffer);
+    }
+    if (source != nullptr) {
+      if (source->ai_family != ai->ai_family ||
+          ::bind(fd, source->ai_addr, source->ai_addrlen) != 0) {
+        last_error = source->ai_family != ai->ai_family
+                         ? std::string("source address family differs")
+                         : std::string("bind ") + options.source_address + ": " + strerror(errno);
+        ::close(fd);
+        continue;
+      }
     }
     int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
     if (rc != 0 && errno == EINPROGRESS) {
@@ -121,6 +149,7 @@ HttpConnection::HttpConnection(const std::string& host, std::uint16_t port,
     }
   }
   ::freeaddrinfo(result);
+  if (source != nullptr) ::freeaddrinfo(source);
   if (fd_ < 0)
     throw std::runtime_error("HTTP client: cannot connect to " + host_header_ + ": " + last_error);
 }
@@ -254,6 +283,12 @@ bool HttpConnection::waitForClose(std::chrono::milliseconds timeout) {
   }
 }
 
+std::string HttpConnection::takeBuffered() {
+  std::string out = std::move(buffer_);
+  buffer_.clear();
+  return out;
+}
+
 HttpResult httpRequest(const std::string& host, std::uint16_t port, const std::string& method,
                        const std::string& target, const HeaderList& extra_headers,
                        const std::string& body, std::chrono::milliseconds timeout) {
@@ -273,6 +308,19 @@ HttpResult httpRequest(const std::string& host, std::uint16_t port, const std::s
 HttpResult httpGet(const std::string& host, std::uint16_t port, const std::string& target,
                    std::chrono::milliseconds timeout) {
   return httpRequest(host, port, "GET", target, {}, {}, timeout);
+}
+
+HttpResult httpGetFrom(const std::string& source_address, const std::string& host,
+                       std::uint16_t port, const std::string& target,
+                       std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  ConnectOptions options;
+  options.source_address = source_address;
+  HttpConnection connection(host, port, timeout, options);
+  const auto left =
+      std::max(std::chrono::milliseconds(0),
+               std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+  return connection.request("GET", target, {{"Connection", "close"}}, {}, left);
 }
 
 }  // namespace ayaflow::test

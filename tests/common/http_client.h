@@ -25,10 +25,24 @@ struct HttpResult {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+/// How a client socket is set up before connect().
+struct ConnectOptions {
+  /// Local address to bind before connecting ("127.0.0.2", "::1"); empty: the kernel picks.
+  std::string source_address;
+  /// SO_RCVBUF in bytes before connect (a small window makes a client that never reads
+  /// fill up quickly); 0 keeps the default.
+  int receive_buffer = 0;
+};
+
 /// One-shot GET with `Connection: close`. Throws std::runtime_error on resolve/connect
 /// failure, timeout (the whole exchange), or a malformed response.
 HttpResult httpGet(const std::string& host, std::uint16_t port, const std::string& target,
                    std::chrono::milliseconds timeout = 5s);
+
+/// httpGet() from a given local address (ConnectOptions::source_address).
+HttpResult httpGetFrom(const std::string& source_address, const std::string& host,
+                       std::uint16_t port, const std::string& target,
+                       std::chrono::milliseconds timeout = 5s);
 
 /// One-shot request with `Connection: close` (plus Host and, with a body, Content-Length,
 /// unless given in `extra_headers`). Same errors as httpGet.
@@ -42,7 +56,7 @@ HttpResult httpRequest(const std::string& host, std::uint16_t port, const std::s
 class HttpConnection {
  public:
   HttpConnection(const std::string& host, std::uint16_t port,
-                 std::chrono::milliseconds timeout = 5s);
+                 std::chrono::milliseconds timeout = 5s, const ConnectOptions& options = {});
   ~HttpConnection();
   HttpConnection(const HttpConnection&) = delete;
   HttpConnection& operator=(const HttpConnection&) = delete;
@@ -61,6 +75,12 @@ class HttpConnection {
   /// Waits until the peer closes (EOF or reset), discarding data. true if closed within
   /// `timeout`.
   bool waitForClose(std::chrono::milliseconds timeout);
+
+  /// The socket (non-blocking), still owned by this object.
+  int fd() const { return fd_; }
+  /// Bytes received but not consumed by readResponse() (e.g. WebSocket frames that came
+  /// right behind a 101); the internal buffer is left empty.
+  std::string takeBuffered();
 
  private:
   std::size_t fill(std::chrono::steady_clock::time_point deadline);  // 0 on EOF

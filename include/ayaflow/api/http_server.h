@@ -42,18 +42,30 @@ struct HttpServerOptions {
 
 /// Counters for /metrics and tests; monotonic except active_connections.
 struct HttpServerStats {
-  std::uint64_t active_connections = 0;
+  std::uint64_t active_connections = 0;    ///< open now, WebSocket sessions included
   std::uint64_t rejected_connections = 0;  ///< closed at accept: over max_connections
   std::uint64_t denied_connections = 0;    ///< refused by accept_filter (answered 403)
   std::uint64_t accept_errors = 0;         ///< accept() failures (e.g. EMFILE), retried
+  /// Responses sent, by status class: [0] 1xx (WebSocket upgrades), [1] 2xx ... [4] 5xx.
+  std::array<std::uint64_t, 5> responses{};
 };
 
 /// HTTP/1.1 server (Boost.Beast behind a pimpl) that answers every request through a
 /// Router: keep-alive, one strand per connection, header/body limits and timeouts.
 ///
+/// The accept filter runs once per connection right after accept, before any byte of it is
+/// read; a denied connection gets 403 JSON for its first request, whatever the route (the
+/// WebSocket and /metrics included), and is closed. A GET upgrade request on a path
+/// registered with Router::addWebSocket() becomes a WebSocket session of that StreamHub:
+/// it receives the hub's frames as text frames, its own messages are read and discarded
+/// (at most 4 KiB each), it is pinged after idle_timeout / 2 without traffic and closed
+/// after idle_timeout without an answer, and stop() sends it a close frame (1001, going
+/// away) before closing it. WebSocket sessions count towards max_connections.
+///
 /// Ownership: owns its io_context and threads; borrows `router`, which must outlive it.
-/// Threads: start(), stop(), port() and stats() may be called from any thread except the
-/// server's own (stop() joins them). Errors: start() throws ayaflow::SystemError with a
+/// Threads: start() and stop() may be called from any thread except the server's own
+/// (stop() joins them); port() and stats() from any thread, handlers included (/metrics
+/// reads stats() on a server thread). Errors: start() throws ayaflow::SystemError with a
 /// one-line message naming the address and port; at run time, client and socket errors
 /// close the affected connection and are never thrown.
 class HttpServer {

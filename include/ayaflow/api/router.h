@@ -13,6 +13,8 @@
 
 namespace ayaflow::api {
 
+class StreamHub;
+
 /// One parsed HTTP request, as handlers see it. Transport-independent (no Boost).
 struct Request {
   std::string method;  ///< "GET", "HEAD", ... (as sent, case-sensitive)
@@ -73,6 +75,14 @@ class Router {
   /// True when some method is registered on `path`.
   bool hasPath(std::string_view path) const;
 
+  /// Registers a WebSocket endpoint: the server hands a GET upgrade request on `path` to
+  /// `hub` (see StreamHub); a plain GET or HEAD there is answered 426 JSON with
+  /// `Upgrade: websocket`, other methods 405. `hub` is borrowed and must outlive the router.
+  void addWebSocket(std::string path, StreamHub& hub);
+
+  /// The hub registered with addWebSocket() on `path`, or nullptr.
+  StreamHub* webSocket(std::string_view path) const;
+
  private:
   struct Route {
     Handler handler;
@@ -81,6 +91,7 @@ class Router {
   // Stable nodes (std::map, unique_ptr) so the atomics never move.
   using Methods = std::map<std::string, std::unique_ptr<Route>, std::less<>>;
   std::map<std::string, Methods, std::less<>> routes_;
+  std::map<std::string, StreamHub*, std::less<>> websockets_;
 
   static Response run(const Route& route, const Request& request);
 };

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+// Helpers for tests of /metrics: a fake snapshot with distinct values, and a small parser
+// of the Prometheus text format (enough for what TextSerializer writes).
+
+#include <cstdint>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "ayaflow/api/metrics.h"
+
+namespace ayaflow::api::fake {
+
+/// A snapshot whose every value is distinct, so a family wired to the wrong field shows.
+/// Totals are the sums of the breakdown, as in the agent (one kernel read).
+inline MetricsSnapshot distinctSnapshot() {
+  MetricsSnapshot s;
+  s.kernel_counters = {
+      {"eth0", "ingress", "tcp", "ipv4", 1000, 640000, 3},
+      {"eth0", "egress", "tcp", "ipv4", 900, 90000, 0},
+      {"eth0", "ingress", "udp", "ipv6", 50, 6000, 2},
+      {"eth1", "egress", "udp", "ipv4", 7, 700, 0},
+  };
+  for (const auto& c : s.kernel_counters) {
+    s.packets_total += c.packets;
+    s.bytes_total += c.bytes;
+    (c.direction == "ingress" ? s.events_lost_ingress : s.events_lost_egress) += c.events_lost;
+  }
+  s.active_connections = 42;
+  s.connections_expired = 17;
+  s.domains_resolved = 11;
+  s.deep_inspect_packets = 23;
+  s.events_read = 1950;
+  s.events_malformed = 4;
+  s.rows_stored = 1800;
+  s.rows_dropped.queue_full = 9;
+  s.rows_dropped.write_error = 1;
+  s.storage_queue_rows = 31;
+  s.interfaces_attached = 2;
+  s.ring_buffer_size_bytes = 262144;
+  s.http.active_connections = 3;
+  s.http.rejected_connections = 5;
+  s.http.denied_connections = 6;
+  s.http.accept_errors = 8;
+  s.http.responses = {12, 345, 0, 27, 2};
+  s.stream.clients = 13;
+  s.stream.clients_total = 19;
+  s.stream.clients_dropped = 2;
+  s.stream.frames_published = 61;
+  s.stream.frames_sent = 500;
+  return s;
+}
+
+/// Parsed exposition text: series ("name{labels}" exactly as written) -> value text, and
+/// family name -> TYPE. Throws on a line it does not understand or a repeated series.
+struct ParsedMetrics {
+  std::map<std::string, std::string> values;
+  std::map<std::string, std::string> types;
+  std::map<std::string, std::string> helps;
+
+  bool has(const std::string& series) const { return values.count(series) != 0; }
+  const std::string& at(const std::string& series) const {
+    const auto it = values.find(series);
+    if (it == values.end()) throw std::out_of_range("no series " + series);
+    return it->second;
+  }
+};
+
+inline ParsedMetrics parseMetrics(const std::string& text) {
+  ParsedMetrics out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    if (line.rfind("# HELP ", 0) == 0) {
+      const auto space = line.find(' ', 7);
+      out.helps[line.substr(7, space - 7)] =
+          space == std::string::npos ? "" : line.substr(space + 1);
+      continue;
+    }
+    if (line.rfind("# TYPE ", 0) == 0) {
+      const auto space = line.find(' ', 7);
+      if (space == std::string::npos) throw std::runtime_error("bad TYPE line: " + line);
+      out.types[line.substr(7, space - 7)] = line.substr(space + 1);
+      continue;
+    }
+    if (line[0] == '#') throw std::runtime_error("unexpected comment: " + line);
+    const auto space = line.rfind(' ');
+    if (space == std::string::npos) throw std::runtime_error("bad sample line: " + line);
+    const std::string series = line.substr(0, space);
+    if (!out.values.emplace(series, line.substr(space + 1)).second) {
+      throw std::runtime_error("repeated series: " + series);
+    }
+  }
+  return out;
+}
+
+}  // namespace ayaflow::api::fake
