@@ -30,6 +30,8 @@ CHURN_SECONDS=${CHURN_SECONDS:-30}
 CONNECTION_TIMEOUT=${CONNECTION_TIMEOUT:-30}
 IDLE_SECONDS=${IDLE_SECONDS:-5}
 AGENT_QUIET=${AGENT_QUIET:-1} # 0: run without --quiet and report the agent's final log line
+AGENT_ARGS=${AGENT_ARGS:-}     # extra agent flags, e.g. --deep-inspect
+FLOOD_PORT=${FLOOD_PORT:-9}    # destination port of the flood (53: every packet is inspected)
 
 agent_bin=$build_dir/ayaflow
 flood_bin=$build_dir/bench/udp_flood
@@ -148,7 +150,7 @@ flood() {
   : >"$3"
   sample_rss "$3" &
   sampler_pid=$!
-  "$flood_bin" "$host_ip" "$peer_ip:9" "$RATE" "$2" "$1" "$PAYLOAD" >"$tmp/flood.out" &
+  "$flood_bin" "$host_ip" "$peer_ip:$FLOOD_PORT" "$RATE" "$2" "$1" "$PAYLOAD" >"$tmp/flood.out" &
   flood_pid=$!
   wait "$flood_pid"
   flood_pid=
@@ -163,6 +165,7 @@ quiet_flag=(--quiet)
 [[ $AGENT_QUIET == 0 ]] && quiet_flag=()
 "$agent_bin" --interface "$host_if" --listen-address 127.0.0.1 --port "$port" \
   --db-path "$tmp/traffic.db" --connection-timeout "$CONNECTION_TIMEOUT" "${quiet_flag[@]}" \
+  $AGENT_ARGS \
   >"$tmp/agent.log" 2>&1 &
 agent_pid=$!
 for i in $(seq 1 100); do

@@ -102,11 +102,16 @@ void addCoreRoutes(Router& router, const LiveSource& source,
     auto connections = nlohmann::json::array();
     const TopCache::List list = top->get();  // keeps the list alive while it is read
     for (const auto& c : *list) {
-      connections.push_back({{"connection", c.connection},
-                             {"stats",
-                              {{"bytes_sent", c.bytes_sent},
-                               {"bytes_received", c.bytes_received},
-                               {"packets_count", c.packets_count}}}});
+      nlohmann::json entry = {{"connection", c.connection},
+                              {"stats",
+                               {{"bytes_sent", c.bytes_sent},
+                                {"bytes_received", c.bytes_received},
+                                {"packets_count", c.packets_count}}}};
+      // Present only when known (deep inspection, --resolve-dns).
+      if (c.domain) entry["domain"] = *c.domain;
+      if (c.local_hostname) entry["local_hostname"] = *c.local_hostname;
+      if (c.remote_hostname) entry["remote_hostname"] = *c.remote_hostname;
+      connections.push_back(std::move(entry));
     }
     const auto totals = source.totals();
     return jsonResponse({{"connections", std::move(connections)},

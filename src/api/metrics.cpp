@@ -258,6 +258,9 @@ std::vector<MetricFamily> metricFamilies(const MetricsSnapshot& s,
                    s.domains_resolved);
   families.counter("ayaflow_deep_inspect_packets_total",
                    "Payload events examined by deep inspection.", s.deep_inspect_packets);
+  families.counter("ayaflow_deep_inspect_events_lost_total",
+                   "Payload events the kernel program could not queue (payload ring buffer full).",
+                   s.deep_inspect_events_lost);
 
   // Kernel breakdown and loss.
   addKernelBreakdown(families, s.kernel_counters);

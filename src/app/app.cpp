@@ -18,10 +18,10 @@
 #include "ayaflow/api/core_routes.h"
 #include "ayaflow/api/history_route.h"
 #include "ayaflow/api/http_server.h"
-#include "ayaflow/api/metrics.h"
-#include "ayaflow/api/stream_hub.h"
 #include "ayaflow/api/live_source.h"
+#include "ayaflow/api/metrics.h"
 #include "ayaflow/api/router.h"
+#include "ayaflow/api/stream_hub.h"
 #include "ayaflow/bpf/bpf_program.h"
 #include "ayaflow/bpf/ring_buffer_reader.h"
 #include "ayaflow/bpf/tc_attachment.h"
@@ -29,6 +29,9 @@
 #include "ayaflow/flow/connection_map.h"
 #include "ayaflow/flow/flow_key.h"
 #include "ayaflow/flow/packet.h"
+#include "ayaflow/inspect/domain_map.h"
+#include "ayaflow/inspect/payload_inspector.h"
+#include "ayaflow/inspect/reverse_resolver.h"
 #include "ayaflow/store/store.h"
 
 namespace asio = boost::asio;
@@ -89,11 +92,63 @@ class IngestSink final : public bpf::EventSink {
   std::atomic<std::uint64_t> invalid_{0};
 };
 
+/// Payload records (deep inspection) → DNS/TLS parsers → domain map. Ingest
+/// thread only.
+class PayloadSink final : public bpf::EventSink {
+ public:
+  explicit PayloadSink(inspect::PayloadInspector& inspector) : inspector_(inspector) {}
+  void onEvent(const void* data, std::size_t size) noexcept override {
+    inspector_.onRecord(data, size, monotonicNowNs());
+  }
+
+ private:
+  inspect::PayloadInspector& inspector_;
+};
+
+/// Names for addresses: deep inspection's domain map and reverse DNS, each
+/// optional. Thread-safe (HTTP threads and the store's writer call it).
+class Enricher {
+ public:
+  Enricher(const inspect::DomainMap* domains, inspect::ReverseResolver* resolver)
+      : domains_(domains), resolver_(resolver) {}
+
+  bool active() const { return domains_ != nullptr || resolver_ != nullptr; }
+
+  std::optional<std::string> domain(const flow::IpAddress& remote, std::uint16_t port) const {
+    return domains_ != nullptr ? domains_->lookup(remote, port) : std::nullopt;
+  }
+  std::optional<std::string> hostname(const flow::IpAddress& address) const {
+    return resolver_ != nullptr ? resolver_->lookup(address) : std::nullopt;
+  }
+
+  /// Stored rows (writer thread): the remote end is the destination of
+  /// egress rows and the source of ingress rows.
+  void enrich(flow::FlowRecord& row) const {
+    const auto src = flow::IpAddress::parse(row.src_ip);
+    const auto dst = flow::IpAddress::parse(row.dst_ip);
+    if (!src || !dst) {
+      return;
+    }
+    const bool egress = row.direction == "egress";
+    row.domain = egress ? domain(*dst, row.dst_port) : domain(*src, row.src_port);
+    row.src_hostname = hostname(*src);
+    row.dst_hostname = hostname(*dst);
+  }
+
+ private:
+  const inspect::DomainMap* domains_;
+  inspect::ReverseResolver* resolver_;
+};
+
 /// What the HTTP routes read: exact kernel totals plus the connection map.
 class AgentLiveSource final : public api::LiveSource {
  public:
-  AgentLiveSource(const bpf::BpfProgram& program, const flow::ConnectionMap& map)
-      : program_(program), map_(map), started_(std::chrono::steady_clock::now()) {}
+  AgentLiveSource(const bpf::BpfProgram& program, const flow::ConnectionMap& map,
+                  const Enricher& enricher)
+      : program_(program),
+        map_(map),
+        enricher_(enricher),
+        started_(std::chrono::steady_clock::now()) {}
 
   Totals totals() const override {
     const bpf::KernelTotals t = program_.readTotals();
@@ -106,8 +161,17 @@ class AgentLiveSource final : public api::LiveSource {
   std::vector<api::LiveConnection> topConnections(std::size_t n) const override {
     std::vector<api::LiveConnection> out;
     for (const flow::ConnectionEntry& e : map_.top(n)) {
-      out.push_back({flow::formatConnection(e.key), e.stats.bytes_sent, e.stats.bytes_received,
-                     e.stats.packets_count});
+      api::LiveConnection c;
+      c.connection = flow::formatConnection(e.key);
+      c.bytes_sent = e.stats.bytes_sent;
+      c.bytes_received = e.stats.bytes_received;
+      c.packets_count = e.stats.packets_count;
+      if (enricher_.active()) {
+        c.domain = enricher_.domain(e.key.remote, e.key.remote_port);
+        c.local_hostname = enricher_.hostname(e.key.local);
+        c.remote_hostname = enricher_.hostname(e.key.remote);
+      }
+      out.push_back(std::move(c));
     }
     return out;
   }
@@ -115,6 +179,7 @@ class AgentLiveSource final : public api::LiveSource {
  private:
   const bpf::BpfProgram& program_;
   const flow::ConnectionMap& map_;
+  const Enricher& enricher_;
   std::chrono::steady_clock::time_point started_;
 };
 
@@ -133,6 +198,10 @@ struct App::Impl {
           static_cast<std::uint64_t>(config.connection_timeout_s) * 1000000000ULL;
       const std::size_t removed = connections.expire(monotonicNowNs(), timeout_ns);
       connections_expired.fetch_add(removed, std::memory_order_relaxed);
+      if (inspector) {
+        inspector->expire(monotonicNowNs());
+        domains->expire();
+      }
       if (removed > 0) {
         logger("flow")->debug("expired {} idle connections", removed);
       }
@@ -173,6 +242,11 @@ struct App::Impl {
     }
     m.active_connections = connections.size();
     m.connections_expired = connections_expired.load(std::memory_order_relaxed);
+    if (inspector) {
+      m.domains_resolved = domains->domainsResolved();
+      m.deep_inspect_packets = inspector->counters().records;
+      m.deep_inspect_events_lost = program->readPayloadTotals().lost;
+    }
     m.events_read = sink->received();
     m.events_malformed = sink->invalid();
     const store::StoreStats st = store->stats();
@@ -218,10 +292,16 @@ struct App::Impl {
       http->stop();
     }
     reader->stop();
+    if (payload_reader) {
+      payload_reader->stop();
+    }
     for (auto& a : attachments) {
       a.detach();
     }
     const std::size_t last = reader->drain();
+    if (payload_reader) {
+      payload_reader->drain();
+    }
     store->stop();  // writes every row handed over, the final drain's included
     expiry_timer.cancel();
     stream_timer.cancel();
@@ -239,8 +319,8 @@ struct App::Impl {
     const store::StoreStats st = store->stats();
     logger("store")->info(
         "stored {} rows ({} packets); dropped {} (queue full), {} (write errors), {} (after stop)",
-        st.rows_stored, st.packets_stored, st.rows_dropped_queue_full, st.packets_dropped_write_error,
-        st.rows_dropped_stopped);
+        st.rows_stored, st.packets_stored, st.rows_dropped_queue_full,
+        st.packets_dropped_write_error, st.rows_dropped_stopped);
   }
 
   Config config;
@@ -256,9 +336,17 @@ struct App::Impl {
   std::unique_ptr<bpf::BpfProgram> program;
   std::vector<bpf::TcAttachment> attachments;
   flow::ConnectionMap connections;
+  // Deep inspection and reverse DNS (each optional); the store's writer
+  // thread reads them through the enricher, so they outlive the store.
+  std::unique_ptr<inspect::DomainMap> domains;
+  std::unique_ptr<inspect::PayloadInspector> inspector;
+  std::unique_ptr<inspect::ReverseResolver> resolver;
+  std::unique_ptr<Enricher> enricher;
   std::unique_ptr<store::Store> store;
   std::unique_ptr<IngestSink> sink;
   std::unique_ptr<bpf::RingBufferReader> reader;
+  std::unique_ptr<PayloadSink> payload_sink;
+  std::unique_ptr<bpf::RingBufferReader> payload_reader;
   std::unique_ptr<AgentLiveSource> live;
   api::StreamHub hub;  // outlives the server's WebSocket sessions
   api::Router router;
@@ -269,12 +357,15 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   Impl& s = *impl_;
   const Config& c = s.config;
   bpf::installLibbpfLogger(c.verbose);
+
   if (c.deep_inspect) {
-    logger("app")->warn("--deep-inspect is not available in this version yet; ignored");
+    s.domains = std::make_unique<inspect::DomainMap>();
+    s.inspector = std::make_unique<inspect::PayloadInspector>(*s.domains);
   }
   if (c.resolve_dns) {
-    logger("app")->warn("--resolve-dns is not available in this version yet; ignored");
+    s.resolver = std::make_unique<inspect::ReverseResolver>();
   }
+  s.enricher = std::make_unique<Enricher>(s.domains.get(), s.resolver.get());
 
   // Storage first: a bad database stops start-up before anything is attached.
   store::StoreOptions store_options;
@@ -282,22 +373,31 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   store_options.aggregation_window_s = c.aggregation_window_s;
   store_options.retention_s = c.data_retention_s;
   store_options.queue_capacity = kStoreQueueCapacity;
+  if (s.enricher->active()) {
+    store_options.enrich = [enricher = s.enricher.get()](flow::FlowRecord& row) {
+      enricher->enrich(row);
+    };
+  }
   s.store = std::make_unique<store::Store>(std::move(store_options));
 
-  s.program =
-      std::make_unique<bpf::BpfProgram>(bpf::ProgramOptions{c.ring_buffer_size, c.enable_ipv6});
+  s.program = std::make_unique<bpf::BpfProgram>(
+      bpf::ProgramOptions{c.ring_buffer_size, c.enable_ipv6, c.deep_inspect});
   s.sink = std::make_unique<IngestSink>(s.connections, *s.store);
   s.reader = std::make_unique<bpf::RingBufferReader>(s.io, s.program->eventsMapFd(), *s.sink);
+  if (s.inspector) {
+    s.payload_sink = std::make_unique<PayloadSink>(*s.inspector);
+    s.payload_reader = std::make_unique<bpf::RingBufferReader>(
+        s.io, s.program->payloadEventsMapFd(), *s.payload_sink);
+  }
   for (const std::string& name : c.interfaces) {
     s.attachments.emplace_back(name, s.program->ingressProgramFd(), s.program->egressProgramFd(),
                                hookMode(c.attach_mode));
   }
 
-  s.live = std::make_unique<AgentLiveSource>(*s.program, s.connections);
+  s.live = std::make_unique<AgentLiveSource>(*s.program, s.connections, *s.enricher);
   api::addCoreRoutes(s.router, *s.live);
-  api::addHistoryRoute(s.router, [store = s.store.get()](const flow::HistoryQuery& q) {
-    return store->query(q);
-  });
+  api::addHistoryRoute(
+      s.router, [store = s.store.get()](const flow::HistoryQuery& q) { return store->query(q); });
   api::addStreamRoute(s.router, s.hub);
   api::addMetricsRoute(s.router, [&s] { return s.metricsSnapshot(); });
   api::HttpServerOptions http_options;
@@ -333,6 +433,9 @@ int App::run() {
     s.shutdown();
   });
   s.reader->start();
+  if (s.payload_reader) {
+    s.payload_reader->start();
+  }
   s.scheduleExpiry();
   s.scheduleStream();
   s.io.run();

@@ -46,9 +46,13 @@ class FakeLiveSource : public LiveSource {
     connections.clear();
     for (int i = 0; i < count; ++i) {
       const auto u = static_cast<std::uint64_t>(i);
-      connections.push_back({"10.0.0." + std::to_string(i) + ":" + std::to_string(40000 + i) +
-                                 " -> 93.184.216.34:443",
-                             100 * u + 1, 200 * u + 2, 1000 + 7 * u});
+      LiveConnection c;
+      c.connection =
+          "10.0.0." + std::to_string(i) + ":" + std::to_string(40000 + i) + " -> 93.184.216.34:443";
+      c.bytes_sent = 100 * u + 1;
+      c.bytes_received = 200 * u + 2;
+      c.packets_count = 1000 + 7 * u;
+      connections.push_back(std::move(c));
     }
   }
 };

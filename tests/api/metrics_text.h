@@ -32,6 +32,7 @@ inline MetricsSnapshot distinctSnapshot() {
   s.connections_expired = 17;
   s.domains_resolved = 11;
   s.deep_inspect_packets = 23;
+  s.deep_inspect_events_lost = 9;
   s.events_read = 1950;
   s.events_malformed = 4;
   s.rows_stored = 1800;

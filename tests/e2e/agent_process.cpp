@@ -38,9 +38,7 @@ AgentProcess::AgentProcess(std::vector<std::string> args, std::vector<std::strin
   if (given != args.end() && given + 1 != args.end()) {
     port_ = static_cast<std::uint16_t>(std::stoi(*(given + 1)));
   } else {
-    port_ = freePort();
-    args.push_back("--port");
-    args.push_back(std::to_string(port_));
+    auto_port_ = true;
   }
   char dir_template[] = "/tmp/ayaflow-e2e-db-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) {
@@ -53,10 +51,24 @@ AgentProcess::AgentProcess(std::vector<std::string> args, std::vector<std::strin
   }
   args.insert(args.begin(), AYAFLOW_BINARY);
   args.insert(args.begin(), prefix.begin(), prefix.end());
+  argv_ = std::move(args);
+  start();
+}
+
+void AgentProcess::start() {
+  std::vector<std::string> args = argv_;
+  if (auto_port_) {
+    port_ = freePort();
+    args.push_back("--port");
+    args.push_back(std::to_string(port_));
+  }
   char tmpl[] = "/tmp/ayaflow-e2e-XXXXXX";
   int log_fd = mkstemp(tmpl);
   if (log_fd < 0) {
     throw std::runtime_error("mkstemp");
+  }
+  if (!log_path_.empty()) {
+    unlink(log_path_.c_str());
   }
   log_path_ = tmpl;
   pid_ = fork();
@@ -94,6 +106,13 @@ void AgentProcess::waitReady(std::chrono::milliseconds timeout) {
     int status = 0;
     if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
+      // The free port we picked was taken by a parallel test in between:
+      // pick another.
+      if (auto_port_ && ++port_retries_ <= 5 &&
+          log().find("Address already in use") != std::string::npos) {
+        start();
+        continue;
+      }
       throw std::runtime_error("agent exited during start-up:\n" + log());
     }
     try {

@@ -44,6 +44,11 @@ class AgentProcess {
  private:
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
+  void start();
+
+  std::vector<std::string> argv_;  // prefix, binary and arguments, without an automatic --port
+  bool auto_port_ = false;
+  int port_retries_ = 0;
   std::string log_path_;
   std::string dir_;
 };

@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sqlite3.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,6 +54,19 @@ LinkCounter::Count linkCount(const std::map<LinkCounter::Key, LinkCounter::Count
 std::string endpoint(const std::string& addr, std::uint16_t port) {
   return addr.find(':') != std::string::npos ? "[" + addr + "]:" + std::to_string(port)
                                              : addr + ":" + std::to_string(port);
+}
+
+/// The value of an exposition line "name value" (name may include labels), or
+/// UINT64_MAX if absent.
+std::uint64_t metricValue(const std::string& text, const std::string& name) {
+  std::size_t pos = 0;
+  while ((pos = text.find(name + " ", pos)) != std::string::npos) {
+    if (pos == 0 || text[pos - 1] == '\n') {
+      return static_cast<std::uint64_t>(std::stod(text.substr(pos + name.size() + 1)));
+    }
+    pos += name.size();
+  }
+  return UINT64_MAX;
 }
 
 /// The /api/live entry for a connection, or null.
@@ -161,6 +174,22 @@ TEST_F(CaptureE2E, UdpBothWaysExactPerConnectionAndTotals) {
   const json stats = waitForStats(agent, truth.packets);
   EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), truth.packets);
   EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), truth.bytes);
+  // /metrics reads the same kernel counters: its totals agree exactly.
+  const HttpResult metrics = agent.get("/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_EQ(metricValue(metrics.body, "ayaflow_packets_total"), truth.packets);
+  EXPECT_EQ(metricValue(metrics.body, "ayaflow_bytes_total"), truth.bytes);
+  EXPECT_EQ(metricValue(metrics.body, "ayaflow_events_read_total"), truth.packets);
+  EXPECT_EQ(metricValue(metrics.body,
+                        "ayaflow_interface_packets_total{interface=\"" + link.host() +
+                            "\",direction=\"egress\",protocol=\"udp\",family=\"ipv4\"}"),
+            [&] {
+              std::uint64_t egress_udp = 0;  // every UDP packet the host end sent
+              for (const auto& [key, c] : seen) {
+                if (key.src == link.hostV4() && key.proto == 17) egress_udp += c.packets;
+              }
+              return egress_udp;
+            }());
   const json health = json::parse(agent.get("/api/health").body);
   EXPECT_EQ(health.at("status"), "ok");
   EXPECT_EQ(health.at("total_packets").get<std::uint64_t>(), truth.packets);
@@ -410,9 +439,9 @@ StoredFlow storedFlow(const std::string& db_path, const std::string& src, std::u
     out.rows += 1;
     out.packets += count;
     out.bytes += length;
-    const bool fields_ok = proto == protocol && ts > now_ms - 120000 && ts <= now_ms &&
-                           (expected_length < 0 ||
-                            length == count * static_cast<std::uint64_t>(expected_length));
+    const bool fields_ok =
+        proto == protocol && ts > now_ms - 120000 && ts <= now_ms &&
+        (expected_length < 0 || length == count * static_cast<std::uint64_t>(expected_length));
     out.bad_rows += fields_ok ? 0 : 1;
   }
   sqlite3_finalize(st);
@@ -459,10 +488,10 @@ TEST_F(CaptureE2E, RawHistoryStoresExactlyOneRowPerPacket) {
   const Totals truth = linkTotals(counter.stop());
   agent.signal(SIGTERM);
   ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
-  const StoredFlow out = storedFlow(agent.dbPath(), link.hostV4(), 40011, link.peerV4(), 5011,
-                                    "UDP", "egress", 128);
-  const StoredFlow back = storedFlow(agent.dbPath(), link.peerV4(), 5011, link.hostV4(), 40011,
-                                     "UDP", "ingress", 228);
+  const StoredFlow out =
+      storedFlow(agent.dbPath(), link.hostV4(), 40011, link.peerV4(), 5011, "UDP", "egress", 128);
+  const StoredFlow back =
+      storedFlow(agent.dbPath(), link.peerV4(), 5011, link.hostV4(), 40011, "UDP", "ingress", 228);
   EXPECT_EQ(out.rows, std::uint64_t{kOut});
   EXPECT_EQ(out.packets, std::uint64_t{kOut});
   EXPECT_EQ(out.bad_rows, 0u);
@@ -489,10 +518,10 @@ TEST_F(CaptureE2E, AggregatedHistoryKeepsExactTotals) {
   udpExchange(link, false, 40012, 5012, kOut, 60, kBack, 90);
   agent.signal(SIGTERM);  // closes the open windows
   ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
-  const StoredFlow out = storedFlow(agent.dbPath(), link.hostV4(), 40012, link.peerV4(), 5012,
-                                    "UDP", "egress", 88);
-  const StoredFlow back = storedFlow(agent.dbPath(), link.peerV4(), 5012, link.hostV4(), 40012,
-                                     "UDP", "ingress", 118);
+  const StoredFlow out =
+      storedFlow(agent.dbPath(), link.hostV4(), 40012, link.peerV4(), 5012, "UDP", "egress", 88);
+  const StoredFlow back =
+      storedFlow(agent.dbPath(), link.peerV4(), 5012, link.hostV4(), 40012, "UDP", "ingress", 118);
   EXPECT_EQ(out.packets, std::uint64_t{kOut});
   EXPECT_EQ(out.bytes, std::uint64_t{kOut} * 88u);
   EXPECT_EQ(back.packets, std::uint64_t{kBack});
@@ -501,6 +530,237 @@ TEST_F(CaptureE2E, AggregatedHistoryKeepsExactTotals) {
   // One row per flow per one-second window: far fewer rows than packets.
   EXPECT_GE(out.rows, 1u);
   EXPECT_LE(out.rows, 10u);
+}
+
+/// A background process started in a namespace (dnsmasq, openssl s_server);
+/// killed by PID on destruction.
+class NsProcess {
+ public:
+  NsProcess(const VethPair& link, const std::string& command) {
+    const std::string pid_file =
+        "/tmp/ayaflow-e2e-" + std::to_string(getpid()) + "-" + std::to_string(counter_++) + ".pid";
+    sh("ip netns exec " + link.ns() + " sh -c '" + command + " >/dev/null 2>&1 & echo $! > " +
+       pid_file + "'");
+    pid_ = std::stoi(shOutput("cat " + pid_file));
+    shOutput("rm -f " + pid_file);
+  }
+  ~NsProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+    }
+  }
+
+ private:
+  static inline int counter_ = 0;
+  int pid_ = -1;
+};
+
+/// Connects from the host end to peer:port (a listener in the namespace),
+/// sends `bytes`, closes.
+void tcpSend(const VethPair& link, std::uint16_t port, std::size_t bytes) {
+  int listen_fd = -1;
+  link.inNamespace([&] {
+    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, link.peerV4().c_str(), &a.sin_addr);
+    if (bind(listen_fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+        listen(listen_fd, 1) != 0) {
+      throw std::runtime_error("listen in namespace");
+    }
+  });
+  std::thread server([&] {
+    int c = accept(listen_fd, nullptr, nullptr);
+    char buf[4096];
+    while (recv(c, buf, sizeof(buf), 0) > 0) {
+    }
+    close(c);
+  });
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in remote{};
+  remote.sin_family = AF_INET;
+  remote.sin_port = htons(port);
+  inet_pton(AF_INET, link.peerV4().c_str(), &remote.sin_addr);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&remote), sizeof(remote)), 0);
+  const std::string data(bytes, 'd');
+  EXPECT_EQ(send(fd, data.data(), data.size(), 0), static_cast<ssize_t>(bytes));
+  close(fd);
+  server.join();
+  close(listen_fd);
+}
+
+/// Domain of a live connection whose string contains `needle`, or "".
+std::string liveDomain(AgentProcess& agent, const std::string& needle) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  do {
+    const json live = json::parse(agent.get("/api/live").body);
+    for (const auto& c : live.at("connections")) {
+      if (c.at("connection").get<std::string>().find(needle) != std::string::npos &&
+          c.contains("domain")) {
+        return c.at("domain").get<std::string>();
+      }
+    }
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  return "";
+}
+
+/// Deep inspection with real clients and servers in the namespace.
+class DeepInspectE2E : public CaptureE2E {
+ protected:
+  void startTlsServer(const VethPair& link) {
+    dir_ = shOutput("mktemp -d /tmp/ayaflow-tls-XXXXXX");
+    dir_.erase(dir_.find_last_not_of('\n') + 1);
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=example.test -keyout " + dir_ +
+       "/key.pem -out " + dir_ + "/cert.pem");
+    server_ = std::make_unique<NsProcess>(link, "exec openssl s_server -quiet -accept " +
+                                                    link.peerV4() + ":443 -cert " + dir_ +
+                                                    "/cert.pem -key " + dir_ + "/key.pem -www");
+    std::this_thread::sleep_for(500ms);
+  }
+  void TearDown() override {
+    server_.reset();
+    if (!dir_.empty()) shOutput("rm -rf " + dir_);
+  }
+  /// A real TLS handshake from the host end with SNI `name`.
+  void tlsClient(const VethPair& link, const std::string& name, const std::string& extra = "") {
+    shOutput("echo | timeout 10 openssl s_client -connect " + link.peerV4() + ":443 -servername " +
+             name + " " + extra + " 2>&1");
+  }
+  std::string dir_;
+  std::unique_ptr<NsProcess> server_;
+};
+
+TEST_F(DeepInspectE2E, DnsAnswerNamesALaterTcpConnection) {
+  VethPair link(13);
+  NsProcess dns(link,
+                "exec dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces "
+                "--listen-address=" +
+                    link.peerV4() + " --address=/shop.example.test/" + link.peerV4());
+  AgentProcess agent({"--interface", link.host(), "--quiet", "--deep-inspect"});
+  agent.waitReady();
+  std::this_thread::sleep_for(300ms);  // dnsmasq up
+  const std::string answer =
+      shOutput("dig +short +time=2 +tries=3 @" + link.peerV4() + " shop.example.test");
+  ASSERT_EQ(answer, link.peerV4() + "\n");
+  tcpSend(link, 8080, 1000);
+  EXPECT_EQ(liveDomain(agent, "-> " + link.peerV4() + ":8080"), "shop.example.test");
+  const std::string metrics_text = agent.get("/metrics").body;
+  EXPECT_GE(metricValue(metrics_text, "ayaflow_domains_resolved_total"), 1u);
+  EXPECT_GE(metricValue(metrics_text, "ayaflow_deep_inspect_packets_total"), 2u);
+  EXPECT_EQ(metricValue(metrics_text, "ayaflow_deep_inspect_events_lost_total"), 0u);
+  agent.signal(SIGTERM);
+  ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
+  // The stored rows of that connection carry the name too.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(agent.dbPath().c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT COUNT(*), COUNT(domain), MIN(domain) FROM packets WHERE "
+                               "dst_port = 8080 AND direction = 'egress'",
+                               -1, &st, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_GT(sqlite3_column_int64(st, 0), 0);
+  EXPECT_EQ(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 2)), "shop.example.test");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+TEST_F(DeepInspectE2E, TlsSniFromOpenSslClients) {
+  VethPair link(14);
+  startTlsServer(link);
+  AgentProcess agent({"--interface", link.host(), "--quiet", "--deep-inspect"});
+  agent.waitReady();
+  tlsClient(link, "www.example.test");
+  EXPECT_EQ(liveDomain(agent, "-> " + link.peerV4() + ":443"), "www.example.test");
+}
+
+TEST_F(DeepInspectE2E, SniPastByte256) {
+  VethPair link(15);
+  startTlsServer(link);
+  AgentProcess agent({"--interface", link.host(), "--quiet", "--deep-inspect"});
+  agent.waitReady();
+  // Every cipher suite: the server_name extension starts past byte 256.
+  tlsClient(link, "big.example.test", "-cipher 'ALL:@SECLEVEL=0'");
+  EXPECT_EQ(liveDomain(agent, "-> " + link.peerV4() + ":443"), "big.example.test");
+}
+
+TEST_F(DeepInspectE2E, ClientHelloSplitOverTwoSegments) {
+  VethPair link(16);
+  // MTU 1280 and one segment per skb: a 1.4 KB ClientHello (an 8192-bit
+  // FFDHE key share) leaves the host as two TCP segments.
+  sh("ip link set " + link.host() + " mtu 1280 gso_max_segs 1");
+  sh("ip -n " + link.ns() + " link set " + link.peer() + " mtu 1280 gso_max_segs 1");
+  startTlsServer(link);
+  LinkCounter counter(link, false);
+  AgentProcess agent({"--interface", link.host(), "--quiet", "--deep-inspect"});
+  agent.waitReady();
+  tlsClient(link, "split.example.test", "-groups ffdhe8192");
+  EXPECT_EQ(liveDomain(agent, "-> " + link.peerV4() + ":443"), "split.example.test");
+  // The hello really crossed as more than one data segment: the client sent
+  // over 1400 bytes before the server's first flight in packets <= 1280.
+  std::uint64_t client_packets = 0, client_bytes = 0;
+  for (const auto& [key, c] : counter.stop()) {
+    if (key.dport == 443 && key.src == link.hostV4()) {
+      client_packets += c.packets;
+      client_bytes += c.bytes;
+    }
+  }
+  EXPECT_GE(client_bytes, 1400u);
+  EXPECT_GE(client_packets, 4u);  // SYN, ACK, >= 2 hello segments
+}
+
+TEST_F(DeepInspectE2E, ReverseDnsNamesLiveEntriesAndStoredRows) {
+  VethPair link(17);
+  // A DNS server with a PTR record for the peer, used by the agent only: it
+  // runs in its own mount namespace with a resolv.conf pointing there.
+  NsProcess dns(link,
+                "exec dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces "
+                "--listen-address=" +
+                    link.peerV4() +
+                    " --ptr-record=2.17.213.10.in-addr.arpa,"
+                    "peer.example.test");
+  dir_ = shOutput("mktemp -d /tmp/ayaflow-rdns-XXXXXX");
+  dir_.erase(dir_.find_last_not_of('\n') + 1);
+  sh("echo 'nameserver " + link.peerV4() + "' > " + dir_ + "/resolv.conf");
+  AgentProcess agent(
+      {"--interface", link.host(), "--quiet", "--resolve-dns"},
+      {"unshare", "-m", "sh", "-c",
+       "mount --bind " + dir_ + "/resolv.conf /etc/resolv.conf && exec \"$0\" \"$@\""});
+  agent.waitReady();
+  std::this_thread::sleep_for(300ms);
+  udpExchange(link, false, 40017, 5017, 5, 10, 0, 0);
+  // The first look at the connection starts the lookup; a later one has it.
+  std::string hostname;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (hostname.empty() && std::chrono::steady_clock::now() < deadline) {
+    const json live = json::parse(agent.get("/api/live").body);
+    for (const auto& c : live.at("connections")) {
+      if (c.contains("remote_hostname")) hostname = c.at("remote_hostname").get<std::string>();
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(hostname, "peer.example.test");
+  udpExchange(link, false, 40018, 5018, 5, 10, 0, 0);  // rows written after the lookup
+  agent.signal(SIGTERM);
+  ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(agent.dbPath().c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT COUNT(*) FROM packets WHERE src_port = 40018 AND "
+                               "dst_hostname = 'peer.example.test'",
+                               -1, &st, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(st, 0), 5);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
 }
 
 /// Parameter: attach mode, optionally with "+caps": the agent then runs with

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,9 @@ struct LiveConnection {
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_received = 0;
   std::uint64_t packets_count = 0;
+  std::optional<std::string> domain;           ///< deep inspection: SNI or DNS name of the remote
+  std::optional<std::string> local_hostname;   ///< --resolve-dns
+  std::optional<std::string> remote_hostname;  ///< --resolve-dns
 };
 
 /// Read-only view of the live state that the core routes serve; implemented by the app

@@ -45,12 +45,13 @@ struct MetricsSnapshot {
   std::vector<KernelCounterSample> kernel_counters;  ///< the breakdown of the totals
 
   // ---- live state and ingest
-  std::uint64_t active_connections = 0;    ///< gauge: entries in the connection map
-  std::uint64_t connections_expired = 0;   ///< removed by the idle timeout
-  std::uint64_t domains_resolved = 0;      ///< deep inspection: names learnt (DNS + SNI)
-  std::uint64_t deep_inspect_packets = 0;  ///< payload events inspected
-  std::uint64_t events_read = 0;           ///< ring-buffer records decoded
-  std::uint64_t events_malformed = 0;      ///< ring-buffer records rejected by the decoder
+  std::uint64_t active_connections = 0;        ///< gauge: entries in the connection map
+  std::uint64_t connections_expired = 0;       ///< removed by the idle timeout
+  std::uint64_t domains_resolved = 0;          ///< deep inspection: names learnt (DNS + SNI)
+  std::uint64_t deep_inspect_packets = 0;      ///< payload events inspected
+  std::uint64_t deep_inspect_events_lost = 0;  ///< payload events lost: ring buffer full
+  std::uint64_t events_read = 0;               ///< ring-buffer records decoded
+  std::uint64_t events_malformed = 0;          ///< ring-buffer records rejected by the decoder
 
   // ---- storage
   std::uint64_t rows_stored = 0;  ///< rows committed to SQLite
