@@ -180,16 +180,16 @@ TEST_F(CaptureE2E, UdpBothWaysExactPerConnectionAndTotals) {
   EXPECT_EQ(metricValue(metrics.body, "ayaflow_packets_total"), truth.packets);
   EXPECT_EQ(metricValue(metrics.body, "ayaflow_bytes_total"), truth.bytes);
   EXPECT_EQ(metricValue(metrics.body, "ayaflow_events_read_total"), truth.packets);
-  EXPECT_EQ(metricValue(metrics.body,
-                        "ayaflow_interface_packets_total{interface=\"" + link.host() +
-                            "\",direction=\"egress\",protocol=\"udp\",family=\"ipv4\"}"),
-            [&] {
-              std::uint64_t egress_udp = 0;  // every UDP packet the host end sent
-              for (const auto& [key, c] : seen) {
-                if (key.src == link.hostV4() && key.proto == 17) egress_udp += c.packets;
-              }
-              return egress_udp;
-            }());
+  EXPECT_EQ(
+      metricValue(metrics.body, "ayaflow_interface_packets_total{interface=\"" + link.host() +
+                                    "\",direction=\"egress\",protocol=\"udp\",family=\"ipv4\"}"),
+      [&] {
+        std::uint64_t egress_udp = 0;  // every UDP packet the host end sent
+        for (const auto& [key, c] : seen) {
+          if (key.src == link.hostV4() && key.proto == 17) egress_udp += c.packets;
+        }
+        return egress_udp;
+      }());
   const json health = json::parse(agent.get("/api/health").body);
   EXPECT_EQ(health.at("status"), "ok");
   EXPECT_EQ(health.at("total_packets").get<std::uint64_t>(), truth.packets);
@@ -648,6 +648,17 @@ TEST_F(DeepInspectE2E, DnsAnswerNamesALaterTcpConnection) {
   ASSERT_EQ(answer, link.peerV4() + "\n");
   tcpSend(link, 8080, 1000);
   EXPECT_EQ(liveDomain(agent, "-> " + link.peerV4() + ":8080"), "shop.example.test");
+  // /api/history shows it on the stored rows (written within the 2 s batch interval).
+  json rows;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  do {
+    std::this_thread::sleep_for(200ms);
+    rows = json::parse(agent.get("/api/history?port=8080&direction=egress").body);
+  } while (rows.empty() && std::chrono::steady_clock::now() < deadline);
+  ASSERT_FALSE(rows.empty());
+  for (const auto& r : rows) {
+    EXPECT_EQ(r.value("domain", ""), "shop.example.test") << r.dump();
+  }
   const std::string metrics_text = agent.get("/metrics").body;
   EXPECT_GE(metricValue(metrics_text, "ayaflow_domains_resolved_total"), 1u);
   EXPECT_GE(metricValue(metrics_text, "ayaflow_deep_inspect_packets_total"), 2u);
