@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/app/app.h"
 
+#include <malloc.h>
 #include <time.h>
 
 #include <atomic>
@@ -206,6 +207,9 @@ struct App::Impl {
         logger("flow")->debug("expired {} idle connections", removed);
       }
       warnAboutLoss();
+      // glibc keeps freed heap (HTTP bursts, query results) mapped; hand it
+      // back so RSS follows the live state rather than its peak.
+      malloc_trim(0);
       scheduleExpiry();
     });
   }
