@@ -128,23 +128,6 @@ int copiesAttached(const VethPair& link, bool ingress) {
   return n;
 }
 
-/// Sends `n` datagrams of `payload` bytes from host to peer and `m` of
-/// `payload_back` bytes back; each side receives them all.
-void udpExchange(const VethPair& link, bool v6, std::uint16_t host_port, std::uint16_t peer_port,
-                 int n, std::size_t payload, int m, std::size_t payload_back) {
-  const std::string host = v6 ? link.hostV6() : link.hostV4();
-  const std::string peer = v6 ? link.peerV6() : link.peerV4();
-  int peer_fd = -1;
-  link.inNamespace([&] { peer_fd = udpSocket(peer, peer_port); });
-  int host_fd = udpSocket(host, host_port);
-  for (int i = 0; i < n; ++i) udpSend(host_fd, peer, peer_port, payload);
-  udpReceive(peer_fd, n);
-  for (int i = 0; i < m; ++i) udpSend(peer_fd, host, host_port, payload_back);
-  udpReceive(host_fd, m);
-  close(host_fd);
-  close(peer_fd);
-}
-
 class CaptureE2E : public ::testing::Test {
  protected:
   void SetUp() override { AYAFLOW_REQUIRE_ROOT(); }
@@ -401,6 +384,26 @@ TEST_F(CaptureE2E, PortInUseFailsWithOneLineAndLeavesNothingAttached) {
   EXPECT_EQ(copiesAttached(link, false), 1);
 }
 
+/// The first row of `sql` on the agent's database, each column as text
+/// ("" for NULL); empty (and a test failure) if the query fails.
+std::vector<std::string> queryRow(const std::string& db_path, const std::string& sql) {
+  std::vector<std::string> row;
+  sqlite3* db = nullptr;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << db_path << ": " << sqlite3_errmsg(db) << " in " << sql;
+  } else if (sqlite3_step(st) == SQLITE_ROW) {
+    for (int i = 0; i < sqlite3_column_count(st); ++i) {
+      const auto* text = sqlite3_column_text(st, i);
+      row.emplace_back(text != nullptr ? reinterpret_cast<const char*>(text) : "");
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return row;
+}
+
 /// Rows of the agent's database for one flow and direction:
 /// {rows, sum(packet_count), sum(length)}, and whether every row had the
 /// expected fields.
@@ -498,16 +501,8 @@ TEST_F(CaptureE2E, RawHistoryStoresExactlyOneRowPerPacket) {
   EXPECT_EQ(back.rows, std::uint64_t{kBack});
   EXPECT_EQ(back.bad_rows, 0u);
   // Every packet the kernel counted is a row: nothing dropped on the way.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(agent.dbPath().c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT COUNT(*), SUM(length) FROM packets", -1, &st, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(static_cast<std::uint64_t>(sqlite3_column_int64(st, 0)), truth.packets);
-  EXPECT_EQ(static_cast<std::uint64_t>(sqlite3_column_int64(st, 1)), truth.bytes);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  EXPECT_EQ(queryRow(agent.dbPath(), "SELECT COUNT(*), SUM(length) FROM packets"),
+            (std::vector<std::string>{std::to_string(truth.packets), std::to_string(truth.bytes)}));
 }
 
 TEST_F(CaptureE2E, AggregatedHistoryKeepsExactTotals) {
@@ -666,20 +661,13 @@ TEST_F(DeepInspectE2E, DnsAnswerNamesALaterTcpConnection) {
   agent.signal(SIGTERM);
   ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
   // The stored rows of that connection carry the name too.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(agent.dbPath().c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT COUNT(*), COUNT(domain), MIN(domain) FROM packets WHERE "
-                               "dst_port = 8080 AND direction = 'egress'",
-                               -1, &st, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_GT(sqlite3_column_int64(st, 0), 0);
-  EXPECT_EQ(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
-  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 2)), "shop.example.test");
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  const auto named = queryRow(agent.dbPath(),
+                              "SELECT COUNT(*), COUNT(domain), MIN(domain) FROM packets WHERE "
+                              "dst_port = 8080 AND direction = 'egress'");
+  ASSERT_EQ(named.size(), 3u);
+  EXPECT_GT(std::stoi(named[0]), 0);
+  EXPECT_EQ(named[0], named[1]);  // every row has a domain
+  EXPECT_EQ(named[2], "shop.example.test");
 }
 
 TEST_F(DeepInspectE2E, TlsSniFromOpenSslClients) {
@@ -760,18 +748,10 @@ TEST_F(DeepInspectE2E, ReverseDnsNamesLiveEntriesAndStoredRows) {
   udpExchange(link, false, 40018, 5018, 5, 10, 0, 0);  // rows written after the lookup
   agent.signal(SIGTERM);
   ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(agent.dbPath().c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT COUNT(*) FROM packets WHERE src_port = 40018 AND "
-                               "dst_hostname = 'peer.example.test'",
-                               -1, &st, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int64(st, 0), 5);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  EXPECT_EQ(queryRow(agent.dbPath(),
+                     "SELECT COUNT(*) FROM packets WHERE src_port = 40018 AND "
+                     "dst_hostname = 'peer.example.test'"),
+            std::vector<std::string>{"5"});
 }
 
 /// Parameter: attach mode, optionally with "+caps": the agent then runs with

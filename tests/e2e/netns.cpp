@@ -253,4 +253,19 @@ void udpReceive(int fd, int count) {
   }
 }
 
+void udpExchange(const VethPair& link, bool v6, std::uint16_t host_port, std::uint16_t peer_port,
+                 int n, std::size_t payload, int m, std::size_t payload_back) {
+  const std::string host = v6 ? link.hostV6() : link.hostV4();
+  const std::string peer = v6 ? link.peerV6() : link.peerV4();
+  int peer_fd = -1;
+  link.inNamespace([&] { peer_fd = udpSocket(peer, peer_port); });
+  const int host_fd = udpSocket(host, host_port);
+  for (int i = 0; i < n; ++i) udpSend(host_fd, peer, peer_port, payload);
+  udpReceive(peer_fd, n);
+  for (int i = 0; i < m; ++i) udpSend(peer_fd, host, host_port, payload_back);
+  udpReceive(host_fd, m);
+  close(host_fd);
+  close(peer_fd);
+}
+
 }  // namespace ayaflow::test

@@ -87,4 +87,10 @@ void udpSend(int fd, const std::string& to, std::uint16_t port, std::size_t payl
 /// Receives exactly `count` datagrams (or throws after timeout).
 void udpReceive(int fd, int count);
 
+/// Sends `n` datagrams of `payload` bytes from the host end (host_port) to
+/// the peer (peer_port), then `m` of `payload_back` bytes back; each side
+/// receives them all. IPv6 addresses with `v6`.
+void udpExchange(const VethPair& link, bool v6, std::uint16_t host_port, std::uint16_t peer_port,
+                 int n, std::size_t payload, int m, std::size_t payload_back);
+
 }  // namespace ayaflow::test
