@@ -17,6 +17,8 @@ packages=(
   libclang-rt-14-dev
   # /metrics tests (promtool, a real Prometheus server) and bench/bench_http.sh
   prometheus wrk
+  # the dashboard browser test (tests/browser): headless Chromium
+  chromium
 )
 # Node.js and npm run the manifest schema checks (tests/deploy); some
 # machines ship their own Node.js, which is fine.

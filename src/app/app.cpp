@@ -17,6 +17,7 @@
 
 #include "ayaflow/abi/event.h"
 #include "ayaflow/api/core_routes.h"
+#include "ayaflow/api/dashboard_route.h"
 #include "ayaflow/api/history_route.h"
 #include "ayaflow/api/http_server.h"
 #include "ayaflow/api/live_source.h"
@@ -167,6 +168,7 @@ class AgentLiveSource final : public api::LiveSource {
       c.bytes_sent = e.stats.bytes_sent;
       c.bytes_received = e.stats.bytes_received;
       c.packets_count = e.stats.packets_count;
+      c.interface = api::interfaceLabel(e.stats.ifindex);
       if (enricher_.active()) {
         c.domain = enricher_.domain(e.key.remote, e.key.remote_port);
         c.local_hostname = enricher_.hostname(e.key.local);
@@ -404,6 +406,7 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
       s.router, [store = s.store.get()](const flow::HistoryQuery& q) { return store->query(q); });
   api::addStreamRoute(s.router, s.hub);
   api::addMetricsRoute(s.router, [&s] { return s.metricsSnapshot(); });
+  api::addDashboardRoute(s.router);
   api::HttpServerOptions http_options;
   http_options.address = c.listen_address;
   http_options.port = c.port;

@@ -249,16 +249,19 @@ TEST_F(CoreRoutesTest, LiveWithNoConnectionsIsEmptyArray) {
 TEST_F(CoreRoutesTest, LiveNamesAppearOnlyWhenKnown) {
   source_.fillConnections(2);
   source_.connections[1].domain = "www.example.test";
+  source_.connections[1].interface = "eth0";
   source_.connections[1].local_hostname = "node-1.example.test";
   source_.connections[1].remote_hostname = "edge.example.test";
   const json j = call("/api/live");
   ASSERT_EQ(j.at("connections").size(), 2u);
   const json& named = j.at("connections")[0];  // connection 1 has more packets
   EXPECT_EQ(named.at("domain"), "www.example.test");
+  EXPECT_EQ(named.at("interface"), "eth0");
   EXPECT_EQ(named.at("local_hostname"), "node-1.example.test");
   EXPECT_EQ(named.at("remote_hostname"), "edge.example.test");
   const json& plain = j.at("connections")[1];
   EXPECT_FALSE(plain.contains("domain"));
+  EXPECT_FALSE(plain.contains("interface"));
   EXPECT_FALSE(plain.contains("local_hostname"));
   EXPECT_FALSE(plain.contains("remote_hostname"));
 }

@@ -317,6 +317,17 @@ TEST_F(CaptureE2E, TwoInterfacesAtOnce) {
   EXPECT_EQ(eb.at("packets_count").get<std::uint64_t>(), 50u);
   EXPECT_EQ(eb.at("bytes_sent").get<std::uint64_t>(), 40u * 98u);
   EXPECT_EQ(eb.at("bytes_received").get<std::uint64_t>(), 10u * 108u);
+  // Each connection names the interface its packets were seen on.
+  const json live = json::parse(agent.get("/api/live").body);
+  for (const auto& c : live.at("connections")) {
+    const std::string conn = c.at("connection");
+    if (conn.rfind(a.hostV4(), 0) == 0) {
+      EXPECT_EQ(c.at("interface"), a.host()) << conn;
+    }
+    if (conn.rfind(b.hostV4(), 0) == 0) {
+      EXPECT_EQ(c.at("interface"), b.host()) << conn;
+    }
+  }
   const Totals ta = linkTotals(ca.stop()), tb = linkTotals(cb.stop());
   const json stats = waitForStats(agent, ta.packets + tb.packets);
   EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), ta.packets + tb.packets);

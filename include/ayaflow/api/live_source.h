@@ -15,6 +15,7 @@ struct LiveConnection {
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_received = 0;
   std::uint64_t packets_count = 0;
+  std::string interface;                       ///< of the latest packet; "" if unknown
   std::optional<std::string> domain;           ///< deep inspection: SNI or DNS name of the remote
   std::optional<std::string> local_hostname;   ///< --resolve-dns
   std::optional<std::string> remote_hostname;  ///< --resolve-dns

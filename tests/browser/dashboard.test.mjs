@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// Drives Debian's headless Chromium against a running agent (started by
+// dashboard_browser_test.cpp with known traffic) and checks the dashboard at /.
+//
+//   node dashboard.test.mjs <url> <connection> <packets> <screenshot dir> [<control dir>]
+//
+// With a control dir it also checks the restart path: it creates <dir>/restart, expects
+// "agent unreachable — retrying", creates <dir>/saw-down and expects the page to go live
+// again once the harness has restarted the agent. Exit status 0 on success.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const [url, connection, packetsArg, shotDir, controlDir] = process.argv.slice(2);
+if (!url || !connection || !packetsArg || !shotDir) {
+  console.error('usage: dashboard.test.mjs <url> <connection> <packets> <screenshot dir> [<control dir>]');
+  process.exit(2);
+}
+const expectedPackets = Number(packetsArg);
+
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+  console.log('ok - ' + message);
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'ayaflow-chromium-'));
+// A fresh profile (--user-data-dir, which playwright passes for a persistent context).
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  viewport: { width: 1280, height: 900 },
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--no-first-run', '--disable-sync'],
+});
+let failed = false;
+try {
+  const page = browser.pages()[0] || await browser.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
+  const external = [];
+  page.on('request', (r) => { if (!r.url().startsWith(url.replace(/\/$/, '')) && !r.url().startsWith('data:')) external.push(r.url()); });
+
+  const response = await page.goto(url, { waitUntil: 'load' });
+  check(response.status() === 200, 'GET / answers 200');
+  check(response.headers()['content-type'] === 'text/html; charset=utf-8', 'served as text/html; charset=utf-8');
+  check((response.headers()['content-security-policy'] || '').includes("connect-src 'self' ws: wss:"), 'CSP header present');
+
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'live', null, { timeout: 10000 });
+  check(true, 'status badge says live (WebSocket open)');
+
+  // The generated connection, with its exact packet count, in the live table.
+  const rowSel = `#live-body tr[data-connection="${connection}"]`;
+  await page.waitForFunction(([sel, n]) => {
+    const td = document.querySelector(sel + ' td.packets');
+    return td && td.dataset.value === String(n);
+  }, [rowSel, expectedPackets], { timeout: 15000 });
+  const rowText = await page.locator(rowSel + ' td.packets').textContent();
+  check(rowText === expectedPackets.toLocaleString('en-US'), `row ${connection} shows ${rowText} packets`);
+  const sent = Number(await page.locator(rowSel + ' td.sent').getAttribute('data-value'));
+  const received = Number(await page.locator(rowSel + ' td.received').getAttribute('data-value'));
+  check(sent > 0 && received === 0, `sent/received split shown (${sent} / ${received} bytes)`);
+
+  // The filter box keeps only matching rows.
+  await page.fill('#live-filter', connection);
+  const filtered = await page.locator('#live-body tr[data-connection]').count();
+  check(filtered === 1, 'filter box narrows the table to the connection');
+  await page.fill('#live-filter', 'no-such-connection-xyz');
+  check(await page.locator('#live-body tr[data-connection]').count() === 0, 'filter with no match empties the table');
+  await page.fill('#live-filter', '');
+
+  // Sorting by column: clicking Packets twice sorts ascending.
+  await page.click('#live-table th[data-key="packets_count"]');
+  const values = await page.$$eval('#live-body td.packets', (tds) => tds.map((t) => Number(t.dataset.value)));
+  check(values.every((v, i) => i === 0 || values[i - 1] <= v), `sorted ascending by packets (${values.join(',')})`);
+
+  // Live figures change as frames arrive (the harness keeps background traffic flowing).
+  const before = await page.evaluate(() => ({
+    frame: document.getElementById('last-frame').dataset.value,
+    packets: document.getElementById('total-packets').dataset.value,
+  }));
+  await page.waitForFunction((b) => {
+    const f = document.getElementById('last-frame').dataset.value;
+    const p = document.getElementById('total-packets').dataset.value;
+    return f !== b.frame && p !== b.packets;
+  }, before, { timeout: 5000 });
+  const after = await page.evaluate(() => document.getElementById('total-packets').dataset.value);
+  check(Number(after) > Number(before.packets), `total packets rose from ${before.packets} to ${after}`);
+  await page.waitForFunction(() => document.getElementById('rate-packets').dataset.value !== undefined, null, { timeout: 5000 });
+  check(true, 'packets/s computed from consecutive frames');
+  const lost = await page.locator('#events-lost').getAttribute('data-value');
+  check(lost === '0', 'events lost read from /metrics (0)');
+
+  // History (from the agent's SQLite store) with a filter.
+  await page.fill('#history-form input[name="port"]', connection.split(' -> ')[1].split(':').pop());
+  await page.selectOption('#history-form select[name="protocol"]', 'udp');
+  // The store writes in batches: search again until the rows are there (10 s at most).
+  const peerPort = connection.split(' -> ')[1].split(':').pop();
+  let historyRows = 0;
+  for (let i = 0; i < 20 && historyRows === 0; i++) {
+    await page.click('#history-form button[type="submit"]');
+    await page.waitForTimeout(500);
+    historyRows = await page.$$eval('#history-body tr', (trs, p) => trs.filter((tr) =>
+      tr.children.length === 8 && tr.children[3].textContent.endsWith(':' + p) &&
+      tr.children[1].textContent === 'UDP').length, peerPort);
+  }
+  check(await page.locator('#history-error').textContent() === '', 'history query answered without error');
+  check(historyRows > 0, `history filtered by port ${peerPort} and UDP shows ${historyRows} rows`);
+
+  await page.screenshot({ path: join(shotDir, 'dashboard-laptop.png'), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `no horizontal scrolling on a phone-sized viewport (overflow ${overflow}px)`);
+  await page.screenshot({ path: join(shotDir, 'dashboard-phone.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  check(problems.length === 0, 'no page errors or CSP violations' + (problems.length ? ': ' + problems.join('; ') : ''));
+  if (controlDir) {
+    writeFileSync(join(controlDir, 'restart'), '');
+    await page.waitForFunction(() => document.getElementById('status').textContent === 'agent unreachable — retrying', null, { timeout: 15000 });
+    check(true, 'agent stopped: page says "agent unreachable — retrying"');
+    await page.screenshot({ path: join(shotDir, 'dashboard-unreachable.png') });
+    writeFileSync(join(controlDir, 'saw-down'), '');
+    await page.waitForFunction(() => document.getElementById('status').textContent === 'live', null, { timeout: 40000 });
+    const mark = await page.evaluate(() => document.getElementById('last-frame').dataset.value);
+    await page.waitForFunction((m) => document.getElementById('last-frame').dataset.value !== m, mark, { timeout: 5000 });
+    check(true, 'agent restarted: the WebSocket reconnected and frames flow again');
+  }
+
+  // While the agent was down, refused connections are logged; nothing else may be.
+  const late = problems.filter((p) => !/ERR_CONNECTION_REFUSED|WebSocket connection|Failed to load resource/.test(p));
+  check(late.length === 0, 'no page errors or CSP violations after the restart' + (late.length ? ': ' + late.join('; ') : ''));
+  check(external.length === 0, 'no request left the agent' + (external.length ? ': ' + external.join(', ') : ''));
+} catch (e) {
+  failed = true;
+  console.error('not ok - ' + e.message);
+} finally {
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
