@@ -2,9 +2,9 @@
 /*
  * ayaflow TC classifier: one program per direction, ayaflow_ingress and
  * ayaflow_egress (the attach point fixes the direction). For every TCP/UDP
- * packet over IPv4 (and IPv6 when enabled) it counts the packet and its bytes in per-CPU totals and writes
- * an ayaflow_packet_event into the `events` ring buffer; a full ring buffer
- * drops the event, never the packet, and is counted.
+ * packet over IPv4 (and IPv6 when enabled) it counts the packet and its bytes in per-CPU totals and
+ * writes an ayaflow_packet_event into the `events` ring buffer; a full ring buffer drops the event,
+ * never the packet, and is counted.
  *
  * It never changes a packet's fate: every path returns TC_ACT_UNSPEC, which
  * lets the next program on the hook (a CNI's, for example) run and, when it
@@ -69,8 +69,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 
 	/* Batch wake-ups: wake the reader only once enough bytes are pending. */
 	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ayaflow_wakeup_bytes
-			? BPF_RB_FORCE_WAKEUP
-			: BPF_RB_NO_WAKEUP;
+		    ? BPF_RB_FORCE_WAKEUP
+		    : BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), flags) < 0)
 		st->events_lost += 1;
 	if (cfg & AYAFLOW_CFG_DEEP_INSPECT)
@@ -79,15 +79,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 }
 
 SEC("tc")
-int ayaflow_ingress(struct __sk_buff *skb)
-{
-	return handle(skb, AYAFLOW_DIR_INGRESS);
-}
+int ayaflow_ingress(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS); }
 
 SEC("tc")
-int ayaflow_egress(struct __sk_buff *skb)
-{
-	return handle(skb, AYAFLOW_DIR_EGRESS);
-}
+int ayaflow_egress(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS); }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -35,8 +35,8 @@ struct tcp_seq_flags {
 static __always_inline __u64 payload_wakeup_flags(void)
 {
 	return bpf_ringbuf_query(&payload_events, BPF_RB_AVAIL_DATA) >= ayaflow_payload_wakeup_bytes
-		       ? BPF_RB_FORCE_WAKEUP
-		       : BPF_RB_NO_WAKEUP;
+		   ? BPF_RB_FORCE_WAKEUP
+		   : BPF_RB_NO_WAKEUP;
 }
 
 /*
@@ -107,9 +107,8 @@ static __always_inline void emit_payload(struct __sk_buff *skb,
 }
 
 /* DNS over UDP, either port 53: the first AYAFLOW_PAYLOAD_CHUNK bytes. */
-static __always_inline void inspect_udp(struct __sk_buff *skb,
-					const struct ayaflow_packet_event *ev, __u32 l3_end,
-					__u32 l4)
+static __always_inline void
+inspect_udp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 l3_end, __u32 l4)
 {
 	__u32 data_off = l4 + 8;
 	__u32 len;
@@ -129,9 +128,8 @@ static __always_inline void inspect_udp(struct __sk_buff *skb,
  * stream, tracked from the SYN (or from a first segment that starts a TLS
  * handshake record, for connections older than the agent).
  */
-static __always_inline void inspect_tcp(struct __sk_buff *skb,
-					const struct ayaflow_packet_event *ev, __u32 l3_end,
-					__u32 l4)
+static __always_inline void
+inspect_tcp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 l3_end, __u32 l4)
 {
 	struct tcp_seq_flags th;
 	struct tls_flow_key key;

@@ -20,7 +20,9 @@ std::shared_ptr<spdlog::logger> logger(const char* name) {
 }
 
 void configureLogging(bool quiet, bool verbose) {
-  const auto level = quiet ? spdlog::level::err : verbose ? spdlog::level::debug : spdlog::level::info;
+  const auto level = quiet     ? spdlog::level::err
+                     : verbose ? spdlog::level::debug
+                               : spdlog::level::info;
   spdlog::set_level(level);  // applies to all registered loggers
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%-5l%$ [%n] %v");
 }

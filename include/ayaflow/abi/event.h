@@ -44,24 +44,25 @@
  */
 struct ayaflow_packet_event {
 	__u16 abi_version; /* AYAFLOW_ABI_VERSION */
-	__u8 kind; /* AYAFLOW_EVENT_PACKET */
-	__u8 direction; /* AYAFLOW_DIR_* */
-	__u8 protocol; /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
-	__u8 addr_type; /* 4 or 6 */
-	__u8 flags; /* AYAFLOW_F_* */
+	__u8 kind;	   /* AYAFLOW_EVENT_PACKET */
+	__u8 direction;	   /* AYAFLOW_DIR_* */
+	__u8 protocol;	   /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
+	__u8 addr_type;	   /* 4 or 6 */
+	__u8 flags;	   /* AYAFLOW_F_* */
 	__u8 pad0;
-	__u32 ifindex; /* interface the program is attached to */
-	__u32 pkt_len; /* IP length: IPv4 total length, IPv6 payload length + 40 */
+	__u32 ifindex;	/* interface the program is attached to */
+	__u32 pkt_len;	/* IP length: IPv4 total length, IPv6 payload length + 40 */
 	__u16 src_port; /* host byte order; 0 for non-first fragments */
 	__u16 dst_port; /* host byte order; 0 for non-first fragments */
 	__u32 pad1;
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-	__u8 src_addr[16]; /* network order; IPv4 as ::ffff:a.b.c.d */
-	__u8 dst_addr[16]; /* network order; IPv4 as ::ffff:a.b.c.d */
+	__u8 src_addr[16];  /* network order; IPv4 as ::ffff:a.b.c.d */
+	__u8 dst_addr[16];  /* network order; IPv4 as ::ffff:a.b.c.d */
 };
 
 AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_packet_event) == 64, "packet event size");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, abi_version) == 0, "abi_version");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, abi_version) == 0,
+		      "abi_version");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, kind) == 2, "kind");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, direction) == 3, "direction");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, protocol) == 4, "protocol");
@@ -73,7 +74,8 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pkt_len) == 
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, src_port) == 16, "src_port");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, dst_port) == 18, "dst_port");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pad1) == 20, "pad1");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, timestamp_ns) == 24, "timestamp_ns");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, timestamp_ns) == 24,
+		      "timestamp_ns");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, src_addr) == 32, "src_addr");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, dst_addr) == 48, "dst_addr");
 
@@ -91,7 +93,7 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, dst_addr) ==
 struct ayaflow_stats_key {
 	__u32 ifindex;
 	__u8 direction; /* AYAFLOW_DIR_* */
-	__u8 protocol; /* 6 or 17 */
+	__u8 protocol;	/* 6 or 17 */
 	__u8 addr_type; /* 4 or 6 */
 	__u8 pad;
 };
@@ -133,14 +135,14 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, events_lost) == 16,
 
 struct ayaflow_payload_event {
 	__u16 abi_version; /* AYAFLOW_ABI_VERSION */
-	__u8 kind; /* AYAFLOW_EVENT_PAYLOAD */
-	__u8 direction; /* AYAFLOW_DIR_* */
-	__u8 protocol; /* 6 or 17 */
-	__u8 addr_type; /* 4 or 6 */
-	__u8 flags; /* AYAFLOW_PF_* */
+	__u8 kind;	   /* AYAFLOW_EVENT_PAYLOAD */
+	__u8 direction;	   /* AYAFLOW_DIR_* */
+	__u8 protocol;	   /* 6 or 17 */
+	__u8 addr_type;	   /* 4 or 6 */
+	__u8 flags;	   /* AYAFLOW_PF_* */
 	__u8 pad0;
 	__u32 ifindex;
-	__u32 seq; /* TCP: sequence number of data[0]; UDP: 0 */
+	__u32 seq;	/* TCP: sequence number of data[0]; UDP: 0 */
 	__u16 src_port; /* host byte order */
 	__u16 dst_port; /* host byte order */
 	__u16 data_len; /* bytes of data that follow (record length - header) */

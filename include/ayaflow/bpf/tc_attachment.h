@@ -35,8 +35,7 @@ struct AttachedProgram {
 /// SystemError naming the interface and the failed step. Move-only.
 class TcAttachment {
  public:
-  TcAttachment(const std::string& ifname, int ingress_prog_fd, int egress_prog_fd,
-               HookMode mode);
+  TcAttachment(const std::string& ifname, int ingress_prog_fd, int egress_prog_fd, HookMode mode);
   ~TcAttachment();
   TcAttachment(TcAttachment&&) noexcept;
   TcAttachment& operator=(TcAttachment&&) = delete;
@@ -58,8 +57,8 @@ class TcAttachment {
   std::string ifname_;
   int ifindex_ = 0;
   HookMode mode_ = HookMode::kAuto;
-  int link_fds_[2] = {-1, -1};              // kTcx: ingress, egress links
-  std::uint32_t tc_prog_ids_[2] = {0, 0};   // kTc: ids we attached
+  int link_fds_[2] = {-1, -1};             // kTcx: ingress, egress links
+  std::uint32_t tc_prog_ids_[2] = {0, 0};  // kTc: ids we attached
   bool attached_ = false;
 };
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #pragma once
 
-#include <memory>
 #include <spdlog/spdlog.h>
+#include <memory>
 
 namespace ayaflow {
 

@@ -33,12 +33,12 @@ struct FlowRecord {
 struct HistoryQuery {
   static constexpr std::size_t kDefaultLimit = 100;
   static constexpr std::size_t kMaxLimit = 1000;
-  std::size_t limit = kDefaultLimit;       ///< 1..kMaxLimit
-  std::optional<std::int64_t> since_ms;    ///< timestamp >= since (Unix ms)
-  std::optional<std::int64_t> until_ms;    ///< timestamp <= until (Unix ms)
-  std::optional<IpAddress> ip;             ///< src_ip or dst_ip equals it
-  std::optional<std::uint16_t> port;       ///< src_port or dst_port equals it
-  std::optional<std::uint8_t> protocol;    ///< 6 or 17
+  std::size_t limit = kDefaultLimit;     ///< 1..kMaxLimit
+  std::optional<std::int64_t> since_ms;  ///< timestamp >= since (Unix ms)
+  std::optional<std::int64_t> until_ms;  ///< timestamp <= until (Unix ms)
+  std::optional<IpAddress> ip;           ///< src_ip or dst_ip equals it
+  std::optional<std::uint16_t> port;     ///< src_port or dst_port equals it
+  std::optional<std::uint8_t> protocol;  ///< 6 or 17
   std::optional<Direction> direction;
 };
 
