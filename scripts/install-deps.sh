@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config ccache clang llvm bpftool
+  build-essential cmake ninja-build pkg-config ccache clang llvm bpftool clang-format
   libbpf-dev libelf-dev zlib1g-dev linux-libc-dev libboost-dev libsqlite3-dev
   nlohmann-json3-dev prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   # tests and benchmarks
