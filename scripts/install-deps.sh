@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev iproute2
   # deep inspection: end-to-end tests and tests/inspect/data/record.sh
   dnsmasq-base dnsutils tcpdump openssl curl
+  # bench/compare.sh: TCP throughput with and without the agent
+  iperf3
   # libFuzzer runtime for scripts/fuzz.sh (clang -fsanitize=fuzzer)
   libclang-rt-14-dev
   # /metrics tests (promtool, a real Prometheus server) and bench/bench_http.sh
