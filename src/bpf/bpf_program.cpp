@@ -97,7 +97,11 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
   }
   skel_->bss->ayaflow_cfg_flags = (options.enable_ipv6 ? AYAFLOW_CFG_IPV6 : 0) |
                                   (options.deep_inspect ? AYAFLOW_CFG_DEEP_INSPECT : 0);
-  skel_->bss->ayaflow_wakeup_bytes = ring_buffer_size_ / 16;
+  // Wake the reader once a quarter of the ring is pending (~900 events with
+  // the default 256 KiB): each wake-up costs the program and the reader, and
+  // three quarters stay free while the reader wakes (the 50 ms timer drains
+  // quiet periods). Measured with bench/compare.sh: see docs/benchmarks.md.
+  skel_->bss->ayaflow_wakeup_bytes = ring_buffer_size_ / 4;
   skel_->bss->ayaflow_payload_wakeup_bytes = payload_ring / 16;
   err = ayaflow_bpf::load(skel_);
   if (err != 0) {
