@@ -83,30 +83,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A /24 in 10.214.0.0/16 that no interface uses yet.
-subnet=
-for i in $(seq 0 254); do
-  n=$(( ($$ + i) % 254 + 1 ))
-  if ! ip -4 -o addr show | grep -q " 10\.214\.$n\."; then
-    subnet=10.214.$n
-    break
-  fi
-done
-[[ -n $subnet ]] || { echo "rss_bench: no free /24 in 10.214.0.0/16" >&2; exit 1; }
-host_ip=$subnet.1
-peer_ip=$subnet.2
-
-ip netns add "$ns"
-ip link add "$host_if" type veth peer name "$peer_if" netns "$ns"
-ip addr add "$host_ip/24" dev "$host_if"
-ip link set "$host_if" up
-ip -n "$ns" addr add "$peer_ip/24" dev "$peer_if"
-ip -n "$ns" link set "$peer_if" up
-ip -n "$ns" link set lo up
-# A permanent neighbour entry: no ARP resolution queue that could drop the first
-# packets of the flood after the kernel has accepted them.
-peer_mac=$(ip -n "$ns" -o link show "$peer_if" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
-ip neigh replace "$peer_ip" lladdr "$peer_mac" dev "$host_if" nud permanent
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+make_test_link 214 rss_bench
 
 # A free TCP port on 127.0.0.1 for the agent's HTTP server.
 port=
