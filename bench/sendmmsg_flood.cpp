@@ -32,6 +32,8 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
+
 namespace {
 
 constexpr std::size_t kBatch = 64;
@@ -48,22 +50,8 @@ int usage(const char* why) {
   return 2;
 }
 
-bool parseUnsigned(const char* text, std::uint64_t max, std::uint64_t& out) {
-  if (*text < '0' || *text > '9') return false;
-  errno = 0;
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(text, &end, 10);
-  if (errno != 0 || *end != '\0' || v > max) return false;
-  out = v;
-  return true;
-}
-
-std::uint64_t nowNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
+using ayaflow::bench::nowNs;
+using ayaflow::bench::parseUnsigned;
 
 void sleepNs(std::uint64_t ns) {
   timespec ts{};

@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev iproute2
   # deep inspection: end-to-end tests and tests/inspect/data/record.sh
   dnsmasq-base dnsutils tcpdump openssl curl
+  # bench/compare.sh reads the agent's JSON with jq
+  jq
   # bench/compare.sh: TCP throughput with and without the agent
   iperf3
   # libFuzzer runtime for scripts/fuzz.sh (clang -fsanitize=fuzzer)
