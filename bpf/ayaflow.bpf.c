@@ -3,8 +3,9 @@
  * ayaflow TC classifier: one program per direction, ayaflow_ingress and
  * ayaflow_egress (the attach point fixes the direction). For every TCP/UDP
  * packet over IPv4 (and IPv6 when enabled) it counts the packet and its bytes in per-CPU totals and
- * writes an ayaflow_packet_event into the `events` ring buffer; a full ring buffer drops the event,
- * never the packet, and is counted.
+ * then either adds it to its flow in the active flow table (aggregated mode, see
+ * struct ayaflow_flow_key) or writes an ayaflow_packet_event into the `events` ring buffer; a full
+ * ring buffer drops the event, never the packet, and is counted.
  *
  * It never changes a packet's fate: every path returns TC_ACT_UNSPEC, which
  * lets the next program on the hook (a CNI's, for example) run and, when it
@@ -43,6 +44,51 @@ static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_pack
 	return bpf_map_lookup_elem(&stats_overflow, &dir);
 }
 
+/*
+ * Aggregated mode: adds the packet to its flow in the active table.
+ * Returns 0 when counted there, -1 when the table is full (or missing) and
+ * the packet must go to the ring buffer instead.
+ */
+static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
+{
+	struct ayaflow_flow_value init, *v;
+	struct ayaflow_flow_key key;
+	__u32 zero = 0;
+	void *table;
+
+	table = bpf_map_lookup_elem(&flow_tables, &zero);
+	if (!table)
+		return -1;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.ifindex = ev->ifindex;
+	key.direction = ev->direction;
+	key.protocol = ev->protocol;
+	key.addr_type = ev->addr_type;
+	key.flags = ev->flags;
+	key.src_port = ev->src_port;
+	key.dst_port = ev->dst_port;
+	__builtin_memcpy(key.src_addr, ev->src_addr, 16);
+	__builtin_memcpy(key.dst_addr, ev->dst_addr, 16);
+	v = bpf_map_lookup_elem(table, &key);
+	if (!v) {
+		init.packets = 1;
+		init.bytes = ev->pkt_len;
+		init.first_ns = ev->timestamp_ns;
+		init.last_ns = ev->timestamp_ns;
+		if (bpf_map_update_elem(table, &key, &init, BPF_NOEXIST) == 0)
+			return 0;
+		/* Another CPU may have created it meanwhile; otherwise the table is full. */
+		v = bpf_map_lookup_elem(table, &key);
+		if (!v)
+			return -1;
+	}
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, ev->pkt_len);
+	if (ev->timestamp_ns > v->last_ns)
+		v->last_ns = ev->timestamp_ns;
+	return 0;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 {
 	struct ayaflow_packet_event ev;
@@ -67,12 +113,22 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	st->packets += 1;
 	st->bytes += ev.pkt_len;
 
+	if (cfg & AYAFLOW_CFG_FLOW_TABLE) {
+		if (count_flow(&ev) == 0)
+			goto inspect;
+		__u32 dir = direction & 1;
+		__u64 *full = bpf_map_lookup_elem(&flow_table_overflow, &dir);
+		if (full)
+			*full += 1;
+	}
+
 	/* Batch wake-ups: wake the reader only once enough bytes are pending. */
 	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ayaflow_wakeup_bytes
 		    ? BPF_RB_FORCE_WAKEUP
 		    : BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), flags) < 0)
 		st->events_lost += 1;
+inspect:
 	if (cfg & AYAFLOW_CFG_DEEP_INSPECT)
 		inspect_payload(skb, &ev, l3, l4);
 	return TC_ACT_UNSPEC;

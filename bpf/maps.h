@@ -69,6 +69,31 @@ struct {
 	__type(value, __u32);
 } tls_flows SEC(".maps");
 
+/* Aggregated mode: two flow tables, of which flow_tables[0] is the active one. */
+struct flow_table {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AYAFLOW_FLOW_TABLE_ENTRIES);
+	__type(key, struct ayaflow_flow_key);
+	__type(value, struct ayaflow_flow_value);
+} flows_a SEC(".maps"), flows_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct flow_table);
+} flow_tables SEC(".maps") = {
+    .values = {[0] = &flows_a},
+};
+
+/* Packets sent as events because the active flow table was full, by direction. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} flow_table_overflow SEC(".maps");
+
 /*
  * Run-time settings in .bss (an mmap-able array map): userspace may change
  * them while the program runs.
@@ -86,5 +111,7 @@ struct ayaflow_stats _stats;
 struct ayaflow_stats_key _stats_key;
 struct ayaflow_payload_event _payload_event;
 struct ayaflow_payload_stats _payload_stats;
+struct ayaflow_flow_key _flow_key;
+struct ayaflow_flow_value _flow_value;
 
 #endif /* AYAFLOW_BPF_MAPS_H */

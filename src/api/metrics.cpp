@@ -277,6 +277,13 @@ std::vector<MetricFamily> metricFamilies(const MetricsSnapshot& s,
                    "Packet events read from the ring buffer and decoded.", s.events_read);
   families.counter("ayaflow_events_malformed_total", "Ring-buffer records rejected by the decoder.",
                    s.events_malformed);
+  families.counter("ayaflow_flow_table_packets_total",
+                   "Aggregated mode: packets collected from the kernel flow tables.",
+                   s.flow_table_packets);
+  families.counter("ayaflow_flow_table_overflow_total",
+                   "Aggregated mode: packets sent as events because the kernel flow table was "
+                   "full (still counted exactly, at a higher cost).",
+                   s.flow_table_overflow);
   families.counter("ayaflow_connections_expired_total",
                    "Connections removed from the live map after the idle timeout.",
                    s.connections_expired);

@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 
 #include "ayaflow/abi/event.h"
 #include "ayaflow/api/core_routes.h"
@@ -25,6 +26,7 @@
 #include "ayaflow/api/router.h"
 #include "ayaflow/api/stream_hub.h"
 #include "ayaflow/bpf/bpf_program.h"
+#include "ayaflow/bpf/flow_tables.h"
 #include "ayaflow/bpf/ring_buffer_reader.h"
 #include "ayaflow/bpf/tc_attachment.h"
 #include "ayaflow/common/logging.h"
@@ -47,6 +49,8 @@ constexpr auto kStreamInterval = std::chrono::seconds(1);
 // writer's ~400k rows/s this absorbs ~40 ms of backlog; beyond it rows are
 // dropped and counted, never waited for.
 constexpr std::size_t kStoreQueueCapacity = 16384;
+// Aggregated mode: the flow tables are collected this long after each whole second.
+constexpr auto kFlowCollectDelay = std::chrono::milliseconds(5);
 
 std::uint64_t monotonicNowNs() {
   timespec ts{};
@@ -67,9 +71,9 @@ bpf::HookMode hookMode(AttachMode mode) {
   return bpf::HookMode::kAuto;
 }
 
-/// Ring-buffer records → connection map and storage. Runs on the ingest
-/// thread only; no allocation except when a map shard grows, no formatting.
-class IngestSink final : public bpf::EventSink {
+/// Ring-buffer records and kernel flow-table entries → connection map and storage. Runs on
+/// the ingest thread only; no allocation except when a map shard grows, no formatting.
+class IngestSink final : public bpf::EventSink, public bpf::FlowSink {
  public:
   IngestSink(flow::ConnectionMap& map, store::Store& store) : map_(map), store_(store) {}
 
@@ -84,7 +88,29 @@ class IngestSink final : public bpf::EventSink {
     received_.fetch_add(1, std::memory_order_relaxed);
   }
 
+  void onFlow(const ayaflow_flow_key& key, const ayaflow_flow_value& value) noexcept override {
+    flow::Packet packet;
+    std::memcpy(packet.src.bytes.data(), key.src_addr, sizeof key.src_addr);
+    std::memcpy(packet.dst.bytes.data(), key.dst_addr, sizeof key.dst_addr);
+    packet.src_port = key.src_port;
+    packet.dst_port = key.dst_port;
+    packet.protocol = key.protocol;
+    packet.direction =
+        key.direction == AYAFLOW_DIR_EGRESS ? flow::Direction::kEgress : flow::Direction::kIngress;
+    packet.flags = key.flags;
+    packet.addr_type = key.addr_type;
+    packet.ifindex = key.ifindex;
+    packet.packets = value.packets;
+    packet.length = value.bytes;
+    packet.timestamp_ns = value.last_ns;
+    packet.first_timestamp_ns = value.first_ns;
+    map_.record(packet);
+    store_.submit(packet);
+    flow_packets_.fetch_add(value.packets, std::memory_order_relaxed);
+  }
+
   std::uint64_t received() const { return received_.load(std::memory_order_relaxed); }
+  std::uint64_t flowPackets() const { return flow_packets_.load(std::memory_order_relaxed); }
   std::uint64_t invalid() const { return invalid_.load(std::memory_order_relaxed); }
 
  private:
@@ -92,6 +118,7 @@ class IngestSink final : public bpf::EventSink {
   store::Store& store_;
   std::atomic<std::uint64_t> received_{0};
   std::atomic<std::uint64_t> invalid_{0};
+  std::atomic<std::uint64_t> flow_packets_{0};
 };
 
 /// Payload records (deep inspection) → DNS/TLS parsers → domain map. Ingest
@@ -216,6 +243,32 @@ struct App::Impl {
     });
   }
 
+  // Aggregated mode: collect the kernel flow table shortly after every whole second of
+  // Unix time, so that a table's packets fall in the aggregation window they belong to
+  // (windows are whole seconds aligned on Unix time) up to the swap's few milliseconds.
+  void scheduleFlowCollection() {
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    const auto to_next_second = std::chrono::nanoseconds(1000000000L - now.tv_nsec);
+    flow_timer.expires_after(to_next_second + kFlowCollectDelay);
+    flow_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) {
+        return;
+      }
+      collectFlows();
+      scheduleFlowCollection();
+    });
+  }
+
+  void collectFlows() noexcept {
+    try {
+      flow_tables->swapAndCollect(*sink);
+    } catch (const std::exception& e) {
+      // The table keeps what it held; the next collection reads it.
+      logger("bpf")->error("{}", e.what());
+    }
+  }
+
   // One WebSocket frame per second to every /api/stream client.
   void scheduleStream() {
     stream_timer.expires_after(kStreamInterval);
@@ -255,6 +308,10 @@ struct App::Impl {
     }
     m.events_read = sink->received();
     m.events_malformed = sink->invalid();
+    m.flow_table_packets = sink->flowPackets();
+    if (flow_tables) {
+      m.flow_table_overflow = program->readFlowTableOverflow();
+    }
     const store::StoreStats st = store->stats();
     m.rows_stored = st.rows_stored;
     m.rows_dropped.queue_full = st.rows_dropped_queue_full + st.rows_dropped_stopped;
@@ -304,6 +361,14 @@ struct App::Impl {
     for (auto& a : attachments) {
       a.detach();
     }
+    if (flow_tables) {
+      flow_timer.cancel();
+      try {
+        flow_tables->collectAll(*sink);  // waits for program runs still in flight
+      } catch (const std::exception& e) {
+        logger("bpf")->error("{}", e.what());
+      }
+    }
     const std::size_t last = reader->drain();
     if (payload_reader) {
       payload_reader->drain();
@@ -334,6 +399,7 @@ struct App::Impl {
   asio::signal_set signals{io, SIGINT, SIGTERM};
   asio::steady_timer expiry_timer{io};
   asio::steady_timer stream_timer{io};
+  asio::steady_timer flow_timer{io};
   std::atomic<std::uint64_t> connections_expired{0};
   std::atomic<bool> stopping{false};
   std::uint64_t lost_reported = 0;  // ingest thread only
@@ -351,6 +417,7 @@ struct App::Impl {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<IngestSink> sink;
   std::unique_ptr<bpf::RingBufferReader> reader;
+  std::unique_ptr<bpf::FlowTables> flow_tables;  // aggregated mode only
   std::unique_ptr<PayloadSink> payload_sink;
   std::unique_ptr<bpf::RingBufferReader> payload_reader;
   std::unique_ptr<AgentLiveSource> live;
@@ -386,9 +453,16 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   }
   s.store = std::make_unique<store::Store>(std::move(store_options));
 
+  // Aggregated mode needs no event per packet: the kernel counts flows and the agent
+  // collects them once a second. Raw mode stores every packet, so it needs the events.
+  const bool flow_table = c.aggregation_window_s > 0;
   s.program = std::make_unique<bpf::BpfProgram>(
-      bpf::ProgramOptions{c.ring_buffer_size, c.enable_ipv6, c.deep_inspect});
+      bpf::ProgramOptions{c.ring_buffer_size, c.enable_ipv6, c.deep_inspect, flow_table});
   s.sink = std::make_unique<IngestSink>(s.connections, *s.store);
+  if (flow_table) {
+    s.flow_tables = std::make_unique<bpf::FlowTables>(
+        s.program->flowTablesMapFd(), s.program->flowTableFd(0), s.program->flowTableFd(1));
+  }
   s.reader = std::make_unique<bpf::RingBufferReader>(s.io, s.program->eventsMapFd(), *s.sink);
   if (s.inspector) {
     s.payload_sink = std::make_unique<PayloadSink>(*s.inspector);
@@ -445,6 +519,9 @@ int App::run() {
   }
   s.scheduleExpiry();
   s.scheduleStream();
+  if (s.flow_tables) {
+    s.scheduleFlowCollection();
+  }
   s.io.run();
   return 0;
 }

@@ -96,7 +96,8 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
     AYAFLOW_SYSTEM_ERROR(-err, "size ring buffer 'payload_events'");
   }
   skel_->bss->ayaflow_cfg_flags = (options.enable_ipv6 ? AYAFLOW_CFG_IPV6 : 0) |
-                                  (options.deep_inspect ? AYAFLOW_CFG_DEEP_INSPECT : 0);
+                                  (options.deep_inspect ? AYAFLOW_CFG_DEEP_INSPECT : 0) |
+                                  (options.flow_table ? AYAFLOW_CFG_FLOW_TABLE : 0);
   // Wake the reader once a quarter of the ring is pending (~900 events with
   // the default 256 KiB): each wake-up costs the program and the reader, and
   // three quarters stay free while the reader wakes (the 50 ms timer drains
@@ -138,6 +139,10 @@ int BpfProgram::egressProgramFd() const { return bpf_program__fd(skel_->progs.ay
 int BpfProgram::eventsMapFd() const { return bpf_map__fd(skel_->maps.events); }
 int BpfProgram::statsMapFd() const { return bpf_map__fd(skel_->maps.stats); }
 int BpfProgram::payloadEventsMapFd() const { return bpf_map__fd(skel_->maps.payload_events); }
+int BpfProgram::flowTablesMapFd() const { return bpf_map__fd(skel_->maps.flow_tables); }
+int BpfProgram::flowTableFd(int index) const {
+  return bpf_map__fd(index == 0 ? skel_->maps.flows_a : skel_->maps.flows_b);
+}
 int BpfProgram::statsOverflowMapFd() const { return bpf_map__fd(skel_->maps.stats_overflow); }
 
 void BpfProgram::setWakeupBytes(std::uint64_t bytes) { skel_->bss->ayaflow_wakeup_bytes = bytes; }
@@ -161,6 +166,25 @@ PayloadTotals BpfProgram::readPayloadTotals() const {
     }
   }
   return totals;
+}
+
+std::uint64_t BpfProgram::readFlowTableOverflow() const {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) {
+    AYAFLOW_SYSTEM_ERROR(-cpus, "count possible CPUs");
+  }
+  std::vector<std::uint64_t> per_cpu(static_cast<size_t>(cpus));
+  std::uint64_t total = 0;
+  for (std::uint32_t dir = 0; dir < 2; ++dir) {
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.flow_table_overflow), &dir, per_cpu.data()) !=
+        0) {
+      AYAFLOW_SYSTEM_ERROR(errno, "read map 'flow_table_overflow'");
+    }
+    for (const std::uint64_t n : per_cpu) {
+      total += n;
+    }
+  }
+  return total;
 }
 
 KernelTotals BpfProgram::readTotals() const {

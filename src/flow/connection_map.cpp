@@ -212,14 +212,14 @@ void ConnectionMap::record(const Packet& p) noexcept {
       s.bytes_received += p.length;
     }
     if (s.packets_count == 0) {
-      s.first_seen_ns = p.timestamp_ns;
+      s.first_seen_ns = p.firstTimestampNs();
       s.last_seen_ns = p.timestamp_ns;
     } else {
       // Events from different CPUs can arrive slightly out of order.
-      s.first_seen_ns = std::min(s.first_seen_ns, p.timestamp_ns);
+      s.first_seen_ns = std::min(s.first_seen_ns, p.firstTimestampNs());
       s.last_seen_ns = std::max(s.last_seen_ns, p.timestamp_ns);
     }
-    ++s.packets_count;
+    s.packets_count += p.packets;
     s.ifindex = p.ifindex;
   };
 

@@ -17,7 +17,7 @@ PendingRow PendingRow::fromPacket(const flow::Packet& p, std::int64_t unix_ms) n
   row.dst = p.dst;
   row.timestamp_ms = unix_ms;
   row.length = p.length;
-  row.packet_count = 1;
+  row.packet_count = p.packets;
   row.src_port = p.src_port;
   row.dst_port = p.dst_port;
   row.protocol = p.protocol;
@@ -105,7 +105,7 @@ void WindowAggregator::add(const flow::Packet& p, std::int64_t unix_ms) {
   }
   row.timestamp_ms = std::min(row.timestamp_ms, unix_ms);
   row.length += p.length;
-  row.packet_count += 1;
+  row.packet_count += p.packets;
 }
 
 std::size_t WindowAggregator::take(std::optional<std::int64_t> before_window,

@@ -174,7 +174,7 @@ struct Store::Impl {
       for (std::size_t i = 0; i < n; ++i) {
         const flow::Packet& p = chunk[i];
         if (aggregator) {
-          aggregator->add(p, unixMs(p.timestamp_ns));
+          aggregator->add(p, unixMs(p.firstTimestampNs()));
         } else {
           pending.push_back(PendingRow::fromPacket(p, unixMs(p.timestamp_ns)));
           if (pending.size() >= options.batch_rows) commitPending();

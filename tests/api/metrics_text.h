@@ -35,6 +35,8 @@ inline MetricsSnapshot distinctSnapshot() {
   s.deep_inspect_events_lost = 9;
   s.events_read = 1950;
   s.events_malformed = 4;
+  s.flow_table_packets = 70000;
+  s.flow_table_overflow = 12;
   s.rows_stored = 1800;
   s.rows_dropped.queue_full = 9;
   s.rows_dropped.write_error = 1;

@@ -518,10 +518,33 @@ TEST_F(CaptureE2E, RawHistoryStoresExactlyOneRowPerPacket) {
 
 TEST_F(CaptureE2E, AggregatedHistoryKeepsExactTotals) {
   VethPair link(12);
+  LinkCounter counter(link, false);
   AgentProcess agent({"--interface", link.host(), "--quiet", "--aggregation-window", "1"});
   agent.waitReady();
   constexpr int kOut = 500, kBack = 250;
   udpExchange(link, false, 40012, 5012, kOut, 60, kBack, 90);
+
+  // Aggregated mode counts flows in the kernel and collects them once a second:
+  // the live view is exact without a single per-packet event.
+  const std::string conn = endpoint(link.hostV4(), 40012) + " -> " + endpoint(link.peerV4(), 5012);
+  const json entry = waitForLive(agent, conn, kOut + kBack);
+  ASSERT_FALSE(entry.is_null()) << agent.get("/api/live").body;
+  EXPECT_EQ(entry.at("packets_count").get<std::uint64_t>(), std::uint64_t{kOut + kBack});
+  EXPECT_EQ(entry.at("bytes_sent").get<std::uint64_t>(), kOut * 88u);
+  EXPECT_EQ(entry.at("bytes_received").get<std::uint64_t>(), kBack * 118u);
+  const Totals truth = linkTotals(counter.stop());
+  waitForStats(agent, truth.packets);
+  std::string metrics;
+  for (int i = 0; i < 50; ++i) {  // the flow table is collected once a second
+    metrics = agent.get("/metrics").body;
+    if (metricValue(metrics, "ayaflow_flow_table_packets_total") == truth.packets) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(metricValue(metrics, "ayaflow_flow_table_packets_total"), truth.packets);
+  EXPECT_EQ(metricValue(metrics, "ayaflow_packets_total"), truth.packets);
+  EXPECT_EQ(metricValue(metrics, "ayaflow_events_read_total"), 0u);
+  EXPECT_EQ(metricValue(metrics, "ayaflow_flow_table_overflow_total"), 0u);
+
   agent.signal(SIGTERM);  // closes the open windows
   ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
   const StoredFlow out =

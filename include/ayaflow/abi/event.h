@@ -178,5 +178,45 @@ AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_payload_stats) == 16, "payload stats
 /* Runtime flags in the program's .bss, written by userspace. */
 #define AYAFLOW_CFG_IPV6 0x01
 #define AYAFLOW_CFG_DEEP_INSPECT 0x02
+#define AYAFLOW_CFG_FLOW_TABLE 0x04 /* count flows in the kernel, not per-packet events */
+
+/*
+ * Flow tables (aggregated mode, AYAFLOW_CFG_FLOW_TABLE): instead of an event
+ * per packet, the program adds each packet to its directional flow's entry in
+ * the active table (`flow_tables[0]`, one of two hash maps). Userspace swaps
+ * the tables about once a second, waits until no program still uses the old
+ * one (the kernel's RCU grace period on a map-in-map update) and then reads
+ * and empties it, so every packet is counted exactly once. When the active
+ * table is full the packet goes to the `events` ring buffer as before and is
+ * counted in `flow_table_overflow`.
+ */
+#define AYAFLOW_FLOW_TABLE_ENTRIES 16384
+
+struct ayaflow_flow_key {
+	__u32 ifindex;
+	__u8 direction; /* AYAFLOW_DIR_* */
+	__u8 protocol;	/* 6 or 17 */
+	__u8 addr_type; /* 4 or 6 */
+	__u8 flags;	/* AYAFLOW_F_* */
+	__u16 src_port; /* host byte order */
+	__u16 dst_port; /* host byte order */
+	__u8 src_addr[16];
+	__u8 dst_addr[16];
+};
+
+struct ayaflow_flow_value {
+	__u64 packets;
+	__u64 bytes;	/* sum of pkt_len */
+	__u64 first_ns; /* bpf_ktime_get_ns() of the first packet in this table */
+	__u64 last_ns;	/* of the latest packet (approximate across CPUs) */
+};
+
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_flow_key) == 44, "flow key size");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, direction) == 4, "direction");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, flags) == 7, "flags");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, src_port) == 8, "src_port");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, src_addr) == 12, "src_addr");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, dst_addr) == 28, "dst_addr");
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_flow_value) == 32, "flow value size");
 
 #endif /* AYAFLOW_ABI_EVENT_H */

@@ -52,6 +52,8 @@ struct MetricsSnapshot {
   std::uint64_t deep_inspect_events_lost = 0;  ///< payload events lost: ring buffer full
   std::uint64_t events_read = 0;               ///< ring-buffer records decoded
   std::uint64_t events_malformed = 0;          ///< ring-buffer records rejected by the decoder
+  std::uint64_t flow_table_packets = 0;   ///< aggregated mode: packets collected from flow tables
+  std::uint64_t flow_table_overflow = 0;  ///< aggregated mode: sent as events, flow table full
 
   // ---- storage
   std::uint64_t rows_stored = 0;  ///< rows committed to SQLite

@@ -16,6 +16,9 @@ struct ProgramOptions {
   /// Payload capture for DNS/TLS; its ring buffer gets ring_buffer_size when
   /// on, one page when off.
   bool deep_inspect = false;
+  /// Aggregated mode: count packets per flow in the kernel flow tables (see FlowTables)
+  /// instead of sending an event per packet; events only when a table is full.
+  bool flow_table = false;
 };
 
 /// Exact counters of one interface/direction/protocol/family, summed over CPUs.
@@ -66,6 +69,8 @@ class BpfProgram {
   int statsMapFd() const;
   int statsOverflowMapFd() const;
   int payloadEventsMapFd() const;
+  int flowTablesMapFd() const;       // the array of maps whose slot 0 is the active table
+  int flowTableFd(int index) const;  // 0: table a, 1: table b
   std::uint32_t ringBufferSize() const { return ring_buffer_size_; }
 
   /// Pending bytes in the ring buffer at which the program wakes the reader.
@@ -75,6 +80,10 @@ class BpfProgram {
 
   /// Sums the payload record counters. Throws SystemError if a map read fails.
   PayloadTotals readPayloadTotals() const;
+
+  /// Packets sent as events because the active flow table was full, summed over CPUs and
+  /// directions. Throws SystemError if a map read fails.
+  std::uint64_t readFlowTableOverflow() const;
 
   /// Reads and sums the per-CPU counters (a few syscalls per interface).
   /// Throws SystemError if a map read fails.

@@ -59,7 +59,8 @@ class ConnectionMap {
   ConnectionMap& operator=(const ConnectionMap&) = delete;
 
   /// Writer thread only. Finds or inserts the packet's connection and adds it:
-  /// egress length to bytes_sent, ingress length to bytes_received, one packet.
+  /// egress length to bytes_sent, ingress length to bytes_received, p.packets packets
+  /// (1 for an event, more for a kernel flow-table entry).
   void record(const Packet& p) noexcept;
 
   /// Number of live entries. Relaxed; exact once the writer's call has returned.

@@ -48,7 +48,8 @@ inline constexpr std::size_t kMaxAddressText = 48;
 /// returns its length. No allocation.
 std::size_t formatAddress(const IpAddress& addr, char* buf) noexcept;
 
-/// A decoded ayaflow_packet_event (include/ayaflow/abi/event.h); ports in host order.
+/// A decoded ayaflow_packet_event (include/ayaflow/abi/event.h), or a kernel flow-table
+/// entry standing for `packets` packets of one directional flow; ports in host order.
 struct Packet {
   IpAddress src, dst;
   std::uint16_t src_port = 0, dst_port = 0;
@@ -57,8 +58,14 @@ struct Packet {
   std::uint8_t flags = 0;      // AYAFLOW_F_*
   std::uint8_t addr_type = 4;  // 4 or 6
   std::uint32_t ifindex = 0;
-  std::uint32_t length = 0;        // pkt_len
-  std::uint64_t timestamp_ns = 0;  // CLOCK_MONOTONIC
+  std::uint64_t packets = 1;       // packets this record stands for: 1, or a flow-table entry's
+  std::uint64_t length = 0;        // bytes: pkt_len, or the sum over `packets`
+  std::uint64_t timestamp_ns = 0;  // CLOCK_MONOTONIC; the latest packet's
+  std::uint64_t first_timestamp_ns = 0;  // the earliest packet's; 0: same as timestamp_ns
+
+  std::uint64_t firstTimestampNs() const noexcept {
+    return first_timestamp_ns != 0 ? first_timestamp_ns : timestamp_ns;
+  }
 };
 
 enum class DecodeStatus { kOk, kTooShort, kBadVersion, kBadKind, kBadField };
