@@ -20,8 +20,8 @@
 #
 # Each agent run starts a fresh agent (fresh database) and reads /api/stats, /api/live and
 # /metrics 2 s after the flood; during the flood a sampler reads /api/live and /api/stats
-# once a second, as a dashboard would, and the agent's VmRSS. CPU times are utime+stime
-# from /proc (10 ms ticks), split by thread for the agent. It prints markdown tables with
+# once a second, as a dashboard would, and the agent's VmRSS. CPU times are the
+# kernel's per-thread run time (/proc/PID/task/*/schedstat, ns), split by thread for the agent. It prints markdown tables with
 # medians and min-max and the issue-7 goals (met or not); with --write-docs it also
 # replaces the results block of "Side by side with tcpdump" in docs/benchmarks.md.
 #
@@ -133,20 +133,20 @@ free_port() {
 }
 port=$(free_port)
 api=http://127.0.0.1:$port
-clk_tck=$(getconf CLK_TCK)
 
 # record SCENARIO REP METRIC VALUE
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$res"; }
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
-ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# CPU time in ns of every thread of PID (/proc/PID/task/*/schedstat: exact, not 10 ms ticks).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}'; }
 kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
-# Agent CPU ticks by thread kind: "ingest store http" (http: every other thread).
-thread_ticks() {
+# Agent CPU ns by thread kind: "ingest store http" (http: every other thread).
+thread_ns() {
   local pid=$1 t comm v ing=0 sto=0 oth=0
   for t in /proc/"$pid"/task/*; do
-    [[ -r $t/stat ]] || continue
-    comm=$(sed 's/^[0-9]* (\(.*\)) .*/\1/' "$t/stat" 2>/dev/null) || continue
-    v=$(sed 's/^.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}') || continue
+    [[ -r $t/schedstat ]] || continue
+    comm=$(cat "$t/comm" 2>/dev/null) || continue
+    v=$(awk '{print $1}' "$t/schedstat" 2>/dev/null) || continue
     if [[ ${t##*/} == "$pid" ]]; then
       ing=$((ing + v))
     elif [[ $comm == ayaflow-store ]]; then
@@ -158,7 +158,8 @@ thread_ticks() {
   echo "$ing $sto $oth"
 }
 metric_sum() { awk -v m="$1" 'index($0, m"{") == 1 || index($0, m" ") == 1 {s += $NF} END {printf "%d", s}' "$2"; }
-sec_per_mpkt() { awk -v t="$1" -v hz="$clk_tck" -v n="$2" 'BEGIN {printf "%.4f", n ? t / hz / (n / 1e6) : 0}'; }
+sec_per_mpkt() { awk -v t="$1" -v n="$2" 'BEGIN {printf "%.4f", n ? t / 1e9 / (n / 1e6) : 0}'; }
+ns_to_s() { awk -v t="$1" 'BEGIN {printf "%.3f", t / 1e9}'; }
 
 # gen FLOWS OUT: the flood, in the foreground; sets sent and rate.
 gen() {
@@ -186,11 +187,11 @@ run_tcpdump() { # REP
     sleep 0.1
   done
   sleep 0.5
-  t0=$(ticks "$pid")
+  t0=$(cpu_ns "$pid")
   record tcpdump "$1" load "$(loadavg)"
   gen "$FLOWS" "$tmp/gen.out"
   sleep 1
-  t1=$(ticks "$pid")
+  t1=$(cpu_ns "$pid")
   record tcpdump "$1" rss_kb "$(kb "$pid" VmHWM)"
   kill -INT "$pid"
   wait "$pid" || true
@@ -200,7 +201,7 @@ run_tcpdump() { # REP
   record tcpdump "$1" sent "$sent"
   record tcpdump "$1" counted "$captured"
   record tcpdump "$1" lost "$dropped"
-  record tcpdump "$1" cpu_s "$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" 'BEGIN {printf "%.2f", t / hz}')"
+  record tcpdump "$1" cpu_s "$(ns_to_s $((t1 - t0)))"
   record tcpdump "$1" cpu_mpkt "$(sec_per_mpkt $((t1 - t0)) "$sent")"
 }
 
@@ -243,7 +244,7 @@ run_agent() {
   local s=$1 r=$2 p0 p1 tt0 tt1 spid ing sto oth live
   start_agent "$3"
   p0=$(curl -sf "$api/api/stats" | jq .total_packets)
-  read -r -a tt0 <<<"$(thread_ticks "$agent_pid")"
+  read -r -a tt0 <<<"$(thread_ns "$agent_pid")"
   : >"$tmp/rss"
   sampler "$agent_pid" "$tmp/rss" &
   spid=$!
@@ -253,7 +254,7 @@ run_agent() {
   kill "$spid" 2>/dev/null || true
   wait "$spid" 2>/dev/null || true
   sleep 2 # the ingest thread drains the ring buffer; /api/live's cache expires
-  read -r -a tt1 <<<"$(thread_ticks "$agent_pid")"
+  read -r -a tt1 <<<"$(thread_ns "$agent_pid")"
   kill -0 "$agent_pid" 2>/dev/null || { echo "compare: the agent died" >&2; exit 1; }
   curl -sf "$api/api/stats" >"$tmp/stats.json"
   curl -sf "$api/api/live" >"$tmp/live.json"
@@ -272,7 +273,7 @@ run_agent() {
   record "$s" "$r" events_read "$(metric_sum ayaflow_events_read_total "$tmp/metrics.txt")"
   record "$s" "$r" rows_stored "$(metric_sum ayaflow_storage_rows_stored_total "$tmp/metrics.txt")"
   record "$s" "$r" rows_dropped "$(metric_sum ayaflow_storage_rows_dropped_total "$tmp/metrics.txt")"
-  record "$s" "$r" cpu_s "$(awk -v t=$((ing + sto + oth)) -v hz="$clk_tck" 'BEGIN {printf "%.2f", t / hz}')"
+  record "$s" "$r" cpu_s "$(ns_to_s $((ing + sto + oth)))"
   record "$s" "$r" cpu_mpkt "$(sec_per_mpkt $((ing + sto + oth)) "$sent")"
   record "$s" "$r" cpu_ingest_mpkt "$(sec_per_mpkt "$ing" "$sent")"
   record "$s" "$r" cpu_store_mpkt "$(sec_per_mpkt "$sto" "$sent")"
@@ -320,7 +321,7 @@ run_iperf() { # SCENARIO REP WITH_AGENT
   if [[ $3 == 1 ]]; then
     start_agent "$WINDOW"
     p0=$(curl -sf "$api/api/stats" | jq .total_packets)
-    t0=$(ticks "$agent_pid")
+    t0=$(cpu_ns "$agent_pid")
   fi
   record "$s" "$r" load "$(loadavg)"
   iperf3 -c "$peer_ip" -B "$host_ip" -p "$iport" -t "$T" -J >"$tmp/iperf.json"
@@ -329,12 +330,12 @@ run_iperf() { # SCENARIO REP WITH_AGENT
   record "$s" "$r" gbps "$(awk -v b="$bps" 'BEGIN {printf "%.2f", b / 1e9}')"
   if [[ $3 == 1 ]]; then
     sleep 2
-    t1=$(ticks "$agent_pid")
+    t1=$(cpu_ns "$agent_pid")
     p1=$(curl -sf "$api/api/stats" | jq .total_packets)
     curl -sf "$api/metrics" >"$tmp/metrics.txt"
     record "$s" "$r" counted $((p1 - p0))
     record "$s" "$r" lost "$(metric_sum ayaflow_events_lost_total "$tmp/metrics.txt")"
-    record "$s" "$r" cpu_s "$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" 'BEGIN {printf "%.2f", t / hz}')"
+    record "$s" "$r" cpu_s "$(ns_to_s $((t1 - t0)))"
     record "$s" "$r" cpu_mpkt "$(sec_per_mpkt $((t1 - t0)) $((p1 - p0)))"
     stop_agent "$s" "$r"
   fi
@@ -402,7 +403,7 @@ out=$tmp/report.md
   echo "| counted per connection (sum of /api/live) ÷ sent | — | — | $(ratio raw per_conn raw sent | summ %.6f) | $(ratio agg per_conn agg sent | summ %.6f) |"
   echo "| dropped by kernel (tcpdump) / events lost (ayaflow_events_lost_total) | — | $(cell tcpdump lost %.0f) | $(cell raw lost %.0f) | $(cell agg lost %.0f) |"
   echo "| history rows stored / dropped (ayaflow_storage_rows_*) | — | — | $(cell raw rows_stored %.0f) / $(cell raw rows_dropped %.0f) | $(cell agg rows_stored %.0f) / $(cell agg rows_dropped %.0f) |"
-  echo "| CPU time during the flood, s | — | $(cell tcpdump cpu_s %.2f) | $(cell raw cpu_s %.2f) | $(cell agg cpu_s %.2f) |"
+  echo "| CPU time during the flood, s | — | $(cell tcpdump cpu_s %.3f) | $(cell raw cpu_s %.3f) | $(cell agg cpu_s %.3f) |"
   echo "| **CPU s per million packets** | — | $(cell tcpdump cpu_mpkt %.3f) | $(cell raw cpu_mpkt %.3f) | $(cell agg cpu_mpkt %.3f) |"
   echo "| of which ingest thread | — | — | $(cell raw cpu_ingest_mpkt %.3f) | $(cell agg cpu_ingest_mpkt %.3f) |"
   echo "| of which SQLite writer thread | — | — | $(cell raw cpu_store_mpkt %.3f) | $(cell agg cpu_store_mpkt %.3f) |"

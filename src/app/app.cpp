@@ -30,6 +30,7 @@
 #include "ayaflow/bpf/ring_buffer_reader.h"
 #include "ayaflow/bpf/tc_attachment.h"
 #include "ayaflow/common/logging.h"
+#include "ayaflow/common/memory.h"
 #include "ayaflow/flow/connection_map.h"
 #include "ayaflow/flow/flow_key.h"
 #include "ayaflow/flow/packet.h"
@@ -522,6 +523,10 @@ int App::run() {
   if (s.flow_tables) {
     s.scheduleFlowCollection();
   }
+  // Start-up is over: the loader, BTF/ELF and configuration parsing are not needed again.
+  const common::PageRelease released = common::releaseStartupPages();
+  logger("app")->debug("released start-up pages of {} mappings: RSS {} -> {} KiB",
+                       released.mappings, released.rss_before / 1024, released.rss_after / 1024);
   s.io.run();
   return 0;
 }

@@ -3,12 +3,17 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstring>
+#include <new>
+#include <type_traits>
+#include <utility>
 #include <mutex>
 #include <thread>
 
@@ -87,6 +92,45 @@ std::optional<std::string> columnOptional(sqlite3_stmt* stmt, int col) {
   return columnText(stmt, col);
 }
 
+/// The hand-off queue's slots: one anonymous mapping whose pages the kernel provides on
+/// first write, so a queue that never gets deep costs only the pages it reached.
+class PacketSlots {
+ public:
+  PacketSlots() = default;
+  explicit PacketSlots(std::size_t n) : n_(n), bytes_(n * sizeof(flow::Packet)) {
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    data_ = static_cast<unsigned char*>(p);
+  }
+  PacketSlots(PacketSlots&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), n_(o.n_), bytes_(o.bytes_) {}
+  PacketSlots& operator=(PacketSlots&& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(n_, o.n_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  PacketSlots(const PacketSlots&) = delete;
+  PacketSlots& operator=(const PacketSlots&) = delete;
+  ~PacketSlots() {
+    if (data_ != nullptr) munmap(data_, bytes_);
+  }
+
+  std::size_t size() const noexcept { return n_; }
+  void put(std::size_t i, const flow::Packet& p) noexcept {
+    std::memcpy(data_ + i * sizeof p, &p, sizeof p);
+  }
+  void get(std::size_t i, std::size_t count, flow::Packet* out) const noexcept {
+    if (count > 0) std::memcpy(out, data_ + i * sizeof *out, count * sizeof *out);
+  }
+
+ private:
+  static_assert(std::is_trivially_copyable_v<flow::Packet>);
+  unsigned char* data_ = nullptr;
+  std::size_t n_ = 0;
+  std::size_t bytes_ = 0;
+};
+
 }  // namespace
 
 struct Store::Impl {
@@ -96,7 +140,7 @@ struct Store::Impl {
     if (options.retention_chunk == 0) options.retention_chunk = 1;
     if (options.max_open_flows == 0) options.max_open_flows = 1;
     loc = detail::locate(options.db_path);
-    ring.resize(options.queue_capacity);
+    ring = PacketSlots(options.queue_capacity);
     wake_threshold = std::min(options.batch_rows, std::max<std::size_t>(1, ring.size() / 4));
     pending.reserve(options.batch_rows + 1);
     if (options.aggregation_window_s > 0) {
@@ -120,7 +164,7 @@ struct Store::Impl {
       }
       std::size_t tail = head + size;
       if (tail >= ring.size()) tail -= ring.size();
-      ring[tail] = packet;
+      ring.put(tail, packet);
       ++size;
       // Wake the writer once per batch's worth of packets, not per packet; otherwise its
       // timer picks them up.
@@ -144,11 +188,14 @@ struct Store::Impl {
     std::lock_guard<std::mutex> lock(mu);
     const std::size_t n = std::min(max, size);
     const std::size_t first = std::min(n, ring.size() - head);
-    std::copy_n(ring.begin() + static_cast<std::ptrdiff_t>(head), first, out);
-    std::copy_n(ring.begin(), n - first, out + first);
+    ring.get(head, first, out);
+    ring.get(0, n - first, out + first);
     head += n;
     if (head >= ring.size()) head -= ring.size();
     size -= n;
+    // An empty queue starts again at slot 0, so it only ever touches the pages its
+    // deepest backlog needed.
+    if (size == 0) head = 0;
     return n;
   }
 
@@ -614,7 +661,7 @@ struct Store::Impl {
   mutable std::mutex mu;
   std::condition_variable cv;       // wakes the writer
   std::condition_variable done_cv;  // wakes flush()/syncForTest()/stop() waiters
-  std::vector<flow::Packet> ring;   // preallocated, queue_capacity packets
+  PacketSlots ring;                 // queue_capacity packets, pages touched on first use
   std::size_t head = 0;
   std::size_t size = 0;
   std::size_t wake_threshold = 1;  // immutable after construction
