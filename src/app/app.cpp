@@ -457,8 +457,13 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   // Aggregated mode needs no event per packet: the kernel counts flows and the agent
   // collects them once a second. Raw mode stores every packet, so it needs the events.
   const bool flow_table = c.aggregation_window_s > 0;
-  s.program = std::make_unique<bpf::BpfProgram>(
-      bpf::ProgramOptions{c.ring_buffer_size, c.enable_ipv6, c.deep_inspect, flow_table});
+  bpf::ProgramOptions program_options;
+  program_options.ring_buffer_size = c.ring_buffer_size;
+  program_options.enable_ipv6 = c.enable_ipv6;
+  program_options.deep_inspect = c.deep_inspect;
+  program_options.flow_table = flow_table;
+  program_options.flow_table_entries = c.flow_table_size;
+  s.program = std::make_unique<bpf::BpfProgram>(program_options);
   s.sink = std::make_unique<IngestSink>(s.connections, *s.store);
   if (flow_table) {
     s.flow_tables = std::make_unique<bpf::FlowTables>(

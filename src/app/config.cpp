@@ -34,6 +34,8 @@ namespace {
 constexpr std::uint64_t kMaxRetentionS = 100ull * 365 * 24 * 3600;  // fits in int64 nanoseconds
 constexpr std::uint64_t kMinRingBuffer = 4096;                      // one page
 constexpr std::uint64_t kMaxRingBuffer = 1ull << 30;                // 1 GiB
+constexpr std::uint64_t kMinFlowTable = 1024;
+constexpr std::uint64_t kMaxFlowTable = 1ull << 20;
 constexpr std::size_t kMaxConfigFileBytes = 1 << 20;
 constexpr std::size_t kMaxIfNameLen = IFNAMSIZ - 1;
 
@@ -264,6 +266,7 @@ enum class Key {
   kEnableIpv6,
   kResolveDns,
   kRingBufferSize,
+  kFlowTableSize,
   kAttachMode,
 };
 
@@ -315,6 +318,9 @@ constexpr Setting kSettings[] = {
   {Key::kRingBufferSize, "--ring-buffer-size", "--ring-buffer-size", "AYAFLOW_RING_BUFFER_SIZE",
    "ring_buffer_size", YamlType::kSize, "BYTES",
    "Ring buffer size: a power of two from 4K to 1G, K/M/G suffix allowed (default 256K)"},
+  {Key::kFlowTableSize, "--flow-table-size", "--flow-table-size", "AYAFLOW_FLOW_TABLE_SIZE",
+   "flow_table_size", YamlType::kInteger, "FLOWS",
+   "Aggregated mode: flows per kernel flow table (two are kept), 1024-1048576 (default 16384)"},
   {Key::kAttachMode, "--attach-mode", "--attach-mode", "AYAFLOW_ATTACH_MODE", "attach_mode",
    YamlType::kString, "MODE", "auto, tcx (kernel >= 6.6) or tc (default auto)"},
 };
@@ -537,6 +543,10 @@ void apply(const Setting& s, const Raw& raw, Config& config) {
       break;
     case Key::kRingBufferSize:
       config.ring_buffer_size = parseRingBufferSize(label, single());
+      break;
+    case Key::kFlowTableSize:
+      config.flow_table_size = static_cast<std::uint32_t>(
+          parseRange(label, single(), kMinFlowTable, kMaxFlowTable, "a number of flows"));
       break;
     case Key::kAttachMode:
       config.attach_mode = parseAttachMode(label, single());

@@ -95,6 +95,26 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
     skel_ = nullptr;
     AYAFLOW_SYSTEM_ERROR(-err, "size ring buffer 'payload_events'");
   }
+  // Both tables, and the template the outer map is created with, must agree on the size;
+  // libbpf's own template keeps the compiled-in size, so hand it one of ours.
+  const std::uint32_t flow_entries = options.flow_table ? options.flow_table_entries : 1;
+  err = bpf_map__set_max_entries(skel_->maps.flows_a, flow_entries);
+  if (err == 0) err = bpf_map__set_max_entries(skel_->maps.flows_b, flow_entries);
+  const int inner_template =
+      err == 0 ? bpf_map_create(BPF_MAP_TYPE_HASH, "flow_tmpl", sizeof(ayaflow_flow_key),
+                                sizeof(ayaflow_flow_value), flow_entries, nullptr)
+               : err;
+  if (inner_template >= 0) {
+    err = bpf_map__set_inner_map_fd(skel_->maps.flow_tables, inner_template);
+  } else {
+    err = inner_template;
+  }
+  if (err != 0) {
+    if (inner_template >= 0) close(inner_template);
+    ayaflow_bpf::destroy(skel_);
+    skel_ = nullptr;
+    AYAFLOW_SYSTEM_ERROR(-err, "size the flow tables");
+  }
   skel_->bss->ayaflow_cfg_flags = (options.enable_ipv6 ? AYAFLOW_CFG_IPV6 : 0) |
                                   (options.deep_inspect ? AYAFLOW_CFG_DEEP_INSPECT : 0) |
                                   (options.flow_table ? AYAFLOW_CFG_FLOW_TABLE : 0);
@@ -105,6 +125,7 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
   skel_->bss->ayaflow_wakeup_bytes = ring_buffer_size_ / 4;
   skel_->bss->ayaflow_payload_wakeup_bytes = payload_ring / 16;
   err = ayaflow_bpf::load(skel_);
+  close(inner_template);  // the outer map holds what it needs
   if (err != 0) {
     ayaflow_bpf::destroy(skel_);
     skel_ = nullptr;

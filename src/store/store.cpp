@@ -11,11 +11,11 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <thread>
 #include <type_traits>
 #include <utility>
-#include <mutex>
-#include <thread>
 
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/system_error.h"

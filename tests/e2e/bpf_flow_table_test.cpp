@@ -197,5 +197,31 @@ TEST_F(BpfFlowTableTest, FullTableFallsBackToEventsAndCountsThem) {
   EXPECT_EQ(program_->readFlowTableOverflow(), 7u);
 }
 
+std::uint32_t maxEntries(int map_fd) {
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  EXPECT_EQ(bpf_obj_get_info_by_fd(map_fd, &info, &len), 0);
+  return info.max_entries;
+}
+
+TEST(BpfFlowTableSize, SizedByOptionAndTinyInRawMode) {
+  AYAFLOW_REQUIRE_ROOT();
+  bpf::ProgramOptions options;
+  options.flow_table = true;
+  options.flow_table_entries = 2048;
+  bpf::BpfProgram sized(options);
+  EXPECT_EQ(maxEntries(sized.flowTableFd(0)), 2048u);
+  EXPECT_EQ(maxEntries(sized.flowTableFd(1)), 2048u);
+  // The swap must accept the resized tables (the outer map's template agrees).
+  bpf::FlowTables tables(sized.flowTablesMapFd(), sized.flowTableFd(0), sized.flowTableFd(1));
+  CollectingSink sink;
+  EXPECT_EQ(tables.swapAndCollect(sink), 0u);
+  EXPECT_EQ(tables.swapAndCollect(sink), 0u);
+
+  bpf::BpfProgram raw(bpf::ProgramOptions{});
+  EXPECT_EQ(maxEntries(raw.flowTableFd(0)), 1u);
+  EXPECT_EQ(maxEntries(raw.flowTableFd(1)), 1u);
+}
+
 }  // namespace
 }  // namespace ayaflow::test

@@ -11,3 +11,6 @@ ayaflow_unit_test(config_docs_test
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/config_docs_test.cpp
   LIBS ayaflow_config)
 target_compile_definitions(config_docs_test PRIVATE AYAFLOW_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+ayaflow_unit_test(ayaflow_memory_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/memory_test.cpp
+  LIBS ayaflow_common)

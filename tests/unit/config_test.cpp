@@ -112,6 +112,7 @@ TEST_F(ConfigTest, DefaultsWithNoInput) {
   EXPECT_FALSE(c.enable_ipv6);
   EXPECT_FALSE(c.resolve_dns);
   EXPECT_EQ(c.ring_buffer_size, 262144u);
+  EXPECT_EQ(c.flow_table_size, 16384u);
   EXPECT_EQ(c.attach_mode, AttachMode::kAuto);
 }
 
@@ -130,6 +131,7 @@ deep_inspect: on
 enable_ipv6: true
 resolve_dns: true
 ring_buffer_size: 1M
+flow_table_size: 65536
 attach_mode: tc
 )";
 
@@ -151,6 +153,7 @@ TEST_F(ConfigTest, YamlOverridesDefaults) {
   EXPECT_TRUE(c.enable_ipv6);
   EXPECT_TRUE(c.resolve_dns);
   EXPECT_EQ(c.ring_buffer_size, 1u << 20);
+  EXPECT_EQ(c.flow_table_size, 65536u);
   EXPECT_EQ(c.attach_mode, AttachMode::kTc);
   EXPECT_EQ(c.config_path, writeYaml(kFullYaml));
 }
@@ -170,6 +173,7 @@ TEST_F(ConfigTest, EnvOverridesYaml) {
           {"AYAFLOW_ENABLE_IPV6", "OFF"},
           {"AYAFLOW_RESOLVE_DNS", "False"},
           {"AYAFLOW_RING_BUFFER_SIZE", "4096"},
+          {"AYAFLOW_FLOW_TABLE_SIZE", "2048"},
           {"AYAFLOW_ATTACH_MODE", "tcx"}};
   const Config c = parse({"-c", writeYaml(kFullYaml)}).config;
   EXPECT_EQ(c.interfaces, (std::vector<std::string>{"env0", "env1"}));
@@ -187,6 +191,7 @@ TEST_F(ConfigTest, EnvOverridesYaml) {
   EXPECT_FALSE(c.enable_ipv6);
   EXPECT_FALSE(c.resolve_dns);
   EXPECT_EQ(c.ring_buffer_size, 4096u);
+  EXPECT_EQ(c.flow_table_size, 2048u);
   EXPECT_EQ(c.attach_mode, AttachMode::kTcx);
 }
 
@@ -438,6 +443,17 @@ TEST_F(ConfigTest, TimeoutRetentionAndWindowErrors) {
   EXPECT_THAT(parseError({}), StartsWith("AYAFLOW_CONNECTION_TIMEOUT: 0 is not"));
   env_ = {{"AYAFLOW_DATA_RETENTION", "1e3"}};
   EXPECT_THAT(parseError({}), StartsWith("AYAFLOW_DATA_RETENTION: '1e3' is not"));
+}
+
+TEST_F(ConfigTest, FlowTableSizes) {
+  EXPECT_EQ(parse({"--flow-table-size", "1024"}).config.flow_table_size, 1024u);
+  EXPECT_EQ(parse({"--flow-table-size", "1048576"}).config.flow_table_size, 1048576u);
+  const std::string range = " is not a number of flows (1024-1048576)";
+  EXPECT_EQ(parseError({"--flow-table-size", "1023"}), "--flow-table-size: 1023" + range);
+  EXPECT_EQ(parseError({"--flow-table-size", "1048577"}), "--flow-table-size: 1048577" + range);
+  EXPECT_THAT(parseError({"--flow-table-size", "64K"}),
+              StartsWith("--flow-table-size: '64K' is not"));
+  EXPECT_THAT(parseError({"-c", writeYaml("flow_table_size: -5\n")}), HasSubstr("flow_table_size"));
 }
 
 TEST_F(ConfigTest, RingBufferSizes) {

@@ -32,6 +32,7 @@ struct Config {
   bool enable_ipv6 = false;                       // capture IPv6 as well as IPv4
   bool resolve_dns = false;                       // reverse DNS for addresses
   std::uint32_t ring_buffer_size = 256 * 1024;    // bytes; power of two, 4 KiB..1 GiB
+  std::uint32_t flow_table_size = 16384;          // aggregated mode: entries per kernel table
   AttachMode attach_mode = AttachMode::kAuto;     // TCX, netlink tc or auto
 };
 

@@ -5,6 +5,8 @@
 #include <memory>
 #include <vector>
 
+#include "ayaflow/abi/event.h"
+
 struct ayaflow_bpf;  // bpftool skeleton, only seen by bpf_program.cpp
 
 namespace ayaflow::bpf {
@@ -19,6 +21,9 @@ struct ProgramOptions {
   /// Aggregated mode: count packets per flow in the kernel flow tables (see FlowTables)
   /// instead of sending an event per packet; events only when a table is full.
   bool flow_table = false;
+  /// Entries of each of the two flow tables (kernel memory: ~144 bytes each, preallocated).
+  /// Without flow_table the tables get one entry each.
+  std::uint32_t flow_table_entries = AYAFLOW_FLOW_TABLE_ENTRIES;
 };
 
 /// Exact counters of one interface/direction/protocol/family, summed over CPUs.

@@ -7,10 +7,10 @@ namespace ayaflow::common {
 
 /// What releaseStartupPages() did.
 struct PageRelease {
-  bool supported = false;       ///< the kernel knows MADV_PAGEOUT (Linux >= 5.4)
-  std::size_t mappings = 0;     ///< read-only mappings of the executable and libraries advised
-  std::size_t rss_before = 0;   ///< VmRSS in bytes before, 0 if unknown
-  std::size_t rss_after = 0;    ///< VmRSS in bytes after, 0 if unknown
+  bool supported = false;      ///< the kernel knows MADV_PAGEOUT (Linux >= 5.4)
+  std::size_t mappings = 0;    ///< read-only mappings of the executable and libraries advised
+  std::size_t rss_before = 0;  ///< VmRSS in bytes before, 0 if unknown
+  std::size_t rss_after = 0;   ///< VmRSS in bytes after, 0 if unknown
 };
 
 /// Asks the kernel to reclaim the pages of code and read-only data that this process has
