@@ -15,7 +15,8 @@
 #   raw       the flood with the agent attached, one history row per packet
 #   agg       the flood with the agent attached and --aggregation-window $WINDOW
 #   bpf       agg again with kernel.bpf_stats_enabled=1: BPF ns per packet, program sizes
-#   many      (MANY_FLOWS > 0) ceiling and agg with MANY_FLOWS flows
+#   many      (MANY_FLOWS > 0) ceiling and agg with MANY_FLOWS flows, with the default flow
+#             table and with --flow-table-size large enough for every flow
 #   iperf     (IPERF=1 and iperf3 installed) TCP throughput without and with the agent
 #
 # Each agent run starts a fresh agent (fresh database) and reads /api/stats, /api/live and
@@ -56,6 +57,9 @@ PAYLOAD=${PAYLOAD:-18}
 WINDOW=${WINDOW:-10}
 MANY_FLOWS=${MANY_FLOWS:-100000}
 IPERF=${IPERF:-1}
+# The many-flows scenario also runs with a flow table that holds every flow (a power of two).
+many_table=1024
+while ((many_table < MANY_FLOWS && many_table < 1048576)); do many_table=$((many_table * 2)); done
 AGENT_ARGS=${AGENT_ARGS:-} # extra agent flags for every agent run, e.g. --ring-buffer-size 4M
 script_dir=$(cd "$(dirname "$0")" && pwd)
 DOCS=${DOCS:-$script_dir/../docs/benchmarks.md}
@@ -215,11 +219,13 @@ sampler() {
   done
 }
 
-start_agent() { # WINDOW
+start_agent() { # WINDOW [EXTRA AGENT FLAGS...]
+  local window=$1
+  shift
   rm -f "$tmp"/traffic.db*
   "$agent_bin" --interface "$host_if" --listen-address 127.0.0.1 --port "$port" \
-    --db-path "$tmp/traffic.db" --connection-timeout 600 --aggregation-window "$1" --quiet \
-    $AGENT_ARGS >"$tmp/agent.log" 2>&1 &
+    --db-path "$tmp/traffic.db" --connection-timeout 600 --aggregation-window "$window" --quiet \
+    "$@" $AGENT_ARGS >"$tmp/agent.log" 2>&1 &
   agent_pid=$!
   started_pids+=("$agent_pid")
   for _ in $(seq 1 100); do
@@ -239,10 +245,10 @@ stop_agent() { # SCENARIO REP
   ((rc == 0)) || { echo "compare: the agent exited with status $rc" >&2; exit 1; }
 }
 
-# run_agent SCENARIO REP WINDOW FLOWS: one fresh agent, one flood.
+# run_agent SCENARIO REP WINDOW FLOWS [EXTRA AGENT FLAGS...]: one fresh agent, one flood.
 run_agent() {
   local s=$1 r=$2 p0 p1 tt0 tt1 spid ing sto oth live
-  start_agent "$3"
+  start_agent "$3" "${@:5}"
   p0=$(curl -sf "$api/api/stats" | jq .total_packets)
   read -r -a tt0 <<<"$(thread_ns "$agent_pid")"
   : >"$tmp/rss"
@@ -271,6 +277,7 @@ run_agent() {
   record "$s" "$r" connections "$(jq .active_connections "$tmp/stats.json")"
   record "$s" "$r" lost "$(metric_sum ayaflow_events_lost_total "$tmp/metrics.txt")"
   record "$s" "$r" events_read "$(metric_sum ayaflow_events_read_total "$tmp/metrics.txt")"
+  record "$s" "$r" overflow "$(metric_sum ayaflow_flow_table_overflow_total "$tmp/metrics.txt")"
   record "$s" "$r" rows_stored "$(metric_sum ayaflow_storage_rows_stored_total "$tmp/metrics.txt")"
   record "$s" "$r" rows_dropped "$(metric_sum ayaflow_storage_rows_dropped_total "$tmp/metrics.txt")"
   record "$s" "$r" cpu_s "$(ns_to_s $((ing + sto + oth)))"
@@ -356,6 +363,7 @@ for r in $(seq 1 "$N"); do
   if ((MANY_FLOWS > 0)); then
     run_ceiling many_ceiling "$r" "$MANY_FLOWS"
     run_agent many "$r" "$WINDOW" "$MANY_FLOWS"
+    run_agent many_sized "$r" "$WINDOW" "$MANY_FLOWS" --flow-table-size "$many_table"
   fi
   if [[ $IPERF == 1 ]]; then
     run_iperf iperf_none "$r" 0
@@ -431,16 +439,17 @@ out=$tmp/report.md
     echo
     echo "Many flows: $MANY_FLOWS distinct 5-tuples, same flood, agent with \`--aggregation-window $WINDOW\`:"
     echo
-    echo "| | nothing attached | ayaflow |"
-    echo "|---|---|---|"
-    echo "| generator rate, packets/s | $(cell many_ceiling rate %.0f) | $(cell many rate %.0f) |"
-    echo "| rate ÷ rate with nothing attached | 1 | $(ratio many rate many_ceiling rate | summ %.3f) |"
-    echo "| counted by the kernel program ÷ sent | — | $(ratio many counted many sent | summ %.6f) |"
-    echo "| live connections after the flood | — | $(cell many connections %.0f) |"
-    echo "| events lost | — | $(cell many lost %.0f) |"
-    echo "| history rows stored / dropped | — | $(cell many rows_stored %.0f) / $(cell many rows_dropped %.0f) |"
-    echo "| agent CPU s per million packets (ingest / writer / HTTP) | — | $(cell many cpu_mpkt %.3f) ($(cell many cpu_ingest_mpkt %.3f) / $(cell many cpu_store_mpkt %.3f) / $(cell many cpu_http_mpkt %.3f)) |"
-    echo "| agent RSS, max during the flood | — | $(mb_cell many rss_kb) |"
+    echo "| | nothing attached | ayaflow (default \`--flow-table-size 16384\`) | ayaflow \`--flow-table-size $many_table\` |"
+    echo "|---|---|---|---|"
+    echo "| generator rate, packets/s | $(cell many_ceiling rate %.0f) | $(cell many rate %.0f) | $(cell many_sized rate %.0f) |"
+    echo "| rate ÷ rate with nothing attached | 1 | $(ratio many rate many_ceiling rate | summ %.3f) | $(ratio many_sized rate many_ceiling rate | summ %.3f) |"
+    echo "| counted by the kernel program ÷ sent | — | $(ratio many counted many sent | summ %.6f) | $(ratio many_sized counted many_sized sent | summ %.6f) |"
+    echo "| live connections after the flood | — | $(cell many connections %.0f) | $(cell many_sized connections %.0f) |"
+    echo "| packets sent as events because the flow table was full | — | $(cell many overflow %.0f) | $(cell many_sized overflow %.0f) |"
+    echo "| events lost | — | $(cell many lost %.0f) | $(cell many_sized lost %.0f) |"
+    echo "| history rows stored / dropped | — | $(cell many rows_stored %.0f) / $(cell many rows_dropped %.0f) | $(cell many_sized rows_stored %.0f) / $(cell many_sized rows_dropped %.0f) |"
+    echo "| agent CPU s per million packets (ingest / writer / HTTP) | — | $(cell many cpu_mpkt %.3f) ($(cell many cpu_ingest_mpkt %.3f) / $(cell many cpu_store_mpkt %.3f) / $(cell many cpu_http_mpkt %.3f)) | $(cell many_sized cpu_mpkt %.3f) ($(cell many_sized cpu_ingest_mpkt %.3f) / $(cell many_sized cpu_store_mpkt %.3f) / $(cell many_sized cpu_http_mpkt %.3f)) |"
+    echo "| agent RSS, max during the flood | — | $(mb_cell many rss_kb) | $(mb_cell many_sized rss_kb) |"
   fi
   if [[ $IPERF == 1 ]]; then
     echo

@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <time.h>
 
+#include <algorithm>
 #include <atomic>
 // Boost 1.74 Asio uses std::exchange without including <utility> (C++20).
 #include <utility>
@@ -46,7 +47,7 @@ namespace {
 
 constexpr auto kExpiryInterval = std::chrono::seconds(10);
 constexpr auto kStreamInterval = std::chrono::seconds(1);
-// Packets the capture thread may queue for SQLite (~56 bytes each). At the
+// Records the capture thread may queue for SQLite (80 bytes each). At the
 // writer's ~400k rows/s this absorbs ~40 ms of backlog; beyond it rows are
 // dropped and counted, never waited for.
 constexpr std::size_t kStoreQueueCapacity = 16384;
@@ -447,6 +448,14 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   store_options.aggregation_window_s = c.aggregation_window_s;
   store_options.retention_s = c.data_retention_s;
   store_options.queue_capacity = kStoreQueueCapacity;
+  if (c.aggregation_window_s > 0) {
+    // A flow-table collection hands over up to a whole table at once, and the shutdown
+    // collection both tables: the queue takes them without dropping (its pages are only
+    // touched when used). The aggregator may hold two tables' worth of flows per window.
+    store_options.queue_capacity += 2 * static_cast<std::size_t>(c.flow_table_size);
+    store_options.max_open_flows =
+        std::max<std::size_t>(store_options.max_open_flows, 2 * std::size_t{c.flow_table_size});
+  }
   if (s.enricher->active()) {
     store_options.enrich = [enricher = s.enricher.get()](flow::FlowRecord& row) {
       enricher->enrich(row);
