@@ -192,12 +192,7 @@ class MapLiveSource final : public api::LiveSource {
   std::vector<api::LiveConnection> topConnections(std::size_t n) const override {
     std::vector<api::LiveConnection> out;
     for (const auto& e : map_.top(n)) {
-      api::LiveConnection c;
-      c.connection = flow::formatConnection(e.key);
-      c.bytes_sent = e.stats.bytes_sent;
-      c.bytes_received = e.stats.bytes_received;
-      c.packets_count = e.stats.packets_count;
-      out.push_back(std::move(c));
+      out.push_back(api::toLiveConnection(e));
     }
     return out;
   }

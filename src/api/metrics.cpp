@@ -275,7 +275,8 @@ std::vector<MetricFamily> metricFamilies(const MetricsSnapshot& s,
   // Ingest and live state.
   families.counter("ayaflow_events_read_total",
                    "Packet events read from the ring buffer and decoded.", s.events_read);
-  families.counter("ayaflow_events_malformed_total", "Ring-buffer records rejected by the decoder.",
+  families.counter("ayaflow_events_malformed_total",
+                   "Ring-buffer records and flow-table entries rejected by the decoder.",
                    s.events_malformed);
   families.counter("ayaflow_flow_table_packets_total",
                    "Aggregated mode: packets collected from the kernel flow tables.",

@@ -15,7 +15,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <csignal>
-#include <cstring>
 
 #include "ayaflow/abi/event.h"
 #include "ayaflow/api/core_routes.h"
@@ -92,20 +91,10 @@ class IngestSink final : public bpf::EventSink, public bpf::FlowSink {
 
   void onFlow(const ayaflow_flow_key& key, const ayaflow_flow_value& value) noexcept override {
     flow::Packet packet;
-    std::memcpy(packet.src.bytes.data(), key.src_addr, sizeof key.src_addr);
-    std::memcpy(packet.dst.bytes.data(), key.dst_addr, sizeof key.dst_addr);
-    packet.src_port = key.src_port;
-    packet.dst_port = key.dst_port;
-    packet.protocol = key.protocol;
-    packet.direction =
-        key.direction == AYAFLOW_DIR_EGRESS ? flow::Direction::kEgress : flow::Direction::kIngress;
-    packet.flags = key.flags;
-    packet.addr_type = key.addr_type;
-    packet.ifindex = key.ifindex;
-    packet.packets = value.packets;
-    packet.length = value.bytes;
-    packet.timestamp_ns = value.last_ns;
-    packet.first_timestamp_ns = value.first_ns;
+    if (flow::decodeFlowEntry(key, value, packet) != flow::DecodeStatus::kOk) {
+      invalid_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
     map_.record(packet);
     store_.submit(packet);
     flow_packets_.fetch_add(value.packets, std::memory_order_relaxed);
@@ -192,12 +181,7 @@ class AgentLiveSource final : public api::LiveSource {
   std::vector<api::LiveConnection> topConnections(std::size_t n) const override {
     std::vector<api::LiveConnection> out;
     for (const flow::ConnectionEntry& e : map_.top(n)) {
-      api::LiveConnection c;
-      c.connection = flow::formatConnection(e.key);
-      c.bytes_sent = e.stats.bytes_sent;
-      c.bytes_received = e.stats.bytes_received;
-      c.packets_count = e.stats.packets_count;
-      c.interface = api::interfaceLabel(e.stats.ifindex);
+      api::LiveConnection c = api::toLiveConnection(e);
       if (enricher_.active()) {
         c.domain = enricher_.domain(e.key.remote, e.key.remote_port);
         c.local_hostname = enricher_.hostname(e.key.local);

@@ -152,8 +152,35 @@ DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) 
   out.flags = ev.flags;
   out.addr_type = ev.addr_type;
   out.ifindex = ev.ifindex;
+  out.packets = 1;
   out.length = ev.pkt_len;
   out.timestamp_ns = ev.timestamp_ns;
+  out.first_timestamp_ns = 0;
+  return DecodeStatus::kOk;
+}
+
+DecodeStatus decodeFlowEntry(const ayaflow_flow_key& key, const ayaflow_flow_value& value,
+                             Packet& out) noexcept {
+  if (key.direction != AYAFLOW_DIR_INGRESS && key.direction != AYAFLOW_DIR_EGRESS)
+    return DecodeStatus::kBadField;
+  if (key.addr_type != 4 && key.addr_type != 6) return DecodeStatus::kBadField;
+  if (key.protocol != 6 && key.protocol != 17) return DecodeStatus::kBadField;
+  if (value.packets == 0) return DecodeStatus::kBadField;
+
+  std::memcpy(out.src.bytes.data(), key.src_addr, sizeof key.src_addr);
+  std::memcpy(out.dst.bytes.data(), key.dst_addr, sizeof key.dst_addr);
+  out.src_port = key.src_port;
+  out.dst_port = key.dst_port;
+  out.protocol = key.protocol;
+  out.direction = key.direction == AYAFLOW_DIR_EGRESS ? Direction::kEgress : Direction::kIngress;
+  out.flags = key.flags;
+  out.addr_type = key.addr_type;
+  out.ifindex = key.ifindex;
+  out.packets = value.packets;
+  out.length = value.bytes;
+  // Another CPU may set last_ns a little before first_ns: keep the pair ordered.
+  out.first_timestamp_ns = value.first_ns;
+  out.timestamp_ns = value.last_ns > value.first_ns ? value.last_ns : value.first_ns;
   return DecodeStatus::kOk;
 }
 

@@ -211,5 +211,73 @@ TEST(FlowDecode, IpAddressParse) {
   EXPECT_EQ(cut->toString(), "10.1.2.3");
 }
 
+ayaflow_flow_key makeFlowKey() {
+  ayaflow_flow_key key;
+  std::memset(&key, 0, sizeof key);
+  key.ifindex = 9;
+  key.direction = AYAFLOW_DIR_INGRESS;
+  key.protocol = 17;
+  key.addr_type = 6;
+  key.src_port = 53;
+  key.dst_port = 40000;
+  key.src_addr[0] = 0xfd;
+  key.src_addr[15] = 1;
+  key.dst_addr[0] = 0xfd;
+  key.dst_addr[15] = 2;
+  return key;
+}
+
+TEST(FlowDecode, FlowEntryStandsForItsPackets) {
+  const ayaflow_flow_key key = makeFlowKey();
+  const ayaflow_flow_value value{1000, 123456789012ull, 500, 900};
+  Packet p;
+  ASSERT_EQ(decodeFlowEntry(key, value, p), DecodeStatus::kOk);
+  EXPECT_EQ(p.packets, 1000u);
+  EXPECT_EQ(p.length, 123456789012ull);  // more than 32 bits of bytes
+  EXPECT_EQ(p.first_timestamp_ns, 500u);
+  EXPECT_EQ(p.timestamp_ns, 900u);
+  EXPECT_EQ(p.firstTimestampNs(), 500u);
+  EXPECT_EQ(p.direction, Direction::kIngress);
+  EXPECT_EQ(p.protocol, 17);
+  EXPECT_EQ(p.addr_type, 6);
+  EXPECT_EQ(p.ifindex, 9u);
+  EXPECT_EQ(p.src_port, 53);
+  EXPECT_EQ(p.dst_port, 40000);
+  EXPECT_EQ(p.src.toString(), "fd00::1");
+  EXPECT_EQ(p.dst.toString(), "fd00::2");
+
+  // A latest-packet time written by another CPU just before the first: kept ordered.
+  ASSERT_EQ(decodeFlowEntry(key, ayaflow_flow_value{2, 80, 700, 690}, p), DecodeStatus::kOk);
+  EXPECT_EQ(p.first_timestamp_ns, 700u);
+  EXPECT_EQ(p.timestamp_ns, 700u);
+
+  // A packet event decoded into the same Packet stands for one packet again.
+  const ayaflow_packet_event ev = makeEvent();
+  ASSERT_EQ(decodePacketEvent(&ev, sizeof ev, p), DecodeStatus::kOk);
+  EXPECT_EQ(p.packets, 1u);
+  EXPECT_EQ(p.first_timestamp_ns, 0u);
+  EXPECT_EQ(p.firstTimestampNs(), ev.timestamp_ns);
+}
+
+TEST(FlowDecode, BadFlowEntriesAreRejectedAndLeaveTheOutputAlone) {
+  const ayaflow_flow_value value{1, 60, 1, 1};
+  auto check = [&](ayaflow_flow_key key, ayaflow_flow_value v) {
+    Packet p;
+    p.ifindex = 12345;
+    EXPECT_EQ(decodeFlowEntry(key, v, p), DecodeStatus::kBadField);
+    EXPECT_EQ(p.ifindex, 12345u);
+  };
+  ayaflow_flow_key k = makeFlowKey();
+  k.direction = 2;
+  check(k, value);
+  k = makeFlowKey();
+  k.addr_type = 5;
+  check(k, value);
+  k = makeFlowKey();
+  k.protocol = 1;
+  check(k, value);
+  check(makeFlowKey(), ayaflow_flow_value{0, 0, 1, 1});
+}
+
 }  // namespace
 }  // namespace ayaflow::flow

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "ayaflow/flow/connection_map.h"
+
 namespace ayaflow::api {
 
 /// One live connection as the REST routes show it (SPEC §3/§5).
@@ -41,5 +43,9 @@ class LiveSource {
   /// At most `n` connections, sorted by packets_count descending.
   virtual std::vector<LiveConnection> topConnections(std::size_t n) const = 0;
 };
+
+/// The LiveConnection of a connection-map entry: connection text, counters and interface
+/// name (domain and hostnames left unset).
+LiveConnection toLiveConnection(const flow::ConnectionEntry& entry);
 
 }  // namespace ayaflow::api

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "ayaflow/abi/event.h"
+
 namespace ayaflow::flow {
 
 /// Which hook saw the packet; fixed by the attach point.
@@ -76,6 +78,13 @@ enum class DecodeStatus { kOk, kTooShort, kBadVersion, kBadKind, kBadField };
 /// data may be unaligned. `out` is written only on kOk. No allocation, no logging:
 /// callers count failures.
 DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) noexcept;
+
+/// Decodes one kernel flow-table entry (aggregated mode) into a Packet standing for
+/// value.packets packets: length is their byte sum, first_timestamp_ns and timestamp_ns the
+/// first and latest packet's. Checks direction, addr_type, protocol and a non-zero packet
+/// count (kBadField). `out` is written only on kOk. No allocation.
+DecodeStatus decodeFlowEntry(const ayaflow_flow_key& key, const ayaflow_flow_value& value,
+                             Packet& out) noexcept;
 
 /// Static text for a status ("ok", "too short", ...).
 const char* toString(DecodeStatus status) noexcept;
