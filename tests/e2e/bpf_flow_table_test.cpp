@@ -197,6 +197,38 @@ TEST_F(BpfFlowTableTest, FullTableFallsBackToEventsAndCountsThem) {
   EXPECT_EQ(program_->readFlowTableOverflow(), 7u);
 }
 
+TEST(BpfFlowTableDeepInspect, PayloadStillCapturedWhenFlowsAreCountedInTheKernel) {
+  AYAFLOW_REQUIRE_ROOT();
+  bpf::installLibbpfLogger(false);
+  bpf::ProgramOptions options;
+  options.flow_table = true;
+  options.deep_inspect = true;
+  bpf::BpfProgram program(options);
+  std::size_t payloads = 0, events = 0;
+  auto count = [](void* ctx, void*, size_t) {
+    ++*static_cast<std::size_t*>(ctx);
+    return 0;
+  };
+  std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> payload_rb(
+      ring_buffer__new(program.payloadEventsMapFd(), count, &payloads, nullptr), ring_buffer__free);
+  std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> event_rb(
+      ring_buffer__new(program.eventsMapFd(), count, &events, nullptr), ring_buffer__free);
+  ASSERT_TRUE(payload_rb && event_rb);
+  const Bytes dns =
+      concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.53", l4(17, 40000, 53, 40)));
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = dns.data(),
+              .data_size_in = static_cast<__u32>(dns.size()), .repeat = 3);
+  ASSERT_EQ(bpf_prog_test_run_opts(program.egressProgramFd(), &opts), 0);
+  ring_buffer__consume(payload_rb.get());
+  ring_buffer__consume(event_rb.get());
+  EXPECT_EQ(payloads, 3u);  // one DNS record per packet
+  EXPECT_EQ(events, 0u);    // counted in the flow table instead
+  bpf::FlowTables tables(program.flowTablesMapFd(), program.flowTableFd(0), program.flowTableFd(1));
+  CollectingSink sink;
+  tables.swapAndCollect(sink);
+  EXPECT_EQ(sink.packets, 3u);
+}
+
 std::uint32_t maxEntries(int map_fd) {
   bpf_map_info info{};
   __u32 len = sizeof(info);
