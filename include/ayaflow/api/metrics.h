@@ -92,7 +92,8 @@ const char* directionLabel(std::uint8_t direction);
 const char* protocolLabel(std::uint8_t protocol);
 const char* familyLabel(std::uint8_t addr_type);
 /// Interface name for `ifindex`: "other" for 0 (the kernel's overflow slot), the name
-/// from if_indextoname(), or "ifindex_<n>" when the interface no longer exists.
+/// from if_indextoname(), or "ifindex_<n>" when the interface no longer exists. Answers are
+/// reused for 5 s (thread-safe).
 std::string interfaceLabel(std::uint32_t ifindex);
 
 /// Every family of a snapshot, in a fixed order, plus the process_* families and
