@@ -121,6 +121,10 @@ std::size_t WindowAggregator::take(std::optional<std::int64_t> before_window,
     if (w != windows_.end() && --w->second == 0) windows_.erase(w);
     it = sums_.erase(it);
   }
+  // The bucket array keeps the size of the largest burst: let it go once empty.
+  if (sums_.empty() && sums_.bucket_count() > 4096) {
+    std::unordered_map<Key, PendingRow, KeyHash>().swap(sums_);
+  }
   // Rows get increasing ids in time order; ties broken by the flow for determinism.
   std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
             [](const PendingRow& a, const PendingRow& b) {

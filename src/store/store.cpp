@@ -5,10 +5,12 @@
 #include <sqlite3.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -16,6 +18,7 @@
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/system_error.h"
@@ -30,6 +33,10 @@ using detail::StmtPtr;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr std::size_t kDrainChunk = 512;  // packets copied out of the queue per lock
+// The queue's first slots stay resident; deeper ones go back to the kernel once the queue
+// has drained, at most once per interval.
+constexpr std::size_t kQueueSlotsKept = 2048;  // 160 KiB
+constexpr auto kQueueReleaseInterval = std::chrono::seconds(5);
 constexpr std::size_t kReaderPoolSize = 4;
 
 std::int64_t clockNs(clockid_t id) noexcept {
@@ -117,6 +124,13 @@ class PacketSlots {
   }
 
   std::size_t size() const noexcept { return n_; }
+  /// Gives the pages of slots [first, end) back to the kernel (they read as zero until
+  /// written again). The caller makes sure nothing uses those slots meanwhile.
+  void release(std::size_t first) noexcept {
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t from = (first * sizeof(flow::Packet) + page - 1) / page * page;
+    if (from < bytes_) madvise(data_ + from, bytes_ - from, MADV_DONTNEED);
+  }
   void put(std::size_t i, const flow::Packet& p) noexcept {
     std::memcpy(data_ + i * sizeof p, &p, sizeof p);
   }
@@ -165,6 +179,7 @@ struct Store::Impl {
       std::size_t tail = head + size;
       if (tail >= ring.size()) tail -= ring.size();
       ring.put(tail, packet);
+      if (tail >= touched) touched = tail + 1;
       ++size;
       // Wake the writer once per batch's worth of packets, not per packet; otherwise its
       // timer picks them up.
@@ -195,8 +210,23 @@ struct Store::Impl {
     size -= n;
     // An empty queue starts again at slot 0, so it only ever touches the pages its
     // deepest backlog needed.
-    if (size == 0) head = 0;
+    if (size == 0) {
+      head = 0;
+      releaseQueuePages();
+    }
     return n;
+  }
+
+  /// With `mu` held. After a burst, hands the queue's deep pages back once it is empty, at
+  /// most once per kQueueReleaseInterval (a page fault per page is the next burst's price).
+  void releaseQueuePages() noexcept {
+    if (size != 0 || touched <= kQueueSlotsKept) return;
+    const auto now = SteadyClock::now();
+    if (now - last_release < kQueueReleaseInterval) return;
+    head = 0;
+    ring.release(kQueueSlotsKept);
+    touched = kQueueSlotsKept;
+    last_release = now;
   }
 
   void updateClock() noexcept {
@@ -248,6 +278,12 @@ struct Store::Impl {
       done += n;
     }
     pending.clear();
+    // An aggregated window (or an early write at the open-flow cap) can hand over far
+    // more rows than a batch: do not keep that peak's capacity.
+    if (pending.capacity() > 4 * (options.batch_rows + 1)) {
+      std::vector<PendingRow>().swap(pending);
+      pending.reserve(options.batch_rows + 1);
+    }
   }
 
   void commitRows(const PendingRow* rows, std::size_t n) {
@@ -401,6 +437,7 @@ struct Store::Impl {
         stop_now = stop_requested;
         flush_seen = flush_requested;
         sync_seen = sync_requested;
+        releaseQueuePages();  // also when the queue emptied less than an interval ago
         // On stop, submit() no longer accepts, so this is everything there will be.
         queued = size;
       }
@@ -664,6 +701,8 @@ struct Store::Impl {
   PacketSlots ring;                 // queue_capacity packets, pages touched on first use
   std::size_t head = 0;
   std::size_t size = 0;
+  std::size_t touched = 0;  // slots [0, touched) may have resident pages
+  SteadyClock::time_point last_release{};
   std::size_t wake_threshold = 1;  // immutable after construction
   bool writer_waiting = false;
   bool accepting = true;
