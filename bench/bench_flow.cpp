@@ -107,15 +107,21 @@ void BM_Decode(benchmark::State& state) {
 }
 BENCHMARK(BM_Decode);
 
-// decode + ConnectionMap::record, steady state (every flow already present).
-void BM_DecodeRecord(benchmark::State& state) {
-  const EventSource& src = events(static_cast<std::size_t>(state.range(0)));
-  ConnectionMap map;
+// Records every event of `src` in `map`.
+void recordAll(const EventSource& src, ConnectionMap& map) {
   Packet p;
   for (std::size_t i = 0; i < src.count; ++i) {
     if (decodePacketEvent(src.at(i), sizeof(ayaflow_packet_event), p) == DecodeStatus::kOk)
       map.record(p);
   }
+}
+
+// decode + ConnectionMap::record, steady state (every flow already present).
+void BM_DecodeRecord(benchmark::State& state) {
+  const EventSource& src = events(static_cast<std::size_t>(state.range(0)));
+  ConnectionMap map;
+  recordAll(src, map);
+  Packet p;
   std::size_t i = 0;
   for (auto _ : state) {
     if (decodePacketEvent(src.at(i), sizeof(ayaflow_packet_event), p) == DecodeStatus::kOk)
@@ -238,13 +244,8 @@ class MapLiveSource final : public ayaflow::api::LiveSource {
 };
 
 void BM_LiveJson(benchmark::State& state) {
-  const EventSource& src = events(static_cast<std::size_t>(state.range(0)));
   ConnectionMap map;
-  Packet p;
-  for (std::size_t i = 0; i < src.count; ++i) {
-    if (decodePacketEvent(src.at(i), sizeof(ayaflow_packet_event), p) == DecodeStatus::kOk)
-      map.record(p);
-  }
+  recordAll(events(static_cast<std::size_t>(state.range(0))), map);
   MapLiveSource live(map);
   ayaflow::api::Router router;
   ayaflow::api::addCoreRoutes(router, live, std::chrono::milliseconds(0));

@@ -131,6 +131,30 @@ std::string IpAddress::toString() const {
   return std::string(buf, n);
 }
 
+namespace {
+
+// The checks and fields an event and a flow-table key share (same member names).
+template <typename Record>
+bool validFlowFields(const Record& r) noexcept {
+  return (r.direction == AYAFLOW_DIR_INGRESS || r.direction == AYAFLOW_DIR_EGRESS) &&
+         (r.addr_type == 4 || r.addr_type == 6) && (r.protocol == 6 || r.protocol == 17);
+}
+
+template <typename Record>
+void copyFlowFields(const Record& r, Packet& out) noexcept {
+  std::memcpy(out.src.bytes.data(), r.src_addr, sizeof r.src_addr);
+  std::memcpy(out.dst.bytes.data(), r.dst_addr, sizeof r.dst_addr);
+  out.src_port = r.src_port;
+  out.dst_port = r.dst_port;
+  out.protocol = r.protocol;
+  out.direction = r.direction == AYAFLOW_DIR_EGRESS ? Direction::kEgress : Direction::kIngress;
+  out.flags = r.flags;
+  out.addr_type = r.addr_type;
+  out.ifindex = r.ifindex;
+}
+
+}  // namespace
+
 DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) noexcept {
   if (data == nullptr || size < sizeof(ayaflow_packet_event)) return DecodeStatus::kTooShort;
   // Ring-buffer memory is neither ours nor necessarily aligned for the struct: copy it.
@@ -138,20 +162,9 @@ DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) 
   std::memcpy(&ev, data, sizeof ev);
   if (ev.abi_version != AYAFLOW_ABI_VERSION) return DecodeStatus::kBadVersion;
   if (ev.kind != AYAFLOW_EVENT_PACKET) return DecodeStatus::kBadKind;
-  if (ev.direction != AYAFLOW_DIR_INGRESS && ev.direction != AYAFLOW_DIR_EGRESS)
-    return DecodeStatus::kBadField;
-  if (ev.addr_type != 4 && ev.addr_type != 6) return DecodeStatus::kBadField;
-  if (ev.protocol != 6 && ev.protocol != 17) return DecodeStatus::kBadField;
+  if (!validFlowFields(ev)) return DecodeStatus::kBadField;
 
-  std::memcpy(out.src.bytes.data(), ev.src_addr, sizeof ev.src_addr);
-  std::memcpy(out.dst.bytes.data(), ev.dst_addr, sizeof ev.dst_addr);
-  out.src_port = ev.src_port;
-  out.dst_port = ev.dst_port;
-  out.protocol = ev.protocol;
-  out.direction = ev.direction == AYAFLOW_DIR_EGRESS ? Direction::kEgress : Direction::kIngress;
-  out.flags = ev.flags;
-  out.addr_type = ev.addr_type;
-  out.ifindex = ev.ifindex;
+  copyFlowFields(ev, out);
   out.packets = 1;
   out.length = ev.pkt_len;
   out.timestamp_ns = ev.timestamp_ns;
@@ -161,21 +174,9 @@ DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) 
 
 DecodeStatus decodeFlowEntry(const ayaflow_flow_key& key, const ayaflow_flow_value& value,
                              Packet& out) noexcept {
-  if (key.direction != AYAFLOW_DIR_INGRESS && key.direction != AYAFLOW_DIR_EGRESS)
-    return DecodeStatus::kBadField;
-  if (key.addr_type != 4 && key.addr_type != 6) return DecodeStatus::kBadField;
-  if (key.protocol != 6 && key.protocol != 17) return DecodeStatus::kBadField;
-  if (value.packets == 0) return DecodeStatus::kBadField;
+  if (!validFlowFields(key) || value.packets == 0) return DecodeStatus::kBadField;
 
-  std::memcpy(out.src.bytes.data(), key.src_addr, sizeof key.src_addr);
-  std::memcpy(out.dst.bytes.data(), key.dst_addr, sizeof key.dst_addr);
-  out.src_port = key.src_port;
-  out.dst_port = key.dst_port;
-  out.protocol = key.protocol;
-  out.direction = key.direction == AYAFLOW_DIR_EGRESS ? Direction::kEgress : Direction::kIngress;
-  out.flags = key.flags;
-  out.addr_type = key.addr_type;
-  out.ifindex = key.ifindex;
+  copyFlowFields(key, out);
   out.packets = value.packets;
   out.length = value.bytes;
   // Another CPU may set last_ns a little before first_ns: keep the pair ordered.
