@@ -373,9 +373,9 @@ struct App::Impl {
         "stopped: {} packets, {} bytes, {} events read ({} in the final drain), {} lost in the "
         "ring buffer, {} malformed{}",
         t.totalPackets(), t.totalBytes(), sink->received(), last, t.totalLost(), sink->invalid(),
-        flow_tables ? fmt::format("; {} packets collected from the kernel flow tables",
-                                  sink->flowPackets())
-                    : std::string());
+        flow_tables
+            ? fmt::format("; {} packets collected from the kernel flow tables", sink->flowPackets())
+            : std::string());
     const store::StoreStats st = store->stats();
     logger("store")->info(
         "stored {} rows ({} packets); dropped {} (queue full), {} (write errors), {} (after stop)",
