@@ -94,33 +94,20 @@ res=$tmp/results.tsv
 started_pids=()
 stats_prev=$(sysctl -n kernel.bpf_stats_enabled)
 
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  # Only the processes this script started, by PID.
-  local pid
-  for pid in "${started_pids[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
   sysctl -qw kernel.bpf_stats_enabled="$stats_prev" || true
-  ip link del "$host_if" 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-  if [[ $rc -ne 0 && -s $tmp/agent.log ]]; then
-    echo "--- agent log ---" >&2
-    tail -n 20 "$tmp/agent.log" >&2
-  fi
-  rm -rf "$tmp"
+  teardown_test_run "$rc" "${started_pids[@]}"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 make_test_link 215 compare
 
 free_port() {

@@ -30,3 +30,24 @@ make_test_link() {
   peer_mac=$(ip -n "$ns" -o link show "$peer_if" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
   ip neigh replace "$peer_ip" lladdr "$peer_mac" dev "$host_if" nud permanent
 }
+
+# teardown_test_run RC PID...: the end of a run, also after a failure or Ctrl-C.
+# Stops the given processes (only those, by PID), removes $host_if (its peer goes
+# with it) and $ns, shows the tail of $tmp/agent.log if RC is not 0, removes $tmp.
+teardown_test_run() {
+  local rc=$1 pid
+  shift
+  for pid in "$@"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  ip link del "$host_if" 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
+  if [[ $rc -ne 0 && -s $tmp/agent.log ]]; then
+    echo "--- agent log ---" >&2
+    tail -n 20 "$tmp/agent.log" >&2
+  fi
+  rm -rf "$tmp"
+}

@@ -59,32 +59,19 @@ agent_pid=
 flood_pid=
 sampler_pid=
 
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  # Only the processes this script started, by PID.
-  for pid in $sampler_pid $flood_pid $agent_pid; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
-  # Deleting the host end deletes its peer; deleting the namespace would too.
-  ip link del "$host_if" 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-  if [[ $rc -ne 0 && -s $tmp/agent.log ]]; then
-    echo "--- agent log ---" >&2
-    tail -n 20 "$tmp/agent.log" >&2
-  fi
-  rm -rf "$tmp"
+  teardown_test_run "$rc" $sampler_pid $flood_pid $agent_pid
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 make_test_link 214 rss_bench
 
 # A free TCP port on 127.0.0.1 for the agent's HTTP server.

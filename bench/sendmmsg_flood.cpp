@@ -51,6 +51,7 @@ int usage(const char* why) {
 }
 
 using ayaflow::bench::nowNs;
+using ayaflow::bench::parseEndpoints;
 using ayaflow::bench::parseUnsigned;
 
 void sleepNs(std::uint64_t ns) {
@@ -66,17 +67,8 @@ void sleepNs(std::uint64_t ns) {
 int main(int argc, char** argv) {
   if (argc != 6 && argc != 7) return usage("expected 5 or 6 arguments");
   in_addr src{}, dst{};
-  if (inet_pton(AF_INET, argv[1], &src) != 1) return usage("SRC_ADDR: not an IPv4 address");
-  const std::string dest = argv[2];
-  const auto colon = dest.rfind(':');
-  if (colon == std::string::npos) return usage("DST_ADDR:PORT: missing ':PORT'");
-  if (inet_pton(AF_INET, dest.substr(0, colon).c_str(), &dst) != 1) {
-    return usage("DST_ADDR: not an IPv4 address");
-  }
   std::uint64_t port = 0, seconds = 0, flows = 0, payload = 0, rate = 0;
-  if (!parseUnsigned(dest.c_str() + colon + 1, 65535, port) || port == 0) {
-    return usage("PORT: not a port (1-65535)");
-  }
+  if (const char* bad = parseEndpoints(argv[1], argv[2], src, dst, port)) return usage(bad);
   if (!parseUnsigned(argv[3], 86400, seconds) || seconds == 0) {
     return usage("SECONDS: not a number of seconds (1-86400)");
   }
