@@ -405,6 +405,9 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   /// request, before our 101, are dropped (a client must wait for the 101 anyway).
   void upgrade(http::request<http::string_body>&& req, StreamHub& hub) {
     closed_ = true;  // stream_ is moved out: doClose() must not touch it any more
+    // One connection, counted once: leave the registry before the WebSocket session joins
+    // it (this Session may outlive the hand-off by a moment on another thread).
+    core_.unregisterSession(this);
     std::make_shared<WebSocketSession>(std::move(stream_), core_, hub)->start(std::move(req));
   }
 
