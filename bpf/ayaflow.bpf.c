@@ -89,7 +89,7 @@ static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
 	return 0;
 }
 
-static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
+static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip_only)
 {
 	struct ayaflow_packet_event ev;
 	struct ayaflow_stats *st;
@@ -99,7 +99,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 
 	/* Ring buffer memory is not zeroed: write every byte, pads included. */
 	__builtin_memset(&ev, 0, sizeof(ev));
-	if (parse_packet(skb, cfg, &ev, &l3, &l4) < 0)
+	if (parse_packet(skb, cfg, ip_only, &ev, &l3, &l4) < 0)
 		return TC_ACT_UNSPEC;
 	ev.abi_version = AYAFLOW_ABI_VERSION;
 	ev.kind = AYAFLOW_EVENT_PACKET;
@@ -134,10 +134,18 @@ inspect:
 	return TC_ACT_UNSPEC;
 }
 
+/* Devices with an Ethernet header (physical NICs, veth, bridges, VXLAN). */
 SEC("tc")
-int ayaflow_ingress(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS); }
+int ayaflow_ingress(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS, false); }
 
 SEC("tc")
-int ayaflow_egress(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS); }
+int ayaflow_egress(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS, false); }
+
+/* Devices without a link-layer header: the packet starts at the IP header. */
+SEC("tc")
+int ayaflow_ingress_ip(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS, true); }
+
+SEC("tc")
+int ayaflow_egress_ip(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS, true); }
 
 char LICENSE[] SEC("license") = "GPL";

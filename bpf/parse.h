@@ -7,6 +7,7 @@
 #ifndef AYAFLOW_BPF_PARSE_H
 #define AYAFLOW_BPF_PARSE_H
 
+#include <stdbool.h>
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -162,15 +163,23 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, int off,
  * Fills ev from the packet. Returns 0 if the packet is TCP or UDP over IPv4
  * (or IPv6 when enabled) with readable ports (or a non-first fragment),
  * -1 otherwise. On success *l3 and *l4 are the offsets of the IP and
- * TCP/UDP headers.
+ * TCP/UDP headers. ip_only (a constant per program) is for devices without
+ * a link-layer header (tun, WireGuard, ipip, PPP): the packet starts with
+ * the IP header and skb->protocol says which.
  */
-static __always_inline int parse_packet(struct __sk_buff *skb, __u32 cfg_flags,
+static __always_inline int parse_packet(struct __sk_buff *skb, __u32 cfg_flags, bool ip_only,
 					struct ayaflow_packet_event *ev, int *l3, int *l4)
 {
 	__u16 proto;
 	__be16 ports[2];
-	int off = parse_l2(skb, &proto);
+	int off;
 
+	if (ip_only) {
+		proto = bpf_ntohs((__be16)skb->protocol);
+		off = 0;
+	} else {
+		off = parse_l2(skb, &proto);
+	}
 	if (off < 0)
 		return -1;
 	*l3 = off;

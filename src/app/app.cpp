@@ -27,6 +27,7 @@
 #include "ayaflow/api/stream_hub.h"
 #include "ayaflow/bpf/bpf_program.h"
 #include "ayaflow/bpf/flow_tables.h"
+#include "ayaflow/bpf/link_layer.h"
 #include "ayaflow/bpf/ring_buffer_reader.h"
 #include "ayaflow/bpf/tc_attachment.h"
 #include "ayaflow/common/logging.h"
@@ -471,9 +472,19 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
     s.payload_reader = std::make_unique<bpf::RingBufferReader>(
         s.io, s.program->payloadEventsMapFd(), *s.payload_sink);
   }
-  for (const std::string& name : c.interfaces) {
-    s.attachments.emplace_back(name, s.program->ingressProgramFd(), s.program->egressProgramFd(),
-                               hookMode(c.attach_mode));
+  // Every interface's link layer first: an unsupported one stops start-up before any attach.
+  std::vector<bpf::LinkLayer> layers;
+  for (const std::string& name : c.interfaces) layers.push_back(bpf::linkLayerOf(name));
+  for (std::size_t i = 0; i < c.interfaces.size(); ++i) {
+    const std::string& name = c.interfaces[i];
+    if (layers[i] == bpf::LinkLayer::kIpOnly) {
+      logger("bpf")->info(
+          "{} has no link-layer header (tun, WireGuard, ipip, PPP): its packets "
+          "are parsed from the IP header",
+          name);
+    }
+    s.attachments.emplace_back(name, s.program->ingressProgramFd(layers[i]),
+                               s.program->egressProgramFd(layers[i]), hookMode(c.attach_mode));
   }
 
   s.live = std::make_unique<AgentLiveSource>(*s.program, s.connections, *s.enricher);

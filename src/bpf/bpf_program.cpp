@@ -155,8 +155,14 @@ BpfProgram& BpfProgram::operator=(BpfProgram&& other) noexcept {
   return *this;
 }
 
-int BpfProgram::ingressProgramFd() const { return bpf_program__fd(skel_->progs.ayaflow_ingress); }
-int BpfProgram::egressProgramFd() const { return bpf_program__fd(skel_->progs.ayaflow_egress); }
+int BpfProgram::ingressProgramFd(LinkLayer layer) const {
+  return bpf_program__fd(layer == LinkLayer::kIpOnly ? skel_->progs.ayaflow_ingress_ip
+                                                     : skel_->progs.ayaflow_ingress);
+}
+int BpfProgram::egressProgramFd(LinkLayer layer) const {
+  return bpf_program__fd(layer == LinkLayer::kIpOnly ? skel_->progs.ayaflow_egress_ip
+                                                     : skel_->progs.ayaflow_egress);
+}
 int BpfProgram::eventsMapFd() const { return bpf_map__fd(skel_->maps.events); }
 int BpfProgram::statsMapFd() const { return bpf_map__fd(skel_->maps.stats); }
 int BpfProgram::payloadEventsMapFd() const { return bpf_map__fd(skel_->maps.payload_events); }

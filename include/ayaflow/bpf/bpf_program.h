@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ayaflow/abi/event.h"
+#include "ayaflow/bpf/link_layer.h"
 
 struct ayaflow_bpf;  // bpftool skeleton, only seen by bpf_program.cpp
 
@@ -68,8 +69,9 @@ class BpfProgram {
   BpfProgram(const BpfProgram&) = delete;
   BpfProgram& operator=(const BpfProgram&) = delete;
 
-  int ingressProgramFd() const;
-  int egressProgramFd() const;
+  /// The program for an interface's ingress (egress) hook: one variant per link layer.
+  int ingressProgramFd(LinkLayer layer = LinkLayer::kEthernet) const;
+  int egressProgramFd(LinkLayer layer = LinkLayer::kEthernet) const;
   int eventsMapFd() const;
   int statsMapFd() const;
   int statsOverflowMapFd() const;
