@@ -6,6 +6,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -374,6 +375,85 @@ TEST_F(CaptureE2E, RingBufferOverflowIsCountedAndTotalsStayExact) {
   EXPECT_EQ(read + lost, packets);
   EXPECT_EQ(malformed, 0u);
   EXPECT_EQ(recorded, read);  // this flow is the only traffic that was read
+}
+
+/// A device without a link-layer header (tun; WireGuard, ipip and PPP look the same at the
+/// TC hooks): the agent attaches the IP-only programs and counts both directions exactly.
+void ipOnlyDeviceCountsExactly(int n, const std::vector<std::string>& extra_args) {
+  TunDevice tun(n);
+  std::vector<std::string> args = {"--interface", tun.name(), "--enable-ipv6"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  AgentProcess agent(args);
+  agent.waitReady();
+  EXPECT_NE(agent.log().find(tun.name() + " has no link-layer header"), std::string::npos)
+      << agent.log();
+
+  constexpr int kOut = 120, kBack = 80;
+  constexpr std::size_t kOutPayload = 100, kBackPayload = 300;
+  const auto local_port = static_cast<std::uint16_t>(41000 + n);
+  const auto peer_port = static_cast<std::uint16_t>(5100 + n);
+  for (const bool v6 : {false, true}) {
+    const std::string local = v6 ? tun.localV6() : tun.localV4();
+    const std::string peer = v6 ? tun.peerV6() : tun.peerV4();
+    const int fd = udpSocket(local, local_port);
+    for (int i = 0; i < kOut; ++i) {
+      udpSend(fd, peer, peer_port, kOutPayload);
+      tun.readSent(1);  // as it comes: the device queue is short
+    }
+    for (int i = 0; i < kBack; ++i) {
+      tun.inject(udpPacket(peer, peer_port, local, local_port, kBackPayload));
+    }
+    udpReceive(fd, kBack);  // the host's stack took every injected packet
+    close(fd);
+
+    const std::string conn = endpoint(local, local_port) + " -> " + endpoint(peer, peer_port);
+    const json entry = waitForLive(agent, conn, kOut + kBack);
+    ASSERT_FALSE(entry.is_null()) << agent.get("/api/live").body;
+    const std::uint64_t ip_udp = v6 ? 48 : 28;
+    EXPECT_EQ(entry.at("packets_count").get<std::uint64_t>(), std::uint64_t{kOut + kBack});
+    EXPECT_EQ(entry.at("bytes_sent").get<std::uint64_t>(), kOut * (ip_udp + kOutPayload));
+    EXPECT_EQ(entry.at("bytes_received").get<std::uint64_t>(), kBack * (ip_udp + kBackPayload));
+  }
+
+  const Totals truth = linkTotals(tun.counts());
+  EXPECT_EQ(truth.packets, 2u * (kOut + kBack));  // no other TCP/UDP crossed the device
+  const json stats = waitForStats(agent, truth.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), truth.packets);
+  EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), truth.bytes);
+  const std::string metrics = agent.get("/metrics").body;
+  for (const char* family : {"ipv4", "ipv6"}) {
+    const std::string labels = "{interface=\"" + tun.name() + "\",direction=\"";
+    const std::string tail = "\",protocol=\"udp\",family=\"" + std::string(family) + "\"}";
+    EXPECT_EQ(metricValue(metrics, "ayaflow_interface_packets_total" + labels + "egress" + tail),
+              std::uint64_t{kOut});
+    EXPECT_EQ(metricValue(metrics, "ayaflow_interface_packets_total" + labels + "ingress" + tail),
+              std::uint64_t{kBack});
+  }
+  agent.signal(SIGTERM);
+  EXPECT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
+}
+
+TEST_F(CaptureE2E, IpOnlyDeviceExactBothWays) { ipOnlyDeviceCountsExactly(21, {}); }
+
+TEST_F(CaptureE2E, IpOnlyDeviceExactInAggregatedMode) {
+  ipOnlyDeviceCountsExactly(22, {"--aggregation-window", "1"});
+}
+
+TEST_F(CaptureE2E, UnsupportedLinkTypeFailsWithOneLineAndAttachesNothing) {
+  constexpr int kArphrdIpGre = 778;  // GRE with a header of its own: neither kind we parse
+  TunDevice odd(23, kArphrdIpGre);
+  AgentProcess agent({"--interface", odd.name(), "--quiet"});
+  const auto code = agent.waitExit(10s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_NE(*code, 0);
+  const std::string log = agent.log();
+  EXPECT_NE(log.find("ayaflow: error: --interface " + odd.name() + ": link type 778"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  const int ifindex = static_cast<int>(if_nametoindex(odd.name().c_str()));
+  EXPECT_TRUE(bpf::listHookPrograms(ifindex, true).empty());
+  EXPECT_TRUE(bpf::listHookPrograms(ifindex, false).empty());
 }
 
 TEST_F(CaptureE2E, PortInUseFailsWithOneLineAndLeavesNothingAttached) {

@@ -5,14 +5,18 @@
 #include <fcntl.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -95,6 +99,41 @@ void VethPair::inNamespace(const std::function<void()>& fn) const {
   }
 }
 
+namespace {
+
+/// The 5-tuple and IP length of a TCP/UDP packet starting at its IP header (IPv6 only
+/// with count_ipv6; tests send no IPv6 extension headers). False for anything else.
+bool ipTuple(const std::uint8_t* ip, std::size_t n, bool count_ipv6, LinkCounter::Key& key,
+             std::uint32_t& len) {
+  char text[INET6_ADDRSTRLEN];
+  std::size_t l4 = 0;
+  if (n >= 20 && ip[0] >> 4 == 4) {
+    key.proto = ip[9];
+    len = static_cast<std::uint32_t>(ip[2] << 8 | ip[3]);
+    inet_ntop(AF_INET, ip + 12, text, sizeof(text));
+    key.src = text;
+    inet_ntop(AF_INET, ip + 16, text, sizeof(text));
+    key.dst = text;
+    l4 = (ip[0] & 0x0f) * 4u;
+  } else if (n >= 40 && ip[0] >> 4 == 6 && count_ipv6) {
+    key.proto = ip[6];
+    len = static_cast<std::uint32_t>((ip[4] << 8 | ip[5]) + 40);
+    inet_ntop(AF_INET6, ip + 8, text, sizeof(text));
+    key.src = text;
+    inet_ntop(AF_INET6, ip + 24, text, sizeof(text));
+    key.dst = text;
+    l4 = 40;
+  } else {
+    return false;
+  }
+  if ((key.proto != 6 && key.proto != 17) || n < l4 + 4) return false;
+  key.sport = static_cast<std::uint16_t>(ip[l4] << 8 | ip[l4 + 1]);
+  key.dport = static_cast<std::uint16_t>(ip[l4 + 2] << 8 | ip[l4 + 3]);
+  return true;
+}
+
+}  // namespace
+
 LinkCounter::LinkCounter(const VethPair& link, bool count_ipv6) : count_ipv6_(count_ipv6) {
   link.inNamespace([&] {
     fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
@@ -149,42 +188,154 @@ void LinkCounter::loop() {
     if (n < 34) {
       continue;
     }
-    const std::uint8_t* f = buf.data();
-    const std::uint16_t ethertype = static_cast<std::uint16_t>(f[12] << 8 | f[13]);
+    const std::uint16_t ethertype = static_cast<std::uint16_t>(buf[12] << 8 | buf[13]);
+    if (ethertype != 0x0800 && ethertype != 0x86DD) continue;
     Key key{};
     std::uint32_t len = 0;
-    std::size_t l4 = 0;
-    char text[INET6_ADDRSTRLEN];
-    if (ethertype == 0x0800) {
-      const std::size_t ihl = (f[14] & 0x0f) * 4u;
-      key.proto = f[14 + 9];
-      len = static_cast<std::uint32_t>(f[16] << 8 | f[17]);
-      inet_ntop(AF_INET, f + 26, text, sizeof(text));
-      key.src = text;
-      inet_ntop(AF_INET, f + 30, text, sizeof(text));
-      key.dst = text;
-      l4 = 14 + ihl;
-    } else if (ethertype == 0x86DD && count_ipv6_ && n >= 54) {
-      key.proto = f[14 + 6];
-      len = static_cast<std::uint32_t>((f[18] << 8 | f[19]) + 40);
-      inet_ntop(AF_INET6, f + 22, text, sizeof(text));
-      key.src = text;
-      inet_ntop(AF_INET6, f + 38, text, sizeof(text));
-      key.dst = text;
-      l4 = 54;  // tests send no extension headers
-    } else {
+    if (!ipTuple(buf.data() + 14, static_cast<std::size_t>(n) - 14, count_ipv6_, key, len)) {
       continue;
     }
-    if ((key.proto != 6 && key.proto != 17) || static_cast<std::size_t>(n) < l4 + 4) {
-      continue;
-    }
-    key.sport = static_cast<std::uint16_t>(f[l4] << 8 | f[l4 + 1]);
-    key.dport = static_cast<std::uint16_t>(f[l4 + 2] << 8 | f[l4 + 3]);
     std::lock_guard<std::mutex> lock(mutex_);
     Count& c = counts_[key];
     c.packets += 1;
     c.bytes += len;
   }
+}
+
+TunDevice::TunDevice(int n, int link_type) : n_(n) {
+  name_ = "ayft" + std::to_string(getpid() % 100000) + "x" + std::to_string(n);
+  fd_ = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd_ < 0) throw std::runtime_error(std::string("open /dev/net/tun: ") + std::strerror(errno));
+  ifreq request{};
+  request.ifr_flags = IFF_TUN | IFF_NO_PI;
+  std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", name_.c_str());
+  if (ioctl(fd_, TUNSETIFF, &request) != 0 ||
+      (link_type >= 0 && ioctl(fd_, TUNSETLINK, static_cast<unsigned long>(link_type)) != 0)) {
+    const int err = errno;
+    close(fd_);
+    throw std::runtime_error("tun " + name_ + ": " + std::strerror(err));
+  }
+  if (link_type >= 0) return;
+  try {
+    sh("ip addr add " + localV4() + " peer " + peerV4() + "/32 dev " + name_);
+    sh("ip -6 addr add " + localV6() + "/64 dev " + name_ + " nodad");
+    sh("ip link set " + name_ + " up");
+    // The far end must be reached through this device and nothing else: traffic for it
+    // must never leave by one of the machine's own interfaces.
+    for (const std::string& peer : {peerV4(), peerV6()}) {
+      const std::string route = shOutput("ip route get " + peer);
+      if (route.find(" dev " + name_ + " ") == std::string::npos) {
+        throw std::runtime_error("route to " + peer + " is not via " + name_ + ": " + route);
+      }
+    }
+  } catch (...) {
+    close(fd_);  // removes the device
+    throw;
+  }
+}
+
+TunDevice::~TunDevice() {
+  if (fd_ >= 0) close(fd_);
+}
+
+std::string TunDevice::localV4() const { return "10.214." + std::to_string(n_) + ".1"; }
+std::string TunDevice::peerV4() const { return "10.214." + std::to_string(n_) + ".2"; }
+std::string TunDevice::localV6() const { return "fd00:214:" + std::to_string(n_) + "::1"; }
+std::string TunDevice::peerV6() const { return "fd00:214:" + std::to_string(n_) + "::2"; }
+
+void TunDevice::tally(const std::uint8_t* packet, std::size_t n) {
+  LinkCounter::Key key{};
+  std::uint32_t len = 0;
+  if (!ipTuple(packet, n, true, key, len)) return;
+  LinkCounter::Count& c = counts_[key];
+  c.packets += 1;
+  c.bytes += len;
+}
+
+void TunDevice::inject(const std::vector<std::uint8_t>& packet) {
+  if (write(fd_, packet.data(), packet.size()) != static_cast<ssize_t>(packet.size())) {
+    throw std::runtime_error("write to " + name_ + ": " + std::strerror(errno));
+  }
+  tally(packet.data(), packet.size());
+}
+
+void TunDevice::readSent(std::uint64_t packets) {
+  std::array<std::uint8_t, 65536> buf{};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  std::uint64_t seen = 0;
+  while (seen < packets) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd_, POLLIN, 0};
+    if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) != 1) {
+      throw std::runtime_error("read from " + name_ + " timed out after " + std::to_string(seen) +
+                               " of " + std::to_string(packets));
+    }
+    const ssize_t n = read(fd_, buf.data(), buf.size());
+    if (n <= 0) continue;
+    LinkCounter::Key key{};
+    std::uint32_t len = 0;
+    if (ipTuple(buf.data(), static_cast<std::size_t>(n), true, key, len)) ++seen;
+    tally(buf.data(), static_cast<std::size_t>(n));
+  }
+}
+
+namespace {
+
+std::uint32_t checksumAdd(std::uint32_t sum, const std::uint8_t* p, std::size_t n) {
+  for (std::size_t i = 0; i + 1 < n; i += 2)
+    sum += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
+  if (n % 2 == 1) sum += static_cast<std::uint32_t>(p[n - 1] << 8);
+  return sum;
+}
+
+std::uint16_t checksumFold(std::uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<std::uint16_t>(~sum);
+}
+
+void put16At(std::vector<std::uint8_t>& b, std::size_t at, std::uint16_t v) {
+  b[at] = static_cast<std::uint8_t>(v >> 8);
+  b[at + 1] = static_cast<std::uint8_t>(v);
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> udpPacket(const std::string& src, std::uint16_t sport,
+                                    const std::string& dst, std::uint16_t dport,
+                                    std::size_t payload) {
+  const bool v6 = src.find(':') != std::string::npos;
+  const std::size_t ip_len = v6 ? 40 : 20;
+  const std::size_t udp_len = 8 + payload;
+  std::vector<std::uint8_t> b(ip_len + udp_len, 0);
+  if (v6) {
+    b[0] = 0x60;
+    put16At(b, 4, static_cast<std::uint16_t>(udp_len));
+    b[6] = 17;
+    b[7] = 64;
+    inet_pton(AF_INET6, src.c_str(), b.data() + 8);
+    inet_pton(AF_INET6, dst.c_str(), b.data() + 24);
+  } else {
+    b[0] = 0x45;
+    put16At(b, 2, static_cast<std::uint16_t>(b.size()));
+    b[8] = 64;
+    b[9] = 17;
+    inet_pton(AF_INET, src.c_str(), b.data() + 12);
+    inet_pton(AF_INET, dst.c_str(), b.data() + 16);
+    put16At(b, 10, checksumFold(checksumAdd(0, b.data(), 20)));
+  }
+  put16At(b, ip_len, sport);
+  put16At(b, ip_len + 2, dport);
+  put16At(b, ip_len + 4, static_cast<std::uint16_t>(udp_len));
+  std::fill(b.begin() + static_cast<std::ptrdiff_t>(ip_len + 8), b.end(), 'x');
+  // Pseudo-header: addresses, protocol, UDP length; then the UDP header and payload.
+  const std::size_t addr_at = v6 ? 8 : 12, addr_len = v6 ? 32 : 8;
+  std::uint32_t sum = checksumAdd(0, b.data() + addr_at, addr_len);
+  sum += 17 + static_cast<std::uint32_t>(udp_len);
+  sum = checksumAdd(sum, b.data() + ip_len, udp_len);
+  std::uint16_t udp_sum = checksumFold(sum);
+  put16At(b, ip_len + 6, udp_sum == 0 ? 0xffff : udp_sum);
+  return b;
 }
 
 int udpSocket(const std::string& addr, std::uint16_t port) {

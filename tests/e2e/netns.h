@@ -81,6 +81,48 @@ class LinkCounter {
   std::map<Key, Count> counts_;
 };
 
+/// A tun device: no link-layer header, the packet starts at the IP header (as on WireGuard
+/// or ipip). It lives in the root namespace (a process must hold it open, and the agent
+/// attaches there) and is held only by this object: the kernel removes it when the fd
+/// closes, also when the test dies. 10.214.<n>.1 with peer .2, fd00:214:<n>::1/64 (the far
+/// end is ::2). The test plays the far end: inject() hands the device a packet as received, and
+/// readSent() takes what the host sent through it. Both are tallied like LinkCounter.
+class TunDevice {
+ public:
+  /// link_type (ARPHRD_*): give the device another kernel link type and leave it down
+  /// without addresses (to test what the agent says about such a device).
+  explicit TunDevice(int n, int link_type = -1);
+  ~TunDevice();
+  TunDevice(const TunDevice&) = delete;
+  TunDevice& operator=(const TunDevice&) = delete;
+
+  const std::string& name() const { return name_; }
+  std::string localV4() const;
+  std::string peerV4() const;
+  std::string localV6() const;
+  std::string peerV6() const;
+
+  /// Hands `packet` (an IP packet with valid checksums) to the device as received.
+  void inject(const std::vector<std::uint8_t>& packet);
+  /// Reads what the host sent through the device until `packets` TCP/UDP packets came
+  /// out; throws after 5 s.
+  void readSent(std::uint64_t packets);
+  /// Every TCP/UDP packet injected or read so far, by 5-tuple.
+  const std::map<LinkCounter::Key, LinkCounter::Count>& counts() const { return counts_; }
+
+ private:
+  void tally(const std::uint8_t* packet, std::size_t n);
+  int n_;
+  int fd_ = -1;
+  std::string name_;
+  std::map<LinkCounter::Key, LinkCounter::Count> counts_;
+};
+
+/// IPv4 (header checksum) or IPv6 UDP packet with valid checksums and `payload` bytes.
+std::vector<std::uint8_t> udpPacket(const std::string& src, std::uint16_t sport,
+                                    const std::string& dst, std::uint16_t dport,
+                                    std::size_t payload);
+
 /// UDP/TCP sockets bound to an address; helpers for exact traffic.
 int udpSocket(const std::string& addr, std::uint16_t port);
 void udpSend(int fd, const std::string& to, std::uint16_t port, std::size_t payload);
