@@ -361,6 +361,13 @@ struct App::Impl {
       payload_reader->drain();
     }
     store->stop();  // writes every row handed over, the final drain's included
+    // A reverse lookup blocked in the system resolver (an unanswering DNS server: 5 s x 2
+    // attempts by default, or more) must not hold up the exit; nothing waits for its answer.
+    if (resolver && !resolver->stopWithin(std::chrono::milliseconds(500))) {
+      logger("app")->warn(
+          "reverse DNS: a lookup is still waiting for the system resolver; exiting without it");
+      static_cast<void>(resolver.release());  // its workers end with the process
+    }
     expiry_timer.cancel();
     stream_timer.cancel();
     signals.cancel();

@@ -197,6 +197,16 @@ void ReverseResolver::stop() {
   }
 }
 
+bool ReverseResolver::stopWithin(std::chrono::milliseconds grace) {
+  requestStop();  // the queue is gone: what stays pending is in flight
+  {
+    std::unique_lock lock(mutex_);
+    if (!idle_cv_.wait_for(lock, grace, [this] { return pending_.empty(); })) return false;
+  }
+  stop();  // each worker has returned from its lookup: the join is immediate
+  return true;
+}
+
 ReverseResolver::Counters ReverseResolver::counters() const noexcept {
   Counters c;
   c.lookups = lookups_.load(std::memory_order_relaxed);

@@ -9,6 +9,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
@@ -866,6 +867,38 @@ TEST_F(DeepInspectE2E, ReverseDnsNamesLiveEntriesAndStoredRows) {
                      "SELECT COUNT(*) FROM packets WHERE src_port = 40018 AND "
                      "dst_hostname = 'peer.example.test'"),
             std::vector<std::string>{"5"});
+}
+
+TEST_F(DeepInspectE2E, StuckReverseLookupDoesNotHoldUpTheExit) {
+  VethPair link(24);
+  // A DNS server that takes queries and never answers: a UDP socket nobody reads.
+  int silent = -1;
+  link.inNamespace([&] { silent = udpSocket(link.peerV4(), 53); });
+  dir_ = shOutput("mktemp -d /tmp/ayaflow-rdns-XXXXXX");
+  dir_.erase(dir_.find_last_not_of('\n') + 1);
+  sh("printf 'nameserver " + link.peerV4() + "\\noptions timeout:30 attempts:1\\n' > " + dir_ +
+     "/resolv.conf");
+  AgentProcess agent(
+      {"--interface", link.host(), "--resolve-dns"},
+      {"unshare", "-m", "sh", "-c",
+       "mount --bind " + dir_ + "/resolv.conf /etc/resolv.conf && exec \"$0\" \"$@\""});
+  agent.waitReady();
+  udpExchange(link, false, 40024, 5024, 3, 10, 0, 0);
+  // The first look at the connection starts the lookup; its query reaching the silent
+  // server means a worker now waits 30 s for the system resolver.
+  const std::string conn = endpoint(link.hostV4(), 40024) + " -> " + endpoint(link.peerV4(), 5024);
+  ASSERT_FALSE(waitForLive(agent, conn, 3).is_null());
+  pollfd query{silent, POLLIN, 0};
+  ASSERT_EQ(poll(&query, 1, 10000), 1) << "no DNS query reached the server";
+
+  agent.signal(SIGTERM);
+  ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
+  EXPECT_NE(agent.log().find("reverse DNS: a lookup is still waiting for the system resolver"),
+            std::string::npos)
+      << agent.log();
+  EXPECT_EQ(queryRow(agent.dbPath(), "SELECT COUNT(*) FROM packets WHERE src_port = 40024"),
+            std::vector<std::string>{"3"});
+  close(silent);
 }
 
 /// Parameter: attach mode, optionally with "+caps": the agent then runs with

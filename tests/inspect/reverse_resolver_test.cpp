@@ -319,6 +319,31 @@ TEST(ReverseResolver, StopWhenIdleAndDestructor) {
   EXPECT_EQ(dns.calls(), 0);
 }
 
+TEST(ReverseResolver, StopWithinGivesUpOnALookupThatDoesNotReturn) {
+  FakeDns dns;
+  ReverseResolver r(opts(2), dns.fn());
+  dns.closeGate();
+  for (int i = 1; i <= 5; ++i) r.lookup(ip("10.0.4." + std::to_string(i)));
+  dns.waitInFlight(2);
+  EXPECT_FALSE(r.stopWithin(20ms));  // both workers are still held at the gate
+  EXPECT_EQ(r.pendingSize(), 2u);    // the queued three are discarded
+  EXPECT_EQ(dns.inFlight(), 2);
+  dns.openGate();
+  EXPECT_TRUE(r.stopWithin(10s));  // they return: stopped and joined
+  EXPECT_EQ(r.pendingSize(), 0u);
+  EXPECT_EQ(dns.calls(), 2);
+}
+
+TEST(ReverseResolver, StopWithinWhenIdleStopsAtOnce) {
+  FakeDns dns;
+  ReverseResolver r(opts(2), dns.fn());
+  r.lookup(ip("10.0.5.1"));
+  r.waitIdleForTest();
+  EXPECT_TRUE(r.stopWithin(0ms));
+  EXPECT_FALSE(r.lookup(ip("10.0.5.2")));  // stopped: nothing new is queued
+  EXPECT_EQ(r.pendingSize(), 0u);
+}
+
 TEST(ReverseResolver, ConcurrentCallers) {
   std::map<std::string, std::string> names;
   for (int i = 0; i < 50; ++i)

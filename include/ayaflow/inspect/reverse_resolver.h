@@ -99,6 +99,12 @@ class ReverseResolver {
   /// from several threads; must not be called from the lookup function.
   void stop();
 
+  /// requestStop(), then waits at most `grace` for the lookups in flight; stop() if they
+  /// ended. False if one is still blocked in the system resolver: the workers still run and
+  /// the destructor would wait for them (a process on its way out may leave the object to
+  /// the exit instead).
+  bool stopWithin(std::chrono::milliseconds grace);
+
   Counters counters() const noexcept;
   /// Cached addresses (expired entries included until evicted).
   std::size_t cacheSize() const;
