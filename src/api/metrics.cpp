@@ -327,6 +327,9 @@ std::vector<MetricFamily> metricFamilies(const MetricsSnapshot& s,
   // Configuration.
   families.gauge("ayaflow_interfaces_attached", "Interfaces the kernel program is attached to.",
                  asDouble(s.interfaces_attached));
+  families.gauge("ayaflow_interfaces_configured",
+                 "Interfaces named by --interface; more than attached while one is missing.",
+                 asDouble(s.interfaces_configured));
   families.gauge("ayaflow_ring_buffer_size_bytes", "Size of the kernel event ring buffer.",
                  asDouble(s.ring_buffer_size_bytes));
 

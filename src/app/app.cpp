@@ -2,6 +2,7 @@
 #include "ayaflow/app/app.h"
 
 #include <malloc.h>
+#include <net/if.h>
 #include <time.h>
 
 #include <algorithm>
@@ -28,6 +29,7 @@
 #include "ayaflow/bpf/bpf_program.h"
 #include "ayaflow/bpf/flow_tables.h"
 #include "ayaflow/bpf/link_layer.h"
+#include "ayaflow/bpf/link_watcher.h"
 #include "ayaflow/bpf/ring_buffer_reader.h"
 #include "ayaflow/bpf/tc_attachment.h"
 #include "ayaflow/common/logging.h"
@@ -304,7 +306,8 @@ struct App::Impl {
     m.rows_dropped.queue_full = st.rows_dropped_queue_full + st.rows_dropped_stopped;
     m.rows_dropped.write_error = st.rows_dropped_write_error;
     m.storage_queue_rows = st.queue_depth;
-    m.interfaces_attached = attachments.size();
+    m.interfaces_attached = interfaces_attached.load(std::memory_order_relaxed);
+    m.interfaces_configured = interfaces.size();
     m.ring_buffer_size_bytes = program->ringBufferSize();
     if (http) {
       m.http = http->stats();
@@ -331,6 +334,57 @@ struct App::Impl {
     }
   }
 
+  /// One --interface and, while an interface of that name exists, our programs on it.
+  struct Interface {
+    std::string name;
+    std::optional<bpf::TcAttachment> attachment;
+    int failed_ifindex = 0;  // a re-attach to this ifindex failed (logged once)
+  };
+
+  /// Attaches the programs matching the interface's link layer. Throws SystemError.
+  void attach(Interface& i) {
+    const bpf::LinkLayer layer = bpf::linkLayerOf(i.name);
+    if (layer == bpf::LinkLayer::kIpOnly) {
+      logger("bpf")->info(
+          "{} has no link-layer header (tun, WireGuard, ipip, PPP): its packets are parsed "
+          "from the IP header",
+          i.name);
+    }
+    i.attachment.emplace(i.name, program->ingressProgramFd(layer), program->egressProgramFd(layer),
+                         hookMode(config.attach_mode));
+  }
+
+  void countAttached() {
+    std::size_t n = 0;
+    for (const Interface& i : interfaces) n += i.attachment ? 1 : 0;
+    interfaces_attached.store(n, std::memory_order_relaxed);
+  }
+
+  /// Ingest thread, after link notifications: follows each --interface by name. An
+  /// interface that was deleted (or renamed) loses its attachment; one created again under
+  /// the name gets the programs again. Packets in between did not cross it.
+  void followInterfaces() {
+    if (stopping) return;
+    for (Interface& i : interfaces) {
+      const int ifindex = static_cast<int>(if_nametoindex(i.name.c_str()));
+      if (i.attachment && i.attachment->ifindex() == ifindex) continue;
+      if (i.attachment) {
+        logger("bpf")->warn("{} (ifindex {}) is gone: not capturing on it until it is back", i.name,
+                            i.attachment->ifindex());
+        i.attachment.reset();  // detaches what is left
+      }
+      if (ifindex == 0 || ifindex == i.failed_ifindex) continue;
+      try {
+        attach(i);
+        i.failed_ifindex = 0;
+      } catch (const std::exception& e) {
+        i.failed_ifindex = ifindex;
+        logger("bpf")->error("{} is back but could not be attached: {}", i.name, e.what());
+      }
+    }
+    countAttached();
+  }
+
   // Ingest thread: stop serving, detach (no new events), drain what the
   // ring buffer still holds, then let run() return.
   void shutdown() {
@@ -345,8 +399,11 @@ struct App::Impl {
     if (payload_reader) {
       payload_reader->stop();
     }
-    for (auto& a : attachments) {
-      a.detach();
+    if (link_watcher) {
+      link_watcher->stop();  // no re-attach on the way out
+    }
+    for (Interface& i : interfaces) {
+      if (i.attachment) i.attachment->detach();
     }
     if (flow_tables) {
       flow_timer.cancel();
@@ -403,7 +460,9 @@ struct App::Impl {
   // Declaration order is teardown order reversed: the reader goes first,
   // then the attachments detach, then the program is destroyed.
   std::unique_ptr<bpf::BpfProgram> program;
-  std::vector<bpf::TcAttachment> attachments;
+  std::vector<Interface> interfaces;  // in --interface order; touched by the ingest thread
+  std::atomic<std::size_t> interfaces_attached{0};
+  std::unique_ptr<bpf::LinkWatcher> link_watcher;
   flow::ConnectionMap connections;
   // Deep inspection and reverse DNS (each optional); the store's writer
   // thread reads them through the enricher, so they outlive the store.
@@ -480,19 +539,15 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
         s.io, s.program->payloadEventsMapFd(), *s.payload_sink);
   }
   // Every interface's link layer first: an unsupported one stops start-up before any attach.
-  std::vector<bpf::LinkLayer> layers;
-  for (const std::string& name : c.interfaces) layers.push_back(bpf::linkLayerOf(name));
-  for (std::size_t i = 0; i < c.interfaces.size(); ++i) {
-    const std::string& name = c.interfaces[i];
-    if (layers[i] == bpf::LinkLayer::kIpOnly) {
-      logger("bpf")->info(
-          "{} has no link-layer header (tun, WireGuard, ipip, PPP): its packets "
-          "are parsed from the IP header",
-          name);
-    }
-    s.attachments.emplace_back(name, s.program->ingressProgramFd(layers[i]),
-                               s.program->egressProgramFd(layers[i]), hookMode(c.attach_mode));
+  for (const std::string& name : c.interfaces) bpf::linkLayerOf(name);
+  // Notifications queue up from here on: a change during start-up is not missed.
+  s.link_watcher = std::make_unique<bpf::LinkWatcher>(s.io, [&s] { s.followInterfaces(); });
+  s.interfaces.reserve(c.interfaces.size());
+  for (const std::string& name : c.interfaces) {
+    s.interfaces.push_back(Impl::Interface{name, std::nullopt, 0});
+    s.attach(s.interfaces.back());
   }
+  s.countAttached();
 
   s.live = std::make_unique<AgentLiveSource>(*s.program, s.connections, *s.enricher);
   api::addCoreRoutes(s.router, *s.live);
@@ -534,6 +589,7 @@ int App::run() {
     s.shutdown();
   });
   s.reader->start();
+  s.link_watcher->start();
   if (s.payload_reader) {
     s.payload_reader->start();
   }

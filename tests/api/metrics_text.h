@@ -42,6 +42,7 @@ inline MetricsSnapshot distinctSnapshot() {
   s.rows_dropped.write_error = 1;
   s.storage_queue_rows = 31;
   s.interfaces_attached = 2;
+  s.interfaces_configured = 3;
   s.ring_buffer_size_bytes = 262144;
   s.http.active_connections = 3;
   s.http.rejected_connections = 5;

@@ -440,6 +440,80 @@ TEST_F(CaptureE2E, IpOnlyDeviceExactInAggregatedMode) {
   ipOnlyDeviceCountsExactly(22, {"--aggregation-window", "1"});
 }
 
+/// Waits until /metrics shows `value` for `name`; returns the last value seen.
+std::uint64_t waitForMetric(AgentProcess& agent, const std::string& name, std::uint64_t value) {
+  std::uint64_t seen = UINT64_MAX;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  do {
+    seen = metricValue(agent.get("/metrics").body, name);
+    if (seen == value) break;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  return seen;
+}
+
+/// An interface deleted and created again under its name (a VPN link restarted): the agent
+/// says it is gone, attaches again when it is back, and counts both lives exactly.
+void followsARecreatedInterface(int n, const char* mode) {
+  auto tun = std::make_unique<TunDevice>(n);
+  const std::string name = tun->name();
+  AgentProcess agent({"--interface", name, "--attach-mode", mode});
+  agent.waitReady();
+  const auto exchange = [&](int out, int back) {
+    const int fd = udpSocket(tun->localV4(), 40030);
+    for (int i = 0; i < out; ++i) {
+      udpSend(fd, tun->peerV4(), 5030, 50);
+      tun->readSent(1);
+    }
+    for (int i = 0; i < back; ++i) {
+      tun->inject(udpPacket(tun->peerV4(), 5030, tun->localV4(), 40030, 70));
+    }
+    udpReceive(fd, back);
+    close(fd);
+  };
+  exchange(10, 5);
+  const Totals first = linkTotals(tun->counts());
+  EXPECT_EQ(waitForStats(agent, first.packets).at("total_packets").get<std::uint64_t>(),
+            first.packets);
+
+  tun.reset();  // the kernel deletes the device with its programs
+  EXPECT_EQ(waitForMetric(agent, "ayaflow_interfaces_attached", 0), 0u);
+  EXPECT_EQ(metricValue(agent.get("/metrics").body, "ayaflow_interfaces_configured"), 1u);
+  EXPECT_NE(agent.log().find(name + " (ifindex "), std::string::npos) << agent.log();
+  EXPECT_NE(agent.log().find("is gone: not capturing on it"), std::string::npos) << agent.log();
+
+  tun = std::make_unique<TunDevice>(n);  // same name, a new ifindex
+  ASSERT_EQ(waitForMetric(agent, "ayaflow_interfaces_attached", 1), 1u) << agent.log();
+  exchange(20, 15);
+  const Totals second = linkTotals(tun->counts());
+  EXPECT_EQ(second.packets, 35u);
+  const json stats = waitForStats(agent, first.packets + second.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), first.packets + second.packets);
+  EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), first.bytes + second.bytes);
+  const std::string conn = endpoint(tun->localV4(), 40030) + " -> " + endpoint(tun->peerV4(), 5030);
+  const json entry = waitForLive(agent, conn, 50);
+  ASSERT_FALSE(entry.is_null()) << agent.get("/api/live").body;
+  EXPECT_EQ(entry.at("packets_count").get<std::uint64_t>(), 50u);
+  EXPECT_EQ(entry.at("bytes_sent").get<std::uint64_t>(), 30u * 78u);
+  EXPECT_EQ(entry.at("bytes_received").get<std::uint64_t>(), 20u * 98u);
+
+  agent.signal(SIGTERM);
+  EXPECT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
+  const int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
+  EXPECT_TRUE(bpf::listHookPrograms(ifindex, true).empty());  // detached from the new one
+  EXPECT_TRUE(bpf::listHookPrograms(ifindex, false).empty());
+}
+
+TEST_F(CaptureE2E, RecreatedInterfaceIsFollowedWithTcx) {
+  if (!bpf::kernelHasTcx()) {
+    if (inCi()) GTEST_FAIL() << "CI kernel has no TCX";
+    GTEST_SKIP() << "kernel has no TCX (< 6.6)";
+  }
+  followsARecreatedInterface(25, "tcx");
+}
+
+TEST_F(CaptureE2E, RecreatedInterfaceIsFollowedWithTc) { followsARecreatedInterface(26, "tc"); }
+
 TEST_F(CaptureE2E, UnsupportedLinkTypeFailsWithOneLineAndAttachesNothing) {
   constexpr int kArphrdIpGre = 778;  // GRE with a header of its own: neither kind we parse
   TunDevice odd(23, kArphrdIpGre);

@@ -201,6 +201,7 @@ TEST_F(PrometheusE2E, ScrapedTotalsEqualTheAgentAndEveryDashboardQueryHasData) {
   EXPECT_EQ(waitForValue(prometheus, "ayaflow_deep_inspect_packets_total", "2", settled_by), "2");
   EXPECT_EQ(waitForValue(prometheus, "ayaflow_domains_resolved_total", "1", settled_by), "1");
   EXPECT_EQ(prometheus.value("ayaflow_interfaces_attached"), "1");
+  EXPECT_EQ(prometheus.value("ayaflow_interfaces_configured"), "1");
 
   // Every dashboard query returns data. With this configuration (deep inspection and IPv6
   // on, traffic seen) every family it uses has series: counters that never moved (events

@@ -64,7 +64,8 @@ struct MetricsSnapshot {
   std::uint64_t storage_queue_rows = 0;  ///< gauge: rows waiting to be written
 
   // ---- configuration (gauges)
-  std::uint64_t interfaces_attached = 0;
+  std::uint64_t interfaces_attached = 0;    ///< those of interfaces_configured present now
+  std::uint64_t interfaces_configured = 0;  ///< --interface names
   std::uint64_t ring_buffer_size_bytes = 0;
 
   // ---- serving
