@@ -48,4 +48,13 @@ inline std::uint64_t nowNs() {
          static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+/// Sleeps until nowNs() reaches `t` (CLOCK_MONOTONIC), through signals.
+inline void sleepUntilNs(std::uint64_t t) {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(t / 1000000000ULL);
+  ts.tv_nsec = static_cast<long>(t % 1000000000ULL);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+  }
+}
+
 }  // namespace ayaflow::bench

@@ -53,14 +53,7 @@ int usage(const char* why) {
 using ayaflow::bench::nowNs;
 using ayaflow::bench::parseEndpoints;
 using ayaflow::bench::parseUnsigned;
-
-void sleepNs(std::uint64_t ns) {
-  timespec ts{};
-  ts.tv_sec = static_cast<time_t>(ns / 1000000000ULL);
-  ts.tv_nsec = static_cast<long>(ns % 1000000000ULL);
-  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-  }
-}
+using ayaflow::bench::sleepUntilNs;
 
 }  // namespace
 
@@ -126,7 +119,7 @@ int main(int argc, char** argv) {
       const auto due = static_cast<std::uint64_t>(static_cast<unsigned __int128>(now - start) *
                                                   rate / 1000000000ULL);
       if (due <= sent) {
-        sleepNs(1000000);  // 1 ms, then catch up
+        sleepUntilNs(nowNs() + 1000000);  // 1 ms, then catch up
         now = nowNs();
         continue;
       }

@@ -50,14 +50,7 @@ int usage(const char* why) {
 using ayaflow::bench::nowNs;
 using ayaflow::bench::parseEndpoints;
 using ayaflow::bench::parseUnsigned;
-
-void sleepUntilNs(std::uint64_t t) {
-  timespec ts{};
-  ts.tv_sec = static_cast<time_t>(t / 1000000000ULL);
-  ts.tv_nsec = static_cast<long>(t % 1000000000ULL);
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
-  }
-}
+using ayaflow::bench::sleepUntilNs;
 
 }  // namespace
 
