@@ -8,9 +8,6 @@
 #include <utility>
 #include <vector>
 
-#include "ayaflow/api/metrics.h"
-#include "ayaflow/flow/flow_key.h"
-
 namespace ayaflow::api {
 namespace {
 
@@ -130,16 +127,6 @@ std::string streamFrame(const LiveSource& source) {
                                 {"total_bytes", totals.bytes},
                                 {"active_connections", source.activeConnections()}};
   return frame.dump();
-}
-
-LiveConnection toLiveConnection(const flow::ConnectionEntry& entry) {
-  LiveConnection c;
-  c.connection = flow::formatConnection(entry.key);
-  c.bytes_sent = entry.stats.bytes_sent;
-  c.bytes_received = entry.stats.bytes_received;
-  c.packets_count = entry.stats.packets_count;
-  c.interface = interfaceLabel(entry.stats.ifindex);
-  return c;
 }
 
 }  // namespace ayaflow::api

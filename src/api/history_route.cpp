@@ -9,6 +9,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "ayaflow/flow/names.h"
+
 namespace ayaflow::api {
 namespace {
 
@@ -54,14 +56,6 @@ bool allDigits(std::string_view s) {
   return true;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 }  // namespace
 
 std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& request) {
@@ -100,23 +94,11 @@ std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& r
       if (!v || *v < 1 || *v > 65535) return "port: " + shown(value) + " is not a port (1-65535)";
       q.port = static_cast<std::uint16_t>(*v);
     } else if (name == "protocol") {
-      const std::string p = lower(value);
-      if (p == "tcp" || p == "6") {
-        q.protocol = 6;
-      } else if (p == "udp" || p == "17") {
-        q.protocol = 17;
-      } else {
-        return "protocol: " + shown(value) + " is not tcp, udp, 6 or 17";
-      }
+      q.protocol = flow::parseProtocol(value);
+      if (!q.protocol) return "protocol: " + shown(value) + " is not tcp, udp, 6 or 17";
     } else {  // direction
-      const std::string d = lower(value);
-      if (d == "ingress") {
-        q.direction = flow::Direction::kIngress;
-      } else if (d == "egress") {
-        q.direction = flow::Direction::kEgress;
-      } else {
-        return "direction: " + shown(value) + " is not ingress or egress";
-      }
+      q.direction = flow::parseDirection(value);
+      if (!q.direction) return "direction: " + shown(value) + " is not ingress or egress";
     }
   }
   if (q.since_ms && q.until_ms && *q.since_ms > *q.until_ms) {
@@ -126,9 +108,9 @@ std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& r
   return q;
 }
 
-std::string historyJson(const std::vector<flow::FlowRecord>& rows) {
+std::string historyJson(const std::vector<flow::HistoryRow>& rows) {
   auto array = nlohmann::json::array();
-  for (const flow::FlowRecord& r : rows) {
+  for (const flow::HistoryRow& r : rows) {
     nlohmann::json row = {
         {"id", r.id},          {"timestamp", r.timestamp_ms}, {"src_ip", r.src_ip},
         {"dst_ip", r.dst_ip},  {"src_port", r.src_port},      {"dst_port", r.dst_port},
@@ -149,7 +131,7 @@ void addHistoryRoute(Router& router, HistoryQueryFn query) {
   router.add("GET", "/api/history", [query = std::move(query)](const Request& request) {
     auto parsed = parseHistoryQuery(request);
     if (auto* error = std::get_if<std::string>(&parsed)) return jsonError(400, *error);
-    std::vector<flow::FlowRecord> rows;
+    std::vector<flow::HistoryRow> rows;
     try {
       rows = query(std::get<flow::HistoryQuery>(parsed));
     } catch (const std::system_error& e) {

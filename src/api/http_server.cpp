@@ -72,11 +72,9 @@ PeerAddress toPeerAddress(const tcp::endpoint& endpoint) {
   peer.port = endpoint.port();
   const auto address = endpoint.address();
   if (address.is_v4()) {
-    // IPv4-mapped IPv6: ::ffff:a.b.c.d
-    const auto v4 = address.to_v4().to_bytes();
-    peer.bytes[10] = 0xff;
-    peer.bytes[11] = 0xff;
-    std::copy(v4.begin(), v4.end(), peer.bytes.begin() + 12);
+    in_addr v4{};
+    v4.s_addr = htonl(address.to_v4().to_uint());
+    peer.bytes = common::mapIpv4(v4);
   } else {
     const auto v6 = address.to_v6().to_bytes();
     std::copy(v6.begin(), v6.end(), peer.bytes.begin());
@@ -557,12 +555,20 @@ class Listener : public std::enable_shared_from_this<Listener> {
   }
 
   bool isAllowed(const tcp::socket& socket) {
-    if (!core_.options.accept_filter) return true;
+    const HttpServerOptions& o = core_.options;
+    if (o.allowed_ips.empty() && !o.accept_filter) return true;
     beast::error_code ec;
     const auto endpoint = socket.remote_endpoint(ec);
     if (ec) return false;  // peer already gone; the session will find out
+    const PeerAddress peer = toPeerAddress(endpoint);
+    if (!o.allowed_ips.empty() &&
+        std::none_of(o.allowed_ips.begin(), o.allowed_ips.end(),
+                     [&peer](const common::Cidr& cidr) { return cidr.contains(peer.bytes); })) {
+      return false;
+    }
+    if (!o.accept_filter) return true;
     try {
-      return core_.options.accept_filter(toPeerAddress(endpoint));
+      return o.accept_filter(peer);
     } catch (const std::exception& e) {
       core_.log->error("accept filter failed: {} (connection denied)", e.what());
       return false;

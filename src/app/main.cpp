@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
       std::fputs(parsed.output.c_str(), parsed.exit_code == 0 ? stdout : stderr);
       return parsed.exit_code;
     }
-    configureLogging(parsed.config.quiet, parsed.config.verbose);
+    configureLogging(parsed.config.log.quiet, parsed.config.log.verbose);
     app::validateEnvironment(parsed.config);
     app::App agent(std::move(parsed.config));
     return agent.run();

@@ -51,14 +51,19 @@ inline bool waitUntil(const std::function<bool()>& condition, std::chrono::milli
 
 /// The accept filter the app builds from --allowed-ips: a peer is allowed when some CIDR
 /// contains it (IPv4 peers arrive IPv4-mapped and match IPv4 CIDRs). Throws on bad text.
-inline std::function<bool(const PeerAddress&)> allowlist(const std::vector<std::string>& cidrs) {
+inline std::vector<common::Cidr> cidrs(const std::vector<std::string>& texts) {
   std::vector<common::Cidr> parsed;
-  for (const auto& text : cidrs) {
+  for (const auto& text : texts) {
     const auto cidr = common::Cidr::parse(text);
     if (!cidr) throw std::invalid_argument("bad CIDR " + text);
     parsed.push_back(*cidr);
   }
-  return [parsed](const PeerAddress& peer) {
+  return parsed;
+}
+
+/// An accept filter allowing `texts` (for tests of the filter hook itself).
+inline std::function<bool(const PeerAddress&)> allowlist(const std::vector<std::string>& texts) {
+  return [parsed = cidrs(texts)](const PeerAddress& peer) {
     for (const auto& cidr : parsed) {
       if (cidr.contains(peer.bytes)) return true;
     }

@@ -22,6 +22,8 @@
 #include "ayaflow/api/http_server.h"
 #include "ayaflow/api/metrics.h"
 #include "ayaflow/api/stream_hub.h"
+#include "ayaflow/capture/capture.h"
+#include "ayaflow/common/metrics.h"
 #include "fake_live_source.h"
 #include "http_client.h"
 #include "ws_client.h"
@@ -74,18 +76,20 @@ class HostileTest : public ::testing::Test {
     source_.active = 100;
     source_.fillConnections(60);
     addCoreRoutes(router_, source_);
-    addMetricsRoute(router_, [this] {
-      MetricsSnapshot s;
-      s.packets_total = source_.totals_value.packets;
-      s.http = server_->stats();
-      s.stream = hub_.stats();
-      return s;
+    registry_.add([this] {
+      capture::CaptureStats s;
+      s.packets = source_.totals_value.packets;
+      return capture::captureFamilies(s);
     });
+    registry_.add([this] { return httpServerFamilies(server_->stats()); });
+    registry_.add(hub_.metrics());
+    addMetricsRoute(router_, registry_);
     addStreamRoute(router_, hub_);
   }
 
   fake::FakeLiveSource source_;
   StreamHub hub_;
+  common::MetricsRegistry registry_;
   Router router_;
   std::unique_ptr<HttpServer> server_;
 };

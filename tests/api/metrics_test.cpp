@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-// /metrics content without sockets: families, labels, exact values, process_* (unit tier).
+// /metrics content without sockets: the agent's families, labels, exact values, process_*
+// (unit tier).
 #include "ayaflow/api/metrics.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <net/if.h>
+#include <prometheus/text_serializer.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -14,56 +16,37 @@
 #include <string>
 #include <vector>
 
+#include "agent_metrics.h"
+#include "ayaflow/common/interface_name.h"
 #include "metrics_text.h"
 
 namespace ayaflow::api {
 namespace {
 
-using fake::distinctSnapshot;
 using fake::parseMetrics;
 
-std::vector<std::string> familyNames(const std::vector<prometheus::MetricFamily>& families) {
-  std::vector<std::string> names;
-  for (const auto& f : families) names.push_back(f.name);
-  return names;
+std::string render(const std::vector<prometheus::MetricFamily>& families) {
+  return prometheus::TextSerializer{}.Serialize(families);
 }
 
-const prometheus::MetricFamily& family(const std::vector<prometheus::MetricFamily>& families,
-                                       const std::string& name) {
-  for (const auto& f : families) {
-    if (f.name == name) return f;
-  }
-  throw std::out_of_range("no family " + name);
-}
-
-TEST(MetricsTest, SpecFamiliesComeFirstWithTheirTypesAndExactValues) {
-  const MetricsSnapshot s = distinctSnapshot();
-  const auto families = metricFamilies(s, std::nullopt);
-  ASSERT_GE(families.size(), 5u);
-  const std::vector<std::string> first = {families[0].name, families[1].name, families[2].name,
-                                          families[3].name, families[4].name};
-  EXPECT_EQ(first, (std::vector<std::string>{
-                       "ayaflow_packets_total", "ayaflow_bytes_total", "ayaflow_active_connections",
-                       "ayaflow_domains_resolved_total", "ayaflow_deep_inspect_packets_total"}));
-  for (int i : {0, 1, 3, 4}) {
-    EXPECT_EQ(families[i].type, prometheus::MetricType::Counter) << families[i].name;
-  }
-  EXPECT_EQ(families[2].type, prometheus::MetricType::Gauge);
-  for (int i = 0; i < 5; ++i) {
-    ASSERT_EQ(families[i].metric.size(), 1u) << families[i].name;
-    EXPECT_TRUE(families[i].metric[0].label.empty()) << families[i].name << ": SPEC totals";
-    EXPECT_FALSE(families[i].help.empty());
-  }
-  EXPECT_EQ(families[0].metric[0].counter.value, 1957.0);
-  EXPECT_EQ(families[1].metric[0].counter.value, 736700.0);
-  EXPECT_EQ(families[2].metric[0].gauge.value, 42.0);
-  EXPECT_EQ(families[3].metric[0].counter.value, 11.0);
-  EXPECT_EQ(families[4].metric[0].counter.value, 23.0);
-}
-
-TEST(MetricsTest, EveryFamilyOfTheSnapshotInTextWithExactValues) {
-  const auto m = parseMetrics(renderMetrics(distinctSnapshot(), std::nullopt));
-  const std::map<std::string, std::string> expected = {
+TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
+  test::AgentMetrics agent;
+  agent.stats.capture = fake::distinctCaptureStats();
+  agent.stats.domains_resolved = 11;
+  agent.stats.payload_records = 23;
+  agent.stats.pipeline.packets_dropped_queue_full = 21;
+  agent.stats.pipeline.packets_dropped_stopped = 22;
+  agent.stats.pipeline.queue_depth = 24;
+  agent.stats.pipeline.records_emitted = 1900;
+  agent.stats.storage.rows_stored = 1800;
+  agent.stats.storage.queue.records_dropped_full = 25;
+  agent.stats.storage.rows_dropped_write_error = 1;
+  agent.stats.storage.queue.records_dropped_closed = 26;
+  agent.stats.storage.queue.depth = 31;
+  agent.stats.http = fake::distinctHttpStats();
+  agent.stats.stream = fake::distinctStreamStats();
+  const auto m = parseMetrics(renderMetrics(agent.registry));
+  const std::map<std::string, std::string> values = {
       {"ayaflow_packets_total", "1957"},
       {"ayaflow_bytes_total", "736700"},
       {"ayaflow_active_connections", "42"},
@@ -78,22 +61,10 @@ TEST(MetricsTest, EveryFamilyOfTheSnapshotInTextWithExactValues) {
        "50"},
       {R"(ayaflow_interface_packets_total{interface="eth1",direction="egress",protocol="udp",family="ipv4"})",
        "7"},
-      {R"(ayaflow_interface_bytes_total{interface="eth0",direction="egress",protocol="tcp",family="ipv4"})",
-       "90000"},
       {R"(ayaflow_interface_bytes_total{interface="eth0",direction="ingress",protocol="tcp",family="ipv4"})",
        "640000"},
-      {R"(ayaflow_interface_bytes_total{interface="eth0",direction="ingress",protocol="udp",family="ipv6"})",
-       "6000"},
-      {R"(ayaflow_interface_bytes_total{interface="eth1",direction="egress",protocol="udp",family="ipv4"})",
-       "700"},
-      {R"(ayaflow_interface_events_lost_total{interface="eth0",direction="egress",protocol="tcp",family="ipv4"})",
-       "0"},
-      {R"(ayaflow_interface_events_lost_total{interface="eth0",direction="ingress",protocol="tcp",family="ipv4"})",
-       "3"},
       {R"(ayaflow_interface_events_lost_total{interface="eth0",direction="ingress",protocol="udp",family="ipv6"})",
        "2"},
-      {R"(ayaflow_interface_events_lost_total{interface="eth1",direction="egress",protocol="udp",family="ipv4"})",
-       "0"},
       {R"(ayaflow_events_lost_total{direction="ingress"})", "5"},
       {R"(ayaflow_events_lost_total{direction="egress"})", "0"},
       {"ayaflow_events_read_total", "1950"},
@@ -101,13 +72,18 @@ TEST(MetricsTest, EveryFamilyOfTheSnapshotInTextWithExactValues) {
       {"ayaflow_flow_table_packets_total", "70000"},
       {"ayaflow_flow_table_overflow_total", "12"},
       {"ayaflow_connections_expired_total", "17"},
-      {"ayaflow_storage_rows_stored_total", "1800"},
-      {R"(ayaflow_storage_rows_dropped_total{reason="queue_full"})", "9"},
-      {R"(ayaflow_storage_rows_dropped_total{reason="write_error"})", "1"},
-      {"ayaflow_storage_queue_rows", "31"},
       {"ayaflow_interfaces_attached", "2"},
       {"ayaflow_interfaces_configured", "3"},
       {"ayaflow_ring_buffer_size_bytes", "262144"},
+      {R"(ayaflow_pipeline_packets_dropped_total{reason="queue_full"})", "21"},
+      {R"(ayaflow_pipeline_packets_dropped_total{reason="stopped"})", "22"},
+      {"ayaflow_pipeline_queue_packets", "24"},
+      {"ayaflow_pipeline_records_total", "1900"},
+      {"ayaflow_storage_rows_stored_total", "1800"},
+      {R"(ayaflow_storage_rows_dropped_total{reason="queue_full"})", "25"},
+      {R"(ayaflow_storage_rows_dropped_total{reason="write_error"})", "1"},
+      {R"(ayaflow_storage_rows_dropped_total{reason="stopped"})", "26"},
+      {"ayaflow_storage_queue_rows", "31"},
       {"ayaflow_http_connections", "3"},
       {"ayaflow_http_connections_rejected_total", "5"},
       {"ayaflow_http_connections_denied_total", "6"},
@@ -124,7 +100,10 @@ TEST(MetricsTest, EveryFamilyOfTheSnapshotInTextWithExactValues) {
       {"ayaflow_stream_frames_sent_total", "500"},
       {R"(ayaflow_build_info{version=")" AYAFLOW_TEST_VERSION R"("})", "1"},
   };
-  EXPECT_EQ(m.values, expected);  // nothing missing, nothing extra (no process_* here)
+  for (const auto& [series, value] : values) {
+    ASSERT_TRUE(m.has(series)) << series;
+    EXPECT_EQ(m.at(series), value) << series;
+  }
   const std::map<std::string, std::string> types = {
       {"ayaflow_packets_total", "counter"},
       {"ayaflow_bytes_total", "counter"},
@@ -141,12 +120,15 @@ TEST(MetricsTest, EveryFamilyOfTheSnapshotInTextWithExactValues) {
       {"ayaflow_flow_table_packets_total", "counter"},
       {"ayaflow_flow_table_overflow_total", "counter"},
       {"ayaflow_connections_expired_total", "counter"},
-      {"ayaflow_storage_rows_stored_total", "counter"},
-      {"ayaflow_storage_rows_dropped_total", "counter"},
-      {"ayaflow_storage_queue_rows", "gauge"},
       {"ayaflow_interfaces_attached", "gauge"},
       {"ayaflow_interfaces_configured", "gauge"},
       {"ayaflow_ring_buffer_size_bytes", "gauge"},
+      {"ayaflow_pipeline_packets_dropped_total", "counter"},
+      {"ayaflow_pipeline_queue_packets", "gauge"},
+      {"ayaflow_pipeline_records_total", "counter"},
+      {"ayaflow_storage_rows_stored_total", "counter"},
+      {"ayaflow_storage_rows_dropped_total", "counter"},
+      {"ayaflow_storage_queue_rows", "gauge"},
       {"ayaflow_http_connections", "gauge"},
       {"ayaflow_http_connections_rejected_total", "counter"},
       {"ayaflow_http_connections_denied_total", "counter"},
@@ -158,61 +140,32 @@ TEST(MetricsTest, EveryFamilyOfTheSnapshotInTextWithExactValues) {
       {"ayaflow_stream_frames_published_total", "counter"},
       {"ayaflow_stream_frames_sent_total", "counter"},
       {"ayaflow_build_info", "gauge"},
+      {"process_cpu_seconds_total", "counter"},
+      {"process_resident_memory_bytes", "gauge"},
+      {"process_virtual_memory_bytes", "gauge"},
+      {"process_open_fds", "gauge"},
+      {"process_max_fds", "gauge"},
+      {"process_start_time_seconds", "gauge"},
   };
-  EXPECT_EQ(m.types, types);
+  EXPECT_EQ(m.types, types);  // nothing missing, nothing extra
   for (const auto& [name, type] : types) {
     EXPECT_FALSE(m.helps.at(name).empty()) << name;
   }
 }
 
-TEST(MetricsTest, BreakdownSumsDuplicateLabelSetsAndIsOrdered) {
-  MetricsSnapshot s;
-  s.kernel_counters = {
-      {"eth1", "ingress", "tcp", "ipv4", 1, 10, 0},
-      {"eth0", "ingress", "tcp", "ipv4", 2, 20, 1},
-      {"eth1", "ingress", "tcp", "ipv4", 4, 40, 2},  // same labels as the first
-  };
-  const auto families = metricFamilies(s, std::nullopt);
-  const auto& packets = family(families, "ayaflow_interface_packets_total");
-  ASSERT_EQ(packets.metric.size(), 2u);
-  EXPECT_EQ(packets.metric[0].label[0].value, "eth0");
-  EXPECT_EQ(packets.metric[0].counter.value, 2.0);
-  EXPECT_EQ(packets.metric[1].label[0].value, "eth1");
-  EXPECT_EQ(packets.metric[1].counter.value, 5.0);
-  EXPECT_EQ(family(families, "ayaflow_interface_bytes_total").metric[1].counter.value, 50.0);
-  EXPECT_EQ(family(families, "ayaflow_interface_events_lost_total").metric[1].counter.value, 2.0);
-  std::vector<std::string> label_names;
-  for (const auto& l : packets.metric[0].label) label_names.push_back(l.name);
-  EXPECT_EQ(label_names,
-            (std::vector<std::string>{"interface", "direction", "protocol", "family"}));
-}
-
-TEST(MetricsTest, NoBreakdownLeavesItsFamiliesOutButKeepsTheTotals) {
-  MetricsSnapshot s;
-  const auto names = familyNames(metricFamilies(s, std::nullopt));
-  for (const char* absent : {"ayaflow_interface_packets_total", "ayaflow_interface_bytes_total",
-                             "ayaflow_interface_events_lost_total"}) {
-    EXPECT_EQ(std::count(names.begin(), names.end(), absent), 0) << absent;
-  }
-  const auto m = parseMetrics(renderMetrics(s, std::nullopt));
-  EXPECT_EQ(m.at("ayaflow_packets_total"), "0");
-  EXPECT_EQ(m.at("ayaflow_bytes_total"), "0");
-  EXPECT_EQ(m.at(R"(ayaflow_events_lost_total{direction="egress"})"), "0");
-}
-
 TEST(MetricsTest, LargeCountersAreExactUpTo2To53) {
-  MetricsSnapshot s;
-  s.packets_total = (std::uint64_t{1} << 53);
-  s.bytes_total = (std::uint64_t{1} << 53) - 1;
-  const auto m = parseMetrics(renderMetrics(s, std::nullopt));
+  capture::CaptureStats s;
+  s.packets = (std::uint64_t{1} << 53);
+  s.bytes = (std::uint64_t{1} << 53) - 1;
+  const auto m = parseMetrics(render(capture::captureFamilies(s)));
   EXPECT_EQ(m.at("ayaflow_packets_total"), "9007199254740992");
   EXPECT_EQ(m.at("ayaflow_bytes_total"), "9007199254740991");
 }
 
 TEST(MetricsTest, LabelValuesAreEscaped) {
-  MetricsSnapshot s;
-  s.kernel_counters = {{"we\"ird\\", "ingress", "tcp", "ipv4", 1, 2, 0}};
-  const auto m = parseMetrics(renderMetrics(s, std::nullopt));
+  capture::CaptureStats s;
+  s.counters = {{"we\"ird\\", 0, 6, 4, 1, 2, 0}};
+  const auto m = parseMetrics(render(capture::captureFamilies(s)));
   EXPECT_TRUE(m.has(
       R"(ayaflow_interface_packets_total{interface="we\"ird\\",direction="ingress",protocol="tcp",family="ipv4"})"));
 }
@@ -225,7 +178,7 @@ TEST(MetricsTest, ProcessFamiliesFromProcessStats) {
   p.open_fds = 12;
   p.max_fds = 1024;
   p.start_time_seconds = 1700000000.5;
-  const auto m = parseMetrics(renderMetrics(MetricsSnapshot{}, p));
+  const auto m = parseMetrics(render(processFamilies(p)));
   EXPECT_EQ(m.at("process_cpu_seconds_total"), "1.25");
   EXPECT_EQ(m.at("process_resident_memory_bytes"), "10485760");
   EXPECT_EQ(m.at("process_virtual_memory_bytes"), "104857600");
@@ -274,54 +227,38 @@ TEST(MetricsTest, ProcessFdCountFollowsOpenDescriptors) {
   EXPECT_EQ(readProcessStats()->open_fds, before);
 }
 
-TEST(MetricsTest, LabelHelpers) {
-  EXPECT_STREQ(directionLabel(0), "ingress");
-  EXPECT_STREQ(directionLabel(1), "egress");
-  EXPECT_STREQ(directionLabel(2), "other");
-  EXPECT_STREQ(protocolLabel(6), "tcp");
-  EXPECT_STREQ(protocolLabel(17), "udp");
-  EXPECT_STREQ(protocolLabel(0), "other");
-  EXPECT_STREQ(familyLabel(4), "ipv4");
-  EXPECT_STREQ(familyLabel(6), "ipv6");
-  EXPECT_STREQ(familyLabel(0), "other");
-  EXPECT_EQ(interfaceLabel(0), "other");
+TEST(MetricsTest, InterfaceLabels) {
+  EXPECT_EQ(common::interfaceLabel(0), "other");
   const unsigned lo = if_nametoindex("lo");
   ASSERT_NE(lo, 0u);
-  EXPECT_EQ(interfaceLabel(lo), "lo");
-  EXPECT_EQ(interfaceLabel(0x7ffffff0), "ifindex_2147483632");
+  EXPECT_EQ(common::interfaceLabel(lo), "lo");
+  EXPECT_EQ(common::interfaceLabel(0x7ffffff0), "ifindex_2147483632");
 }
 
-TEST(MetricsTest, CollectorReadsTheSourceOnEveryCollect) {
-  std::atomic<int> calls{0};
-  MetricsCollector collector([&calls] {
-    MetricsSnapshot s;
-    s.packets_total = static_cast<std::uint64_t>(++calls) * 100;
-    return s;
-  });
-  EXPECT_EQ(family(collector.Collect(), "ayaflow_packets_total").metric[0].counter.value, 100.0);
-  const auto families = collector.Collect();
-  EXPECT_EQ(family(families, "ayaflow_packets_total").metric[0].counter.value, 200.0);
-  EXPECT_EQ(calls.load(), 2);
-  // The collector adds the process families itself.
-  EXPECT_GT(family(families, "process_resident_memory_bytes").metric[0].gauge.value, 0.0);
-}
-
-TEST(MetricsTest, RouteServesTextFormatAndTurnsASourceFailureInto500) {
+TEST(MetricsTest, RouteServesTheRegistryAtEveryScrapeAndTurnsAFailureInto500) {
   Router router;
+  common::MetricsRegistry registry;
+  std::atomic<int> calls{0};
   bool fail = false;
-  addMetricsRoute(router, [&fail] {
+  registry.add([&] {
     if (fail) throw std::runtime_error("kernel read failed");
-    return distinctSnapshot();
+    capture::CaptureStats s;
+    s.packets = static_cast<std::uint64_t>(++calls) * 100;
+    return capture::captureFamilies(s);
   });
+  registry.add(processMetrics());
+  addMetricsRoute(router, registry);
   Request request;
   request.method = "GET";
   request.path = "/metrics";
   Response r = router.route(request);
   EXPECT_EQ(r.status, 200u);
   EXPECT_EQ(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
-  const auto m = parseMetrics(r.body);
-  EXPECT_EQ(m.at("ayaflow_packets_total"), "1957");
+  auto m = parseMetrics(r.body);
+  EXPECT_EQ(m.at("ayaflow_packets_total"), "100");
   EXPECT_TRUE(m.has("process_open_fds"));
+  m = parseMetrics(router.route(request).body);
+  EXPECT_EQ(m.at("ayaflow_packets_total"), "200");
 
   request.method = "HEAD";
   EXPECT_EQ(router.route(request).status, 200u);

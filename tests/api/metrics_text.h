@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #pragma once
-// Helpers for tests of /metrics: a fake snapshot with distinct values, and a small parser
-// of the Prometheus text format (enough for what TextSerializer writes).
+// Helpers for tests of /metrics: component counters with distinct values, and a small
+// parser of the Prometheus text format (enough for what TextSerializer writes).
 
 #include <cstdint>
 #include <map>
@@ -9,51 +9,58 @@
 #include <stdexcept>
 #include <string>
 
+#include "ayaflow/api/http_server.h"
 #include "ayaflow/api/metrics.h"
+#include "ayaflow/api/stream_hub.h"
+#include "ayaflow/capture/capture.h"
 
 namespace ayaflow::api::fake {
 
-/// A snapshot whose every value is distinct, so a family wired to the wrong field shows.
-/// Totals are the sums of the breakdown, as in the agent (one kernel read).
-inline MetricsSnapshot distinctSnapshot() {
-  MetricsSnapshot s;
-  s.kernel_counters = {
-      {"eth0", "ingress", "tcp", "ipv4", 1000, 640000, 3},
-      {"eth0", "egress", "tcp", "ipv4", 900, 90000, 0},
-      {"eth0", "ingress", "udp", "ipv6", 50, 6000, 2},
-      {"eth1", "egress", "udp", "ipv4", 7, 700, 0},
+/// Capture counters whose every value is distinct, so a family wired to the wrong field
+/// shows. Totals are the sums of the breakdown, as in the agent (one kernel read).
+inline capture::CaptureStats distinctCaptureStats() {
+  capture::CaptureStats s;
+  s.counters = {
+      {"eth0", 0, 6, 4, 1000, 640000, 3},
+      {"eth0", 1, 6, 4, 900, 90000, 0},
+      {"eth0", 0, 17, 6, 50, 6000, 2},
+      {"eth1", 1, 17, 4, 7, 700, 0},
   };
-  for (const auto& c : s.kernel_counters) {
-    s.packets_total += c.packets;
-    s.bytes_total += c.bytes;
-    (c.direction == "ingress" ? s.events_lost_ingress : s.events_lost_egress) += c.events_lost;
+  for (const auto& c : s.counters) {
+    s.packets += c.packets;
+    s.bytes += c.bytes;
+    s.events_lost[c.direction] += c.events_lost;
   }
   s.active_connections = 42;
   s.connections_expired = 17;
-  s.domains_resolved = 11;
-  s.deep_inspect_packets = 23;
-  s.deep_inspect_events_lost = 9;
+  s.payload_events_lost = 9;
   s.events_read = 1950;
   s.events_malformed = 4;
   s.flow_table_packets = 70000;
   s.flow_table_overflow = 12;
-  s.rows_stored = 1800;
-  s.rows_dropped.queue_full = 9;
-  s.rows_dropped.write_error = 1;
-  s.storage_queue_rows = 31;
   s.interfaces_attached = 2;
   s.interfaces_configured = 3;
-  s.ring_buffer_size_bytes = 262144;
-  s.http.active_connections = 3;
-  s.http.rejected_connections = 5;
-  s.http.denied_connections = 6;
-  s.http.accept_errors = 8;
-  s.http.responses = {12, 345, 0, 27, 2};
-  s.stream.clients = 13;
-  s.stream.clients_total = 19;
-  s.stream.clients_dropped = 2;
-  s.stream.frames_published = 61;
-  s.stream.frames_sent = 500;
+  s.ring_buffer_size = 262144;
+  return s;
+}
+
+inline HttpServerStats distinctHttpStats() {
+  HttpServerStats s;
+  s.active_connections = 3;
+  s.rejected_connections = 5;
+  s.denied_connections = 6;
+  s.accept_errors = 8;
+  s.responses = {12, 345, 0, 27, 2};
+  return s;
+}
+
+inline StreamHubStats distinctStreamStats() {
+  StreamHubStats s;
+  s.clients = 13;
+  s.clients_total = 19;
+  s.clients_dropped = 2;
+  s.frames_published = 61;
+  s.frames_sent = 500;
   return s;
 }
 

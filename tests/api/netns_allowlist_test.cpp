@@ -15,6 +15,7 @@
 #include "ayaflow/api/http_server.h"
 #include "ayaflow/api/metrics.h"
 #include "ayaflow/api/stream_hub.h"
+#include "ayaflow/common/metrics.h"
 #include "fake_live_source.h"
 #include "http_client.h"
 #include "netns.h"
@@ -44,7 +45,7 @@ class NetnsAllowlistTest : public ::testing::Test {
   void SetUp() override {
     source_.totals_value = {5, 500};
     addCoreRoutes(router_, source_);
-    addMetricsRoute(router_, [] { return MetricsSnapshot{}; });
+    addMetricsRoute(router_, registry_);
     addStreamRoute(router_, hub_);
   }
 
@@ -53,7 +54,7 @@ class NetnsAllowlistTest : public ::testing::Test {
     HttpServerOptions opts;
     opts.address = address;
     opts.port = 0;
-    opts.accept_filter = test_util::allowlist(cidrs);
+    opts.allowed_ips = test_util::cidrs(cidrs);
     server_ = std::make_unique<HttpServer>(opts, router_);
     server_->start();
   }
@@ -111,6 +112,7 @@ class NetnsAllowlistTest : public ::testing::Test {
 
   fake::FakeLiveSource source_;
   StreamHub hub_;
+  common::MetricsRegistry registry_;
   Router router_;
   std::unique_ptr<HttpServer> server_;
 };

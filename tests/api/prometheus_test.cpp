@@ -28,6 +28,8 @@
 #include "ayaflow/api/http_server.h"
 #include "ayaflow/api/metrics.h"
 #include "ayaflow/api/stream_hub.h"
+#include "ayaflow/capture/capture.h"
+#include "ayaflow/common/metrics.h"
 #include "fake_live_source.h"
 #include "http_client.h"
 #include "metrics_text.h"
@@ -156,18 +158,17 @@ class PrometheusTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // One set of values feeds both /api/stats and /metrics, as in the agent.
-    snapshot_ = fake::distinctSnapshot();
-    source_.totals_value = {snapshot_.packets_total, snapshot_.bytes_total};
-    source_.active = snapshot_.active_connections;
+    capture_ = fake::distinctCaptureStats();
+    source_.totals_value = {capture_.packets, capture_.bytes};
+    source_.active = capture_.active_connections;
     source_.uptime = 10.0;
     addCoreRoutes(router_, source_);
     addStreamRoute(router_, hub_);
-    addMetricsRoute(router_, [this] {
-      MetricsSnapshot s = snapshot_;
-      s.http = server_->stats();
-      s.stream = hub_.stats();
-      return s;
-    });
+    registry_.add([this] { return capture::captureFamilies(capture_); });
+    registry_.add([this] { return httpServerFamilies(server_->stats()); });
+    registry_.add(hub_.metrics());
+    registry_.add(processMetrics());
+    addMetricsRoute(router_, registry_);
     HttpServerOptions opts;
     opts.address = kHost;
     opts.port = 0;
@@ -175,7 +176,8 @@ class PrometheusTest : public ::testing::Test {
     server_->start();
   }
 
-  MetricsSnapshot snapshot_;
+  capture::CaptureStats capture_;
+  common::MetricsRegistry registry_;
   fake::FakeLiveSource source_;
   StreamHub hub_;
   Router router_;

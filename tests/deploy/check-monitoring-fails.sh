@@ -21,10 +21,10 @@ trap 'rm -rf "$tmp"' EXIT
 # A fresh copy of what check-monitoring.sh reads.
 copy() {
   rm -rf "$tmp/root"
-  mkdir -p "$tmp/root/src/api" "$tmp/root/k8s" "$tmp/root/docker"
+  mkdir -p "$tmp/root/k8s" "$tmp/root/docker"
   cp -r "$repo/monitoring" "$tmp/root/"
   cp "$repo/docker-compose.monitoring.example.yml" "$tmp/root/"
-  cp "$repo/src/api/metrics.cpp" "$tmp/root/src/api/"
+  cp -r "$repo/src" "$tmp/root/"
   cp "$repo/k8s/daemonset.yaml" "$tmp/root/k8s/"
   cp "$repo/docker/Dockerfile" "$tmp/root/docker/"
 }

@@ -3,8 +3,8 @@
 // real Prometheus server (Debian's `prometheus` package): every family the agent exports is
 // on the dashboard, and every dashboard query, evaluated by Prometheus through its query API
 // after it scraped the agent's real HttpServer with the shipped prometheus.yml and
-// alerts.yml, returns data. No root needed: the metrics come from a snapshot that grows at
-// every scrape, served by the same route the agent uses.
+// alerts.yml, returns data. No root needed: the metrics come from every component's
+// families over counters that grow at every scrape, served by the route the agent uses.
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent_metrics.h"
 #include "ayaflow/api/http_server.h"
 #include "ayaflow/api/metrics.h"
 #include "ayaflow/api/router.h"
@@ -57,26 +58,23 @@ std::set<std::string> dashboardIdentifiers() {
   return names;
 }
 
-/// A snapshot with every field set, every counter `step` times its base value: successive
-/// scrapes see growing counters, so every rate() is positive.
-api::MetricsSnapshot grownSnapshot(std::uint64_t step) {
-  api::MetricsSnapshot s;
+/// Every counter of every component `step` times its base value: successive scrapes see
+/// growing counters, so every rate() is positive. The HTTP server's are the real server's.
+void grow(test::AgentStats& a, std::uint64_t step, const api::HttpServer* server) {
+  capture::CaptureStats& s = a.capture;
+  s = capture::CaptureStats{};
   const char* interfaces[] = {"eth0", "eth1"};
-  const char* directions[] = {"ingress", "egress"};
-  const char* protocols[] = {"tcp", "udp"};
-  const char* families[] = {"ipv4", "ipv6"};
   std::uint64_t i = 1;
   for (const char* ifname : interfaces) {
-    for (const char* direction : directions) {
-      for (const char* protocol : protocols) {
-        for (const char* family : families) {
-          api::KernelCounterSample c{ifname,         direction,         protocol, family,
-                                     100 * i * step, 150000 * i * step, i * step};
-          s.packets_total += c.packets;
-          s.bytes_total += c.bytes;
-          (std::strcmp(direction, "ingress") == 0 ? s.events_lost_ingress : s.events_lost_egress) +=
-              c.events_lost;
-          s.kernel_counters.push_back(std::move(c));
+    for (std::uint8_t direction : {0, 1}) {
+      for (std::uint8_t protocol : {6, 17}) {
+        for (std::uint8_t family : {4, 6}) {
+          capture::InterfaceCounter c{ifname,         direction,         protocol, family,
+                                      100 * i * step, 150000 * i * step, i * step};
+          s.packets += c.packets;
+          s.bytes += c.bytes;
+          s.events_lost[direction] += c.events_lost;
+          s.counters.push_back(std::move(c));
           ++i;
         }
       }
@@ -84,31 +82,32 @@ api::MetricsSnapshot grownSnapshot(std::uint64_t step) {
   }
   s.active_connections = 40 + step % 7;
   s.connections_expired = 3 * step;
-  s.domains_resolved = 5 * step;
-  s.deep_inspect_packets = 11 * step;
-  s.events_read = s.packets_total - s.events_lost_ingress - s.events_lost_egress;
+  s.events_read = s.packets - s.events_lost[0] - s.events_lost[1];
   s.events_malformed = step;
-  s.rows_stored = 90 * step;
-  s.rows_dropped.queue_full = 2 * step;
-  s.rows_dropped.write_error = step;
-  s.storage_queue_rows = 17;
   s.interfaces_attached = 2;
-  s.ring_buffer_size_bytes = 262144;
-  s.http.active_connections = 1;
-  s.http.rejected_connections = step;
-  s.http.denied_connections = 2 * step;
-  s.http.accept_errors = step;
-  s.http.responses = {step, 10 * step, step, 2 * step, step};
-  s.stream.clients = 1;
-  s.stream.clients_total = step;
-  s.stream.clients_dropped = step;
-  s.stream.frames_published = step;
-  s.stream.frames_sent = 2 * step;
-  return s;
+  s.interfaces_configured = 2;
+  s.ring_buffer_size = 262144;
+  a.domains_resolved = 5 * step;
+  a.payload_records = 11 * step;
+  a.pipeline.records_emitted = 95 * step;
+  a.pipeline.packets_dropped_queue_full = step;
+  a.pipeline.queue_depth = 9;
+  a.storage.rows_stored = 90 * step;
+  a.storage.queue.records_dropped_full = 2 * step;
+  a.storage.rows_dropped_write_error = step;
+  a.storage.queue.depth = 17;
+  if (server != nullptr) a.http = server->stats();
+  a.stream.clients = 1;
+  a.stream.clients_total = step;
+  a.stream.clients_dropped = step;
+  a.stream.frames_published = step;
+  a.stream.frames_sent = 2 * step;
 }
 
 TEST(DashboardFamilies, EveryFamilyOfRealMetricsOutputIsQueriedByTheDashboard) {
-  const std::string text = api::renderMetrics(grownSnapshot(1), api::readProcessStats());
+  test::AgentMetrics agent;
+  grow(agent.stats, 1, nullptr);
+  const std::string text = api::renderMetrics(agent.registry);
   const std::set<std::string> used = dashboardIdentifiers();
   std::istringstream lines(text);
   int families = 0;
@@ -138,11 +137,8 @@ class RealPrometheus : public ::testing::Test {
       if (inCi()) FAIL() << "prometheus missing; CI=true forbids skipping";
       GTEST_SKIP() << "Debian package `prometheus` not installed";
     }
-    api::addMetricsRoute(router_, [this] {
-      api::MetricsSnapshot s = grownSnapshot(++scrapes_);
-      s.http = server_->stats();  // the real server's counters
-      return s;
-    });
+    agent_.on_scrape = [this](test::AgentStats& a) { grow(a, ++scrapes_, server_.get()); };
+    api::addMetricsRoute(router_, agent_.registry);
     api::HttpServerOptions opts;
     opts.address = kHost;
     opts.port = 0;
@@ -151,6 +147,7 @@ class RealPrometheus : public ::testing::Test {
   }
 
   std::atomic<std::uint64_t> scrapes_{0};
+  test::AgentMetrics agent_;
   api::Router router_;
   std::unique_ptr<api::HttpServer> server_;
 };

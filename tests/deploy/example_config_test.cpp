@@ -32,10 +32,10 @@ TEST(DeployExample, ConfigMapHoldsAValidConfig) {
   EXPECT_NO_THROW(parsed = parseConfig(3, argv, [](const char*) { return std::nullopt; }));
   unlink(path);
   EXPECT_FALSE(parsed.exit_now);
-  EXPECT_EQ(parsed.config.interfaces, std::vector<std::string>{"eth0"});
-  EXPECT_EQ(parsed.config.db_path, "/var/lib/ayaflow/traffic.db");
-  EXPECT_EQ(parsed.config.ring_buffer_size, 1024u * 1024u);
-  EXPECT_TRUE(parsed.config.enable_ipv6);
+  EXPECT_EQ(parsed.config.capture.interfaces.include, std::vector<std::string>{"eth0"});
+  EXPECT_EQ(parsed.config.store.db_path, "/var/lib/ayaflow/traffic.db");
+  EXPECT_EQ(parsed.config.capture.ring_buffer_size, 1024u * 1024u);
+  EXPECT_TRUE(parsed.config.capture.enable_ipv6);
 }
 
 }  // namespace

@@ -26,14 +26,20 @@ const rel = (p) => path.join(root, p);
 const read = (p) => fs.readFileSync(rel(p), "utf8");
 
 // ---------------------------------------------------------------- exported families
-// Every metric family name the agent exports is a whole string literal in metrics.cpp.
-const metricsSource = "src/api/metrics.cpp";
-const families = [...new Set(
-  [...read(metricsSource).matchAll(/"((?:ayaflow|process)_[a-z0-9_]+)"/g)].map((m) => m[1]))].sort();
+// Each component declares its families in its own source file, as the first argument of a
+// MetricFamilies call (counter, gauge, labelledCounter, add): collect them from src/.
+const sourceFiles = (dir) => fs.readdirSync(rel(dir), { withFileTypes: true }).flatMap((e) =>
+  e.isDirectory() ? sourceFiles(path.join(dir, e.name))
+    : e.name.endsWith(".cpp") ? [path.join(dir, e.name)] : []);
+const metricsSource = "src/**/*.cpp";
+const families = [...new Set(sourceFiles("src").flatMap((f) =>
+  [...read(f).matchAll(/\.(?:counter|gauge|labelledCounter|add)\(\s*"((?:ayaflow|process)_[a-z0-9_]+)"/g)]
+    .map((m) => m[1])))].sort();
 for (const spec of ["ayaflow_packets_total", "ayaflow_bytes_total", "ayaflow_active_connections",
   "ayaflow_domains_resolved_total", "ayaflow_deep_inspect_packets_total"]) {
-  expect(metricsSource, families.includes(spec), `cannot find the SPEC family ${spec}`);
+  expect(metricsSource, families.includes(spec), `cannot find the fixed family ${spec}`);
 }
+expect(metricsSource, families.length >= 40, `only ${families.length} families found`);
 
 // ---------------------------------------------------------------- dashboard
 const dashFile = "monitoring/grafana/dashboards/ayaflow.json";

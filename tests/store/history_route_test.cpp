@@ -92,7 +92,7 @@ TEST_P(HistoryBadParam, Answers400NamingTheParameter) {
   bool called = false;
   addHistoryRoute(router, [&](const HistoryQuery&) {
     called = true;
-    return std::vector<flow::FlowRecord>{};
+    return std::vector<flow::HistoryRow>{};
   });
   const Response response = router.route(get(std::string("/api/history") + c.query));
   EXPECT_EQ(response.status, 400u) << c.query;
@@ -132,7 +132,7 @@ TEST(HistoryRoute, PassesTheParsedQueryAndRendersRows) {
   HistoryQuery seen;
   addHistoryRoute(router, [&](const HistoryQuery& q) {
     seen = q;
-    flow::FlowRecord a;
+    flow::HistoryRow a;
     a.id = 42;
     a.timestamp_ms = 1700000000123;
     a.src_ip = "10.0.0.1";
@@ -145,11 +145,11 @@ TEST(HistoryRoute, PassesTheParsedQueryAndRendersRows) {
     a.direction = "egress";
     a.domain = "example.com";
     a.dst_hostname = "edge.example.com";
-    flow::FlowRecord b;  // a row migrated from the original: no protocol/direction text
+    flow::HistoryRow b;  // a row migrated from the original: no protocol/direction text
     b.id = 1;
     b.src_ip = "1.1.1.1";
     b.dst_ip = "2.2.2.2";
-    return std::vector<flow::FlowRecord>{a, b};
+    return std::vector<flow::HistoryRow>{a, b};
   });
   const Response r = router.route(get("/api/history?limit=2&port=443"));
   EXPECT_EQ(r.status, 200u);
@@ -171,7 +171,7 @@ TEST(HistoryRoute, PassesTheParsedQueryAndRendersRows) {
 
 TEST(HistoryRoute, EmptyHistoryIsAnEmptyArray) {
   Router router;
-  addHistoryRoute(router, [](const HistoryQuery&) { return std::vector<flow::FlowRecord>{}; });
+  addHistoryRoute(router, [](const HistoryQuery&) { return std::vector<flow::HistoryRow>{}; });
   const Response r = router.route(get("/api/history"));
   EXPECT_EQ(r.status, 200u);
   EXPECT_EQ(r.body, "[]");
@@ -179,7 +179,7 @@ TEST(HistoryRoute, EmptyHistoryIsAnEmptyArray) {
 
 TEST(HistoryRoute, StorageFailureIs500WithAJsonBody) {
   Router router;
-  addHistoryRoute(router, [](const HistoryQuery&) -> std::vector<flow::FlowRecord> {
+  addHistoryRoute(router, [](const HistoryQuery&) -> std::vector<flow::HistoryRow> {
     throw SystemError(EIO, "reading traffic.db: disk I/O error");
   });
   const Response r = router.route(get("/api/history"));
@@ -188,7 +188,7 @@ TEST(HistoryRoute, StorageFailureIs500WithAJsonBody) {
   EXPECT_NE(body["error"].get<std::string>().find("disk I/O error"), std::string::npos);
 
   Router other;
-  addHistoryRoute(other, [](const HistoryQuery&) -> std::vector<flow::FlowRecord> {
+  addHistoryRoute(other, [](const HistoryQuery&) -> std::vector<flow::HistoryRow> {
     throw std::runtime_error("boom");
   });
   const Response r2 = other.route(get("/api/history"));
@@ -198,7 +198,7 @@ TEST(HistoryRoute, StorageFailureIs500WithAJsonBody) {
 
 TEST(HistoryRoute, ASlowQueryIs503) {
   Router router;
-  addHistoryRoute(router, [](const HistoryQuery&) -> std::vector<flow::FlowRecord> {
+  addHistoryRoute(router, [](const HistoryQuery&) -> std::vector<flow::HistoryRow> {
     throw SystemError(ETIMEDOUT, "history query took longer than 5000 ms");
   });
   const Response r = router.route(get("/api/history?ip=10.0.0.1"));
@@ -208,7 +208,7 @@ TEST(HistoryRoute, ASlowQueryIs503) {
 
 TEST(HistoryRoute, OtherMethodsAre405) {
   Router router;
-  addHistoryRoute(router, [](const HistoryQuery&) { return std::vector<flow::FlowRecord>{}; });
+  addHistoryRoute(router, [](const HistoryQuery&) { return std::vector<flow::HistoryRow>{}; });
   const auto post = parseTarget("POST", "/api/history", "");
   ASSERT_TRUE(post.has_value());
   const Response r = router.route(*post);
@@ -216,7 +216,7 @@ TEST(HistoryRoute, OtherMethodsAre405) {
 }
 
 TEST(HistoryRoute, InvalidUtf8InStoredTextDoesNotThrow) {
-  flow::FlowRecord r;
+  flow::HistoryRow r;
   r.src_ip = "1.1.1.1";
   r.dst_ip = "2.2.2.2";
   r.domain = std::string("bad\xff\xfe");

@@ -10,13 +10,15 @@
 #include <filesystem>
 #include <fstream>
 
-#include "ayaflow/store/store.h"
 #include "root_guard.h"
+#include "store_harness.h"
 #include "store_test_util.h"
 
 namespace ayaflow::store {
 namespace {
 
+using test::Harness;
+using test::HarnessOptions;
 using test::makePacket;
 using test::TempDir;
 
@@ -68,20 +70,20 @@ TEST(StoreDiskFull, DropsAreCountedReadsContinueAndWritesResume) {
   SmallTmpfs fs;
   ASSERT_TRUE(fs.mounted()) << "mount tmpfs: " << fs.error();
 
-  StoreOptions o;
+  HarnessOptions o;
   o.db_path = fs.file("traffic.db");
   o.batch_rows = 100;
   o.batch_interval = std::chrono::hours(24);
   o.log_interval = std::chrono::milliseconds(0);
-  Store store(o);
+  Harness store(o);
   for (int i = 0; i < 300; ++i) store.submit(makePacket(1, static_cast<std::uint16_t>(i), 80));
   store.flush();
-  ASSERT_EQ(store.stats().rows_stored, 300u);
+  ASSERT_EQ(store.stats().sink.rows_stored, 300u);
 
   // Fill the file system, then keep writing: rows are refused, counted, never blocking.
   ASSERT_GT(fs.fill(fs.file("filler")), 0u);
   std::uint64_t submitted = 0;
-  for (int round = 0; round < 50 && store.stats().write_errors == 0; ++round) {
+  for (int round = 0; round < 50 && store.stats().sink.write_errors == 0; ++round) {
     for (int i = 0; i < 500; ++i) {
       store.submit(
           makePacket(2, static_cast<std::uint16_t>(i), 443, 6, flow::Direction::kEgress, 1500));
@@ -89,12 +91,12 @@ TEST(StoreDiskFull, DropsAreCountedReadsContinueAndWritesResume) {
     }
     store.flush();
   }
-  StoreStats s = store.stats();
-  ASSERT_GT(s.write_errors, 0u) << "the full file system never failed a write";
-  EXPECT_GT(s.rows_dropped_write_error, 0u);
-  EXPECT_EQ(s.rows_dropped_write_error, s.packets_dropped_write_error);
-  EXPECT_EQ(s.rows_stored + s.rows_dropped_write_error, 300u + submitted);
-  EXPECT_EQ(s.rows_dropped_queue_full, 0u);
+  Harness::Stats s = store.stats();
+  ASSERT_GT(s.sink.write_errors, 0u) << "the full file system never failed a write";
+  EXPECT_GT(s.sink.rows_dropped_write_error, 0u);
+  EXPECT_EQ(s.sink.rows_dropped_write_error, s.sink.packets_dropped_write_error);
+  EXPECT_EQ(s.sink.rows_stored + s.sink.rows_dropped_write_error, 300u + submitted);
+  EXPECT_EQ(s.pipeline.packets_dropped_queue_full, 0u);
 
   // Still serving reads while full.
   flow::HistoryQuery q;
@@ -104,18 +106,19 @@ TEST(StoreDiskFull, DropsAreCountedReadsContinueAndWritesResume) {
 
   // Space returns: writes resume by themselves.
   ASSERT_TRUE(std::filesystem::remove(fs.file("filler")));
-  const std::uint64_t stored_before = s.rows_stored;
+  const std::uint64_t stored_before = s.sink.rows_stored;
   for (int i = 0; i < 250; ++i) store.submit(makePacket(3, static_cast<std::uint16_t>(i), 53, 17));
   store.flush();
   s = store.stats();
-  EXPECT_EQ(s.rows_stored, stored_before + 250);
+  EXPECT_EQ(s.sink.rows_stored, stored_before + 250);
   q.ip = flow::IpAddress::parse("10.0.0.3");
   EXPECT_EQ(store.query(q).size(), 250u);
   store.stop();
 
   test::RawDb db(fs.file("traffic.db"));
   EXPECT_EQ(db.one("PRAGMA integrity_check"), "ok");
-  EXPECT_EQ(db.count("SELECT count(*) FROM packets"), static_cast<std::int64_t>(s.rows_stored));
+  EXPECT_EQ(db.count("SELECT count(*) FROM packets"),
+            static_cast<std::int64_t>(s.sink.rows_stored));
 }
 
 }  // namespace

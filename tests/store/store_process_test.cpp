@@ -9,12 +9,14 @@
 
 #include <cstring>
 
-#include "ayaflow/store/store.h"
+#include "store_harness.h"
 #include "store_test_util.h"
 
 namespace ayaflow::store {
 namespace {
 
+using test::Harness;
+using test::HarnessOptions;
 using test::makePacket;
 using test::RawDb;
 using test::TempDir;
@@ -83,17 +85,17 @@ TEST(StoreProcess, SigkillWhileWritingLeavesASoundDatabaseThatReopensWithItsRows
   std::int64_t rows_before = 0;
   for (int round = 0; round < 3; ++round) {
     Child child = spawn([&](int out) {
-      StoreOptions o;
+      HarnessOptions o;
       o.db_path = path;
       o.batch_rows = 200;
       o.batch_interval = std::chrono::milliseconds(5);
-      Store store(o);
+      Harness store(o);
       bool told = false;
       for (std::uint32_t i = 0;; ++i) {
         store.submit(makePacket(i % 1000, static_cast<std::uint16_t>(i), 80));
         if (i % 200 == 199) {
           std::this_thread::sleep_for(std::chrono::microseconds(200));
-          const std::uint64_t stored = store.stats().rows_stored;
+          const std::uint64_t stored = store.stats().sink.rows_stored;
           if (!told && stored >= 5000) {
             send(out, &stored, sizeof stored);
             told = true;
@@ -121,15 +123,15 @@ TEST(StoreProcess, SigkillWhileWritingLeavesASoundDatabaseThatReopensWithItsRows
     }
     // Start-up checks pass (the WAL left by the kill is replayed) and the rows are there.
     {
-      StoreOptions o;
+      HarnessOptions o;
       o.db_path = path;
-      Store store(o);
+      Harness store(o);
       flow::HistoryQuery q;
       q.limit = 1000;
       EXPECT_EQ(store.query(q).size(), 1000u);
       store.submit(makePacket(1, 1, 1));
       store.flush();
-      EXPECT_EQ(store.stats().rows_stored, 1u);
+      EXPECT_EQ(store.stats().sink.rows_stored, 1u);
     }
     rows_before = count + 1;
   }
@@ -152,9 +154,9 @@ TEST(StoreProcess, SigtermRightAfterABurstStoresEveryPacket) {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    StoreOptions o;
+    HarnessOptions o;
     o.db_path = path;  // default batching: 1000 rows or 2 s
-    Store store(o);
+    Harness store(o);
     for (std::uint32_t i = 0; i < kBurst; ++i) {
       store.submit(makePacket(i % 4000, static_cast<std::uint16_t>(i), 443, 6,
                               flow::Direction::kIngress, 1 + i % 1500));
@@ -164,8 +166,9 @@ TEST(StoreProcess, SigtermRightAfterABurstStoresEveryPacket) {
     int sig = 0;
     sigwait(&set, &sig);
     store.stop();
-    const StoreStats s = store.stats();
-    const BurstReport r{s.rows_stored, s.rows_dropped_queue_full, s.rows_dropped_write_error};
+    const Harness::Stats s = store.stats();
+    const BurstReport r{s.sink.rows_stored, s.pipeline.packets_dropped_queue_full,
+                        s.sink.rows_dropped_write_error};
     send(out, &r, sizeof r);
     return 0;
   });

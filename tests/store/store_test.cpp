@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 // Store against real SQLite files (unit tier: no root, no network): batching, aggregation,
 // hand-off accounting, queries, migration, retention and the start-up checks.
-#include "ayaflow/store/store.h"
+#include "store_harness.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -25,14 +25,16 @@ namespace {
 using flow::Direction;
 using flow::HistoryQuery;
 using test::eventually;
+using test::Harness;
+using test::HarnessOptions;
 using test::makePacket;
 using test::RawDb;
 using test::TempDir;
 
 constexpr auto kNever = std::chrono::hours(24);  // a timer that never fires in a test
 
-StoreOptions optionsFor(const std::string& path) {
-  StoreOptions o;
+HarnessOptions optionsFor(const std::string& path) {
+  HarnessOptions o;
   o.db_path = path;
   o.batch_interval = kNever;
   o.retention_interval = kNever;
@@ -60,25 +62,25 @@ class Batching : public ::testing::TestWithParam<BatchCase> {};
 TEST_P(Batching, FullBatchesAreCommittedAtOnceAndTheRestOnFlush) {
   const BatchCase c = GetParam();
   TempDir dir;
-  Store store(optionsFor(dir.file("traffic.db")));
+  Harness store(optionsFor(dir.file("traffic.db")));
   for (std::size_t i = 0; i < c.submitted; ++i) {
     store.submit(makePacket(static_cast<std::uint32_t>(i), 1000, 80));
   }
   store.syncForTest();
-  StoreStats s = store.stats();
-  EXPECT_EQ(s.batches, c.batches_after_sync);
-  EXPECT_EQ(s.rows_stored, c.rows_after_sync);
-  EXPECT_EQ(s.queue_depth, 0u);
+  Harness::Stats s = store.stats();
+  EXPECT_EQ(s.sink.batches, c.batches_after_sync);
+  EXPECT_EQ(s.sink.rows_stored, c.rows_after_sync);
+  EXPECT_EQ(s.pipeline.queue_depth, 0u);
   EXPECT_EQ(store.query(limit(1000)).size(), std::min<std::size_t>(c.rows_after_sync, 1000));
 
   store.flush();
   s = store.stats();
-  EXPECT_EQ(s.batches, c.batches_after_flush);
-  EXPECT_EQ(s.rows_stored, c.submitted);
-  EXPECT_EQ(s.packets_stored, c.submitted);
-  EXPECT_EQ(s.packets_queued, c.submitted);
-  EXPECT_EQ(s.rows_dropped_queue_full, 0u);
-  EXPECT_EQ(s.rows_dropped_write_error, 0u);
+  EXPECT_EQ(s.sink.batches, c.batches_after_flush);
+  EXPECT_EQ(s.sink.rows_stored, c.submitted);
+  EXPECT_EQ(s.sink.packets_stored, c.submitted);
+  EXPECT_EQ(s.pipeline.packets_queued, c.submitted);
+  EXPECT_EQ(s.pipeline.packets_dropped_queue_full, 0u);
+  EXPECT_EQ(s.sink.rows_dropped_write_error, 0u);
   RawDb db(dir.file("traffic.db"));
   EXPECT_EQ(db.count("SELECT count(*) FROM packets"), static_cast<std::int64_t>(c.submitted));
 }
@@ -93,20 +95,20 @@ INSTANTIATE_TEST_SUITE_P(Boundaries, Batching,
 
 TEST(Store, TheBatchTimerWritesAPartialBatch) {
   TempDir dir;
-  StoreOptions o = optionsFor(dir.file("traffic.db"));
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
   o.batch_interval = std::chrono::milliseconds(50);
-  Store store(o);
+  Harness store(o);
   for (int i = 0; i < 5; ++i) store.submit(makePacket(1, 1000, 80));
   // Written without flush() and without reaching batch_rows: the timer did it. (Usually in
   // one transaction; a tick may fall between two submits, so only an upper bound.)
-  ASSERT_TRUE(eventually([&] { return store.stats().rows_stored == 5; }));
-  EXPECT_GE(store.stats().batches, 1u);
-  EXPECT_LE(store.stats().batches, 5u);
+  ASSERT_TRUE(eventually([&] { return store.stats().sink.rows_stored == 5; }));
+  EXPECT_GE(store.stats().sink.batches, 1u);
+  EXPECT_LE(store.stats().sink.batches, 5u);
 }
 
 TEST(Store, RawRowsCarryThePacketFields) {
   TempDir dir;
-  Store store(optionsFor(dir.file("traffic.db")));
+  Harness store(optionsFor(dir.file("traffic.db")));
   const std::int64_t before = test::realtimeNowMs();
   flow::Packet p = makePacket(0x0102, 51000, 443, 6, Direction::kEgress, 1500);
   store.submit(p);
@@ -126,8 +128,8 @@ TEST(Store, RawRowsCarryThePacketFields) {
 
   const auto rows = store.query(limit(10));
   ASSERT_EQ(rows.size(), 2u);
-  const flow::FlowRecord& a = rows[1];  // older first submitted; rows are newest first
-  const flow::FlowRecord& b = rows[0];
+  const flow::HistoryRow& a = rows[1];  // older first submitted; rows are newest first
+  const flow::HistoryRow& b = rows[0];
   EXPECT_EQ(a.src_ip, "10.0.1.2");
   EXPECT_EQ(a.dst_ip, "192.168.0.1");
   EXPECT_EQ(a.src_port, 51000);
@@ -158,7 +160,7 @@ TEST(Store, RawRowsCarryThePacketFields) {
 
 TEST(Store, APacketWithoutTimestampIsStampedByTheWriter) {
   TempDir dir;
-  Store store(optionsFor(dir.file("traffic.db")));
+  Harness store(optionsFor(dir.file("traffic.db")));
   const std::int64_t before = test::realtimeNowMs();
   flow::Packet p = makePacket(1, 2, 3);
   p.timestamp_ns = 0;
@@ -175,30 +177,30 @@ TEST(Store, APacketWithoutTimestampIsStampedByTheWriter) {
 
 TEST(Store, AFullQueueCountsDropsAndNeverBlocks) {
   TempDir dir;
-  StoreOptions o = optionsFor(dir.file("traffic.db"));
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
   o.batch_rows = 1;
   o.queue_capacity = 10;
-  // The enrichment hook runs on the writer thread: hold the writer there so the queue fills.
+  // The enrichment hook runs on the pipeline thread: hold it there so the queue fills.
   std::mutex m;
   std::condition_variable cv;
   bool entered = false, release = false;
-  o.enrich = [&](flow::FlowRecord&) {
+  o.enrich = [&](const flow::FlowKey&, enrich::ConnectionNames&) {
     std::unique_lock<std::mutex> lock(m);
     entered = true;
     cv.notify_all();
     cv.wait(lock, [&] { return release; });
   };
-  Store store(o);
+  Harness store(o);
   store.submit(makePacket(1, 1, 1));
   {
     std::unique_lock<std::mutex> lock(m);
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return entered; }));
   }
   for (int i = 0; i < 15; ++i) store.submit(makePacket(2, 2, 2));
-  StoreStats s = store.stats();
-  EXPECT_EQ(s.queue_depth, 10u);
-  EXPECT_EQ(s.rows_dropped_queue_full, 5u);
-  EXPECT_EQ(s.packets_queued, 11u);
+  Harness::Stats s = store.stats();
+  EXPECT_EQ(s.pipeline.queue_depth, 10u);
+  EXPECT_EQ(s.pipeline.packets_dropped_queue_full, 5u);
+  EXPECT_EQ(s.pipeline.packets_queued, 11u);
   {
     std::lock_guard<std::mutex> lock(m);
     release = true;
@@ -206,15 +208,15 @@ TEST(Store, AFullQueueCountsDropsAndNeverBlocks) {
   cv.notify_all();
   store.flush();
   s = store.stats();
-  EXPECT_EQ(s.rows_stored, 11u);
-  EXPECT_EQ(s.rows_dropped_queue_full, 5u);
-  EXPECT_EQ(s.queue_depth, 0u);
+  EXPECT_EQ(s.sink.rows_stored, 11u);
+  EXPECT_EQ(s.pipeline.packets_dropped_queue_full, 5u);
+  EXPECT_EQ(s.pipeline.queue_depth, 0u);
 }
 
 TEST(Store, StopDrainsEverythingAlreadySubmitted) {
   TempDir dir;
-  StoreOptions o = optionsFor(dir.file("traffic.db"));
-  Store store(o);
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
+  Harness store(o);
   constexpr std::size_t kBurst = 50000;
   std::uint64_t bytes = 0;
   for (std::size_t i = 0; i < kBurst; ++i) {
@@ -224,13 +226,13 @@ TEST(Store, StopDrainsEverythingAlreadySubmitted) {
     bytes += len;
   }
   store.stop();
-  const StoreStats s = store.stats();
-  EXPECT_EQ(s.rows_dropped_queue_full, 0u);
-  EXPECT_EQ(s.rows_stored, kBurst);
+  const Harness::Stats s = store.stats();
+  EXPECT_EQ(s.pipeline.packets_dropped_queue_full, 0u);
+  EXPECT_EQ(s.sink.rows_stored, kBurst);
   store.stop();   // idempotent
   store.flush();  // no-op after stop
   store.submit(makePacket(1, 1, 1));
-  EXPECT_EQ(store.stats().rows_dropped_stopped, 1u);
+  EXPECT_EQ(store.stats().pipeline.packets_dropped_stopped, 1u);
   // Reads still work after stop().
   EXPECT_EQ(store.query(limit(1000)).size(), 1000u);
   RawDb db(dir.file("traffic.db"));
@@ -240,9 +242,9 @@ TEST(Store, StopDrainsEverythingAlreadySubmitted) {
 
 TEST(Store, ConcurrentSubmittersLoseNothingThatWasAccepted) {
   TempDir dir;
-  StoreOptions o = optionsFor(dir.file("traffic.db"));
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
   o.batch_interval = std::chrono::milliseconds(20);
-  Store store(o);
+  Harness store(o);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&store, t] {
@@ -253,9 +255,9 @@ TEST(Store, ConcurrentSubmittersLoseNothingThatWasAccepted) {
   }
   for (auto& t : threads) t.join();
   store.flush();
-  const StoreStats s = store.stats();
-  EXPECT_EQ(s.packets_queued + s.rows_dropped_queue_full, 80000u);
-  EXPECT_EQ(s.rows_stored, s.packets_queued);
+  const Harness::Stats s = store.stats();
+  EXPECT_EQ(s.pipeline.packets_queued + s.pipeline.packets_dropped_queue_full, 80000u);
+  EXPECT_EQ(s.sink.rows_stored, s.pipeline.packets_queued);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -271,9 +273,9 @@ std::uint64_t midNextWindowNs(std::uint32_t window_s) {
 
 TEST(Store, AggregatedRowsHoldExactTotalsPerDirectionalFlow) {
   TempDir dir;
-  StoreOptions o = optionsFor(dir.file("traffic.db"));
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
   o.aggregation_window_s = 3600;
-  Store store(o);
+  Harness store(o);
   const std::uint64_t t = midNextWindowNs(3600);
   std::uint64_t a_bytes = 0;
   for (int i = 0; i < 1000; ++i) {
@@ -286,14 +288,14 @@ TEST(Store, AggregatedRowsHoldExactTotalsPerDirectionalFlow) {
   }
   store.submit(makePacket(8, 5353, 53, 17, Direction::kEgress, 80, t + 2000000ull));
   store.syncForTest();
-  EXPECT_EQ(store.stats().rows_stored, 0u);  // the window is still open
-  EXPECT_EQ(store.stats().open_flows, 3u);
+  EXPECT_EQ(store.stats().sink.rows_stored, 0u);  // the window is still open
+  EXPECT_EQ(store.stats().pipeline.open_flows, 3u);
   store.flush();
 
-  const StoreStats s = store.stats();
-  EXPECT_EQ(s.rows_stored, 3u);
-  EXPECT_EQ(s.packets_stored, 1301u);
-  EXPECT_EQ(s.open_flows, 0u);
+  const Harness::Stats s = store.stats();
+  EXPECT_EQ(s.sink.rows_stored, 3u);
+  EXPECT_EQ(s.sink.packets_stored, 1301u);
+  EXPECT_EQ(s.pipeline.open_flows, 0u);
   RawDb db(dir.file("traffic.db"));
   const auto rows = db.rows(
       "SELECT src_ip, src_port, dst_port, protocol, direction, packet_count, length FROM "
@@ -310,44 +312,44 @@ TEST(Store, AggregatedRowsHoldExactTotalsPerDirectionalFlow) {
 
 TEST(Store, AnEndedWindowIsWrittenWithoutFlush) {
   TempDir dir;
-  StoreOptions o = optionsFor(dir.file("traffic.db"));
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
   o.aggregation_window_s = 1;
-  Store store(o);
+  Harness store(o);
   for (int i = 0; i < 50; ++i) store.submit(makePacket(1, 1, 1, 6, Direction::kEgress, 10));
   store.syncForTest();
   // The window ends within a second; its row(s) then appear on their own.
-  ASSERT_TRUE(eventually([&] { return store.stats().packets_stored == 50; }));
-  const StoreStats s = store.stats();
-  EXPECT_GE(s.rows_stored, 1u);
-  EXPECT_LE(s.rows_stored, 2u);  // the packets may straddle a window boundary
+  ASSERT_TRUE(eventually([&] { return store.stats().sink.packets_stored == 50; }));
+  const Harness::Stats s = store.stats();
+  EXPECT_GE(s.sink.rows_stored, 1u);
+  EXPECT_LE(s.sink.rows_stored, 2u);  // the packets may straddle a window boundary
   RawDb db(dir.file("traffic.db"));
   EXPECT_EQ(db.count("SELECT sum(length) FROM packets"), 500);
 }
 
 TEST(Store, TooManyOpenFlowsAreWrittenEarlyWithExactTotals) {
   TempDir dir;
-  StoreOptions o = optionsFor(dir.file("traffic.db"));
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
   o.aggregation_window_s = 3600;
   o.max_open_flows = 10;
-  Store store(o);
+  Harness store(o);
   const std::uint64_t t = midNextWindowNs(3600);
   for (int i = 0; i < 25; ++i) {
     store.submit(makePacket(static_cast<std::uint32_t>(i), 1, 1, 6, Direction::kEgress, 100, t));
   }
   store.syncForTest();
-  EXPECT_LE(store.stats().open_flows, 10u);
-  EXPECT_GE(store.stats().rows_stored, 15u);
+  EXPECT_LE(store.stats().pipeline.open_flows, 10u);
+  EXPECT_GE(store.stats().sink.rows_stored, 15u);
   store.stop();
-  EXPECT_EQ(store.stats().rows_stored, 25u);
-  EXPECT_EQ(store.stats().packets_stored, 25u);
+  EXPECT_EQ(store.stats().sink.rows_stored, 25u);
+  EXPECT_EQ(store.stats().sink.packets_stored, 25u);
 }
 
 TEST(Store, StopWritesOpenWindows) {
   TempDir dir;
-  StoreOptions o = optionsFor(dir.file("traffic.db"));
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
   o.aggregation_window_s = 3600;
   {
-    Store store(o);
+    Harness store(o);
     const std::uint64_t t = midNextWindowNs(3600);
     for (int i = 0; i < 10; ++i) store.submit(makePacket(1, 2, 3, 17, Direction::kIngress, 7, t));
   }  // destructor = stop()
@@ -360,15 +362,16 @@ TEST(Store, StopWritesOpenWindows) {
 
 TEST(Store, EnrichmentFillsOptionalColumnsAndAThrowingHookLosesNoRow) {
   TempDir dir;
-  StoreOptions o = optionsFor(dir.file("traffic.db"));
-  o.enrich = [](flow::FlowRecord& r) {
-    if (r.dst_port == 443) {
-      r.domain = "example.com";
-      r.dst_hostname = "edge.example.com";
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
+  // Egress packets: the destination is the connection's remote end.
+  o.enrich = [](const flow::FlowKey& key, enrich::ConnectionNames& names) {
+    if (key.remote_port == 443) {
+      names.domain = "example.com";
+      names.remote.hostname = "edge.example.com";
     }
-    if (r.dst_port == 666) throw std::runtime_error("boom");
+    if (key.remote_port == 666) throw std::runtime_error("boom");
   };
-  Store store(o);
+  Harness store(o);
   store.submit(makePacket(1, 1000, 443));
   store.submit(makePacket(1, 1000, 80));
   store.submit(makePacket(1, 1000, 666));
@@ -381,14 +384,15 @@ TEST(Store, EnrichmentFillsOptionalColumnsAndAThrowingHookLosesNoRow) {
   EXPECT_FALSE(rows[1].domain.has_value());
   EXPECT_EQ(rows[0].dst_port, 666);
   EXPECT_FALSE(rows[0].domain.has_value());
+  EXPECT_EQ(store.stats().pipeline.enrich_failures, 1u);
 }
 
 TEST(Store, InMemoryDatabaseWorks) {
-  StoreOptions o = optionsFor(":memory:");
-  Store store(o);
+  HarnessOptions o = optionsFor(":memory:");
+  Harness store(o);
   for (int i = 0; i < 1500; ++i) store.submit(makePacket(1, static_cast<std::uint16_t>(i), 80));
   store.flush();
-  EXPECT_EQ(store.stats().rows_stored, 1500u);
+  EXPECT_EQ(store.stats().sink.rows_stored, 1500u);
   EXPECT_EQ(store.query(limit(1000)).size(), 1000u);
   store.stop();
   EXPECT_EQ(store.query(limit(5)).size(), 5u);
@@ -400,7 +404,7 @@ TEST(Store, InMemoryDatabaseWorks) {
 class StoreQuery : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = std::make_unique<Store>(optionsFor(dir_.file("traffic.db")));
+    store_ = std::make_unique<Harness>(optionsFor(dir_.file("traffic.db")));
     // Rows inserted by hand with known timestamps and ids.
     RawDb db(dir_.file("traffic.db"));
     db.exec("BEGIN");
@@ -426,7 +430,7 @@ class StoreQuery : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::unique_ptr<Store> store_;
+  std::unique_ptr<Harness> store_;
 };
 
 TEST_F(StoreQuery, NewestFirstWithIdBreakingTimestampTies) {
@@ -518,7 +522,7 @@ TEST_F(StoreQuery, ServedThroughTheHistoryRoute) {
 
 TEST(Store, AQueryThatCannotReadThrowsSystemErrorNamingTheFile) {
   TempDir dir;
-  Store store(optionsFor(dir.file("traffic.db")));
+  Harness store(optionsFor(dir.file("traffic.db")));
   store.stop();
   // No query has run yet, so no read connection is pooled: replace the file by a directory.
   for (const char* suffix : {"", "-wal", "-shm"}) {
@@ -535,9 +539,9 @@ TEST(Store, AQueryThatCannotReadThrowsSystemErrorNamingTheFile) {
 
 TEST(Store, AQueryOverItsTimeBudgetFailsWithEtimedout) {
   TempDir dir;
-  StoreOptions o = optionsFor(dir.file("traffic.db"));
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
   o.query_timeout = std::chrono::milliseconds(0);
-  Store store(o);
+  Harness store(o);
   {
     RawDb db(dir.file("traffic.db"));
     db.exec("BEGIN");
@@ -589,14 +593,14 @@ TEST_P(Migration, AddsTheMissingColumnsAndKeepsEveryRow) {
         "(1700000000002, '10.0.0.3', '8.8.8.8', 5353, 53, 'UDP', 70)");
   }
   {
-    Store store(optionsFor(path));
+    Harness store(optionsFor(path));
     store.submit(makePacket(1, 2, 3, 6, Direction::kIngress, 99));
     store.flush();
     const auto rows = store.query(limit(10));
     ASSERT_EQ(rows.size(), 4u);
     EXPECT_EQ(rows[0].length, 99u);
     EXPECT_EQ(rows[0].direction, "ingress");
-    const flow::FlowRecord& old = rows[1];
+    const flow::HistoryRow& old = rows[1];
     EXPECT_EQ(old.timestamp_ms, 1700000000002);
     EXPECT_EQ(old.src_ip, "10.0.0.3");
     EXPECT_EQ(old.protocol, "UDP");
@@ -620,7 +624,7 @@ TEST_P(Migration, AddsTheMissingColumnsAndKeepsEveryRow) {
   EXPECT_EQ(db.count("SELECT count(*) FROM sqlite_master WHERE type = 'index'"), 1);
   EXPECT_EQ(db.one("PRAGMA integrity_check"), "ok");
   // A second start finds nothing to migrate.
-  { Store again(optionsFor(path)); }
+  { Harness again(optionsFor(path)); }
   EXPECT_EQ(db.count("SELECT count(*) FROM pragma_table_info('packets')"), 13);
 }
 
@@ -637,7 +641,7 @@ TEST(Store, AForeignPacketsTableIsRefusedAndLeftUntouched) {
   }
   const std::string before = test::readFile(path);
   try {
-    Store store(optionsFor(path));
+    Harness store(optionsFor(path));
     FAIL() << "accepted a foreign packets table";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
@@ -661,7 +665,7 @@ TEST_P(Retention, DeletesOldRowsInBoundedChunksAndKeepsTheRest) {
   const RetentionCase c = GetParam();
   TempDir dir;
   const std::string path = dir.file("traffic.db");
-  { Store create(optionsFor(path)); }
+  { Harness create(optionsFor(path)); }
   const std::int64_t now = test::realtimeNowMs();
   {
     RawDb db(path);
@@ -679,14 +683,14 @@ TEST_P(Retention, DeletesOldRowsInBoundedChunksAndKeepsTheRest) {
   }
   const int new_rows = (c.old_rows + 99) / 100;
 
-  StoreOptions o = optionsFor(path);
+  HarnessOptions o = optionsFor(path);
   o.retention_s = 3600;
   o.retention_chunk = c.chunk;
-  Store store(o);
+  Harness store(o);
   store.syncForTest();  // waits for the start-up retention pass
-  const StoreStats s = store.stats();
-  EXPECT_EQ(s.rows_deleted, static_cast<std::uint64_t>(c.old_rows));
-  EXPECT_EQ(s.retention_chunks, c.chunks);
+  const Harness::Stats s = store.stats();
+  EXPECT_EQ(s.sink.rows_deleted, static_cast<std::uint64_t>(c.old_rows));
+  EXPECT_EQ(s.sink.retention_chunks, c.chunks);
   RawDb db(path);
   EXPECT_EQ(db.count("SELECT count(*) FROM packets WHERE src_ip = 'old'"), 0);
   EXPECT_EQ(db.count("SELECT count(*) FROM packets WHERE src_ip = 'new'"), new_rows);
@@ -703,10 +707,10 @@ INSTANTIATE_TEST_SUITE_P(Chunks, Retention,
 TEST(Store, RetentionRunsAgainEveryInterval) {
   TempDir dir;
   const std::string path = dir.file("traffic.db");
-  StoreOptions o = optionsFor(path);
+  HarnessOptions o = optionsFor(path);
   o.retention_s = 3600;
   o.retention_interval = std::chrono::milliseconds(50);
-  Store store(o);
+  Harness store(o);
   store.syncForTest();
   {
     RawDb db(path);
@@ -714,7 +718,7 @@ TEST(Store, RetentionRunsAgainEveryInterval) {
         "INSERT INTO packets (timestamp, src_ip, dst_ip) VALUES (1, 'old', 'x'), (2, 'old', "
         "'x')");
   }
-  ASSERT_TRUE(eventually([&] { return store.stats().rows_deleted == 2; }));
+  ASSERT_TRUE(eventually([&] { return store.stats().sink.rows_deleted == 2; }));
   // New rows are never deleted.
   store.submit(makePacket(1, 1, 1));
   store.flush();
@@ -728,7 +732,7 @@ void expectRefused(const std::string& path, const std::string& needle) {
   const bool existed = std::filesystem::is_regular_file(path);
   const std::string before = existed ? test::readFile(path) : std::string();
   try {
-    Store store(optionsFor(path));
+    Harness store(optionsFor(path));
     FAIL() << "opened " << path;
   } catch (const ConfigError& e) {
     const std::string what = e.what();
@@ -762,7 +766,7 @@ TEST(StartupChecks, AValidHeaderOverGarbagePagesIsDamaged) {
   TempDir dir;
   const std::string path = dir.file("traffic.db");
   {
-    Store store(optionsFor(path));
+    Harness store(optionsFor(path));
     for (int i = 0; i < 3000; ++i) store.submit(makePacket(1, static_cast<std::uint16_t>(i), 80));
   }
   std::string bytes = test::readFile(path);
@@ -781,7 +785,7 @@ TEST(StartupChecks, AnEmptyFileBecomesANewDatabase) {
   TempDir dir;
   const std::string path = dir.file("traffic.db");
   test::writeFile(path, "");
-  Store store(optionsFor(path));
+  Harness store(optionsFor(path));
   store.submit(makePacket(1, 1, 1));
   store.flush();
   EXPECT_EQ(store.query(limit(5)).size(), 1u);
@@ -832,14 +836,14 @@ TEST(StartupChecks, AnUnwritableDirectoryIsRefusedAndTheFileLeftAlone) {
   const std::string ro = dir.file("ro");
   std::filesystem::create_directory(ro);
   const std::string path = ro + "/traffic.db";
-  { Store create(optionsFor(path)); }
+  { Harness create(optionsFor(path)); }
   std::filesystem::permissions(path, std::filesystem::perms(0644));
   std::filesystem::permissions(ro, std::filesystem::perms(0555));
   const std::string before = test::readFile(path);
 
   const std::string with_file = runAsNobody([&]() -> std::string {
     try {
-      Store store(optionsFor(path));
+      Harness store(optionsFor(path));
       return "opened";
     } catch (const ConfigError& e) {
       return e.what();
@@ -853,7 +857,7 @@ TEST(StartupChecks, AnUnwritableDirectoryIsRefusedAndTheFileLeftAlone) {
   const std::string fresh = ro + "/new.db";
   const std::string without_file = runAsNobody([&]() -> std::string {
     try {
-      Store store(optionsFor(fresh));
+      Harness store(optionsFor(fresh));
       return "opened";
     } catch (const ConfigError& e) {
       return e.what();
@@ -868,10 +872,10 @@ TEST(StartupChecks, AReopenedDatabaseKeepsItsRows) {
   TempDir dir;
   const std::string path = dir.file("traffic.db");
   {
-    Store store(optionsFor(path));
+    Harness store(optionsFor(path));
     for (int i = 0; i < 10; ++i) store.submit(makePacket(1, 1, 1));
   }
-  Store store(optionsFor(path));
+  Harness store(optionsFor(path));
   EXPECT_EQ(store.query(limit(100)).size(), 10u);
 }
 

@@ -7,13 +7,13 @@
 #include <vector>
 
 #include "ayaflow/api/router.h"
-#include "ayaflow/flow/record.h"
+#include "ayaflow/flow/history.h"
 
 namespace ayaflow::api {
 
 /// Runs a history query; may throw (std::system_error with ETIMEDOUT: the query was too
 /// slow; anything else: storage failure).
-using HistoryQueryFn = std::function<std::vector<flow::FlowRecord>(const flow::HistoryQuery&)>;
+using HistoryQueryFn = std::function<std::vector<flow::HistoryRow>(const flow::HistoryQuery&)>;
 
 /// Parses the query parameters of GET /api/history into a HistoryQuery, or returns the
 /// message of a 400 answer naming the parameter. Parameters (each at most once; any other
@@ -32,7 +32,7 @@ std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& r
 /// src_ip, dst_ip, src_port, dst_port, protocol, length, packet_count, direction;
 /// src_hostname, dst_hostname and domain only when set. An empty protocol or direction (a
 /// row migrated from a database that had no such column) is null.
-std::string historyJson(const std::vector<flow::FlowRecord>& rows);
+std::string historyJson(const std::vector<flow::HistoryRow>& rows);
 
 /// Registers GET /api/history on `router` (SPEC §5). Answers 200 with historyJson(), 400
 /// with {"error": "..."} for a bad parameter, 503 when `query` throws a system_error with

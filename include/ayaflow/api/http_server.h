@@ -8,8 +8,15 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ayaflow/api/router.h"
+#include "ayaflow/common/cidr.h"
+
+namespace prometheus {
+class Collectable;
+struct MetricFamily;
+}  // namespace prometheus
 
 namespace ayaflow::api {
 
@@ -35,8 +42,12 @@ struct HttpServerOptions {
   std::chrono::seconds idle_timeout{30};
   /// Open connections above this are accepted and closed at once, and counted.
   std::size_t max_connections = 1024;
-  /// Called once per accepted connection (on a server thread). false: every request on that
-  /// connection is answered 403 JSON and the connection closed. Empty: allow everyone.
+  /// Clients allowed to connect (--allowed-ips); empty: everyone. An IPv4 client on a
+  /// dual-stack socket matches IPv4 networks.
+  std::vector<common::Cidr> allowed_ips;
+  /// Called once per accepted connection (on a server thread) that allowed_ips lets in.
+  /// false: every request on that connection is answered 403 JSON and the connection
+  /// closed. Empty: no further check.
   std::function<bool(const PeerAddress&)> accept_filter;
 };
 
@@ -68,6 +79,9 @@ struct HttpServerStats {
 /// reads stats() on a server thread). Errors: start() throws ayaflow::SystemError with a
 /// one-line message naming the address and port; at run time, client and socket errors
 /// close the affected connection and are never thrown.
+/// The ayaflow_http_* families of `stats`.
+std::vector<prometheus::MetricFamily> httpServerFamilies(const HttpServerStats& stats);
+
 class HttpServer {
  public:
   HttpServer(HttpServerOptions options, const Router& router);
@@ -89,6 +103,9 @@ class HttpServer {
   void stop();
 
   HttpServerStats stats() const;
+
+  /// ayaflow_http_* families, from stats() at every scrape.
+  std::shared_ptr<const prometheus::Collectable> metrics() const;
 
  private:
   class Impl;

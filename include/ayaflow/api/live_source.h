@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "ayaflow/enrich/enricher.h"
 #include "ayaflow/flow/connection_map.h"
 
 namespace ayaflow::api {
@@ -47,5 +50,25 @@ class LiveSource {
 /// The LiveConnection of a connection-map entry: connection text, counters and interface
 /// name (domain and hostnames left unset).
 LiveConnection toLiveConnection(const flow::ConnectionEntry& entry);
+
+/// The agent's LiveSource: exact totals from `totals` (the kernel's counters), connections
+/// from the live map, named by `enricher` (may be null). Borrows the map and the enricher;
+/// `totals` must be thread-safe. Uptime counts from construction.
+class MapLiveSource final : public LiveSource {
+ public:
+  MapLiveSource(std::function<Totals()> totals, const flow::ConnectionMap& map,
+                const enrich::Enricher* enricher);
+
+  Totals totals() const override { return totals_(); }
+  std::uint64_t activeConnections() const override { return map_.size(); }
+  double uptimeSeconds() const override;
+  std::vector<LiveConnection> topConnections(std::size_t n) const override;
+
+ private:
+  std::function<Totals()> totals_;
+  const flow::ConnectionMap& map_;
+  const enrich::Enricher* enricher_;
+  std::chrono::steady_clock::time_point started_;
+};
 
 }  // namespace ayaflow::api

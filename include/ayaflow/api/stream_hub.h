@@ -8,6 +8,12 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
+
+namespace prometheus {
+class Collectable;
+struct MetricFamily;
+}  // namespace prometheus
 
 namespace ayaflow::api {
 
@@ -61,6 +67,8 @@ class StreamHub {
   void publish(std::string text);
 
   StreamHubStats stats() const;
+  /// ayaflow_stream_* families, from stats() at every scrape. The hub must outlive it.
+  std::shared_ptr<const prometheus::Collectable> metrics() const;
   std::size_t queueLimit() const { return queue_limit_; }
 
   // ---- for the HTTP server's WebSocket sessions
@@ -86,6 +94,9 @@ class StreamHub {
   std::atomic<std::uint64_t> frames_sent_{0};
   std::atomic<std::uint64_t> clients_dropped_{0};
 };
+
+/// The ayaflow_stream_* families of `stats`.
+std::vector<prometheus::MetricFamily> streamHubFamilies(const StreamHubStats& stats);
 
 /// Registers `hub` on `router` at kStreamPath ("/api/stream"): a WebSocket upgrade there
 /// joins the hub; a plain HTTP request gets 426 JSON. `hub` must outlive the router's users.

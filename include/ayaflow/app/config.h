@@ -1,39 +1,35 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #pragma once
 
-#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
-#include <vector>
 
-#include "ayaflow/common/cidr.h"
+#include "ayaflow/api/http_server.h"
+#include "ayaflow/capture/capture_options.h"
+#include "ayaflow/pipeline/pipeline.h"
+#include "ayaflow/store/store_options.h"
 
 namespace ayaflow::app {
 
-/// How the TC program is attached: TCX links (kernel >= 6.6) or netlink tc; auto tries TCX first.
-enum class AttachMode { kAuto, kTcx, kTc };
+/// Logging settings.
+struct LogOptions {
+  bool quiet = false;    ///< errors only (wins over verbose)
+  bool verbose = false;  ///< debug logging, libbpf debug output included
+};
 
-/// Everything the agent is configured with. A plain aggregate: built once by parseConfig(),
-/// then passed around as `const Config&`. The in-class defaults are the documented defaults.
+/// Everything the agent is configured with: the options of each component, as that
+/// component takes them (the in-class defaults are the documented defaults). Built once by
+/// parseConfig(), then passed around as `const Config&`. Each setting (flag, environment
+/// variable, YAML key, help, default shown) is one row of the table in settings.cpp.
 struct Config {
-  std::vector<std::string> interfaces{"eth0"};  // -i; non-empty, unique, each 1-15 chars
-  std::uint16_t port = 3000;                    // -p; HTTP port, 1-65535
-  std::string listen_address = "0.0.0.0";       // HTTP bind address, an IPv4/IPv6 literal
-  std::string db_path = "traffic.db";           // SQLite file
-  std::uint32_t connection_timeout_s = 60;      // idle seconds before a live entry is dropped; >= 1
-  std::optional<std::uint64_t> data_retention_s;  // delete rows older than this; nullopt = off
-  std::uint32_t aggregation_window_s = 0;         // 0 = a row per packet, N = per flow per N s
-  std::vector<common::Cidr> allowed_ips;          // HTTP allowlist; empty = everyone
-  std::optional<std::string> config_path;         // YAML file that was read, if any
-  bool quiet = false;                             // errors only
-  bool verbose = false;                           // debug logging, libbpf debug output included
-  bool deep_inspect = false;                      // DNS + TLS SNI domain extraction
-  bool enable_ipv6 = false;                       // capture IPv6 as well as IPv4
-  bool resolve_dns = false;                       // reverse DNS for addresses
-  std::uint32_t ring_buffer_size = 256 * 1024;    // bytes; power of two, 4 KiB..1 GiB
-  std::uint32_t flow_table_size = 16384;          // aggregated mode: entries per kernel table
-  AttachMode attach_mode = AttachMode::kAuto;     // TCX, netlink tc or auto
+  capture::CaptureOptions capture;
+  pipeline::PipelineOptions pipeline;
+  store::StoreOptions store;
+  api::HttpServerOptions http;
+  bool resolve_dns = false;  ///< reverse DNS for addresses (inspect::ReverseResolver)
+  LogOptions log;
+  std::optional<std::string> config_path;  ///< the YAML file that was read, if any
 };
 
 /// Result of parseConfig(): either a Config to run with, or text to print and an exit code.
@@ -62,12 +58,21 @@ EnvLookup processEnvironment();
 /// Thread: any; no global state.
 ParseOutcome parseConfig(int argc, const char* const* argv, const EnvLookup& env);
 
-/// Checks what the config refers to on this host: every interface exists (if_nametoindex), and
-/// db_path's directory exists and is writable (and db_path, if present, is a writable file).
-/// Throws ayaflow::ConfigError naming the flag, e.g. "--interface: no such interface 'eth9'".
+/// Checks what the config refers to on this host: every interface named (not a pattern)
+/// exists (if_nametoindex), and the database's directory exists and is writable (and the
+/// file, if present, is a writable file). Throws ayaflow::ConfigError naming the flag, e.g.
+/// "--interface: no such interface 'eth9'".
 void validateEnvironment(const Config& config);
 
-/// "auto", "tcx" or "tc".
-std::string toString(AttachMode mode);
+/// One documented setting, for tests that hold the documentation to the code.
+struct SettingDoc {
+  std::string flag;           ///< "--port"
+  std::string env;            ///< "AYAFLOW_PORT"
+  std::string yaml;           ///< "port"
+  std::string default_value;  ///< as docs/configuration.md shows it: "3000", "keep forever"
+};
+
+/// Every setting, in --help order.
+std::vector<SettingDoc> settingDocs();
 
 }  // namespace ayaflow::app

@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+
+#include <cstdint>
+
+#include "ayaflow/bpf/tc_attachment.h"
+#include "ayaflow/capture/interface_selector.h"
+
+namespace ayaflow::capture {
+
+/// Settings of the capture (see Capture).
+struct CaptureOptions {
+  InterfaceSelector interfaces{{"eth0"}, {}};        ///< where to attach
+  bpf::HookMode attach_mode = bpf::HookMode::kAuto;  ///< TCX links, tc filters, or auto
+  std::uint32_t ring_buffer_size = 256 * 1024;       ///< bytes; power of two >= page size
+  bool enable_ipv6 = false;                          ///< IPv6 as well as IPv4
+  bool deep_inspect = false;                         ///< DNS/TLS payloads to the payload sink
+  bool flow_tables = false;                 ///< count flows in the kernel (aggregated mode)
+  std::uint32_t flow_table_size = 16384;    ///< entries per kernel flow table
+  std::uint32_t connection_timeout_s = 60;  ///< idle seconds before a live entry goes
+};
+
+}  // namespace ayaflow::capture

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "ayaflow/flow/packet.h"
+
+namespace ayaflow::flow {
+
+/// A row of the history table `packets` as read back: one packet in raw mode, or one
+/// directional flow per aggregation window. Text columns as stored (a database migrated
+/// from the original agent may hold rows written by it). Shared by the store (which reads
+/// it) and the API (which renders it).
+struct HistoryRow {
+  std::int64_t id = 0;
+  std::int64_t timestamp_ms = 0;  ///< Unix ms; the window's first packet when aggregated
+  std::string src_ip;
+  std::string dst_ip;
+  std::uint16_t src_port = 0;
+  std::uint16_t dst_port = 0;
+  std::string protocol;            ///< "TCP", "UDP" or "IP(n)"
+  std::uint64_t length = 0;        ///< bytes (IP length; the window's sum when aggregated)
+  std::uint64_t packet_count = 1;  ///< 1 in raw rows
+  std::string direction;           ///< "ingress" or "egress"
+  std::optional<std::string> src_hostname;
+  std::optional<std::string> dst_hostname;
+  std::optional<std::string> domain;
+};
+
+/// Filters of GET /api/history; all optional except the limit.
+struct HistoryQuery {
+  static constexpr std::size_t kDefaultLimit = 100;
+  static constexpr std::size_t kMaxLimit = 1000;
+  std::size_t limit = kDefaultLimit;     ///< 1..kMaxLimit
+  std::optional<std::int64_t> since_ms;  ///< timestamp >= since (Unix ms)
+  std::optional<std::int64_t> until_ms;  ///< timestamp <= until (Unix ms)
+  std::optional<IpAddress> ip;           ///< src_ip or dst_ip equals it
+  std::optional<std::uint16_t> port;     ///< src_port or dst_port equals it
+  std::optional<std::uint8_t> protocol;  ///< 6 or 17
+  std::optional<Direction> direction;
+};
+
+}  // namespace ayaflow::flow

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ayaflow/pipeline/batch_queue.h"
+#include "ayaflow/pipeline/flow_record.h"
+#include "ayaflow/store/store_options.h"
+
+namespace prometheus {
+class Collectable;
+struct MetricFamily;
+}  // namespace prometheus
+
+namespace ayaflow::store {
+namespace detail {
+struct DbLocation;
+}
+
+/// Counters of a SqliteSink; each exact (not a point-in-time cut).
+struct SqliteSinkStats {
+  std::uint64_t rows_stored = 0;                  ///< rows committed
+  std::uint64_t packets_stored = 0;               ///< sum of packet_count of committed rows
+  std::uint64_t rows_dropped_write_error = 0;     ///< rows of failed transactions
+  std::uint64_t packets_dropped_write_error = 0;  ///< packets in those rows
+  std::uint64_t batches = 0;                      ///< committed write transactions
+  std::uint64_t write_errors = 0;                 ///< failed write transactions
+  std::uint64_t rows_deleted = 0;                 ///< by retention
+  std::uint64_t retention_chunks = 0;             ///< DELETE statements run by retention
+  pipeline::BatchQueueStats queue;                ///< the hand-off from the pipeline (rows)
+};
+
+/// The ayaflow_storage_* families of `stats`.
+std::vector<prometheus::MetricFamily> storageFamilies(const SqliteSinkStats& stats);
+
+/// The SQLite history's writer (table `packets`, see docs/storage.md): a record sink whose
+/// thread alone owns the write connection and its prepared statements.
+///
+/// Writes: each batch from the pipeline is committed in transactions of at most batch_rows
+/// rows; addresses, protocol and direction become text only while they are bound. Retention
+/// deletes rows older than retention_s every retention_interval, retention_chunk rows per
+/// statement, serving the queue between chunks.
+///
+/// Threads: consume() on the pipeline thread (a full queue drops the batch and counts its
+/// rows; while the pipeline flushes or stops it waits for room, bounded); flush(), stop(),
+/// stats(), metrics() from any other thread.
+///
+/// Errors: the constructor throws ConfigError (one line naming the file, the file left
+/// untouched) when the path is not a SQLite database, the database is damaged, or its
+/// directory is not writable, and SystemError on other SQLite failures. After that nothing
+/// throws: rows that cannot be stored (queue full, disk full, I/O error) are counted and
+/// logged (logger "store") at most once per log_interval, and writing resumes by itself when
+/// the cause goes away.
+class SqliteSink final : public pipeline::RecordSink {
+ public:
+  explicit SqliteSink(StoreOptions options);
+  ~SqliteSink() override;  ///< stop()
+  SqliteSink(const SqliteSink&) = delete;
+  SqliteSink& operator=(const SqliteSink&) = delete;
+
+  const char* name() const noexcept override { return "sqlite"; }
+  void consume(pipeline::BatchPtr batch, Deadline room_until) noexcept override;
+  void flush() override;
+  /// Writes every queued batch, stops the thread and closes the write connection.
+  void stop() override;
+
+  SqliteSinkStats stats() const;
+
+  /// ayaflow_storage_* families.
+  std::shared_ptr<const prometheus::Collectable> metrics() const;
+
+  /// Waits until every batch consumed before the call is written and any retention pass in
+  /// progress has finished. For tests.
+  void syncForTest();
+
+ private:
+  friend class HistoryReader;  // reads the same database
+  const detail::DbLocation& location() const;
+  std::chrono::milliseconds queryTimeout() const;
+
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ayaflow::store

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "ayaflow/api/live_source.h"
+
+#include <utility>
+
+#include "ayaflow/common/interface_name.h"
+#include "ayaflow/flow/flow_key.h"
+
+namespace ayaflow::api {
+
+LiveConnection toLiveConnection(const flow::ConnectionEntry& entry) {
+  LiveConnection c;
+  c.connection = flow::formatConnection(entry.key);
+  c.bytes_sent = entry.stats.bytes_sent;
+  c.bytes_received = entry.stats.bytes_received;
+  c.packets_count = entry.stats.packets_count;
+  c.interface = common::interfaceLabel(entry.stats.ifindex);
+  return c;
+}
+
+MapLiveSource::MapLiveSource(std::function<Totals()> totals, const flow::ConnectionMap& map,
+                             const enrich::Enricher* enricher)
+    : totals_(std::move(totals)),
+      map_(map),
+      enricher_(enricher),
+      started_(std::chrono::steady_clock::now()) {}
+
+double MapLiveSource::uptimeSeconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+}
+
+std::vector<LiveConnection> MapLiveSource::topConnections(std::size_t n) const {
+  std::vector<LiveConnection> out;
+  for (const flow::ConnectionEntry& e : map_.top(n)) {
+    LiveConnection c = toLiveConnection(e);
+    if (enricher_ != nullptr) {
+      enrich::ConnectionNames names;
+      enricher_->enrich(e.key, names);
+      c.domain = std::move(names.domain);
+      c.local_hostname = std::move(names.local.hostname);
+      c.remote_hostname = std::move(names.remote.hostname);
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace ayaflow::api

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// Internal to ayaflow_config: the value parsers every source (flag, environment, YAML)
+// shares. Every error is a ConfigError of one line "<label>: <what>".
+#pragma once
+
+#include <net/if.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ayaflow/bpf/tc_attachment.h"
+#include "ayaflow/common/cidr.h"
+
+namespace ayaflow::app::detail {
+
+constexpr std::uint64_t kMaxRetentionS = 100ull * 365 * 24 * 3600;  // fits in int64 nanoseconds
+constexpr std::uint64_t kMinRingBuffer = 4096;                      // one page
+constexpr std::uint64_t kMaxRingBuffer = 1ull << 30;                // 1 GiB
+constexpr std::uint64_t kMinFlowTable = 1024;
+constexpr std::uint64_t kMaxFlowTable = 1ull << 20;
+constexpr std::size_t kMaxConfigFileBytes = 1 << 20;
+constexpr std::size_t kMaxIfNameLen = IFNAMSIZ - 1;
+
+/// A setting's value as found in one source, with the label errors must name.
+struct Raw {
+  std::string label;               // "--port", "AYAFLOW_PORT" or "config.yaml: 'port'"
+  std::vector<std::string> items;  // one per flag occurrence, env value or YAML scalar/entry
+  bool split_commas = true;        // false for YAML sequence entries (the list is the structure)
+
+  const std::string& single() const { return items.front(); }
+};
+
+/// Replaces control characters so a message never spans lines, whatever the input contained.
+std::string oneLine(std::string text);
+[[noreturn]] void fail(const std::string& label, const std::string& what);
+/// YAML type errors read as a sentence: "config.yaml: 'port' must be an integer".
+[[noreturn]] void failType(const std::string& key_label, const std::string& must_be);
+/// Shows a user value in a message: numbers as-is, anything else in single quotes; long
+/// values are cut so one bad value cannot flood the log.
+std::string show(std::string_view value);
+std::string lower(std::string_view text);
+std::string_view trim(std::string_view text);
+
+/// Strict unsigned decimal: digits only (no sign, no spaces, no junk), no overflow.
+std::optional<std::uint64_t> parseDecimal(std::string_view text);
+std::uint64_t parseRange(const std::string& label, std::string_view text, std::uint64_t min,
+                         std::uint64_t max, const char* what, const char* hint = "");
+std::uint16_t parsePort(const std::string& label, std::string_view text);
+bool parseBool(const std::string& label, std::string_view text);
+/// Bytes with an optional K/M/G suffix in binary units (256K = 262144); a power of two in
+/// [4 KiB, 1 GiB], as the kernel requires for BPF_MAP_TYPE_RINGBUF.
+std::uint32_t parseRingBufferSize(const std::string& label, std::string_view text);
+/// "256K" for 262144: the largest binary unit that divides the size.
+std::string formatSize(std::uint64_t bytes);
+std::string parseListenAddress(const std::string& label, std::string_view text);
+std::string parseDbPath(const std::string& label, std::string_view text);
+bpf::HookMode parseAttachMode(const std::string& label, std::string_view text);
+/// The kernel's dev_valid_name(): 1..IFNAMSIZ-1 chars, not "." or "..", no '/', ':' or space.
+bool validInterfaceName(std::string_view name);
+/// Splits comma lists ("a, b,c"), trimming blanks around items; rejects empty items.
+std::vector<std::string> splitItems(const Raw& raw);
+/// Interface names or patterns, unique, at least one.
+std::vector<std::string> parseInterfaces(const Raw& raw);
+std::vector<common::Cidr> parseCidrs(const Raw& raw);
+
+}  // namespace ayaflow::app::detail

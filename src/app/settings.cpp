@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "settings.h"
+
+#include <limits>
+
+namespace ayaflow::app::detail {
+namespace {
+
+constexpr std::uint32_t kMaxU32 = std::numeric_limits<std::uint32_t>::max();
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ",") + item;
+  return out;
+}
+
+std::string yesNo(bool value) { return value ? "true" : "false"; }
+
+// clang-format off
+const Setting kSettings[] = {
+  {"-i,--interface", "--interface", "AYAFLOW_INTERFACE", "interface", ValueType::kList,
+   "NAME[,NAME...]", "Interface(s) to attach to; repeat or comma-separate",
+   [](const Raw& r, Config& c) { c.capture.interfaces.include = parseInterfaces(r); },
+   [](const Config& c) { return joined(c.capture.interfaces.include); }},
+  {"-p,--port", "--port", "AYAFLOW_PORT", "port", ValueType::kInteger, "PORT", "HTTP port, 1-65535",
+   [](const Raw& r, Config& c) { c.http.port = parsePort(r.label, r.single()); },
+   [](const Config& c) { return std::to_string(c.http.port); }},
+  {"--listen-address", "--listen-address", "AYAFLOW_LISTEN_ADDRESS", "listen_address",
+   ValueType::kString, "ADDR", "HTTP bind address, IPv4 or IPv6 literal",
+   [](const Raw& r, Config& c) { c.http.address = parseListenAddress(r.label, r.single()); },
+   [](const Config& c) { return c.http.address; }},
+  {"--db-path", "--db-path", "AYAFLOW_DB_PATH", "db_path", ValueType::kString, "FILE",
+   "SQLite database file",
+   [](const Raw& r, Config& c) { c.store.db_path = parseDbPath(r.label, r.single()); },
+   [](const Config& c) { return c.store.db_path; }},
+  {"--connection-timeout", "--connection-timeout", "AYAFLOW_CONNECTION_TIMEOUT",
+   "connection_timeout", ValueType::kInteger, "SECONDS",
+   "Idle seconds before a live connection is dropped, >= 1",
+   [](const Raw& r, Config& c) {
+     c.capture.connection_timeout_s = static_cast<std::uint32_t>(
+         parseRange(r.label, r.single(), 1, kMaxU32, "a timeout in seconds"));
+   },
+   [](const Config& c) { return std::to_string(c.capture.connection_timeout_s); }},
+  {"--data-retention", "--data-retention", "AYAFLOW_DATA_RETENTION", "data_retention_seconds",
+   ValueType::kInteger, "SECONDS", "Delete stored rows older than this, >= 1",
+   [](const Raw& r, Config& c) {
+     c.store.retention_s = parseRange(r.label, r.single(), 1, kMaxRetentionS,
+                                      "a retention in seconds", "; omit it to keep rows forever");
+   },
+   [](const Config& c) {
+     return c.store.retention_s ? std::to_string(*c.store.retention_s) : "keep forever";
+   }},
+  {"--aggregation-window", "--aggregation-window", "AYAFLOW_AGGREGATION_WINDOW",
+   "aggregation_window_seconds", ValueType::kInteger, "SECONDS",
+   "0 = one row per packet; N = one row per flow per N seconds",
+   [](const Raw& r, Config& c) {
+     c.pipeline.aggregation_window_s = static_cast<std::uint32_t>(
+         parseRange(r.label, r.single(), 0, kMaxU32, "a window in seconds"));
+   },
+   [](const Config& c) { return std::to_string(c.pipeline.aggregation_window_s); }},
+  {"--allowed-ips", "--allowed-ips", "AYAFLOW_ALLOWED_IPS", "allowed_ips", ValueType::kList,
+   "CIDR[,CIDR...]", "Only these networks may reach the HTTP API; repeat or comma-separate",
+   [](const Raw& r, Config& c) { c.http.allowed_ips = parseCidrs(r); },
+   [](const Config& c) {
+     if (c.http.allowed_ips.empty()) return std::string("everyone");
+     std::string out;
+     for (const auto& cidr : c.http.allowed_ips) out += (out.empty() ? "" : ",") + cidr.toString();
+     return out;
+   }},
+  {"-q,--quiet", "--quiet", "AYAFLOW_QUIET", "quiet", ValueType::kBoolean, nullptr,
+   "Log errors only",
+   [](const Raw& r, Config& c) { c.log.quiet = parseBool(r.label, r.single()); },
+   [](const Config& c) { return yesNo(c.log.quiet); }},
+  {"-v,--verbose", "--verbose", "AYAFLOW_VERBOSE", "verbose", ValueType::kBoolean, nullptr,
+   "Debug logging, libbpf messages included",
+   [](const Raw& r, Config& c) { c.log.verbose = parseBool(r.label, r.single()); },
+   [](const Config& c) { return yesNo(c.log.verbose); }},
+  {"--deep-inspect", "--deep-inspect", "AYAFLOW_DEEP_INSPECT", "deep_inspect", ValueType::kBoolean,
+   nullptr, "Extract domains from DNS and TLS SNI",
+   [](const Raw& r, Config& c) { c.capture.deep_inspect = parseBool(r.label, r.single()); },
+   [](const Config& c) { return yesNo(c.capture.deep_inspect); }},
+  {"--enable-ipv6", "--enable-ipv6", "AYAFLOW_ENABLE_IPV6", "enable_ipv6", ValueType::kBoolean,
+   nullptr, "Capture IPv6 as well as IPv4",
+   [](const Raw& r, Config& c) { c.capture.enable_ipv6 = parseBool(r.label, r.single()); },
+   [](const Config& c) { return yesNo(c.capture.enable_ipv6); }},
+  {"--resolve-dns", "--resolve-dns", "AYAFLOW_RESOLVE_DNS", "resolve_dns", ValueType::kBoolean,
+   nullptr, "Reverse-resolve addresses",
+   [](const Raw& r, Config& c) { c.resolve_dns = parseBool(r.label, r.single()); },
+   [](const Config& c) { return yesNo(c.resolve_dns); }},
+  {"--ring-buffer-size", "--ring-buffer-size", "AYAFLOW_RING_BUFFER_SIZE", "ring_buffer_size",
+   ValueType::kSize, "BYTES", "Ring buffer size: a power of two from 4K to 1G, K/M/G suffix allowed",
+   [](const Raw& r, Config& c) {
+     c.capture.ring_buffer_size = parseRingBufferSize(r.label, r.single());
+   },
+   [](const Config& c) { return formatSize(c.capture.ring_buffer_size); }},
+  {"--flow-table-size", "--flow-table-size", "AYAFLOW_FLOW_TABLE_SIZE", "flow_table_size",
+   ValueType::kInteger, "FLOWS",
+   "Aggregated mode: flows per kernel flow table (two are kept), 1024-1048576",
+   [](const Raw& r, Config& c) {
+     c.capture.flow_table_size = static_cast<std::uint32_t>(
+         parseRange(r.label, r.single(), kMinFlowTable, kMaxFlowTable, "a number of flows"));
+   },
+   [](const Config& c) { return std::to_string(c.capture.flow_table_size); }},
+  {"--attach-mode", "--attach-mode", "AYAFLOW_ATTACH_MODE", "attach_mode", ValueType::kString,
+   "MODE", "auto, tcx (kernel >= 6.6) or tc",
+   [](const Raw& r, Config& c) { c.capture.attach_mode = parseAttachMode(r.label, r.single()); },
+   [](const Config& c) { return std::string(bpf::toString(c.capture.attach_mode)); }},
+};
+// clang-format on
+
+}  // namespace
+
+const Setting* settingsBegin() { return std::begin(kSettings); }
+const Setting* settingsEnd() { return std::end(kSettings); }
+
+}  // namespace ayaflow::app::detail

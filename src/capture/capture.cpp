@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "ayaflow/capture/capture.h"
+
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+// Boost 1.74 Asio uses std::exchange without including <utility> (C++20).
+#include <utility>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "ayaflow/abi/event.h"
+#include "ayaflow/bpf/bpf_program.h"
+#include "ayaflow/bpf/flow_tables.h"
+#include "ayaflow/bpf/link_watcher.h"
+#include "ayaflow/bpf/ring_buffer_reader.h"
+#include "ayaflow/capture/interface_set.h"
+#include "ayaflow/capture/tc_attacher.h"
+#include "ayaflow/common/interface_name.h"
+#include "ayaflow/common/logging.h"
+#include "ayaflow/common/metrics.h"
+#include "ayaflow/flow/packet.h"
+
+namespace asio = boost::asio;
+
+namespace ayaflow::capture {
+namespace {
+
+constexpr auto kExpiryInterval = std::chrono::seconds(10);
+// Aggregated mode: the flow tables are collected this long after each whole second.
+constexpr auto kFlowCollectDelay = std::chrono::milliseconds(5);
+
+std::uint64_t monotonicNowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+/// Ring-buffer records and kernel flow-table entries -> connection map and history. Ingest
+/// thread only; no allocation except when a map shard grows, no formatting.
+class Ingest final : public bpf::EventSink, public bpf::FlowSink {
+ public:
+  Ingest(flow::ConnectionMap& map, flow::PacketSink& history) : map_(map), history_(history) {}
+
+  void onEvent(const void* data, std::size_t size) noexcept override {
+    flow::Packet packet;
+    if (flow::decodePacketEvent(data, size, packet) != flow::DecodeStatus::kOk) {
+      malformed_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    map_.record(packet);
+    history_.onPacket(packet);  // bounded hand-off: never waits
+    read_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void onFlow(const ayaflow_flow_key& key, const ayaflow_flow_value& value) noexcept override {
+    flow::Packet packet;
+    if (flow::decodeFlowEntry(key, value, packet) != flow::DecodeStatus::kOk) {
+      malformed_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    map_.record(packet);
+    history_.onPacket(packet);
+    flow_packets_.fetch_add(value.packets, std::memory_order_relaxed);
+  }
+
+  std::uint64_t read() const { return read_.load(std::memory_order_relaxed); }
+  std::uint64_t flowPackets() const { return flow_packets_.load(std::memory_order_relaxed); }
+  std::uint64_t malformed() const { return malformed_.load(std::memory_order_relaxed); }
+
+ private:
+  flow::ConnectionMap& map_;
+  flow::PacketSink& history_;
+  std::atomic<std::uint64_t> read_{0};
+  std::atomic<std::uint64_t> malformed_{0};
+  std::atomic<std::uint64_t> flow_packets_{0};
+};
+
+/// Payload ring-buffer records -> the payload sink, stamped with the time they are read.
+class PayloadReader final : public bpf::EventSink {
+ public:
+  explicit PayloadReader(flow::PayloadSink& sink) : sink_(sink) {}
+  void onEvent(const void* data, std::size_t size) noexcept override {
+    sink_.onPayload(data, size, monotonicNowNs());
+  }
+
+ private:
+  flow::PayloadSink& sink_;
+};
+
+bpf::ProgramOptions programOptions(const CaptureOptions& o) {
+  bpf::ProgramOptions p;
+  p.ring_buffer_size = o.ring_buffer_size;
+  p.enable_ipv6 = o.enable_ipv6;
+  p.deep_inspect = o.deep_inspect;
+  p.flow_table = o.flow_tables;
+  p.flow_table_entries = o.flow_table_size;
+  return p;
+}
+
+}  // namespace
+
+struct Capture::Impl {
+  Impl(asio::io_context& io_context, const CaptureOptions& o, flow::PacketSink& history,
+       flow::PayloadSink* payload_sink)
+      : io(io_context),
+        options(o),
+        program(programOptions(o)),
+        attacher(program, o.attach_mode),
+        interfaces(o.interfaces, attacher),
+        ingest(connections, history),
+        payload(payload_sink),
+        expiry_timer(io),
+        flow_timer(io) {
+    if (o.flow_tables) {
+      flow_tables.emplace(program.flowTablesMapFd(), program.flowTableFd(0),
+                          program.flowTableFd(1));
+    }
+    reader = std::make_unique<bpf::RingBufferReader>(io, program.eventsMapFd(), ingest);
+    if (payload != nullptr && o.deep_inspect) {
+      payload_reader_sink.emplace(*payload);
+      payload_reader = std::make_unique<bpf::RingBufferReader>(io, program.payloadEventsMapFd(),
+                                                               *payload_reader_sink);
+    }
+    // Notifications queue up from here on: a change during start-up is not missed.
+    link_watcher = std::make_unique<bpf::LinkWatcher>(io, [this] { followInterfaces(); });
+    interfaces.start(listLinks());
+  }
+
+  void followInterfaces() {
+    if (stopping) return;
+    try {
+      interfaces.update(listLinks());
+    } catch (const std::exception& e) {
+      logger("capture")->error("{}", e.what());
+    }
+  }
+
+  void scheduleExpiry() {
+    expiry_timer.expires_after(kExpiryInterval);
+    expiry_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      const std::uint64_t now = monotonicNowNs();
+      const std::uint64_t timeout_ns =
+          static_cast<std::uint64_t>(options.connection_timeout_s) * 1000000000ULL;
+      const std::size_t removed = connections.expire(now, timeout_ns);
+      expired.fetch_add(removed, std::memory_order_relaxed);
+      if (removed > 0) logger("flow")->debug("expired {} idle connections", removed);
+      if (payload != nullptr) payload->onTick(now);
+      warnAboutLoss();
+      scheduleExpiry();
+    });
+  }
+
+  // Aggregated mode: collect the kernel flow table shortly after every whole second of
+  // Unix time, so that a table's packets fall in the aggregation window they belong to
+  // (windows are whole seconds aligned on Unix time) up to the swap's few milliseconds.
+  void scheduleFlowCollection() {
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    const auto to_next_second = std::chrono::nanoseconds(1000000000L - now.tv_nsec);
+    flow_timer.expires_after(to_next_second + kFlowCollectDelay);
+    flow_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      try {
+        flow_tables->swapAndCollect(ingest);
+      } catch (const std::exception& e) {
+        // The table keeps what it held; the next collection reads it.
+        logger("bpf")->error("{}", e.what());
+      }
+      scheduleFlowCollection();
+    });
+  }
+
+  // At most one warning per expiry interval, only when events were lost.
+  void warnAboutLoss() noexcept {
+    std::uint64_t lost = 0;
+    try {
+      lost = program.readTotals().totalLost();
+    } catch (const std::exception& e) {
+      logger("bpf")->error("{}", e.what());
+      return;
+    }
+    if (lost > lost_reported) {
+      logger("bpf")->warn(
+          "{} events lost in the ring buffer in the last {} s ({} in all); totals stay exact, "
+          "per-connection counts miss them: consider a larger --ring-buffer-size",
+          lost - lost_reported, kExpiryInterval.count(), lost);
+      lost_reported = lost;
+    }
+  }
+
+  void start() {
+    reader->start();
+    link_watcher->start();
+    if (payload_reader) payload_reader->start();
+    scheduleExpiry();
+    if (flow_tables) scheduleFlowCollection();
+  }
+
+  void stop() {
+    if (stopping.exchange(true)) return;
+    reader->stop();
+    if (payload_reader) payload_reader->stop();
+    link_watcher->stop();  // no re-attach on the way out
+    interfaces.detachAll();
+    expiry_timer.cancel();
+    if (flow_tables) {
+      flow_timer.cancel();
+      try {
+        flow_tables->collectAll(ingest);  // waits for program runs still in flight
+      } catch (const std::exception& e) {
+        logger("bpf")->error("{}", e.what());
+      }
+    }
+    const std::size_t last = reader->drain();
+    if (payload_reader) payload_reader->drain();
+    bpf::KernelTotals t;
+    try {
+      t = program.readTotals();
+    } catch (const std::exception& e) {
+      logger("bpf")->error("{}", e.what());
+    }
+    logger("capture")->info(
+        "stopped: {} packets, {} bytes, {} events read ({} in the final drain), {} lost in the "
+        "ring buffer, {} malformed{}",
+        t.totalPackets(), t.totalBytes(), ingest.read(), last, t.totalLost(), ingest.malformed(),
+        flow_tables ? fmt::format("; {} packets collected from the kernel flow tables",
+                                  ingest.flowPackets())
+                    : std::string());
+  }
+
+  CaptureStats stats() const {
+    CaptureStats s;
+    const bpf::KernelTotals t = program.readTotals();
+    s.packets = t.totalPackets();
+    s.bytes = t.totalBytes();
+    s.events_lost[AYAFLOW_DIR_INGRESS] = t.events_lost[AYAFLOW_DIR_INGRESS];
+    s.events_lost[AYAFLOW_DIR_EGRESS] = t.events_lost[AYAFLOW_DIR_EGRESS];
+    for (const bpf::KernelCounter& c : t.counters) {
+      s.counters.push_back({common::interfaceLabel(c.ifindex), c.direction, c.protocol, c.addr_type,
+                            c.packets, c.bytes, c.events_lost});
+    }
+    if (options.deep_inspect) s.payload_events_lost = program.readPayloadTotals().lost;
+    if (options.flow_tables) s.flow_table_overflow = program.readFlowTableOverflow();
+    s.events_read = ingest.read();
+    s.events_malformed = ingest.malformed();
+    s.flow_table_packets = ingest.flowPackets();
+    s.active_connections = connections.size();
+    s.connections_expired = expired.load(std::memory_order_relaxed);
+    s.interfaces_attached = interfaces.attached();
+    s.interfaces_configured = interfaces.configured();
+    s.ring_buffer_size = program.ringBufferSize();
+    return s;
+  }
+
+  asio::io_context& io;
+  const CaptureOptions options;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> expired{0};
+  std::uint64_t lost_reported = 0;  // ingest thread only
+  // Declaration order is teardown order reversed: readers go first, then the attachments,
+  // then the program.
+  bpf::BpfProgram program;
+  TcAttacher attacher;
+  InterfaceSet interfaces;
+  flow::ConnectionMap connections;
+  Ingest ingest;
+  flow::PayloadSink* payload;
+  std::optional<PayloadReader> payload_reader_sink;
+  std::optional<bpf::FlowTables> flow_tables;  // aggregated mode only
+  std::unique_ptr<bpf::LinkWatcher> link_watcher;
+  std::unique_ptr<bpf::RingBufferReader> reader;
+  std::unique_ptr<bpf::RingBufferReader> payload_reader;
+  asio::steady_timer expiry_timer;
+  asio::steady_timer flow_timer;
+};
+
+Capture::Capture(asio::io_context& io, const CaptureOptions& options, flow::PacketSink& history,
+                 flow::PayloadSink* payload)
+    : impl_(std::make_unique<Impl>(io, options, history, payload)) {}
+
+Capture::~Capture() = default;
+
+void Capture::start() { impl_->start(); }
+
+void Capture::stop() { impl_->stop(); }
+
+Capture::Totals Capture::totals() const {
+  const bpf::KernelTotals t = impl_->program.readTotals();
+  return Totals{t.totalPackets(), t.totalBytes()};
+}
+
+const flow::ConnectionMap& Capture::connections() const { return impl_->connections; }
+
+CaptureStats Capture::stats() const { return impl_->stats(); }
+
+std::shared_ptr<const prometheus::Collectable> Capture::metrics() const {
+  return std::make_shared<const common::CallbackCollectable>(
+      [impl = impl_.get()] { return captureFamilies(impl->stats()); });
+}
+
+}  // namespace ayaflow::capture

@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "ayaflow/store/sqlite_sink.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "ayaflow/common/logging.h"
+#include "ayaflow/common/metrics.h"
+#include "ayaflow/flow/names.h"
+#include "sqlite_util.h"
+
+namespace ayaflow::store {
+namespace {
+
+using detail::DbPtr;
+using detail::StmtPtr;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr const char* kInsertSql =
+    "INSERT INTO packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, "
+    "packet_count, direction, src_hostname, dst_hostname, domain) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+// The inner SELECT walks idx_timestamp from the oldest row, so each chunk costs about its
+// own size whatever the table's.
+constexpr const char* kRetentionSql =
+    "DELETE FROM packets WHERE id IN "
+    "(SELECT id FROM packets WHERE timestamp < ?1 ORDER BY timestamp LIMIT ?2)";
+
+std::int64_t realtimeMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// Binds text that stays valid until the statement is stepped and reset.
+void bindText(sqlite3_stmt* stmt, int index, const char* text, std::size_t len) {
+  sqlite3_bind_text(stmt, index, text, static_cast<int>(len), SQLITE_STATIC);
+}
+
+void bindOptional(sqlite3_stmt* stmt, int index, const std::optional<std::string>* text) {
+  if (text != nullptr && *text) {
+    bindText(stmt, index, (*text)->data(), (*text)->size());
+  } else {
+    sqlite3_bind_null(stmt, index);
+  }
+}
+
+}  // namespace
+
+struct SqliteSink::Impl {
+  explicit Impl(StoreOptions o) : options(std::move(o)), queue(options.queue_rows) {
+    if (options.batch_rows == 0) options.batch_rows = 1;
+    if (options.retention_chunk == 0) options.retention_chunk = 1;
+    loc = detail::locate(options.db_path);
+  }
+
+  // ---- writer thread ------------------------------------------------------------------
+
+  void write(const pipeline::RecordBatch& batch) {
+    for (std::size_t done = 0; done < batch.size(); done += options.batch_rows) {
+      commitRows(batch.data() + done, std::min(options.batch_rows, batch.size() - done));
+    }
+  }
+
+  void commitRows(const pipeline::FlowRecord* rows, std::size_t n) {
+    sqlite3* db = write_db.get();
+    sqlite3_stmt* insert = insert_stmt.get();
+    int rc = detail::exec(db, "BEGIN");
+    std::uint64_t packets = 0;
+    char src[flow::kMaxAddressText];
+    char dst[flow::kMaxAddressText];
+    char protocol[flow::kMaxProtocolText];
+    for (std::size_t i = 0; rc == SQLITE_OK && i < n; ++i) {
+      const pipeline::FlowRecord& r = rows[i];
+      packets += r.packets;
+      const enrich::EndpointNames* src_names = r.srcNames();
+      const enrich::EndpointNames* dst_names = r.dstNames();
+      const char* direction = flow::directionName(r.direction);
+      sqlite3_bind_int64(insert, 1, r.first_ms);
+      bindText(insert, 2, src, flow::formatAddress(r.src, src));
+      bindText(insert, 3, dst, flow::formatAddress(r.dst, dst));
+      sqlite3_bind_int(insert, 4, r.src_port);
+      sqlite3_bind_int(insert, 5, r.dst_port);
+      bindText(insert, 6, protocol, flow::formatProtocol(r.protocol, protocol));
+      sqlite3_bind_int64(insert, 7, static_cast<sqlite3_int64>(r.bytes));
+      sqlite3_bind_int64(insert, 8, static_cast<sqlite3_int64>(r.packets));
+      bindText(insert, 9, direction, std::char_traits<char>::length(direction));
+      bindOptional(insert, 10, src_names ? &src_names->hostname : nullptr);
+      bindOptional(insert, 11, dst_names ? &dst_names->hostname : nullptr);
+      bindOptional(insert, 12, r.names ? &r.names->domain : nullptr);
+      rc = sqlite3_step(insert);
+      if (rc == SQLITE_DONE) rc = SQLITE_OK;
+      sqlite3_reset(insert);
+      sqlite3_clear_bindings(insert);
+    }
+    if (rc == SQLITE_OK) rc = detail::exec(db, "COMMIT");
+    if (rc != SQLITE_OK) {
+      last_error = sqlite3_errmsg(db);
+      if (last_error == "not an error") last_error = sqlite3_errstr(rc);
+      if (!sqlite3_get_autocommit(db)) detail::exec(db, "ROLLBACK");
+      write_errors.fetch_add(1, std::memory_order_relaxed);
+      rows_dropped_write.fetch_add(n, std::memory_order_relaxed);
+      packets_dropped_write.fetch_add(packets, std::memory_order_relaxed);
+      failing = true;
+      reportDrops(SteadyClock::now());
+      return;
+    }
+    rows_stored.fetch_add(n, std::memory_order_relaxed);
+    packets_stored.fetch_add(packets, std::memory_order_relaxed);
+    batches.fetch_add(1, std::memory_order_relaxed);
+    if (failing) {
+      failing = false;
+      reportDrops(SteadyClock::now(), /*force=*/true);
+      logger("store")->info("{}: writing again", loc.display);
+    }
+  }
+
+  /// Logs drops since the last report, at most once per log_interval (unless forced).
+  void reportDrops(SteadyClock::time_point now, bool force = false) {
+    if (!force && reported_once && now - last_report < options.log_interval) return;
+    const std::uint64_t full = queue.stats().records_dropped_full;
+    const std::uint64_t failed = rows_dropped_write.load(std::memory_order_relaxed);
+    bool logged = false;
+    if (full > reported_full) {
+      logger("store")->warn(
+          "{} rows not stored: the SQLite queue ({} rows) was full ({} in all); the disk "
+          "cannot keep up with this packet rate (consider --aggregation-window)",
+          full - reported_full, options.queue_rows, full);
+      reported_full = full;
+      logged = true;
+    }
+    if (failed > reported_failed) {
+      logger("store")->warn("{} rows not stored: cannot write to {}: {} ({} in all)",
+                            failed - reported_failed, loc.display, last_error, failed);
+      reported_failed = failed;
+      logged = true;
+    }
+    if (logged) {
+      last_report = now;
+      reported_once = true;
+    }
+  }
+
+  /// One DELETE chunk of the retention pass in progress.
+  void retentionStep() {
+    sqlite3_stmt* del = retention_stmt.get();
+    sqlite3_bind_int64(del, 1, retention_cutoff_ms);
+    sqlite3_bind_int64(del, 2, static_cast<sqlite3_int64>(options.retention_chunk));
+    const int rc = sqlite3_step(del);
+    sqlite3_reset(del);
+    retention_chunks.fetch_add(1, std::memory_order_relaxed);
+    if (rc != SQLITE_DONE) {
+      logger("store")->warn("{}: retention: cannot delete old rows: {}", loc.display,
+                            sqlite3_errmsg(write_db.get()));
+      retention_active = false;
+      return;
+    }
+    const auto deleted = static_cast<std::uint64_t>(sqlite3_changes(write_db.get()));
+    rows_deleted.fetch_add(deleted, std::memory_order_relaxed);
+    retention_pass_deleted += deleted;
+    if (deleted < options.retention_chunk) {
+      retention_active = false;
+      if (retention_pass_deleted > 0) {
+        logger("store")->debug("retention: deleted {} rows older than {} s", retention_pass_deleted,
+                               *options.retention_s);
+      }
+    }
+  }
+
+  void run() {
+    pthread_setname_np(pthread_self(), "ayaflow-store");
+    auto now = SteadyClock::now();
+    next_report = now + options.log_interval;
+    next_retention = now;  // a pass at start-up, then every retention_interval
+    std::uint64_t sync_pending = 0;
+    for (;;) {
+      // One retention chunk per turn while a pass is active: the queue is served between.
+      SteadyClock::time_point deadline = next_report;
+      if (options.retention_s) deadline = std::min(deadline, next_retention);
+      if (retention_active) deadline = now;
+      const pipeline::BatchQueue::Item item = queue.pop(deadline);
+      if (item.batch) write(*item.batch);
+      if (item.flush_ticket != 0) queue.done(item.flush_ticket);
+      if (item.sync_ticket != 0) sync_pending = item.sync_ticket;
+      now = SteadyClock::now();
+      if (now >= next_report) {
+        reportDrops(now);
+        next_report = now + options.log_interval;
+      }
+      if (item.closed) break;
+      if (options.retention_s) {
+        if (!retention_active && now >= next_retention) {
+          const auto keep_ms = static_cast<std::int64_t>(
+              std::min<std::uint64_t>(*options.retention_s, INT64_MAX / 1000) * 1000);
+          retention_cutoff_ms = realtimeMs() - keep_ms;
+          retention_active = true;
+          retention_pass_deleted = 0;
+          next_retention = now + options.retention_interval;
+        }
+        if (retention_active) retentionStep();
+      }
+      if (sync_pending != 0 && !retention_active) {
+        queue.synced(sync_pending);
+        sync_pending = 0;
+      }
+    }
+    reportDrops(SteadyClock::now(), /*force=*/true);
+    insert_stmt.reset();
+    retention_stmt.reset();
+    write_db.reset();
+    queue.closeConsumer();
+  }
+
+  void stop() {
+    std::lock_guard<std::mutex> lock(stop_mu);
+    queue.close();
+    if (writer.joinable() && writer.get_id() != std::this_thread::get_id()) writer.join();
+  }
+
+  SqliteSinkStats stats() const {
+    SqliteSinkStats s;
+    const auto get = [](const auto& a) { return a.load(std::memory_order_relaxed); };
+    s.rows_stored = get(rows_stored);
+    s.packets_stored = get(packets_stored);
+    s.rows_dropped_write_error = get(rows_dropped_write);
+    s.packets_dropped_write_error = get(packets_dropped_write);
+    s.batches = get(batches);
+    s.write_errors = get(write_errors);
+    s.rows_deleted = get(rows_deleted);
+    s.retention_chunks = get(retention_chunks);
+    s.queue = queue.stats();
+    return s;
+  }
+
+  StoreOptions options;
+  detail::DbLocation loc;
+  pipeline::BatchQueue queue;
+  std::atomic<std::uint64_t> rows_stored{0}, packets_stored{0}, rows_dropped_write{0},
+      packets_dropped_write{0}, batches{0}, write_errors{0}, rows_deleted{0}, retention_chunks{0};
+  std::mutex stop_mu;  // serialises stop()
+  std::thread writer;
+
+  // Writer thread only (set up before it starts).
+  DbPtr write_db;
+  StmtPtr insert_stmt;
+  StmtPtr retention_stmt;
+  SteadyClock::time_point next_report;
+  SteadyClock::time_point next_retention;
+  bool retention_active = false;
+  std::int64_t retention_cutoff_ms = 0;
+  std::uint64_t retention_pass_deleted = 0;
+  bool failing = false;
+  std::string last_error;
+  bool reported_once = false;
+  SteadyClock::time_point last_report;
+  std::uint64_t reported_full = 0;
+  std::uint64_t reported_failed = 0;
+};
+
+SqliteSink::SqliteSink(StoreOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  Impl& s = *impl_;
+  detail::checkBeforeOpen(s.loc);
+  s.write_db = detail::openWriter(s.loc);
+  s.insert_stmt = detail::prepare(s.write_db.get(), kInsertSql, s.loc.display);
+  s.retention_stmt = detail::prepare(s.write_db.get(), kRetentionSql, s.loc.display);
+  s.writer = std::thread([impl = impl_.get()] { impl->run(); });
+}
+
+SqliteSink::~SqliteSink() { stop(); }
+
+void SqliteSink::consume(pipeline::BatchPtr batch, Deadline room_until) noexcept {
+  impl_->queue.push(std::move(batch), room_until);
+}
+
+void SqliteSink::flush() { impl_->queue.flush(); }
+
+void SqliteSink::stop() { impl_->stop(); }
+
+SqliteSinkStats SqliteSink::stats() const { return impl_->stats(); }
+
+const detail::DbLocation& SqliteSink::location() const { return impl_->loc; }
+
+std::chrono::milliseconds SqliteSink::queryTimeout() const { return impl_->options.query_timeout; }
+
+void SqliteSink::syncForTest() { impl_->queue.sync(); }
+
+std::vector<prometheus::MetricFamily> storageFamilies(const SqliteSinkStats& s) {
+  common::MetricFamilies f;
+  f.counter("ayaflow_storage_rows_stored_total", "Rows committed to the SQLite database.",
+            s.rows_stored);
+  f.labelledCounter("ayaflow_storage_rows_dropped_total",
+                    "Rows that could not be stored, by reason: queue_full (the hand-off to the "
+                    "SQLite writer was full; nothing waits for the disk), write_error (SQLite "
+                    "failed) or stopped (after shutdown began).",
+                    "reason",
+                    {{"queue_full", s.queue.records_dropped_full},
+                     {"write_error", s.rows_dropped_write_error},
+                     {"stopped", s.queue.records_dropped_closed}});
+  f.gauge("ayaflow_storage_queue_rows", "Rows waiting to be written.",
+          static_cast<double>(s.queue.depth));
+  return f.take();
+}
+
+std::shared_ptr<const prometheus::Collectable> SqliteSink::metrics() const {
+  return std::make_shared<const common::CallbackCollectable>(
+      [impl = impl_.get()] { return storageFamilies(impl->stats()); });
+}
+
+}  // namespace ayaflow::store

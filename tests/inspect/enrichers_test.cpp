@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// The deep-inspection enrichers name connections from the domain map and reverse DNS.
+#include "ayaflow/inspect/enrichers.h"
+
+#include <gtest/gtest.h>
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include "ayaflow/inspect/deep_inspection.h"
+
+namespace ayaflow::inspect {
+namespace {
+
+flow::FlowKey key(const char* local, const char* remote, std::uint16_t remote_port) {
+  flow::FlowKey k;
+  k.local = *flow::IpAddress::parse(local);
+  k.remote = *flow::IpAddress::parse(remote);
+  k.local_port = 40000;
+  k.remote_port = remote_port;
+  k.protocol = 6;
+  return k;
+}
+
+TEST(DomainEnricher, NamesTheRemoteEndSniFirst) {
+  DomainMap domains;
+  domains.learnDns(*flow::IpAddress::parse("93.184.216.34"), "example.com");
+  domains.learnSni(*flow::IpAddress::parse("93.184.216.34"), 443, "www.example.com");
+  const DomainEnricher enricher(domains);
+  enrich::ConnectionNames names;
+  enricher.enrich(key("10.0.0.1", "93.184.216.34", 443), names);
+  EXPECT_EQ(names.domain, "www.example.com");
+  names = {};
+  enricher.enrich(key("10.0.0.1", "93.184.216.34", 80), names);
+  EXPECT_EQ(names.domain, "example.com");
+  names = {};
+  enricher.enrich(key("93.184.216.34", "10.0.0.1", 80), names);  // the other way round
+  EXPECT_FALSE(names.domain);
+  names.domain = "earlier.example";  // an earlier source wins
+  enricher.enrich(key("10.0.0.1", "93.184.216.34", 443), names);
+  EXPECT_EQ(names.domain, "earlier.example");
+}
+
+TEST(ReverseDnsEnricher, NamesBothEndsOnceResolved) {
+  ReverseResolver::Options o;
+  o.threads = 1;
+  ReverseResolver resolver(o, [](const flow::IpAddress& a) -> std::optional<std::string> {
+    if (a.toString() == "10.0.0.1") return "client.example";
+    if (a.toString() == "10.0.0.2") return "server.example";
+    return std::nullopt;
+  });
+  const ReverseDnsEnricher enricher(resolver);
+  enrich::ConnectionNames names;
+  enricher.enrich(key("10.0.0.1", "10.0.0.2", 443), names);  // queues both lookups
+  resolver.waitIdleForTest();
+  names = {};
+  enricher.enrich(key("10.0.0.1", "10.0.0.2", 443), names);
+  EXPECT_EQ(names.local.hostname, "client.example");
+  EXPECT_EQ(names.remote.hostname, "server.example");
+  EXPECT_FALSE(names.domain);
+}
+
+TEST(DeepInspection, ExportsItsTwoFamiliesAlways) {
+  DeepInspection inspection;
+  const auto families = inspection.metrics()->Collect();
+  ASSERT_EQ(families.size(), 2u);
+  EXPECT_EQ(families[0].name, "ayaflow_domains_resolved_total");
+  EXPECT_EQ(families[1].name, "ayaflow_deep_inspect_packets_total");
+  inspection.onPayload("x", 1, 0);  // too short: counted, ignored
+  EXPECT_EQ(inspection.metrics()->Collect()[1].metric[0].counter.value, 1.0);
+}
+
+}  // namespace
+}  // namespace ayaflow::inspect

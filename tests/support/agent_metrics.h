@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// The agent's /metrics without a kernel: the families of every component the agent
+// registers, in the agent's order (see src/app/app.cpp), built from counters the test sets.
+// Each component's metrics() is tested against the real component in its own room's tests.
+// Link ayaflow_app to use it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "ayaflow/api/http_server.h"
+#include "ayaflow/api/metrics.h"
+#include "ayaflow/api/stream_hub.h"
+#include "ayaflow/capture/capture.h"
+#include "ayaflow/common/metrics.h"
+#include "ayaflow/inspect/deep_inspection.h"
+#include "ayaflow/pipeline/pipeline.h"
+#include "ayaflow/store/sqlite_sink.h"
+
+namespace ayaflow::test {
+
+/// Counters read at every Collect(): change them between scrapes to grow them.
+struct AgentStats {
+  capture::CaptureStats capture;
+  std::uint64_t domains_resolved = 0;
+  std::uint64_t payload_records = 0;
+  pipeline::PipelineStats pipeline;
+  store::SqliteSinkStats storage;
+  api::HttpServerStats http;
+  api::StreamHubStats stream;
+};
+
+class AgentMetrics {
+ public:
+  AgentStats stats;
+  /// Called at the start of every scrape (e.g. to grow the counters).
+  std::function<void(AgentStats&)> on_scrape;
+  common::MetricsRegistry registry;
+
+  AgentMetrics() {
+    registry.add([this] {
+      if (on_scrape) on_scrape(stats);
+      return capture::captureFamilies(stats.capture);
+    });
+    registry.add([this] {
+      return inspect::inspectionFamilies(stats.domains_resolved, stats.payload_records);
+    });
+    registry.add([this] { return pipeline::pipelineFamilies(stats.pipeline); });
+    registry.add([this] { return store::storageFamilies(stats.storage); });
+    registry.add([this] { return api::httpServerFamilies(stats.http); });
+    registry.add([this] { return api::streamHubFamilies(stats.stream); });
+    registry.add(api::processMetrics());
+  }
+  AgentMetrics(const AgentMetrics&) = delete;
+  AgentMetrics& operator=(const AgentMetrics&) = delete;
+};
+
+}  // namespace ayaflow::test
