@@ -31,8 +31,8 @@ static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_pack
 	__builtin_memset(&key, 0, sizeof(key));
 	key.ifindex = ev->ifindex;
 	key.direction = ev->direction;
-	key.protocol = ev->protocol;
-	key.addr_type = ev->addr_type;
+	key.protocol = ev->tuple.protocol;
+	key.addr_type = ev->tuple.addr_type;
 	st = bpf_map_lookup_elem(&stats, &key);
 	if (st)
 		return st;
@@ -59,16 +59,12 @@ static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
 	table = bpf_map_lookup_elem(&flow_tables, &zero);
 	if (!table)
 		return -1;
+	/* A hash key: every byte counts, pads included. */
 	__builtin_memset(&key, 0, sizeof(key));
+	key.tuple = ev->tuple;
 	key.ifindex = ev->ifindex;
 	key.direction = ev->direction;
-	key.protocol = ev->protocol;
-	key.addr_type = ev->addr_type;
 	key.flags = ev->flags;
-	key.src_port = ev->src_port;
-	key.dst_port = ev->dst_port;
-	__builtin_memcpy(key.src_addr, ev->src_addr, 16);
-	__builtin_memcpy(key.dst_addr, ev->dst_addr, 16);
 	v = bpf_map_lookup_elem(table, &key);
 	if (!v) {
 		init.packets = 1;

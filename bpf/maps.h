@@ -53,19 +53,11 @@ struct {
 } payload_scratch SEC(".maps");
 
 /* TCP connections to port 443 whose first bytes are being captured:
- * client-to-server 4-tuple -> initial sequence number. */
-struct tls_flow_key {
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u16 sport;
-	__u16 dport;
-	__u32 pad;
-};
-
+ * client-to-server tuple -> initial sequence number. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct tls_flow_key);
+	__type(key, struct ayaflow_tuple);
 	__type(value, __u32);
 } tls_flows SEC(".maps");
 

@@ -97,13 +97,13 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, int off,
 	/* GSO / BIG TCP packets may carry 0: use what the skb holds. */
 	if (tot_len < hlen)
 		tot_len = skb->len > (__u32)off ? skb->len - off : 0;
-	ev->protocol = ip.protocol;
-	ev->addr_type = 4;
+	ev->tuple.protocol = ip.protocol;
+	ev->tuple.addr_type = 4;
 	ev->pkt_len = tot_len;
 	if (bpf_ntohs(ip.frag_off) & 0x1fff)
 		ev->flags |= AYAFLOW_F_FRAGMENT;
-	map_ipv4(ev->src_addr, ip.saddr);
-	map_ipv4(ev->dst_addr, ip.daddr);
+	map_ipv4(ev->tuple.src_addr, ip.saddr);
+	map_ipv4(ev->tuple.dst_addr, ip.daddr);
 	return off + hlen;
 }
 
@@ -152,10 +152,10 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, int off,
 	}
 	if (next != IPPROTO_TCP && next != IPPROTO_UDP)
 		return -1; /* another protocol, or more extension headers than we walk */
-	ev->protocol = next;
-	ev->addr_type = 6;
-	__builtin_memcpy(ev->src_addr, &ip6.saddr, 16);
-	__builtin_memcpy(ev->dst_addr, &ip6.daddr, 16);
+	ev->tuple.protocol = next;
+	ev->tuple.addr_type = 6;
+	__builtin_memcpy(ev->tuple.src_addr, &ip6.saddr, 16);
+	__builtin_memcpy(ev->tuple.dst_addr, &ip6.daddr, 16);
 	return off;
 }
 
@@ -197,8 +197,8 @@ static __always_inline int parse_packet(struct __sk_buff *skb, __u32 cfg_flags, 
 	/* TCP and UDP both start with the two ports. */
 	if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) < 0)
 		return -1;
-	ev->src_port = bpf_ntohs(ports[0]);
-	ev->dst_port = bpf_ntohs(ports[1]);
+	ev->tuple.src_port = bpf_ntohs(ports[0]);
+	ev->tuple.dst_port = bpf_ntohs(ports[1]);
 	return 0;
 }
 

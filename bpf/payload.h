@@ -57,17 +57,11 @@ static __always_inline void emit_payload(struct __sk_buff *skb,
 	pe->abi_version = AYAFLOW_ABI_VERSION;
 	pe->kind = AYAFLOW_EVENT_PAYLOAD;
 	pe->direction = ev->direction;
-	pe->protocol = ev->protocol;
-	pe->addr_type = ev->addr_type;
 	pe->flags = flags;
-	pe->pad0 = 0;
+	pe->pad = 0;
 	pe->ifindex = ev->ifindex;
-	pe->src_port = ev->src_port;
-	pe->dst_port = ev->dst_port;
-	pe->pad1 = 0;
 	pe->timestamp_ns = ev->timestamp_ns;
-	__builtin_memcpy(pe->src_addr, ev->src_addr, 16);
-	__builtin_memcpy(pe->dst_addr, ev->dst_addr, 16);
+	pe->tuple = ev->tuple;
 
 	if (len == 0) {
 		pe->seq = seq;
@@ -113,7 +107,7 @@ inspect_udp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 
 	__u32 data_off = l4 + 8;
 	__u32 len;
 
-	if (ev->src_port != AYAFLOW_DNS_PORT && ev->dst_port != AYAFLOW_DNS_PORT)
+	if (ev->tuple.src_port != AYAFLOW_DNS_PORT && ev->tuple.dst_port != AYAFLOW_DNS_PORT)
 		return;
 	if (l3_end <= data_off)
 		return;
@@ -132,20 +126,15 @@ static __always_inline void
 inspect_tcp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 l3_end, __u32 l4)
 {
 	struct tcp_seq_flags th;
-	struct tls_flow_key key;
+	struct ayaflow_tuple key = ev->tuple; /* the client-to-server stream */
 	__u32 *isn_p;
 	__u32 isn, seq, data_off, plen, rel, cap;
 	__u8 first;
 
-	if (ev->dst_port != AYAFLOW_TLS_PORT)
+	if (ev->tuple.dst_port != AYAFLOW_TLS_PORT)
 		return;
 	if (bpf_skb_load_bytes(skb, l4 + 4, &th, sizeof(th)) < 0)
 		return;
-	__builtin_memset(&key, 0, sizeof(key));
-	__builtin_memcpy(key.saddr, ev->src_addr, 16);
-	__builtin_memcpy(key.daddr, ev->dst_addr, 16);
-	key.sport = ev->src_port;
-	key.dport = ev->dst_port;
 	seq = bpf_ntohl(th.seq);
 
 	if ((th.flags & AYAFLOW_TCP_SYN) && !(th.flags & AYAFLOW_TCP_ACK)) {
@@ -195,7 +184,7 @@ static __always_inline void inspect_payload(struct __sk_buff *skb,
 	if (ev->flags & AYAFLOW_F_FRAGMENT)
 		return;
 	l3_end = (__u32)l3 + ev->pkt_len;
-	if (ev->protocol == IPPROTO_UDP)
+	if (ev->tuple.protocol == IPPROTO_UDP)
 		inspect_udp(skb, ev, l3_end, (__u32)l4);
 	else
 		inspect_tcp(skb, ev, l3_end, (__u32)l4);
