@@ -17,7 +17,7 @@
 
 #include "ayaflow/abi/event.h"
 #include "maps.h"
-#include "parse.h"
+#include "lib/parse.h"
 #include "payload.h"
 
 /* The counters for this packet's key, created on first use. */
@@ -89,19 +89,22 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 {
 	struct ayaflow_packet_event ev;
 	struct ayaflow_stats *st;
+	struct parse_ctx ctx;
 	__u32 cfg = ayaflow_cfg_flags;
-	int l3 = 0, l4 = 0;
 	__u64 flags;
 
+	if (parse_packet(skb, &ctx, ip_only, cfg & AYAFLOW_CFG_IPV6) < 0)
+		return TC_ACT_UNSPEC;
 	/* Ring buffer memory is not zeroed: write every byte, pads included. */
 	__builtin_memset(&ev, 0, sizeof(ev));
-	if (parse_packet(skb, cfg, ip_only, &ev, &l3, &l4) < 0)
-		return TC_ACT_UNSPEC;
 	ev.abi_version = AYAFLOW_ABI_VERSION;
 	ev.kind = AYAFLOW_EVENT_PACKET;
 	ev.direction = direction;
+	ev.flags = ctx.flags;
 	ev.ifindex = skb->ifindex;
+	ev.pkt_len = ctx.ip_len;
 	ev.timestamp_ns = bpf_ktime_get_ns();
+	ev.tuple = ctx.tuple;
 
 	st = stats_for(&ev);
 	if (!st)
@@ -126,7 +129,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 		st->events_lost += 1;
 inspect:
 	if (cfg & AYAFLOW_CFG_DEEP_INSPECT)
-		inspect_payload(skb, &ev, l3, l4);
+		inspect_payload(skb, &ctx, &ev);
 	return TC_ACT_UNSPEC;
 }
 

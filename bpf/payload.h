@@ -14,6 +14,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "ayaflow/abi/event.h"
+#include "lib/parse.h"
 #include "maps.h"
 
 #define AYAFLOW_TCP_FIN 0x01
@@ -101,13 +102,13 @@ static __always_inline void emit_payload(struct __sk_buff *skb,
 }
 
 /* DNS over UDP, either port 53: the first AYAFLOW_PAYLOAD_CHUNK bytes. */
-static __always_inline void
-inspect_udp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 l3_end, __u32 l4)
+static __always_inline void inspect_udp(struct __sk_buff *skb, const struct parse_ctx *ctx,
+					const struct ayaflow_packet_event *ev, __u32 l3_end)
 {
-	__u32 data_off = l4 + 8;
+	__u32 data_off = ctx->l4_off + 8;
 	__u32 len;
 
-	if (ev->tuple.src_port != AYAFLOW_DNS_PORT && ev->tuple.dst_port != AYAFLOW_DNS_PORT)
+	if (ctx->tuple.src_port != AYAFLOW_DNS_PORT && ctx->tuple.dst_port != AYAFLOW_DNS_PORT)
 		return;
 	if (l3_end <= data_off)
 		return;
@@ -122,18 +123,18 @@ inspect_udp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 
  * stream, tracked from the SYN (or from a first segment that starts a TLS
  * handshake record, for connections older than the agent).
  */
-static __always_inline void
-inspect_tcp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 l3_end, __u32 l4)
+static __always_inline void inspect_tcp(struct __sk_buff *skb, const struct parse_ctx *ctx,
+					const struct ayaflow_packet_event *ev, __u32 l3_end)
 {
+	struct ayaflow_tuple key = ctx->tuple; /* the client-to-server stream */
 	struct tcp_seq_flags th;
-	struct ayaflow_tuple key = ev->tuple; /* the client-to-server stream */
 	__u32 *isn_p;
 	__u32 isn, seq, data_off, plen, rel, cap;
 	__u8 first;
 
-	if (ev->tuple.dst_port != AYAFLOW_TLS_PORT)
+	if (ctx->tuple.dst_port != AYAFLOW_TLS_PORT)
 		return;
-	if (bpf_skb_load_bytes(skb, l4 + 4, &th, sizeof(th)) < 0)
+	if (bpf_skb_load_bytes(skb, ctx->l4_off + 4, &th, sizeof(th)) < 0)
 		return;
 	seq = bpf_ntohl(th.seq);
 
@@ -150,7 +151,7 @@ inspect_tcp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 
 		}
 		return;
 	}
-	data_off = l4 + (th.doff_res >> 4) * 4;
+	data_off = ctx->l4_off + (th.doff_res >> 4) * 4;
 	if (l3_end <= data_off)
 		return; /* a bare ACK */
 	plen = l3_end - data_off;
@@ -175,19 +176,22 @@ inspect_tcp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 
 	emit_payload(skb, ev, seq, 0, data_off, cap);
 }
 
-/* Entry point, after the packet has been counted and its event written. */
-static __always_inline void inspect_payload(struct __sk_buff *skb,
-					    const struct ayaflow_packet_event *ev, int l3, int l4)
+/*
+ * Entry point, after the packet has been counted and its event written or
+ * counted in a flow table (ev is the event, with the same tuple as ctx).
+ */
+static __always_inline void inspect_payload(struct __sk_buff *skb, const struct parse_ctx *ctx,
+					    const struct ayaflow_packet_event *ev)
 {
 	__u32 l3_end;
 
-	if (ev->flags & AYAFLOW_F_FRAGMENT)
+	if (ctx->flags & AYAFLOW_F_FRAGMENT)
 		return;
-	l3_end = (__u32)l3 + ev->pkt_len;
-	if (ev->tuple.protocol == IPPROTO_UDP)
-		inspect_udp(skb, ev, l3_end, (__u32)l4);
+	l3_end = ctx->l3_off + ctx->ip_len;
+	if (ctx->tuple.protocol == IPPROTO_UDP)
+		inspect_udp(skb, ctx, ev, l3_end);
 	else
-		inspect_tcp(skb, ev, l3_end, (__u32)l4);
+		inspect_tcp(skb, ctx, ev, l3_end);
 }
 
 #endif /* AYAFLOW_BPF_PAYLOAD_H */
