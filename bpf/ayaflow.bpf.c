@@ -19,6 +19,7 @@
 #include "maps.h"
 #include "lib/parse.h"
 #include "payload.h"
+#include "settings.h"
 
 /* The counters for this packet's key, created on first use. */
 static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_packet_event *ev)
@@ -90,10 +91,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	struct ayaflow_packet_event ev;
 	struct ayaflow_stats *st;
 	struct parse_ctx ctx;
-	__u32 cfg = ayaflow_cfg_flags;
 	__u64 flags;
 
-	if (parse_packet(skb, &ctx, ip_only, cfg & AYAFLOW_CFG_IPV6) < 0)
+	if (parse_packet(skb, &ctx, ip_only, ayaflow_enable_ipv6) < 0)
 		return TC_ACT_UNSPEC;
 	/* Ring buffer memory is not zeroed: write every byte, pads included. */
 	__builtin_memset(&ev, 0, sizeof(ev));
@@ -112,7 +112,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	st->packets += 1;
 	st->bytes += ev.pkt_len;
 
-	if (cfg & AYAFLOW_CFG_FLOW_TABLE) {
+	if (ayaflow_flow_table) {
 		if (count_flow(&ev) == 0)
 			goto inspect;
 		__u32 dir = direction & 1;
@@ -128,7 +128,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), flags) < 0)
 		st->events_lost += 1;
 inspect:
-	if (cfg & AYAFLOW_CFG_DEEP_INSPECT)
+	if (ayaflow_deep_inspect)
 		inspect_payload(skb, &ctx, &ev);
 	return TC_ACT_UNSPEC;
 }

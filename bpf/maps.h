@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Maps and run-time settings of the ayaflow TC classifier. */
+/* Maps of the ayaflow TC classifier. */
 #ifndef AYAFLOW_BPF_MAPS_H
 #define AYAFLOW_BPF_MAPS_H
 
@@ -85,17 +85,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } flow_table_overflow SEC(".maps");
-
-/*
- * Run-time settings in .bss (an mmap-able array map): userspace may change
- * them while the program runs.
- *  - ayaflow_cfg_flags: AYAFLOW_CFG_* bits.
- *  - ayaflow_wakeup_bytes: events are submitted without waking the reader
- *    until this many bytes are pending; the reader also drains on a short
- *    timer, so quiet periods are not delayed for long.
- */
-volatile __u32 ayaflow_cfg_flags;
-volatile __u64 ayaflow_wakeup_bytes;
 
 /* Keep the ABI types in BTF: bpftool then asserts their size in the skeleton. */
 struct ayaflow_packet_event _event;

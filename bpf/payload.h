@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Deep inspection: copies DNS payloads and the first bytes of TLS client
- * streams into the `payload_events` ring buffer (only when userspace sets
- * AYAFLOW_CFG_DEEP_INSPECT). Payload is read with bpf_skb_load_bytes, so
+ * streams into the `payload_events` ring buffer (only in programs loaded
+ * with the ayaflow_deep_inspect switch on). Payload is read with bpf_skb_load_bytes, so
  * bytes outside the skb's linear part (GSO packets, paged data) are reached.
  */
 #ifndef AYAFLOW_BPF_PAYLOAD_H
@@ -16,6 +16,7 @@
 #include "ayaflow/abi/event.h"
 #include "lib/parse.h"
 #include "maps.h"
+#include "settings.h"
 
 #define AYAFLOW_TCP_FIN 0x01
 #define AYAFLOW_TCP_SYN 0x02
@@ -23,8 +24,6 @@
 #define AYAFLOW_TCP_ACK 0x10
 #define AYAFLOW_TLS_HANDSHAKE 0x16
 #define AYAFLOW_PAYLOAD_HEADER_LEN 64 /* offsetof(struct ayaflow_payload_event, data) */
-
-volatile __u64 ayaflow_payload_wakeup_bytes;
 
 struct tcp_seq_flags {
 	__be32 seq;

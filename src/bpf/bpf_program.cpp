@@ -115,9 +115,10 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
     skel_ = nullptr;
     AYAFLOW_SYSTEM_ERROR(-err, "size the flow tables");
   }
-  skel_->bss->ayaflow_cfg_flags = (options.enable_ipv6 ? AYAFLOW_CFG_IPV6 : 0) |
-                                  (options.deep_inspect ? AYAFLOW_CFG_DEEP_INSPECT : 0) |
-                                  (options.flow_table ? AYAFLOW_CFG_FLOW_TABLE : 0);
+  // Load-time switches: the verifier drops the code of what is off.
+  skel_->rodata->ayaflow_enable_ipv6 = options.enable_ipv6;
+  skel_->rodata->ayaflow_deep_inspect = options.deep_inspect;
+  skel_->rodata->ayaflow_flow_table = options.flow_table;
   // Wake the reader once a quarter of the ring is pending (~900 events with
   // the default 256 KiB): each wake-up costs the program and the reader, and
   // three quarters stay free while the reader wakes (the 50 ms timer drains
@@ -173,8 +174,6 @@ int BpfProgram::flowTableFd(int index) const {
 int BpfProgram::statsOverflowMapFd() const { return bpf_map__fd(skel_->maps.stats_overflow); }
 
 void BpfProgram::setWakeupBytes(std::uint64_t bytes) { skel_->bss->ayaflow_wakeup_bytes = bytes; }
-
-void BpfProgram::setConfigFlags(std::uint32_t flags) { skel_->bss->ayaflow_cfg_flags = flags; }
 
 PayloadTotals BpfProgram::readPayloadTotals() const {
   const int cpus = libbpf_num_possible_cpus();

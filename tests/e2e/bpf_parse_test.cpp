@@ -32,9 +32,7 @@ class BpfParseTest : public ::testing::Test {
   void SetUp() override {
     AYAFLOW_REQUIRE_ROOT();
     bpf::installLibbpfLogger(false);
-    program_ = std::make_unique<bpf::BpfProgram>(bpf::ProgramOptions{});
-    rb_.reset(ring_buffer__new(program_->eventsMapFd(), &BpfParseTest::onSample, this, nullptr));
-    ASSERT_TRUE(rb_);
+    load(bpf::ProgramOptions{});
   }
 
   static int onSample(void* ctx, void* data, size_t size) {
@@ -84,7 +82,20 @@ class BpfParseTest : public ::testing::Test {
     return events_[0];
   }
 
-  void enableIpv6(bool on) { program_->setConfigFlags(on ? AYAFLOW_CFG_IPV6 : 0); }
+  /// Replaces the program with one loaded with `options` (and a reader on its ring buffer).
+  void load(const bpf::ProgramOptions& options) {
+    rb_.reset();
+    program_ = std::make_unique<bpf::BpfProgram>(options);
+    rb_.reset(ring_buffer__new(program_->eventsMapFd(), &BpfParseTest::onSample, this, nullptr));
+    ASSERT_TRUE(rb_);
+  }
+
+  /// IPv6 is a load-time switch: loads a program with it on or off.
+  void enableIpv6(bool on) {
+    bpf::ProgramOptions options;
+    options.enable_ipv6 = on;
+    load(options);
+  }
 
   static std::array<std::uint8_t, 16> mapped(const char* v4) {
     std::array<std::uint8_t, 16> a{};
@@ -505,6 +516,33 @@ TEST_F(BpfParseTest, FullRingBufferCountsLostEventsNotPackets) {
   ring_buffer__consume(rb.get());
   EXPECT_EQ(seen, 56u);
   EXPECT_EQ(seen + t.totalLost(), t.totalPackets());
+}
+
+/// Translated size of a loaded program, in bytes.
+std::uint32_t xlatedBytes(int prog_fd) {
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof(info);
+  EXPECT_EQ(bpf_obj_get_info_by_fd(prog_fd, &info, &len), 0);
+  return info.xlated_prog_len;
+}
+
+/// The switches are load-time constants: the code of what is off is not in the program
+/// the kernel runs.
+TEST(BpfLoadTimeSwitches, TheVerifierDropsWhatIsOff) {
+  AYAFLOW_REQUIRE_ROOT();
+  bpf::installLibbpfLogger(false);
+  const auto size = [](bool ipv6, bool deep_inspect, bool flow_table) {
+    bpf::ProgramOptions options;
+    options.enable_ipv6 = ipv6;
+    options.deep_inspect = deep_inspect;
+    options.flow_table = flow_table;
+    const bpf::BpfProgram program(options);
+    return xlatedBytes(program.ingressProgramFd());
+  };
+  const std::uint32_t base = size(false, false, false);
+  EXPECT_LT(base, size(true, false, false));
+  EXPECT_LT(base, size(false, true, false));
+  EXPECT_LT(base, size(false, false, true));
 }
 
 }  // namespace

@@ -185,13 +185,8 @@ AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_payload_stats) == 16, "payload stats
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_stats, events) == 0, "events");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_stats, lost) == 8, "lost");
 
-/* Runtime flags in the program's .bss, written by userspace. */
-#define AYAFLOW_CFG_IPV6 0x01
-#define AYAFLOW_CFG_DEEP_INSPECT 0x02
-#define AYAFLOW_CFG_FLOW_TABLE 0x04 /* count flows in the kernel, not per-packet events */
-
 /*
- * Flow tables (aggregated mode, AYAFLOW_CFG_FLOW_TABLE): instead of an event
+ * Flow tables (aggregated mode, ayaflow_flow_table on): instead of an event
  * per packet, the program adds each packet to its directional flow's entry in
  * the active table (`flow_tables[0]`, one of two hash maps). Userspace swaps
  * the tables about once a second, waits until no program still uses the old
