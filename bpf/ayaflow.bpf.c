@@ -16,8 +16,9 @@
 #include <bpf/bpf_helpers.h>
 
 #include "ayaflow/abi/event.h"
-#include "maps.h"
+#include "lib/map_helpers.h"
 #include "lib/parse.h"
+#include "maps.h"
 #include "payload.h"
 #include "settings.h"
 
@@ -34,15 +35,10 @@ static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_pack
 	key.direction = ev->direction;
 	key.protocol = ev->tuple.protocol;
 	key.addr_type = ev->tuple.addr_type;
-	st = bpf_map_lookup_elem(&stats, &key);
+	st = map_lookup_or_init(&stats, &key, &zero_stats);
 	if (st)
 		return st;
-	/* -EEXIST if another CPU created it first; -E2BIG when full. */
-	bpf_map_update_elem(&stats, &key, &zero_stats, BPF_NOEXIST);
-	st = bpf_map_lookup_elem(&stats, &key);
-	if (st)
-		return st;
-	return bpf_map_lookup_elem(&stats_overflow, &dir);
+	return bpf_map_lookup_elem(&stats_overflow, &dir); /* the map is full */
 }
 
 /*
@@ -52,7 +48,11 @@ static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_pack
  */
 static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
 {
-	struct ayaflow_flow_value init, *v;
+	struct ayaflow_flow_value init = {
+	    .first_ns = ev->timestamp_ns,
+	    .last_ns = ev->timestamp_ns,
+	};
+	struct ayaflow_flow_value *v;
 	struct ayaflow_flow_key key;
 	__u32 zero = 0;
 	void *table;
@@ -66,19 +66,9 @@ static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
 	key.ifindex = ev->ifindex;
 	key.direction = ev->direction;
 	key.flags = ev->flags;
-	v = bpf_map_lookup_elem(table, &key);
-	if (!v) {
-		init.packets = 1;
-		init.bytes = ev->pkt_len;
-		init.first_ns = ev->timestamp_ns;
-		init.last_ns = ev->timestamp_ns;
-		if (bpf_map_update_elem(table, &key, &init, BPF_NOEXIST) == 0)
-			return 0;
-		/* Another CPU may have created it meanwhile; otherwise the table is full. */
-		v = bpf_map_lookup_elem(table, &key);
-		if (!v)
-			return -1;
-	}
+	v = map_lookup_or_init(table, &key, &init);
+	if (!v)
+		return -1;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, ev->pkt_len);
 	if (ev->timestamp_ns > v->last_ns)
