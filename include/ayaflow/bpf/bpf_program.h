@@ -7,6 +7,7 @@
 
 #include "ayaflow/abi/event.h"
 #include "ayaflow/bpf/link_layer.h"
+#include "ayaflow/bpf/skeleton.h"
 
 struct ayaflow_bpf;  // bpftool skeleton, only seen by bpf_program.cpp
 
@@ -58,10 +59,10 @@ struct KernelTotals {
 };
 
 /// Owns the loaded ayaflow BPF object (embedded skeleton: no file is read).
-/// Construction opens, sizes and loads it; throws SystemError on failure with
-/// the libbpf errno text (for example a verifier rejection or missing
-/// capabilities). Move-only. readTotals() is a syscall on a map fd and may be
-/// called from any thread; everything else belongs to the owning thread.
+/// Construction opens, sizes, configures and loads it; throws SystemError on failure
+/// with the libbpf errno text (for example a verifier rejection or missing
+/// capabilities), having released everything it created. Move-only. readTotals() is a syscall on a
+/// map fd and may be called from any thread; everything else belongs to the owning thread.
 class BpfProgram {
  public:
   explicit BpfProgram(const ProgramOptions& options);
@@ -98,7 +99,7 @@ class BpfProgram {
   KernelTotals readTotals() const;
 
  private:
-  ayaflow_bpf* skel_ = nullptr;
+  SkeletonPtr<ayaflow_bpf> skel_;
   std::uint32_t ring_buffer_size_ = 0;
 };
 
