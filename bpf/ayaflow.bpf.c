@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * ayaflow TC classifier: one program per direction, ayaflow_ingress and
- * ayaflow_egress (the attach point fixes the direction). For every TCP/UDP
+ * ayaflow TC classifier: one program per direction, ayaflow_in and
+ * ayaflow_eg (the attach point fixes the direction), and their IP-only
+ * variants ayaflow_in_ip and ayaflow_eg_ip for devices without a
+ * link-layer header. For every TCP/UDP
  * packet over IPv4 (and IPv6 when enabled) it counts the packet and its bytes in per-CPU totals and
  * then either adds it to its flow in the active flow table (aggregated mode, see
  * struct ayaflow_flow_key) or writes an ayaflow_packet_event into the `events` ring buffer; a full
@@ -123,18 +125,24 @@ inspect:
 	return TC_ACT_UNSPEC;
 }
 
+/*
+ * The kernel keeps 15 characters of a program's name, and userspace tells
+ * its own filters from others' by that name (src/bpf/tc_attachment.cpp):
+ * each name below fits, so none is cut and none is a prefix of another.
+ */
+
 /* Devices with an Ethernet header (physical NICs, veth, bridges, VXLAN). */
 SEC("tc")
-int ayaflow_ingress(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS, false); }
+int ayaflow_in(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS, false); }
 
 SEC("tc")
-int ayaflow_egress(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS, false); }
+int ayaflow_eg(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS, false); }
 
 /* Devices without a link-layer header: the packet starts at the IP header. */
 SEC("tc")
-int ayaflow_ingress_ip(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS, true); }
+int ayaflow_in_ip(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS, true); }
 
 SEC("tc")
-int ayaflow_egress_ip(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS, true); }
+int ayaflow_eg_ip(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS, true); }
 
 char LICENSE[] SEC("license") = "GPL";

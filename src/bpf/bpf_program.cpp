@@ -149,12 +149,12 @@ BpfProgram::BpfProgram(BpfProgram&&) noexcept = default;
 BpfProgram& BpfProgram::operator=(BpfProgram&&) noexcept = default;
 
 int BpfProgram::ingressProgramFd(LinkLayer layer) const {
-  return bpf_program__fd(layer == LinkLayer::kIpOnly ? skel_->progs.ayaflow_ingress_ip
-                                                     : skel_->progs.ayaflow_ingress);
+  return bpf_program__fd(layer == LinkLayer::kIpOnly ? skel_->progs.ayaflow_in_ip
+                                                     : skel_->progs.ayaflow_in);
 }
 int BpfProgram::egressProgramFd(LinkLayer layer) const {
-  return bpf_program__fd(layer == LinkLayer::kIpOnly ? skel_->progs.ayaflow_egress_ip
-                                                     : skel_->progs.ayaflow_egress);
+  return bpf_program__fd(layer == LinkLayer::kIpOnly ? skel_->progs.ayaflow_eg_ip
+                                                     : skel_->progs.ayaflow_eg);
 }
 int BpfProgram::eventsMapFd() const { return bpf_map__fd(skel_->maps.events); }
 int BpfProgram::statsMapFd() const { return bpf_map__fd(skel_->maps.stats); }

@@ -8,9 +8,11 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ayaflow/abi/event.h"
+#include "ayaflow/bpf/tc_attachment.h"
 #include "ayaflow_bpf.skel.h"
 
 namespace {
@@ -121,9 +123,11 @@ TEST(BpfAbi, MapKeysAndValuesAreTheAbiTypes) {
 TEST(BpfAbi, ProgramsAndMapsArePresent) {
   std::unique_ptr<ayaflow_bpf, SkelDeleter> skel(ayaflow_bpf::open());
   ASSERT_TRUE(skel);
-  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_ingress), "ayaflow_ingress");
-  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_egress), "ayaflow_egress");
-  EXPECT_EQ(bpf_program__type(skel->progs.ayaflow_ingress), BPF_PROG_TYPE_SCHED_CLS);
+  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_in), "ayaflow_in");
+  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_eg), "ayaflow_eg");
+  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_in_ip), "ayaflow_in_ip");
+  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_eg_ip), "ayaflow_eg_ip");
+  EXPECT_EQ(bpf_program__type(skel->progs.ayaflow_in), BPF_PROG_TYPE_SCHED_CLS);
   EXPECT_EQ(bpf_map__type(skel->maps.events), BPF_MAP_TYPE_RINGBUF);
   EXPECT_EQ(bpf_map__type(skel->maps.stats), BPF_MAP_TYPE_PERCPU_HASH);
   EXPECT_EQ(bpf_map__key_size(skel->maps.stats), sizeof(ayaflow_stats_key));
@@ -132,6 +136,40 @@ TEST(BpfAbi, ProgramsAndMapsArePresent) {
   EXPECT_EQ(bpf_map__type(skel->maps.stats_overflow), BPF_MAP_TYPE_PERCPU_ARRAY);
   EXPECT_EQ(bpf_map__value_size(skel->maps.stats_overflow), sizeof(ayaflow_stats));
   EXPECT_EQ(bpf_map__max_entries(skel->maps.events), 256u * 1024u);
+}
+
+// The kernel keeps 15 characters of a program's name, and a filter left behind is told
+// apart from someone else's by that name: every program of the object must keep its whole
+// name and be recognised on its own hook only.
+TEST(BpfAbi, EveryProgramNameFitsTheKernelAndIsRecognisedOnItsHook) {
+  std::unique_ptr<ayaflow_bpf, SkelDeleter> skel(ayaflow_bpf::open());
+  ASSERT_TRUE(skel);
+  const std::pair<const bpf_program*, bool> ours[] = {
+      {skel->progs.ayaflow_in, true},
+      {skel->progs.ayaflow_in_ip, true},
+      {skel->progs.ayaflow_eg, false},
+      {skel->progs.ayaflow_eg_ip, false},
+  };
+  int programs = 0;
+  bpf_program* p = nullptr;
+  bpf_object__for_each_program(p, skel->obj) { ++programs; }
+  EXPECT_EQ(programs, 4) << "a new program must be added here and to tc_attachment.cpp";
+  for (const auto& [prog, ingress] : ours) {
+    const std::string name = bpf_program__name(prog);
+    EXPECT_LT(name.size(), std::size_t{BPF_OBJ_NAME_LEN}) << name;
+    EXPECT_TRUE(ayaflow::bpf::isOurProgramName(name, ingress)) << name;
+    EXPECT_FALSE(ayaflow::bpf::isOurProgramName(name, !ingress)) << name;
+  }
+  // What the kernel kept of earlier versions' names is still ours, on the right hook.
+  EXPECT_TRUE(ayaflow::bpf::isOurProgramName("ayaflow_ingress", true));
+  EXPECT_TRUE(ayaflow::bpf::isOurProgramName("ayaflow_egress", false));
+  EXPECT_TRUE(ayaflow::bpf::isOurProgramName("ayaflow_egress_", false));
+  EXPECT_FALSE(ayaflow::bpf::isOurProgramName("ayaflow_egress_", true));
+  // Someone else's program is not, prefix or not.
+  for (const char* other : {"", "tc_ingress", "ayaflow_", "ayaflow_in_", "cil_from_netdev"}) {
+    EXPECT_FALSE(ayaflow::bpf::isOurProgramName(other, true)) << other;
+    EXPECT_FALSE(ayaflow::bpf::isOurProgramName(other, false)) << other;
+  }
 }
 
 }  // namespace
