@@ -629,7 +629,8 @@ TEST_F(CaptureE2E, RawHistoryStoresExactlyOneRowPerPacket) {
   agent.waitReady();
   constexpr int kOut = 300, kBack = 120;
   udpExchange(link, false, 40011, 5011, kOut, 100, kBack, 200);
-  // The history route sees them too, newest first, with the SPEC fields.
+  // The history route sees them too, newest first: one row per packet with its timestamp,
+  // direction, protocol, addresses, ports and IP length.
   json rows;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   do {
