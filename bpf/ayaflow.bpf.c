@@ -3,11 +3,12 @@
  * ayaflow TC classifier: one program per direction, ayaflow_in and
  * ayaflow_eg (the attach point fixes the direction), and their IP-only
  * variants ayaflow_in_ip and ayaflow_eg_ip for devices without a
- * link-layer header. For every TCP/UDP
- * packet over IPv4 (and IPv6 when enabled) it counts the packet and its bytes in per-CPU totals and
- * then either adds it to its flow in the active flow table (aggregated mode, see
- * struct ayaflow_flow_key) or writes an ayaflow_packet_event into the `events` ring buffer; a full
- * ring buffer drops the event, never the packet, and is counted.
+ * link-layer header. For every TCP/UDP packet over IPv4 (and IPv6 when
+ * enabled) it counts the packet and its bytes in per-CPU totals and then
+ * either adds it to its flow in the active flow table (aggregated mode, see
+ * struct ayaflow_flow_key) or writes an ayaflow_packet_event into the
+ * `events` ring buffer; a full ring buffer drops the event, never the
+ * packet, and is counted.
  *
  * It never changes a packet's fate: every path returns TC_ACT_UNSPEC, which
  * lets the next program on the hook (a CNI's, for example) run and, when it
@@ -128,7 +129,8 @@ inspect:
 /*
  * The kernel keeps 15 characters of a program's name, and userspace tells
  * its own filters from others' by that name (src/bpf/tc_attachment.cpp):
- * each name below fits, so none is cut and none is a prefix of another.
+ * each name below fits, so the kernel keeps it whole and it is matched
+ * exactly.
  */
 
 /* Devices with an Ethernet header (physical NICs, veth, bridges, VXLAN). */
