@@ -58,8 +58,8 @@ EventSource makeEvents(std::size_t flows, std::size_t count) {
     ev.abi_version = AYAFLOW_ABI_VERSION;
     ev.kind = AYAFLOW_EVENT_PACKET;
     ev.direction = egress ? AYAFLOW_DIR_EGRESS : AYAFLOW_DIR_INGRESS;
-    ev.protocol = (f % 5 == 0) ? 17 : 6;
-    ev.addr_type = v6 ? 6 : 4;
+    ev.tuple.protocol = (f % 5 == 0) ? 17 : 6;
+    ev.tuple.addr_type = v6 ? 6 : 4;
     ev.ifindex = 2;
     ev.pkt_len = static_cast<__u32>(64 + rng() % 1400);
     ev.timestamp_ns = 1000000 + i * 1000;
@@ -77,10 +77,10 @@ EventSource makeEvents(std::size_t flows, std::size_t count) {
     const std::uint16_t remote_port = (f % 5 == 0) ? 53 : 443;
     const IpAddress& s = egress ? local : remote;
     const IpAddress& d = egress ? remote : local;
-    std::memcpy(ev.src_addr, s.bytes.data(), 16);
-    std::memcpy(ev.dst_addr, d.bytes.data(), 16);
-    ev.src_port = egress ? local_port : remote_port;
-    ev.dst_port = egress ? remote_port : local_port;
+    std::memcpy(ev.tuple.src_addr, s.bytes.data(), 16);
+    std::memcpy(ev.tuple.dst_addr, d.bytes.data(), 16);
+    ev.tuple.src_port = egress ? local_port : remote_port;
+    ev.tuple.dst_port = egress ? remote_port : local_port;
     std::memcpy(src.bytes.data() + i * sizeof ev, &ev, sizeof ev);
   }
   return src;
@@ -199,14 +199,9 @@ void BM_FlowEntryRecord(benchmark::State& state) {
     std::memcpy(&ev, src.at(i), sizeof ev);
     ayaflow_flow_key key;
     std::memset(&key, 0, sizeof key);
+    key.tuple = ev.tuple;
     key.ifindex = ev.ifindex;
     key.direction = ev.direction;
-    key.protocol = ev.protocol;
-    key.addr_type = ev.addr_type;
-    key.src_port = ev.src_port;
-    key.dst_port = ev.dst_port;
-    std::memcpy(key.src_addr, ev.src_addr, 16);
-    std::memcpy(key.dst_addr, ev.dst_addr, 16);
     entries.push_back(
         {key, ayaflow_flow_value{10, 10u * ev.pkt_len, ev.timestamp_ns, ev.timestamp_ns + 1000}});
   }

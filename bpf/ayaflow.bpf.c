@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * ayaflow TC classifier: one program per direction, ayaflow_ingress and
- * ayaflow_egress (the attach point fixes the direction). For every TCP/UDP
- * packet over IPv4 (and IPv6 when enabled) it counts the packet and its bytes in per-CPU totals and
- * then either adds it to its flow in the active flow table (aggregated mode, see
- * struct ayaflow_flow_key) or writes an ayaflow_packet_event into the `events` ring buffer; a full
- * ring buffer drops the event, never the packet, and is counted.
+ * ayaflow TC classifier: one program per direction, ayaflow_in and
+ * ayaflow_eg (the attach point fixes the direction), and their IP-only
+ * variants ayaflow_in_ip and ayaflow_eg_ip for devices without a
+ * link-layer header. For every TCP/UDP packet over IPv4 (and IPv6 when
+ * enabled) it counts the packet and its bytes in per-CPU totals and then
+ * either adds it to its flow in the active flow table (aggregated mode, see
+ * struct ayaflow_flow_key) or writes an ayaflow_packet_event into the
+ * `events` ring buffer; a full ring buffer drops the event, never the
+ * packet, and is counted.
  *
  * It never changes a packet's fate: every path returns TC_ACT_UNSPEC, which
  * lets the next program on the hook (a CNI's, for example) run and, when it
@@ -16,9 +19,11 @@
 #include <bpf/bpf_helpers.h>
 
 #include "ayaflow/abi/event.h"
+#include "lib/map_helpers.h"
+#include "lib/parse.h"
 #include "maps.h"
-#include "parse.h"
 #include "payload.h"
+#include "settings.h"
 
 /* The counters for this packet's key, created on first use. */
 static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_packet_event *ev)
@@ -31,17 +36,12 @@ static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_pack
 	__builtin_memset(&key, 0, sizeof(key));
 	key.ifindex = ev->ifindex;
 	key.direction = ev->direction;
-	key.protocol = ev->protocol;
-	key.addr_type = ev->addr_type;
-	st = bpf_map_lookup_elem(&stats, &key);
+	key.protocol = ev->tuple.protocol;
+	key.addr_type = ev->tuple.addr_type;
+	st = map_lookup_or_init(&stats, &key, &zero_stats);
 	if (st)
 		return st;
-	/* -EEXIST if another CPU created it first; -E2BIG when full. */
-	bpf_map_update_elem(&stats, &key, &zero_stats, BPF_NOEXIST);
-	st = bpf_map_lookup_elem(&stats, &key);
-	if (st)
-		return st;
-	return bpf_map_lookup_elem(&stats_overflow, &dir);
+	return bpf_map_lookup_elem(&stats_overflow, &dir); /* the map is full */
 }
 
 /*
@@ -51,7 +51,11 @@ static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_pack
  */
 static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
 {
-	struct ayaflow_flow_value init, *v;
+	struct ayaflow_flow_value init = {
+	    .first_ns = ev->timestamp_ns,
+	    .last_ns = ev->timestamp_ns,
+	};
+	struct ayaflow_flow_value *v;
 	struct ayaflow_flow_key key;
 	__u32 zero = 0;
 	void *table;
@@ -59,29 +63,15 @@ static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
 	table = bpf_map_lookup_elem(&flow_tables, &zero);
 	if (!table)
 		return -1;
+	/* A hash key: every byte counts, pads included. */
 	__builtin_memset(&key, 0, sizeof(key));
+	key.tuple = ev->tuple;
 	key.ifindex = ev->ifindex;
 	key.direction = ev->direction;
-	key.protocol = ev->protocol;
-	key.addr_type = ev->addr_type;
 	key.flags = ev->flags;
-	key.src_port = ev->src_port;
-	key.dst_port = ev->dst_port;
-	__builtin_memcpy(key.src_addr, ev->src_addr, 16);
-	__builtin_memcpy(key.dst_addr, ev->dst_addr, 16);
-	v = bpf_map_lookup_elem(table, &key);
-	if (!v) {
-		init.packets = 1;
-		init.bytes = ev->pkt_len;
-		init.first_ns = ev->timestamp_ns;
-		init.last_ns = ev->timestamp_ns;
-		if (bpf_map_update_elem(table, &key, &init, BPF_NOEXIST) == 0)
-			return 0;
-		/* Another CPU may have created it meanwhile; otherwise the table is full. */
-		v = bpf_map_lookup_elem(table, &key);
-		if (!v)
-			return -1;
-	}
+	v = map_lookup_or_init(table, &key, &init);
+	if (!v)
+		return -1;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, ev->pkt_len);
 	if (ev->timestamp_ns > v->last_ns)
@@ -93,19 +83,21 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 {
 	struct ayaflow_packet_event ev;
 	struct ayaflow_stats *st;
-	__u32 cfg = ayaflow_cfg_flags;
-	int l3 = 0, l4 = 0;
+	struct parse_ctx ctx;
 	__u64 flags;
 
+	if (parse_packet(skb, &ctx, ip_only, ayaflow_enable_ipv6) < 0)
+		return TC_ACT_UNSPEC;
 	/* Ring buffer memory is not zeroed: write every byte, pads included. */
 	__builtin_memset(&ev, 0, sizeof(ev));
-	if (parse_packet(skb, cfg, ip_only, &ev, &l3, &l4) < 0)
-		return TC_ACT_UNSPEC;
 	ev.abi_version = AYAFLOW_ABI_VERSION;
 	ev.kind = AYAFLOW_EVENT_PACKET;
 	ev.direction = direction;
+	ev.flags = ctx.flags;
 	ev.ifindex = skb->ifindex;
+	ev.pkt_len = ctx.ip_len;
 	ev.timestamp_ns = bpf_ktime_get_ns();
+	ev.tuple = ctx.tuple;
 
 	st = stats_for(&ev);
 	if (!st)
@@ -113,7 +105,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	st->packets += 1;
 	st->bytes += ev.pkt_len;
 
-	if (cfg & AYAFLOW_CFG_FLOW_TABLE) {
+	if (ayaflow_flow_table) {
 		if (count_flow(&ev) == 0)
 			goto inspect;
 		__u32 dir = direction & 1;
@@ -129,23 +121,30 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), flags) < 0)
 		st->events_lost += 1;
 inspect:
-	if (cfg & AYAFLOW_CFG_DEEP_INSPECT)
-		inspect_payload(skb, &ev, l3, l4);
+	if (ayaflow_deep_inspect)
+		inspect_payload(skb, &ctx, &ev);
 	return TC_ACT_UNSPEC;
 }
 
+/*
+ * The kernel keeps 15 characters of a program's name, and userspace tells
+ * its own filters from others' by that name (src/bpf/tc_attachment.cpp):
+ * each name below fits, so the kernel keeps it whole and it is matched
+ * exactly.
+ */
+
 /* Devices with an Ethernet header (physical NICs, veth, bridges, VXLAN). */
 SEC("tc")
-int ayaflow_ingress(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS, false); }
+int ayaflow_in(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS, false); }
 
 SEC("tc")
-int ayaflow_egress(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS, false); }
+int ayaflow_eg(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS, false); }
 
 /* Devices without a link-layer header: the packet starts at the IP header. */
 SEC("tc")
-int ayaflow_ingress_ip(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS, true); }
+int ayaflow_in_ip(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_INGRESS, true); }
 
 SEC("tc")
-int ayaflow_egress_ip(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS, true); }
+int ayaflow_eg_ip(struct __sk_buff *skb) { return handle(skb, AYAFLOW_DIR_EGRESS, true); }
 
 char LICENSE[] SEC("license") = "GPL";

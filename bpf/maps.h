@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Maps and run-time settings of the ayaflow TC classifier. */
+/* Maps of the ayaflow TC classifier. */
 #ifndef AYAFLOW_BPF_MAPS_H
 #define AYAFLOW_BPF_MAPS_H
 
@@ -53,19 +53,11 @@ struct {
 } payload_scratch SEC(".maps");
 
 /* TCP connections to port 443 whose first bytes are being captured:
- * client-to-server 4-tuple -> initial sequence number. */
-struct tls_flow_key {
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u16 sport;
-	__u16 dport;
-	__u32 pad;
-};
-
+ * client-to-server tuple -> initial sequence number. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct tls_flow_key);
+	__type(key, struct ayaflow_tuple);
 	__type(value, __u32);
 } tls_flows SEC(".maps");
 
@@ -93,17 +85,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } flow_table_overflow SEC(".maps");
-
-/*
- * Run-time settings in .bss (an mmap-able array map): userspace may change
- * them while the program runs.
- *  - ayaflow_cfg_flags: AYAFLOW_CFG_* bits.
- *  - ayaflow_wakeup_bytes: events are submitted without waking the reader
- *    until this many bytes are pending; the reader also drains on a short
- *    timer, so quiet periods are not delayed for long.
- */
-volatile __u32 ayaflow_cfg_flags;
-volatile __u64 ayaflow_wakeup_bytes;
 
 /* Keep the ABI types in BTF: bpftool then asserts their size in the skeleton. */
 struct ayaflow_packet_event _event;

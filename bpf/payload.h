@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Deep inspection: copies DNS payloads and the first bytes of TLS client
- * streams into the `payload_events` ring buffer (only when userspace sets
- * AYAFLOW_CFG_DEEP_INSPECT). Payload is read with bpf_skb_load_bytes, so
+ * streams into the `payload_events` ring buffer (only in programs loaded
+ * with the ayaflow_deep_inspect switch on). Payload is read with bpf_skb_load_bytes, so
  * bytes outside the skb's linear part (GSO packets, paged data) are reached.
  */
 #ifndef AYAFLOW_BPF_PAYLOAD_H
@@ -14,7 +14,9 @@
 #include <bpf/bpf_helpers.h>
 
 #include "ayaflow/abi/event.h"
+#include "lib/parse.h"
 #include "maps.h"
+#include "settings.h"
 
 #define AYAFLOW_TCP_FIN 0x01
 #define AYAFLOW_TCP_SYN 0x02
@@ -22,8 +24,6 @@
 #define AYAFLOW_TCP_ACK 0x10
 #define AYAFLOW_TLS_HANDSHAKE 0x16
 #define AYAFLOW_PAYLOAD_HEADER_LEN 64 /* offsetof(struct ayaflow_payload_event, data) */
-
-volatile __u64 ayaflow_payload_wakeup_bytes;
 
 struct tcp_seq_flags {
 	__be32 seq;
@@ -57,17 +57,11 @@ static __always_inline void emit_payload(struct __sk_buff *skb,
 	pe->abi_version = AYAFLOW_ABI_VERSION;
 	pe->kind = AYAFLOW_EVENT_PAYLOAD;
 	pe->direction = ev->direction;
-	pe->protocol = ev->protocol;
-	pe->addr_type = ev->addr_type;
 	pe->flags = flags;
-	pe->pad0 = 0;
+	pe->pad = 0;
 	pe->ifindex = ev->ifindex;
-	pe->src_port = ev->src_port;
-	pe->dst_port = ev->dst_port;
-	pe->pad1 = 0;
 	pe->timestamp_ns = ev->timestamp_ns;
-	__builtin_memcpy(pe->src_addr, ev->src_addr, 16);
-	__builtin_memcpy(pe->dst_addr, ev->dst_addr, 16);
+	pe->tuple = ev->tuple;
 
 	if (len == 0) {
 		pe->seq = seq;
@@ -107,13 +101,13 @@ static __always_inline void emit_payload(struct __sk_buff *skb,
 }
 
 /* DNS over UDP, either port 53: the first AYAFLOW_PAYLOAD_CHUNK bytes. */
-static __always_inline void
-inspect_udp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 l3_end, __u32 l4)
+static __always_inline void inspect_udp(struct __sk_buff *skb, const struct parse_ctx *ctx,
+					const struct ayaflow_packet_event *ev, __u32 l3_end)
 {
-	__u32 data_off = l4 + 8;
+	__u32 data_off = ctx->l4_off + 8;
 	__u32 len;
 
-	if (ev->src_port != AYAFLOW_DNS_PORT && ev->dst_port != AYAFLOW_DNS_PORT)
+	if (ctx->tuple.src_port != AYAFLOW_DNS_PORT && ctx->tuple.dst_port != AYAFLOW_DNS_PORT)
 		return;
 	if (l3_end <= data_off)
 		return;
@@ -128,24 +122,19 @@ inspect_udp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 
  * stream, tracked from the SYN (or from a first segment that starts a TLS
  * handshake record, for connections older than the agent).
  */
-static __always_inline void
-inspect_tcp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 l3_end, __u32 l4)
+static __always_inline void inspect_tcp(struct __sk_buff *skb, const struct parse_ctx *ctx,
+					const struct ayaflow_packet_event *ev, __u32 l3_end)
 {
+	struct ayaflow_tuple key = ctx->tuple; /* the client-to-server stream */
 	struct tcp_seq_flags th;
-	struct tls_flow_key key;
 	__u32 *isn_p;
 	__u32 isn, seq, data_off, plen, rel, cap;
 	__u8 first;
 
-	if (ev->dst_port != AYAFLOW_TLS_PORT)
+	if (ctx->tuple.dst_port != AYAFLOW_TLS_PORT)
 		return;
-	if (bpf_skb_load_bytes(skb, l4 + 4, &th, sizeof(th)) < 0)
+	if (bpf_skb_load_bytes(skb, ctx->l4_off + 4, &th, sizeof(th)) < 0)
 		return;
-	__builtin_memset(&key, 0, sizeof(key));
-	__builtin_memcpy(key.saddr, ev->src_addr, 16);
-	__builtin_memcpy(key.daddr, ev->dst_addr, 16);
-	key.sport = ev->src_port;
-	key.dport = ev->dst_port;
 	seq = bpf_ntohl(th.seq);
 
 	if ((th.flags & AYAFLOW_TCP_SYN) && !(th.flags & AYAFLOW_TCP_ACK)) {
@@ -161,7 +150,7 @@ inspect_tcp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 
 		}
 		return;
 	}
-	data_off = l4 + (th.doff_res >> 4) * 4;
+	data_off = ctx->l4_off + (th.doff_res >> 4) * 4;
 	if (l3_end <= data_off)
 		return; /* a bare ACK */
 	plen = l3_end - data_off;
@@ -186,19 +175,22 @@ inspect_tcp(struct __sk_buff *skb, const struct ayaflow_packet_event *ev, __u32 
 	emit_payload(skb, ev, seq, 0, data_off, cap);
 }
 
-/* Entry point, after the packet has been counted and its event written. */
-static __always_inline void inspect_payload(struct __sk_buff *skb,
-					    const struct ayaflow_packet_event *ev, int l3, int l4)
+/*
+ * Entry point, after the packet has been counted and its event written or
+ * counted in a flow table (ev is the event, with the same tuple as ctx).
+ */
+static __always_inline void inspect_payload(struct __sk_buff *skb, const struct parse_ctx *ctx,
+					    const struct ayaflow_packet_event *ev)
 {
 	__u32 l3_end;
 
-	if (ev->flags & AYAFLOW_F_FRAGMENT)
+	if (ctx->flags & AYAFLOW_F_FRAGMENT)
 		return;
-	l3_end = (__u32)l3 + ev->pkt_len;
-	if (ev->protocol == IPPROTO_UDP)
-		inspect_udp(skb, ev, l3_end, (__u32)l4);
+	l3_end = ctx->l3_off + ctx->ip_len;
+	if (ctx->tuple.protocol == IPPROTO_UDP)
+		inspect_udp(skb, ctx, ev, l3_end);
 	else
-		inspect_tcp(skb, ev, l3_end, (__u32)l4);
+		inspect_tcp(skb, ctx, ev, l3_end);
 }
 
 #endif /* AYAFLOW_BPF_PAYLOAD_H */

@@ -22,6 +22,22 @@ namespace {
 
 bool g_libbpf_verbose = false;
 
+/// A file descriptor closed when it goes out of scope; negative values (a libbpf
+/// -errno) are held as they are and never closed.
+class Fd {
+ public:
+  explicit Fd(int fd) noexcept : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const noexcept { return fd_; }
+
+ private:
+  int fd_;
+};
+
 int libbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
   if (level == LIBBPF_DEBUG && !g_libbpf_verbose) {
     return 0;
@@ -78,90 +94,67 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
                       " is not a power of two of at least the page size (" + std::to_string(page) +
                       ")");
   }
-  skel_ = ayaflow_bpf::open();
-  if (skel_ == nullptr) {
+  // From here on a throw destroys the skeleton with the member that owns it.
+  skel_.reset(ayaflow_bpf::open());
+  if (!skel_) {
     AYAFLOW_SYSTEM_ERROR(errno, "open BPF object");
   }
   int err = bpf_map__set_max_entries(skel_->maps.events, ring_buffer_size_);
   if (err != 0) {
-    ayaflow_bpf::destroy(skel_);
-    skel_ = nullptr;
     AYAFLOW_SYSTEM_ERROR(-err, "size ring buffer 'events'");
   }
   const std::uint32_t payload_ring = options.deep_inspect ? ring_buffer_size_ : page;
   err = bpf_map__set_max_entries(skel_->maps.payload_events, payload_ring);
   if (err != 0) {
-    ayaflow_bpf::destroy(skel_);
-    skel_ = nullptr;
     AYAFLOW_SYSTEM_ERROR(-err, "size ring buffer 'payload_events'");
   }
   // Both tables, and the template the outer map is created with, must agree on the size;
-  // libbpf's own template keeps the compiled-in size, so hand it one of ours.
+  // libbpf's own template keeps the compiled-in size, so hand it one of ours. libbpf does
+  // not take the template's fd: it is ours to close, once the outer map exists.
   const std::uint32_t flow_entries = options.flow_table ? options.flow_table_entries : 1;
   err = bpf_map__set_max_entries(skel_->maps.flows_a, flow_entries);
   if (err == 0) err = bpf_map__set_max_entries(skel_->maps.flows_b, flow_entries);
-  const int inner_template =
-      err == 0 ? bpf_map_create(BPF_MAP_TYPE_HASH, "flow_tmpl", sizeof(ayaflow_flow_key),
-                                sizeof(ayaflow_flow_value), flow_entries, nullptr)
-               : err;
-  if (inner_template >= 0) {
-    err = bpf_map__set_inner_map_fd(skel_->maps.flow_tables, inner_template);
-  } else {
-    err = inner_template;
-  }
   if (err != 0) {
-    if (inner_template >= 0) close(inner_template);
-    ayaflow_bpf::destroy(skel_);
-    skel_ = nullptr;
     AYAFLOW_SYSTEM_ERROR(-err, "size the flow tables");
   }
-  skel_->bss->ayaflow_cfg_flags = (options.enable_ipv6 ? AYAFLOW_CFG_IPV6 : 0) |
-                                  (options.deep_inspect ? AYAFLOW_CFG_DEEP_INSPECT : 0) |
-                                  (options.flow_table ? AYAFLOW_CFG_FLOW_TABLE : 0);
+  const Fd inner_template(bpf_map_create(BPF_MAP_TYPE_HASH, "flow_tmpl", sizeof(ayaflow_flow_key),
+                                         sizeof(ayaflow_flow_value), flow_entries, nullptr));
+  if (inner_template.get() < 0) {
+    AYAFLOW_SYSTEM_ERROR(-inner_template.get(), "size the flow tables");
+  }
+  err = bpf_map__set_inner_map_fd(skel_->maps.flow_tables, inner_template.get());
+  if (err != 0) {
+    AYAFLOW_SYSTEM_ERROR(-err, "size the flow tables");
+  }
+  // Load-time switches: the verifier drops the code of what is off.
+  skel_->rodata->ayaflow_enable_ipv6 = options.enable_ipv6;
+  skel_->rodata->ayaflow_deep_inspect = options.deep_inspect;
+  skel_->rodata->ayaflow_flow_table = options.flow_table;
   // Wake the reader once a quarter of the ring is pending (~900 events with
   // the default 256 KiB): each wake-up costs the program and the reader, and
   // three quarters stay free while the reader wakes (the 50 ms timer drains
   // quiet periods). Measured with bench/compare.sh: see docs/benchmarks.md.
   skel_->bss->ayaflow_wakeup_bytes = ring_buffer_size_ / 4;
   skel_->bss->ayaflow_payload_wakeup_bytes = payload_ring / 16;
-  err = ayaflow_bpf::load(skel_);
-  close(inner_template);  // the outer map holds what it needs
+  err = ayaflow_bpf::load(skel_.get());
   if (err != 0) {
-    ayaflow_bpf::destroy(skel_);
-    skel_ = nullptr;
     AYAFLOW_SYSTEM_ERROR(-err,
                          "load BPF programs (needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON, "
                          "and a kernel with BTF)");
   }
 }
 
-BpfProgram::~BpfProgram() {
-  if (skel_ != nullptr) {
-    ayaflow_bpf::destroy(skel_);
-  }
-}
-
-BpfProgram::BpfProgram(BpfProgram&& other) noexcept
-    : skel_(std::exchange(other.skel_, nullptr)), ring_buffer_size_(other.ring_buffer_size_) {}
-
-BpfProgram& BpfProgram::operator=(BpfProgram&& other) noexcept {
-  if (this != &other) {
-    if (skel_ != nullptr) {
-      ayaflow_bpf::destroy(skel_);
-    }
-    skel_ = std::exchange(other.skel_, nullptr);
-    ring_buffer_size_ = other.ring_buffer_size_;
-  }
-  return *this;
-}
+BpfProgram::~BpfProgram() = default;
+BpfProgram::BpfProgram(BpfProgram&&) noexcept = default;
+BpfProgram& BpfProgram::operator=(BpfProgram&&) noexcept = default;
 
 int BpfProgram::ingressProgramFd(LinkLayer layer) const {
-  return bpf_program__fd(layer == LinkLayer::kIpOnly ? skel_->progs.ayaflow_ingress_ip
-                                                     : skel_->progs.ayaflow_ingress);
+  return bpf_program__fd(layer == LinkLayer::kIpOnly ? skel_->progs.ayaflow_in_ip
+                                                     : skel_->progs.ayaflow_in);
 }
 int BpfProgram::egressProgramFd(LinkLayer layer) const {
-  return bpf_program__fd(layer == LinkLayer::kIpOnly ? skel_->progs.ayaflow_egress_ip
-                                                     : skel_->progs.ayaflow_egress);
+  return bpf_program__fd(layer == LinkLayer::kIpOnly ? skel_->progs.ayaflow_eg_ip
+                                                     : skel_->progs.ayaflow_eg);
 }
 int BpfProgram::eventsMapFd() const { return bpf_map__fd(skel_->maps.events); }
 int BpfProgram::statsMapFd() const { return bpf_map__fd(skel_->maps.stats); }
@@ -173,8 +166,6 @@ int BpfProgram::flowTableFd(int index) const {
 int BpfProgram::statsOverflowMapFd() const { return bpf_map__fd(skel_->maps.stats_overflow); }
 
 void BpfProgram::setWakeupBytes(std::uint64_t bytes) { skel_->bss->ayaflow_wakeup_bytes = bytes; }
-
-void BpfProgram::setConfigFlags(std::uint32_t flags) { skel_->bss->ayaflow_cfg_flags = flags; }
 
 PayloadTotals BpfProgram::readPayloadTotals() const {
   const int cpus = libbpf_num_possible_cpus();

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <string_view>
 #include <utility>
 
 #include "ayaflow/common/logging.h"
@@ -24,7 +25,21 @@ constexpr int kBpfTcxIngress = 46;              // BPF_TCX_INGRESS
 constexpr int kBpfTcxEgress = 47;               // BPF_TCX_EGRESS
 constexpr std::uint32_t kBpfFBefore = 1U << 3;  // BPF_F_BEFORE
 
-constexpr const char* kOurNames[2] = {"ayaflow_ingress", "ayaflow_egress"};
+// Our programs by the name the kernel keeps (at most BPF_OBJ_NAME_LEN - 1 = 15 characters;
+// longer names are cut), and the hook each runs on. Every current name fits, so each is
+// matched exactly; a unit test checks every program of the object against this table.
+// The last three are what the kernel kept of earlier versions' programs (ayaflow_ingress,
+// ayaflow_egress; ayaflow_ingress_ip and ayaflow_egress_ip, cut), so a filter such a
+// version left behind is still recognised and replaced.
+struct OurProgram {
+  std::string_view name;
+  bool ingress;
+};
+constexpr OurProgram kOurPrograms[] = {
+    {"ayaflow_in", true},       {"ayaflow_in_ip", true},   {"ayaflow_eg", false},
+    {"ayaflow_eg_ip", false},   {"ayaflow_ingress", true}, {"ayaflow_egress", false},
+    {"ayaflow_egress_", false},
+};
 
 int tcxAttachType(bool ingress) { return ingress ? kBpfTcxIngress : kBpfTcxEgress; }
 
@@ -100,10 +115,17 @@ std::uint32_t queryOurTcFilter(int ifindex, bool ingress) {
 // privilege to read its name, the handle itself (0xa7f1, chosen to be
 // unusual) is taken as the identity.
 bool isOurs(const std::optional<std::string>& name, bool ingress) {
-  return !name || *name == kOurNames[ingress ? 0 : 1];
+  return !name || isOurProgramName(*name, ingress);
 }
 
 }  // namespace
+
+bool isOurProgramName(std::string_view name, bool ingress) noexcept {
+  for (const OurProgram& p : kOurPrograms) {
+    if (p.ingress == ingress && p.name == name) return true;
+  }
+  return false;
+}
 
 const char* toString(HookMode mode) {
   switch (mode) {

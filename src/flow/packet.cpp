@@ -9,15 +9,21 @@
 #include "ayaflow/abi/event.h"
 
 // C++-side ABI checks (the C-side sizeof/offsetof asserts live in event.h): the
-// structs are copied bytewise out of ring-buffer memory, so they must be trivially
-// copyable and free of implicit padding.
+// structs are copied bytewise out of ring-buffer memory and used as hash keys, so they
+// must be trivially copyable and free of implicit padding.
+static_assert(std::is_trivially_copyable_v<ayaflow_tuple>);
+static_assert(std::has_unique_object_representations_v<ayaflow_tuple>);
 static_assert(std::is_trivially_copyable_v<ayaflow_packet_event>);
 static_assert(std::has_unique_object_representations_v<ayaflow_packet_event>);
+static_assert(std::is_trivially_copyable_v<ayaflow_flow_key>);
+static_assert(std::has_unique_object_representations_v<ayaflow_flow_key>);
+static_assert(std::is_trivially_copyable_v<ayaflow_flow_value>);
+static_assert(std::has_unique_object_representations_v<ayaflow_flow_value>);
 static_assert(std::is_trivially_copyable_v<ayaflow_stats>);
 static_assert(std::has_unique_object_representations_v<ayaflow_stats>);
 static_assert(std::is_trivially_copyable_v<ayaflow_stats_key>);
 static_assert(std::has_unique_object_representations_v<ayaflow_stats_key>);
-static_assert(sizeof(ayaflow_packet_event::src_addr) == sizeof(ayaflow::flow::IpAddress));
+static_assert(sizeof(ayaflow_tuple::src_addr) == sizeof(ayaflow::flow::IpAddress));
 
 namespace ayaflow::flow {
 
@@ -133,23 +139,32 @@ std::string IpAddress::toString() const {
 
 namespace {
 
+// A tuple as the kernel writes it: TCP or UDP, IPv4 or IPv6.
+bool validTuple(const ayaflow_tuple& t) noexcept {
+  return (t.addr_type == 4 || t.addr_type == 6) && (t.protocol == 6 || t.protocol == 17);
+}
+
+void copyTuple(const ayaflow_tuple& t, Packet& out) noexcept {
+  std::memcpy(out.src.bytes.data(), t.src_addr, sizeof t.src_addr);
+  std::memcpy(out.dst.bytes.data(), t.dst_addr, sizeof t.dst_addr);
+  out.src_port = t.src_port;
+  out.dst_port = t.dst_port;
+  out.protocol = t.protocol;
+  out.addr_type = t.addr_type;
+}
+
 // The checks and fields an event and a flow-table key share (same member names).
 template <typename Record>
 bool validFlowFields(const Record& r) noexcept {
   return (r.direction == AYAFLOW_DIR_INGRESS || r.direction == AYAFLOW_DIR_EGRESS) &&
-         (r.addr_type == 4 || r.addr_type == 6) && (r.protocol == 6 || r.protocol == 17);
+         validTuple(r.tuple);
 }
 
 template <typename Record>
 void copyFlowFields(const Record& r, Packet& out) noexcept {
-  std::memcpy(out.src.bytes.data(), r.src_addr, sizeof r.src_addr);
-  std::memcpy(out.dst.bytes.data(), r.dst_addr, sizeof r.dst_addr);
-  out.src_port = r.src_port;
-  out.dst_port = r.dst_port;
-  out.protocol = r.protocol;
+  copyTuple(r.tuple, out);
   out.direction = r.direction == AYAFLOW_DIR_EGRESS ? Direction::kEgress : Direction::kIngress;
   out.flags = r.flags;
-  out.addr_type = r.addr_type;
   out.ifindex = r.ifindex;
 }
 

@@ -10,7 +10,7 @@
 
 static_assert(std::is_trivially_copyable_v<ayaflow_payload_event>);
 static_assert(std::has_unique_object_representations_v<ayaflow_payload_event>);
-static_assert(sizeof(ayaflow_payload_event::src_addr) == sizeof(ayaflow::flow::IpAddress));
+static_assert(sizeof(ayaflow_tuple::src_addr) == sizeof(ayaflow::flow::IpAddress));
 
 namespace ayaflow::inspect {
 
@@ -33,13 +33,13 @@ bool headerSane(const ayaflow_payload_event& h, std::size_t data_len) noexcept {
   if (h.abi_version != AYAFLOW_ABI_VERSION || h.kind != AYAFLOW_EVENT_PAYLOAD) return false;
   if (h.data_len != data_len) return false;
   if (h.direction != AYAFLOW_DIR_INGRESS && h.direction != AYAFLOW_DIR_EGRESS) return false;
-  if (h.protocol != kTcp && h.protocol != kUdp) return false;
-  if (h.addr_type != 4 && h.addr_type != 6) return false;
+  if (h.tuple.protocol != kTcp && h.tuple.protocol != kUdp) return false;
+  if (h.tuple.addr_type != 4 && h.tuple.addr_type != 6) return false;
   const std::uint8_t flags = h.flags;
   if (flags & ~(AYAFLOW_PF_SYN | AYAFLOW_PF_FIN)) return false;
   if (flags == (AYAFLOW_PF_SYN | AYAFLOW_PF_FIN)) return false;
-  if (flags != 0) return h.protocol == kTcp && data_len == 0;  // markers carry no data
-  return h.protocol == kUdp || data_len != 0;                  // TCP records are data
+  if (flags != 0) return h.tuple.protocol == kTcp && data_len == 0;  // markers carry no data
+  return h.tuple.protocol == kUdp || data_len != 0;                  // TCP records are data
 }
 
 }  // namespace
@@ -80,18 +80,19 @@ void PayloadInspector::handle(const void* data, std::size_t size, std::uint64_t 
     return;
   }
   flow::FlowKey key;  // client -> server for TCP; source -> destination for UDP
-  std::memcpy(key.local.bytes.data(), h.src_addr, sizeof h.src_addr);
-  std::memcpy(key.remote.bytes.data(), h.dst_addr, sizeof h.dst_addr);
-  if (h.addr_type == 4 && !(key.local.isV4Mapped() && key.remote.isV4Mapped())) {
+  const ayaflow_tuple& t = h.tuple;
+  std::memcpy(key.local.bytes.data(), t.src_addr, sizeof t.src_addr);
+  std::memcpy(key.remote.bytes.data(), t.dst_addr, sizeof t.dst_addr);
+  if (t.addr_type == 4 && !(key.local.isV4Mapped() && key.remote.isV4Mapped())) {
     bump(counters_.malformed_records);
     return;
   }
-  key.local_port = h.src_port;
-  key.remote_port = h.dst_port;
-  key.protocol = h.protocol;
+  key.local_port = t.src_port;
+  key.remote_port = t.dst_port;
+  key.protocol = t.protocol;
 
   const auto* payload = static_cast<const std::uint8_t*>(data) + kHeaderLen;
-  if (h.protocol == kUdp)
+  if (t.protocol == kUdp)
     onDns(payload, data_len);
   else
     onTls(key, h.flags, h.seq, payload, data_len, now_ns);

@@ -6,9 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ayaflow/abi/event.h"
+#include "ayaflow/bpf/tc_attachment.h"
 #include "ayaflow_bpf.skel.h"
 
 namespace {
@@ -27,10 +31,32 @@ const btf_member* findMember(const btf* b, const btf_type* t, const char* name) 
   return nullptr;
 }
 
-void expectMember(const btf* b, const btf_type* t, const char* name, size_t offset) {
-  const btf_member* m = findMember(b, t, name);
-  ASSERT_NE(m, nullptr) << name;
-  EXPECT_EQ(btf_member_bit_offset(t, static_cast<__u32>(m - btf_members(t))), offset * 8) << name;
+/// One member as the C++ compiler lays it out.
+struct Field {
+  const char* name;
+  std::size_t offset;
+  std::size_t size;
+};
+#define AYAFLOW_FIELD(type, member) \
+  Field { #member, offsetof(type, member), sizeof(type::member) }
+
+/// The struct `name` in the program's BTF has exactly `fields` (pads included), at the
+/// C++ offsets and sizes, and the C++ size.
+void expectStruct(const btf* b, const char* name, std::size_t size,
+                  const std::vector<Field>& fields) {
+  SCOPED_TRACE(name);
+  const int id = btf__find_by_name_kind(b, name, BTF_KIND_STRUCT);
+  ASSERT_GT(id, 0);
+  EXPECT_EQ(btf__resolve_size(b, id), static_cast<long>(size));
+  const btf_type* t = btf__type_by_id(b, id);
+  EXPECT_EQ(btf_vlen(t), static_cast<int>(fields.size()));  // every field, pads included
+  for (const Field& f : fields) {
+    const btf_member* m = findMember(b, t, f.name);
+    ASSERT_NE(m, nullptr) << f.name;
+    EXPECT_EQ(btf_member_bit_offset(t, static_cast<__u32>(m - btf_members(t))), f.offset * 8)
+        << f.name;
+    EXPECT_EQ(btf__resolve_size(b, m->type), static_cast<long>(f.size)) << f.name;
+  }
 }
 
 TEST(BpfAbi, BtfMatchesHeader) {
@@ -39,45 +65,69 @@ TEST(BpfAbi, BtfMatchesHeader) {
   const btf* b = bpf_object__btf(skel->obj);
   ASSERT_NE(b, nullptr);
 
-  int id = btf__find_by_name_kind(b, "ayaflow_packet_event", BTF_KIND_STRUCT);
-  ASSERT_GT(id, 0);
-  EXPECT_EQ(btf__resolve_size(b, id), static_cast<long>(sizeof(ayaflow_packet_event)));
-  const btf_type* t = btf__type_by_id(b, id);
-  EXPECT_EQ(btf_vlen(t), 15);  // every field, pads included
-  expectMember(b, t, "abi_version", offsetof(ayaflow_packet_event, abi_version));
-  expectMember(b, t, "direction", offsetof(ayaflow_packet_event, direction));
-  expectMember(b, t, "ifindex", offsetof(ayaflow_packet_event, ifindex));
-  expectMember(b, t, "pkt_len", offsetof(ayaflow_packet_event, pkt_len));
-  expectMember(b, t, "src_port", offsetof(ayaflow_packet_event, src_port));
-  expectMember(b, t, "timestamp_ns", offsetof(ayaflow_packet_event, timestamp_ns));
-  expectMember(b, t, "src_addr", offsetof(ayaflow_packet_event, src_addr));
-  expectMember(b, t, "dst_addr", offsetof(ayaflow_packet_event, dst_addr));
+  expectStruct(b, "ayaflow_tuple", sizeof(ayaflow_tuple),
+               {AYAFLOW_FIELD(ayaflow_tuple, src_addr), AYAFLOW_FIELD(ayaflow_tuple, dst_addr),
+                AYAFLOW_FIELD(ayaflow_tuple, src_port), AYAFLOW_FIELD(ayaflow_tuple, dst_port),
+                AYAFLOW_FIELD(ayaflow_tuple, protocol), AYAFLOW_FIELD(ayaflow_tuple, addr_type),
+                AYAFLOW_FIELD(ayaflow_tuple, pad)});
+  expectStruct(
+      b, "ayaflow_packet_event", sizeof(ayaflow_packet_event),
+      {AYAFLOW_FIELD(ayaflow_packet_event, abi_version), AYAFLOW_FIELD(ayaflow_packet_event, kind),
+       AYAFLOW_FIELD(ayaflow_packet_event, direction), AYAFLOW_FIELD(ayaflow_packet_event, flags),
+       AYAFLOW_FIELD(ayaflow_packet_event, pad), AYAFLOW_FIELD(ayaflow_packet_event, ifindex),
+       AYAFLOW_FIELD(ayaflow_packet_event, pkt_len),
+       AYAFLOW_FIELD(ayaflow_packet_event, timestamp_ns),
+       AYAFLOW_FIELD(ayaflow_packet_event, tuple)});
+  expectStruct(
+      b, "ayaflow_payload_event", sizeof(ayaflow_payload_event),
+      {AYAFLOW_FIELD(ayaflow_payload_event, abi_version),
+       AYAFLOW_FIELD(ayaflow_payload_event, kind), AYAFLOW_FIELD(ayaflow_payload_event, direction),
+       AYAFLOW_FIELD(ayaflow_payload_event, flags), AYAFLOW_FIELD(ayaflow_payload_event, pad),
+       AYAFLOW_FIELD(ayaflow_payload_event, data_len),
+       AYAFLOW_FIELD(ayaflow_payload_event, ifindex), AYAFLOW_FIELD(ayaflow_payload_event, seq),
+       AYAFLOW_FIELD(ayaflow_payload_event, timestamp_ns),
+       AYAFLOW_FIELD(ayaflow_payload_event, tuple), AYAFLOW_FIELD(ayaflow_payload_event, data)});
+  expectStruct(b, "ayaflow_flow_key", sizeof(ayaflow_flow_key),
+               {AYAFLOW_FIELD(ayaflow_flow_key, tuple), AYAFLOW_FIELD(ayaflow_flow_key, ifindex),
+                AYAFLOW_FIELD(ayaflow_flow_key, direction), AYAFLOW_FIELD(ayaflow_flow_key, flags),
+                AYAFLOW_FIELD(ayaflow_flow_key, pad)});
+  expectStruct(
+      b, "ayaflow_flow_value", sizeof(ayaflow_flow_value),
+      {AYAFLOW_FIELD(ayaflow_flow_value, packets), AYAFLOW_FIELD(ayaflow_flow_value, bytes),
+       AYAFLOW_FIELD(ayaflow_flow_value, first_ns), AYAFLOW_FIELD(ayaflow_flow_value, last_ns)});
+  expectStruct(
+      b, "ayaflow_stats_key", sizeof(ayaflow_stats_key),
+      {AYAFLOW_FIELD(ayaflow_stats_key, ifindex), AYAFLOW_FIELD(ayaflow_stats_key, direction),
+       AYAFLOW_FIELD(ayaflow_stats_key, protocol), AYAFLOW_FIELD(ayaflow_stats_key, addr_type),
+       AYAFLOW_FIELD(ayaflow_stats_key, pad)});
+  expectStruct(b, "ayaflow_stats", sizeof(ayaflow_stats),
+               {AYAFLOW_FIELD(ayaflow_stats, packets), AYAFLOW_FIELD(ayaflow_stats, bytes),
+                AYAFLOW_FIELD(ayaflow_stats, events_lost)});
+  expectStruct(
+      b, "ayaflow_payload_stats", sizeof(ayaflow_payload_stats),
+      {AYAFLOW_FIELD(ayaflow_payload_stats, events), AYAFLOW_FIELD(ayaflow_payload_stats, lost)});
+}
 
-  id = btf__find_by_name_kind(b, "ayaflow_stats", BTF_KIND_STRUCT);
-  ASSERT_GT(id, 0);
-  EXPECT_EQ(btf__resolve_size(b, id), static_cast<long>(sizeof(ayaflow_stats)));
-  t = btf__type_by_id(b, id);
-  expectMember(b, t, "packets", offsetof(ayaflow_stats, packets));
-  expectMember(b, t, "bytes", offsetof(ayaflow_stats, bytes));
-  expectMember(b, t, "events_lost", offsetof(ayaflow_stats, events_lost));
-
-  id = btf__find_by_name_kind(b, "ayaflow_stats_key", BTF_KIND_STRUCT);
-  ASSERT_GT(id, 0);
-  EXPECT_EQ(btf__resolve_size(b, id), static_cast<long>(sizeof(ayaflow_stats_key)));
-  t = btf__type_by_id(b, id);
-  EXPECT_EQ(btf_vlen(t), 5);
-  expectMember(b, t, "ifindex", offsetof(ayaflow_stats_key, ifindex));
-  expectMember(b, t, "direction", offsetof(ayaflow_stats_key, direction));
-  expectMember(b, t, "protocol", offsetof(ayaflow_stats_key, protocol));
-  expectMember(b, t, "addr_type", offsetof(ayaflow_stats_key, addr_type));
+TEST(BpfAbi, MapKeysAndValuesAreTheAbiTypes) {
+  std::unique_ptr<ayaflow_bpf, SkelDeleter> skel(ayaflow_bpf::open());
+  ASSERT_TRUE(skel);
+  for (const bpf_map* m : {skel->maps.flows_a, skel->maps.flows_b}) {
+    EXPECT_EQ(bpf_map__key_size(m), sizeof(ayaflow_flow_key)) << bpf_map__name(m);
+    EXPECT_EQ(bpf_map__value_size(m), sizeof(ayaflow_flow_value)) << bpf_map__name(m);
+  }
+  EXPECT_EQ(bpf_map__key_size(skel->maps.tls_flows), sizeof(ayaflow_tuple));
+  EXPECT_EQ(bpf_map__value_size(skel->maps.payload_scratch), sizeof(ayaflow_payload_event));
+  EXPECT_EQ(bpf_map__value_size(skel->maps.payload_stats), sizeof(ayaflow_payload_stats));
 }
 
 TEST(BpfAbi, ProgramsAndMapsArePresent) {
   std::unique_ptr<ayaflow_bpf, SkelDeleter> skel(ayaflow_bpf::open());
   ASSERT_TRUE(skel);
-  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_ingress), "ayaflow_ingress");
-  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_egress), "ayaflow_egress");
-  EXPECT_EQ(bpf_program__type(skel->progs.ayaflow_ingress), BPF_PROG_TYPE_SCHED_CLS);
+  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_in), "ayaflow_in");
+  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_eg), "ayaflow_eg");
+  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_in_ip), "ayaflow_in_ip");
+  EXPECT_STREQ(bpf_program__name(skel->progs.ayaflow_eg_ip), "ayaflow_eg_ip");
+  EXPECT_EQ(bpf_program__type(skel->progs.ayaflow_in), BPF_PROG_TYPE_SCHED_CLS);
   EXPECT_EQ(bpf_map__type(skel->maps.events), BPF_MAP_TYPE_RINGBUF);
   EXPECT_EQ(bpf_map__type(skel->maps.stats), BPF_MAP_TYPE_PERCPU_HASH);
   EXPECT_EQ(bpf_map__key_size(skel->maps.stats), sizeof(ayaflow_stats_key));
@@ -86,6 +136,40 @@ TEST(BpfAbi, ProgramsAndMapsArePresent) {
   EXPECT_EQ(bpf_map__type(skel->maps.stats_overflow), BPF_MAP_TYPE_PERCPU_ARRAY);
   EXPECT_EQ(bpf_map__value_size(skel->maps.stats_overflow), sizeof(ayaflow_stats));
   EXPECT_EQ(bpf_map__max_entries(skel->maps.events), 256u * 1024u);
+}
+
+// The kernel keeps 15 characters of a program's name, and a filter left behind is told
+// apart from someone else's by that name: every program of the object must keep its whole
+// name and be recognised on its own hook only.
+TEST(BpfAbi, EveryProgramNameFitsTheKernelAndIsRecognisedOnItsHook) {
+  std::unique_ptr<ayaflow_bpf, SkelDeleter> skel(ayaflow_bpf::open());
+  ASSERT_TRUE(skel);
+  const std::pair<const bpf_program*, bool> ours[] = {
+      {skel->progs.ayaflow_in, true},
+      {skel->progs.ayaflow_in_ip, true},
+      {skel->progs.ayaflow_eg, false},
+      {skel->progs.ayaflow_eg_ip, false},
+  };
+  int programs = 0;
+  bpf_program* p = nullptr;
+  bpf_object__for_each_program(p, skel->obj) { ++programs; }
+  EXPECT_EQ(programs, 4) << "a new program must be added here and to tc_attachment.cpp";
+  for (const auto& [prog, ingress] : ours) {
+    const std::string name = bpf_program__name(prog);
+    EXPECT_LT(name.size(), std::size_t{BPF_OBJ_NAME_LEN}) << name;
+    EXPECT_TRUE(ayaflow::bpf::isOurProgramName(name, ingress)) << name;
+    EXPECT_FALSE(ayaflow::bpf::isOurProgramName(name, !ingress)) << name;
+  }
+  // What the kernel kept of earlier versions' names is still ours, on the right hook.
+  EXPECT_TRUE(ayaflow::bpf::isOurProgramName("ayaflow_ingress", true));
+  EXPECT_TRUE(ayaflow::bpf::isOurProgramName("ayaflow_egress", false));
+  EXPECT_TRUE(ayaflow::bpf::isOurProgramName("ayaflow_egress_", false));
+  EXPECT_FALSE(ayaflow::bpf::isOurProgramName("ayaflow_egress_", true));
+  // Someone else's program is not, prefix or not.
+  for (const char* other : {"", "tc_ingress", "ayaflow_", "ayaflow_in_", "cil_from_netdev"}) {
+    EXPECT_FALSE(ayaflow::bpf::isOurProgramName(other, true)) << other;
+    EXPECT_FALSE(ayaflow::bpf::isOurProgramName(other, false)) << other;
+  }
 }
 
 }  // namespace

@@ -35,7 +35,7 @@ struct CollectingSink final : bpf::FlowSink {
     std::uint64_t first_ns = 0, last_ns = 0;
   };
   void onFlow(const ayaflow_flow_key& key, const ayaflow_flow_value& value) noexcept override {
-    Sum& s = sums[{key.direction, key.src_port, key.dst_port}];
+    Sum& s = sums[{key.direction, key.tuple.src_port, key.tuple.dst_port}];
     s.packets += value.packets;
     s.bytes += value.bytes;
     s.entries += 1;
@@ -103,13 +103,13 @@ TEST_F(BpfFlowTableTest, CountsEveryPacketPerFlowWithoutEvents) {
   const auto& a = sink.sums.at({AYAFLOW_DIR_INGRESS, 1111, 53});
   EXPECT_EQ(a.packets, 5u);
   EXPECT_EQ(a.bytes, 5u * 38u);
-  EXPECT_EQ(a.key.protocol, 17);
-  EXPECT_EQ(a.key.addr_type, 4);
+  EXPECT_EQ(a.key.tuple.protocol, 17);
+  EXPECT_EQ(a.key.tuple.addr_type, 4);
   EXPECT_EQ(a.key.flags, 0);
   unsigned char v4[4];
   inet_pton(AF_INET, "10.0.0.1", v4);
-  EXPECT_EQ(std::memcmp(a.key.src_addr + 12, v4, 4), 0);
-  EXPECT_EQ(a.key.src_addr[10], 0xff);
+  EXPECT_EQ(std::memcmp(a.key.tuple.src_addr + 12, v4, 4), 0);
+  EXPECT_EQ(a.key.tuple.src_addr[10], 0xff);
   EXPECT_NE(a.first_ns, 0u);
   EXPECT_GE(a.last_ns, a.first_ns);
   const auto& b = sink.sums.at({AYAFLOW_DIR_EGRESS, 2222, 80});
@@ -172,10 +172,10 @@ TEST_F(BpfFlowTableTest, FullTableFallsBackToEventsAndCountsThem) {
   for (std::uint32_t i = 0; i < AYAFLOW_FLOW_TABLE_ENTRIES; ++i) {
     ayaflow_flow_key key{};
     key.ifindex = 1000000;
-    key.protocol = 17;
-    key.addr_type = 4;
-    key.src_port = static_cast<__u16>(i);
-    key.dst_port = static_cast<__u16>(i >> 16);
+    key.tuple.protocol = 17;
+    key.tuple.addr_type = 4;
+    key.tuple.src_port = static_cast<__u16>(i);
+    key.tuple.dst_port = static_cast<__u16>(i >> 16);
     const ayaflow_flow_value value{1, 1, 1, 1};
     ASSERT_EQ(bpf_map_update_elem(program_->flowTableFd(0), &key, &value, BPF_NOEXIST), 0);
   }

@@ -32,9 +32,7 @@ class BpfParseTest : public ::testing::Test {
   void SetUp() override {
     AYAFLOW_REQUIRE_ROOT();
     bpf::installLibbpfLogger(false);
-    program_ = std::make_unique<bpf::BpfProgram>(bpf::ProgramOptions{});
-    rb_.reset(ring_buffer__new(program_->eventsMapFd(), &BpfParseTest::onSample, this, nullptr));
-    ASSERT_TRUE(rb_);
+    load(bpf::ProgramOptions{});
   }
 
   static int onSample(void* ctx, void* data, size_t size) {
@@ -84,7 +82,20 @@ class BpfParseTest : public ::testing::Test {
     return events_[0];
   }
 
-  void enableIpv6(bool on) { program_->setConfigFlags(on ? AYAFLOW_CFG_IPV6 : 0); }
+  /// Replaces the program with one loaded with `options` (and a reader on its ring buffer).
+  void load(const bpf::ProgramOptions& options) {
+    rb_.reset();
+    program_ = std::make_unique<bpf::BpfProgram>(options);
+    rb_.reset(ring_buffer__new(program_->eventsMapFd(), &BpfParseTest::onSample, this, nullptr));
+    ASSERT_TRUE(rb_);
+  }
+
+  /// IPv6 is a load-time switch: loads a program with it on or off.
+  void enableIpv6(bool on) {
+    bpf::ProgramOptions options;
+    options.enable_ipv6 = on;
+    load(options);
+  }
 
   static std::array<std::uint8_t, 16> mapped(const char* v4) {
     std::array<std::uint8_t, 16> a{};
@@ -116,17 +127,17 @@ TEST_F(BpfParseTest, Ipv4UdpEveryField) {
   EXPECT_EQ(ev->abi_version, AYAFLOW_ABI_VERSION);
   EXPECT_EQ(ev->kind, AYAFLOW_EVENT_PACKET);
   EXPECT_EQ(ev->direction, AYAFLOW_DIR_INGRESS);
-  EXPECT_EQ(ev->protocol, 17);
-  EXPECT_EQ(ev->addr_type, 4);
+  EXPECT_EQ(ev->tuple.protocol, 17);
+  EXPECT_EQ(ev->tuple.addr_type, 4);
   EXPECT_EQ(ev->flags, 0);
-  EXPECT_EQ(ev->pad0, 0);
-  EXPECT_EQ(ev->pad1, 0u);
+  for (const __u8 pad : ev->pad) EXPECT_EQ(pad, 0);
+  for (const __u8 pad : ev->tuple.pad) EXPECT_EQ(pad, 0);
   EXPECT_EQ(ev->pkt_len, 20u + 8u + 100u);
-  EXPECT_EQ(ev->src_port, 5353);
-  EXPECT_EQ(ev->dst_port, 53);
+  EXPECT_EQ(ev->tuple.src_port, 5353);
+  EXPECT_EQ(ev->tuple.dst_port, 53);
   EXPECT_NE(ev->timestamp_ns, 0u);
-  EXPECT_EQ(addr(ev->src_addr), mapped("10.1.2.3"));
-  EXPECT_EQ(addr(ev->dst_addr), mapped("10.4.5.6"));
+  EXPECT_EQ(addr(ev->tuple.src_addr), mapped("10.1.2.3"));
+  EXPECT_EQ(addr(ev->tuple.dst_addr), mapped("10.4.5.6"));
 }
 
 TEST_F(BpfParseTest, EgressProgramMarksEgress) {
@@ -134,7 +145,7 @@ TEST_F(BpfParseTest, EgressProgramMarksEgress) {
       run(concat(ethernet(kEthIp), ipv4(6, "10.0.0.1", "10.0.0.2", l4(6, 40000, 443, 0))), true);
   ASSERT_TRUE(ev);
   EXPECT_EQ(ev->direction, AYAFLOW_DIR_EGRESS);
-  EXPECT_EQ(ev->protocol, 6);
+  EXPECT_EQ(ev->tuple.protocol, 6);
   EXPECT_EQ(ev->pkt_len, 40u);
 }
 
@@ -143,8 +154,8 @@ TEST_F(BpfParseTest, Ipv4OptionsUseIhl) {
     auto ev = run(
         concat(ethernet(kEthIp), ipv4(6, "192.0.2.1", "192.0.2.2", l4(6, 1234, 80, 10), words)));
     ASSERT_TRUE(ev) << words;
-    EXPECT_EQ(ev->src_port, 1234) << words;
-    EXPECT_EQ(ev->dst_port, 80) << words;
+    EXPECT_EQ(ev->tuple.src_port, 1234) << words;
+    EXPECT_EQ(ev->tuple.dst_port, 80) << words;
     EXPECT_EQ(ev->pkt_len, 20u + words * 4 + 20u + 10u);
   }
 }
@@ -154,9 +165,9 @@ TEST_F(BpfParseTest, VlanAndDoubleVlan) {
   for (auto tags : std::vector<std::vector<std::uint16_t>>{{kQ}, {kAd}, {kAd, kQ}, {kQ, kQ}}) {
     auto ev = run(concat(ethernet(kEthIp, tags), body));
     ASSERT_TRUE(ev) << tags.size();
-    EXPECT_EQ(ev->src_port, 1111);
-    EXPECT_EQ(ev->dst_port, 2222);
-    EXPECT_EQ(addr(ev->src_addr), mapped("10.9.9.9"));
+    EXPECT_EQ(ev->tuple.src_port, 1111);
+    EXPECT_EQ(ev->tuple.dst_port, 2222);
+    EXPECT_EQ(addr(ev->tuple.src_addr), mapped("10.9.9.9"));
   }
   // A third tag is beyond what we walk: no event, and no wrong one.
   EXPECT_FALSE(run(concat(ethernet(kEthIp, {kAd, kQ, kQ}), body)));
@@ -168,14 +179,14 @@ TEST_F(BpfParseTest, Ipv4FragmentsAfterTheFirstHaveNoPorts) {
       run(concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.2", l4(17, 7, 9, 64), 0, 0x2000)));
   ASSERT_TRUE(first);
   EXPECT_EQ(first->flags, 0);
-  EXPECT_EQ(first->src_port, 7);
+  EXPECT_EQ(first->tuple.src_port, 7);
   // Later fragment (offset 9 * 8): payload bytes would look like ports.
   auto later =
       run(concat(ethernet(kEthIp), ipv4(17, "10.0.0.1", "10.0.0.2", Bytes(40, 0x77), 0, 0x0009)));
   ASSERT_TRUE(later);
   EXPECT_EQ(later->flags, AYAFLOW_F_FRAGMENT);
-  EXPECT_EQ(later->src_port, 0);
-  EXPECT_EQ(later->dst_port, 0);
+  EXPECT_EQ(later->tuple.src_port, 0);
+  EXPECT_EQ(later->tuple.dst_port, 0);
   EXPECT_EQ(later->pkt_len, 60u);
 }
 
@@ -203,8 +214,8 @@ TEST_F(BpfParseTest, TruncatedIpv4AtEveryLength) {
       EXPECT_FALSE(ev) << "length " << len;
     } else {
       ASSERT_TRUE(ev) << "length " << len;
-      EXPECT_EQ(ev->src_port, 4000);
-      EXPECT_EQ(ev->dst_port, 5000);
+      EXPECT_EQ(ev->tuple.src_port, 4000);
+      EXPECT_EQ(ev->tuple.dst_port, 5000);
     }
   }
 }
@@ -217,13 +228,13 @@ TEST_F(BpfParseTest, Ipv6OnlyWhenEnabled) {
   enableIpv6(true);
   auto ev = run(frame);
   ASSERT_TRUE(ev);
-  EXPECT_EQ(ev->addr_type, 6);
-  EXPECT_EQ(ev->protocol, 6);
-  EXPECT_EQ(ev->src_port, 443);
-  EXPECT_EQ(ev->dst_port, 50000);
+  EXPECT_EQ(ev->tuple.addr_type, 6);
+  EXPECT_EQ(ev->tuple.protocol, 6);
+  EXPECT_EQ(ev->tuple.src_port, 443);
+  EXPECT_EQ(ev->tuple.dst_port, 50000);
   EXPECT_EQ(ev->pkt_len, 40u + 20u + 30u);
-  EXPECT_EQ(addr(ev->src_addr), v6("2001:db8::1"));
-  EXPECT_EQ(addr(ev->dst_addr), v6("2001:db8::2"));
+  EXPECT_EQ(addr(ev->tuple.src_addr), v6("2001:db8::1"));
+  EXPECT_EQ(addr(ev->tuple.dst_addr), v6("2001:db8::2"));
 }
 
 TEST_F(BpfParseTest, Ipv6ExtensionHeadersAreWalked) {
@@ -239,9 +250,9 @@ TEST_F(BpfParseTest, Ipv6ExtensionHeadersAreWalked) {
     for (const auto& e : chain) ext_len += e.bytes.size();
     auto ev = run(concat(ethernet(kEthIpv6), ipv6(17, "fd00::a", "fd00::b", udp, chain)));
     ASSERT_TRUE(ev) << chain.size();
-    EXPECT_EQ(ev->protocol, 17);
-    EXPECT_EQ(ev->src_port, 53);
-    EXPECT_EQ(ev->dst_port, 33333);
+    EXPECT_EQ(ev->tuple.protocol, 17);
+    EXPECT_EQ(ev->tuple.src_port, 53);
+    EXPECT_EQ(ev->tuple.dst_port, 33333);
     EXPECT_EQ(ev->flags, 0);
     EXPECT_EQ(ev->pkt_len, 40u + ext_len + udp.size());
   }
@@ -250,7 +261,7 @@ TEST_F(BpfParseTest, Ipv6ExtensionHeadersAreWalked) {
                           ipv6(17, "fd00::a", "fd00::b", Bytes(24, 0x55), {fragment(100, false)})));
   ASSERT_TRUE(later);
   EXPECT_EQ(later->flags, AYAFLOW_F_FRAGMENT);
-  EXPECT_EQ(later->src_port, 0);
+  EXPECT_EQ(later->tuple.src_port, 0);
   // More extension headers than the bounded walk takes: no event.
   std::vector<Ipv6Ext> long_chain(9, destOpts16());
   EXPECT_FALSE(run(concat(ethernet(kEthIpv6), ipv6(17, "fd00::a", "fd00::b", udp, long_chain))));
@@ -259,7 +270,7 @@ TEST_F(BpfParseTest, Ipv6ExtensionHeadersAreWalked) {
   // VLAN-tagged IPv6.
   auto tagged = run(concat(ethernet(kEthIpv6, {kQ}), ipv6(17, "fd00::a", "fd00::b", udp)));
   ASSERT_TRUE(tagged);
-  EXPECT_EQ(tagged->dst_port, 33333);
+  EXPECT_EQ(tagged->tuple.dst_port, 33333);
 }
 
 TEST_F(BpfParseTest, TruncatedIpv6AtEveryLength) {
@@ -278,7 +289,7 @@ TEST_F(BpfParseTest, TruncatedIpv6AtEveryLength) {
       EXPECT_FALSE(ev) << "length " << len;
     } else {
       ASSERT_TRUE(ev) << "length " << len;
-      EXPECT_EQ(ev->dst_port, 10);
+      EXPECT_EQ(ev->tuple.dst_port, 10);
     }
   }
 }
@@ -308,6 +319,8 @@ class BpfPayloadTest : public ::testing::Test {
     EXPECT_GE(size, 64u);
     std::memcpy(&r.header, data, std::min(size, sizeof(r.header)));
     EXPECT_EQ(size, 64u + r.header.data_len);
+    EXPECT_EQ(r.header.pad, 0);  // the kernel writes every header byte
+    for (const __u8 pad : r.header.tuple.pad) EXPECT_EQ(pad, 0);
     const auto* bytes = static_cast<const std::uint8_t*>(data);
     r.data.assign(bytes + 64, bytes + size);
     self->records_.push_back(r);
@@ -345,7 +358,7 @@ TEST_F(BpfPayloadTest, DnsPayloadEitherDirectionExactBytes) {
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_EQ(recs[0].header.kind, AYAFLOW_EVENT_PAYLOAD);
   EXPECT_EQ(recs[0].header.direction, AYAFLOW_DIR_EGRESS);
-  EXPECT_EQ(recs[0].header.dst_port, 53);
+  EXPECT_EQ(recs[0].header.tuple.dst_port, 53);
   EXPECT_EQ(recs[0].header.data_len, query.size());
   EXPECT_EQ(recs[0].data, query);
   // A response (source port 53), larger than one chunk: the first 1024 bytes.
@@ -353,7 +366,7 @@ TEST_F(BpfPayloadTest, DnsPayloadEitherDirectionExactBytes) {
   recs = run(concat(ethernet(kEthIp),
                     ipv4(17, "10.0.0.53", "10.0.0.1", concat(l4(17, 53, 40000, 0), response))));
   ASSERT_EQ(recs.size(), 1u);
-  EXPECT_EQ(recs[0].header.src_port, 53);
+  EXPECT_EQ(recs[0].header.tuple.src_port, 53);
   EXPECT_EQ(recs[0].data, Bytes(response.begin(), response.begin() + 1024));
   // Other UDP ports carry nothing.
   EXPECT_TRUE(run(concat(ethernet(kEthIp),
@@ -503,6 +516,33 @@ TEST_F(BpfParseTest, FullRingBufferCountsLostEventsNotPackets) {
   ring_buffer__consume(rb.get());
   EXPECT_EQ(seen, 56u);
   EXPECT_EQ(seen + t.totalLost(), t.totalPackets());
+}
+
+/// Translated size of a loaded program, in bytes.
+std::uint32_t xlatedBytes(int prog_fd) {
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof(info);
+  EXPECT_EQ(bpf_obj_get_info_by_fd(prog_fd, &info, &len), 0);
+  return info.xlated_prog_len;
+}
+
+/// The switches are load-time constants: the code of what is off is not in the program
+/// the kernel runs.
+TEST(BpfLoadTimeSwitches, TheVerifierDropsWhatIsOff) {
+  AYAFLOW_REQUIRE_ROOT();
+  bpf::installLibbpfLogger(false);
+  const auto size = [](bool ipv6, bool deep_inspect, bool flow_table) {
+    bpf::ProgramOptions options;
+    options.enable_ipv6 = ipv6;
+    options.deep_inspect = deep_inspect;
+    options.flow_table = flow_table;
+    const bpf::BpfProgram program(options);
+    return xlatedBytes(program.ingressProgramFd());
+  };
+  const std::uint32_t base = size(false, false, false);
+  EXPECT_LT(base, size(true, false, false));
+  EXPECT_LT(base, size(false, true, false));
+  EXPECT_LT(base, size(false, false, true));
 }
 
 }  // namespace

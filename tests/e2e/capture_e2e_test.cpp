@@ -112,13 +112,13 @@ json waitForLive(AgentProcess& agent, const std::string& connection, std::uint64
 
 /// Copies of our programs on an interface: TCX links plus legacy tc filters
 /// (all handles, from `tc filter show`).
-int copiesAttached(const VethPair& link, bool ingress) {
+int copiesAttached(int ifindex, const std::string& ifname, bool ingress) {
   int n = 0;
-  for (const auto& p : bpf::listHookPrograms(link.hostIfindex(), ingress)) {
+  for (const auto& p : bpf::listHookPrograms(ifindex, ingress)) {
     if (p.tcx && p.name.rfind("ayaflow_", 0) == 0) ++n;
   }
   // One line per filter; it names the program twice ("ayaflow_x:[id] ... name ayaflow_x").
-  const std::string out = shOutput("tc filter show dev " + link.host() +
+  const std::string out = shOutput("tc filter show dev " + ifname +
                                    (ingress ? " ingress" : " egress") + " 2>/dev/null");
   std::size_t begin = 0;
   while (begin < out.size()) {
@@ -128,6 +128,10 @@ int copiesAttached(const VethPair& link, bool ingress) {
     begin = end + 1;
   }
   return n;
+}
+
+int copiesAttached(const VethPair& link, bool ingress) {
+  return copiesAttached(link.hostIfindex(), link.host(), ingress);
 }
 
 class CaptureE2E : public ::testing::Test {
@@ -625,7 +629,8 @@ TEST_F(CaptureE2E, RawHistoryStoresExactlyOneRowPerPacket) {
   agent.waitReady();
   constexpr int kOut = 300, kBack = 120;
   udpExchange(link, false, 40011, 5011, kOut, 100, kBack, 200);
-  // The history route sees them too, newest first, with the SPEC fields.
+  // The history route sees them too, newest first: one row per packet with its timestamp,
+  // direction, protocol, addresses, ports and IP length.
   json rows;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   do {
@@ -1080,6 +1085,56 @@ TEST_P(AttachLifecycle, SigkillThenRestartLeavesExactlyOneCopy) {
   EXPECT_EQ(second.waitExit(5s), std::optional<int>(0)) << second.log();
   EXPECT_EQ(copiesAttached(link, true), 0);
   EXPECT_EQ(copiesAttached(link, false), 0);
+}
+
+/// A device without a link-layer header runs the IP-only programs. Killed in tc mode, the
+/// agent leaves their filters behind; the restart (in the parameter's mode) must recognise
+/// them as ours by the name the kernel kept (at most 15 characters), replace or remove them,
+/// and count every packet once.
+TEST_P(AttachLifecycle, SigkillOnAnIpOnlyDeviceThenRestartLeavesExactlyOneCopy) {
+  TunDevice tun(27);
+  const int ifindex = static_cast<int>(if_nametoindex(tun.name().c_str()));
+  ASSERT_GT(ifindex, 0);
+  {
+    AgentProcess first({"--interface", tun.name(), "--attach-mode", "tc", "--quiet"}, prefix());
+    first.waitReady();
+    first.signal(SIGKILL);
+    EXPECT_EQ(first.waitExit(5s), std::optional<int>(128 + SIGKILL));
+  }
+  EXPECT_EQ(copiesAttached(ifindex, tun.name(), true), 1);  // the orphaned tc filters
+  EXPECT_EQ(copiesAttached(ifindex, tun.name(), false), 1);
+
+  AgentProcess second({"--interface", tun.name(), "--attach-mode", mode(), "--quiet"}, prefix());
+  second.waitReady();
+  EXPECT_EQ(copiesAttached(ifindex, tun.name(), true), 1);
+  EXPECT_EQ(copiesAttached(ifindex, tun.name(), false), 1);
+  constexpr int kOut = 12, kBack = 8;
+  const int fd = udpSocket(tun.localV4(), 40031);
+  for (int i = 0; i < kOut; ++i) {
+    udpSend(fd, tun.peerV4(), 5031, 50);
+    tun.readSent(1);
+  }
+  for (int i = 0; i < kBack; ++i) {
+    tun.inject(udpPacket(tun.peerV4(), 5031, tun.localV4(), 40031, 70));
+  }
+  udpReceive(fd, kBack);
+  close(fd);
+  const std::string conn = endpoint(tun.localV4(), 40031) + " -> " + endpoint(tun.peerV4(), 5031);
+  const json entry = waitForLive(second, conn, kOut + kBack);
+  ASSERT_FALSE(entry.is_null()) << second.get("/api/live").body;
+  EXPECT_EQ(entry.at("packets_count").get<std::uint64_t>(), std::uint64_t{kOut + kBack});
+  EXPECT_EQ(entry.at("bytes_sent").get<std::uint64_t>(), kOut * 78u);
+  EXPECT_EQ(entry.at("bytes_received").get<std::uint64_t>(), kBack * 98u);
+  const Totals truth = linkTotals(tun.counts());
+  EXPECT_EQ(truth.packets, std::uint64_t{kOut + kBack});
+  const json stats = waitForStats(second, truth.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), truth.packets);
+  EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), truth.bytes);
+
+  second.signal(SIGTERM);
+  EXPECT_EQ(second.waitExit(5s), std::optional<int>(0)) << second.log();
+  EXPECT_EQ(copiesAttached(ifindex, tun.name(), true), 0);
+  EXPECT_EQ(copiesAttached(ifindex, tun.name(), false), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, AttachLifecycle,

@@ -17,18 +17,18 @@ ayaflow_packet_event makeEvent() {
   ev.abi_version = AYAFLOW_ABI_VERSION;
   ev.kind = AYAFLOW_EVENT_PACKET;
   ev.direction = AYAFLOW_DIR_EGRESS;
-  ev.protocol = 6;
-  ev.addr_type = 4;
+  ev.tuple.protocol = 6;
+  ev.tuple.addr_type = 4;
   ev.flags = AYAFLOW_F_FRAGMENT;
   ev.ifindex = 7;
   ev.pkt_len = 1500;
-  ev.src_port = 43210;
-  ev.dst_port = 443;
+  ev.tuple.src_port = 43210;
+  ev.tuple.dst_port = 443;
   ev.timestamp_ns = 0x0123456789abcdefull;
   const std::uint8_t src[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1};
   const std::uint8_t dst[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 93, 184, 216, 34};
-  std::memcpy(ev.src_addr, src, 16);
-  std::memcpy(ev.dst_addr, dst, 16);
+  std::memcpy(ev.tuple.src_addr, src, 16);
+  std::memcpy(ev.tuple.dst_addr, dst, 16);
   return ev;
 }
 
@@ -65,17 +65,17 @@ TEST(FlowDecode, ValidIpv4EventDecodesFieldByField) {
 TEST(FlowDecode, ValidIpv6IngressUdpEvent) {
   ayaflow_packet_event ev = makeEvent();
   ev.direction = AYAFLOW_DIR_INGRESS;
-  ev.protocol = 17;
-  ev.addr_type = 6;
+  ev.tuple.protocol = 17;
+  ev.tuple.addr_type = 6;
   ev.flags = 0;
-  ev.src_port = 53;
-  ev.dst_port = 5353;
+  ev.tuple.src_port = 53;
+  ev.tuple.dst_port = 5353;
   ev.pkt_len = 40 + 512;
   const auto src = IpAddress::parse("2001:db8::1");
   const auto dst = IpAddress::parse("fe80::1:2:3:4");
   ASSERT_TRUE(src && dst);
-  std::memcpy(ev.src_addr, src->bytes.data(), 16);
-  std::memcpy(ev.dst_addr, dst->bytes.data(), 16);
+  std::memcpy(ev.tuple.src_addr, src->bytes.data(), 16);
+  std::memcpy(ev.tuple.dst_addr, dst->bytes.data(), 16);
 
   Packet p;
   ASSERT_EQ(decode(ev, p), DecodeStatus::kOk);
@@ -144,7 +144,7 @@ TEST(FlowDecode, WrongDirection) {
 TEST(FlowDecode, WrongAddrType) {
   for (unsigned a : {0u, 5u, 41u}) {
     ayaflow_packet_event ev = makeEvent();
-    ev.addr_type = static_cast<__u8>(a);
+    ev.tuple.addr_type = static_cast<__u8>(a);
     Packet p;
     EXPECT_EQ(decode(ev, p), DecodeStatus::kBadField) << a;
   }
@@ -153,7 +153,7 @@ TEST(FlowDecode, WrongAddrType) {
 TEST(FlowDecode, WrongProtocol) {
   for (unsigned proto : {0u, 1u, 58u, 132u}) {
     ayaflow_packet_event ev = makeEvent();
-    ev.protocol = static_cast<__u8>(proto);
+    ev.tuple.protocol = static_cast<__u8>(proto);
     Packet p;
     EXPECT_EQ(decode(ev, p), DecodeStatus::kBadField) << proto;
   }
@@ -216,14 +216,14 @@ ayaflow_flow_key makeFlowKey() {
   std::memset(&key, 0, sizeof key);
   key.ifindex = 9;
   key.direction = AYAFLOW_DIR_INGRESS;
-  key.protocol = 17;
-  key.addr_type = 6;
-  key.src_port = 53;
-  key.dst_port = 40000;
-  key.src_addr[0] = 0xfd;
-  key.src_addr[15] = 1;
-  key.dst_addr[0] = 0xfd;
-  key.dst_addr[15] = 2;
+  key.tuple.protocol = 17;
+  key.tuple.addr_type = 6;
+  key.tuple.src_port = 53;
+  key.tuple.dst_port = 40000;
+  key.tuple.src_addr[0] = 0xfd;
+  key.tuple.src_addr[15] = 1;
+  key.tuple.dst_addr[0] = 0xfd;
+  key.tuple.dst_addr[15] = 2;
   return key;
 }
 
@@ -271,10 +271,10 @@ TEST(FlowDecode, BadFlowEntriesAreRejectedAndLeaveTheOutputAlone) {
   k.direction = 2;
   check(k, value);
   k = makeFlowKey();
-  k.addr_type = 5;
+  k.tuple.addr_type = 5;
   check(k, value);
   k = makeFlowKey();
-  k.protocol = 1;
+  k.tuple.protocol = 1;
   check(k, value);
   check(makeFlowKey(), ayaflow_flow_value{0, 0, 1, 1});
 }

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -38,17 +39,17 @@ Bytes record(const Rec& r, const std::uint8_t* data, std::size_t len) {
   h.abi_version = AYAFLOW_ABI_VERSION;
   h.kind = AYAFLOW_EVENT_PAYLOAD;
   h.direction = r.direction;
-  h.protocol = r.protocol;
-  h.addr_type = r.addr_type;
   h.flags = r.flags;
+  h.data_len = static_cast<std::uint16_t>(len);
   h.ifindex = 7;
   h.seq = r.seq;
-  h.src_port = r.src_port;
-  h.dst_port = r.dst_port;
-  h.data_len = static_cast<std::uint16_t>(len);
   h.timestamp_ns = 1;
-  std::memcpy(h.src_addr, ip(r.src).bytes.data(), 16);
-  std::memcpy(h.dst_addr, ip(r.dst).bytes.data(), 16);
+  h.tuple.protocol = r.protocol;
+  h.tuple.addr_type = r.addr_type;
+  h.tuple.src_port = r.src_port;
+  h.tuple.dst_port = r.dst_port;
+  std::memcpy(h.tuple.src_addr, ip(r.src).bytes.data(), 16);
+  std::memcpy(h.tuple.dst_addr, ip(r.dst).bytes.data(), 16);
   Bytes out(64 + len);
   std::memcpy(out.data(), &h, 64);
   if (len != 0) std::memcpy(out.data() + 64, data, len);
@@ -297,29 +298,29 @@ TEST_F(PayloadInspectorTest, MalformedRecordsAreCountedAndIgnored) {
   }
   {
     Bytes b = good_dns;  // a packet event, not a payload record
-    b[2] = AYAFLOW_EVENT_PACKET;
+    b[offsetof(ayaflow_payload_event, kind)] = AYAFLOW_EVENT_PACKET;
     bad.push_back(b);
   }
   {
     Bytes b = good_dns;  // data_len (host order) says one byte more than the record holds
     const auto more = static_cast<std::uint16_t>(response.size() + 1);
-    std::memcpy(&b[20], &more, sizeof more);
+    std::memcpy(&b[offsetof(ayaflow_payload_event, data_len)], &more, sizeof more);
     bad.push_back(b);
   }
   bad.push_back(Bytes(good_dns.begin(), good_dns.end() - 1));  // record one byte short
   {
     Bytes b = good_dns;  // direction
-    b[3] = 2;
+    b[offsetof(ayaflow_payload_event, direction)] = 2;
     bad.push_back(b);
   }
   {
     Bytes b = good_dns;  // protocol (ICMP)
-    b[4] = 1;
+    b[offsetof(ayaflow_payload_event, tuple) + offsetof(ayaflow_tuple, protocol)] = 1;
     bad.push_back(b);
   }
   {
     Bytes b = good_dns;  // addr_type
-    b[5] = 5;
+    b[offsetof(ayaflow_payload_event, tuple) + offsetof(ayaflow_tuple, addr_type)] = 5;
     bad.push_back(b);
   }
   {
@@ -329,7 +330,7 @@ TEST_F(PayloadInspectorTest, MalformedRecordsAreCountedAndIgnored) {
   }
   {
     Bytes b = good_tls;  // unknown flag
-    b[6] = 0x04;
+    b[offsetof(ayaflow_payload_event, flags)] = 0x04;
     bad.push_back(b);
   }
   bad.push_back(record(tls(kIsn, AYAFLOW_PF_SYN | AYAFLOW_PF_FIN), nullptr, 0));

@@ -25,7 +25,7 @@
 #define AYAFLOW_OFFSETOF(type, member) __builtin_offsetof(type, member)
 #endif
 
-#define AYAFLOW_ABI_VERSION 1
+#define AYAFLOW_ABI_VERSION 2
 
 /* ayaflow_packet_event.kind, ayaflow_payload_event.kind */
 #define AYAFLOW_EVENT_PACKET 1
@@ -39,6 +39,30 @@
 #define AYAFLOW_F_FRAGMENT 0x01 /* a non-first IP fragment: ports are 0 */
 
 /*
+ * The directional 5-tuple and address family of a packet, embedded unchanged in
+ * every record that names a flow (packet event, flow-table key, payload record),
+ * so the kernel copies it with one assignment. 40 bytes.
+ */
+struct ayaflow_tuple {
+	__u8 src_addr[16]; /* network order; IPv4 as ::ffff:a.b.c.d */
+	__u8 dst_addr[16]; /* network order; IPv4 as ::ffff:a.b.c.d */
+	__u16 src_port;	   /* host byte order; 0 for non-first fragments */
+	__u16 dst_port;	   /* host byte order; 0 for non-first fragments */
+	__u8 protocol;	   /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
+	__u8 addr_type;	   /* 4 or 6 */
+	__u8 pad[2];
+};
+
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_tuple) == 40, "tuple size");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_tuple, src_addr) == 0, "src_addr");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_tuple, dst_addr) == 16, "dst_addr");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_tuple, src_port) == 32, "src_port");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_tuple, dst_port) == 34, "dst_port");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_tuple, protocol) == 36, "protocol");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_tuple, addr_type) == 37, "addr_type");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_tuple, pad) == 38, "pad");
+
+/*
  * One event per TCP or UDP packet (IPv4, and IPv6 when enabled) seen at the
  * hook. 64 bytes, 8-byte aligned.
  */
@@ -46,18 +70,12 @@ struct ayaflow_packet_event {
 	__u16 abi_version; /* AYAFLOW_ABI_VERSION */
 	__u8 kind;	   /* AYAFLOW_EVENT_PACKET */
 	__u8 direction;	   /* AYAFLOW_DIR_* */
-	__u8 protocol;	   /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
-	__u8 addr_type;	   /* 4 or 6 */
 	__u8 flags;	   /* AYAFLOW_F_* */
-	__u8 pad0;
-	__u32 ifindex;	/* interface the program is attached to */
-	__u32 pkt_len;	/* IP length: IPv4 total length, IPv6 payload length + 40 */
-	__u16 src_port; /* host byte order; 0 for non-first fragments */
-	__u16 dst_port; /* host byte order; 0 for non-first fragments */
-	__u32 pad1;
-	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-	__u8 src_addr[16];  /* network order; IPv4 as ::ffff:a.b.c.d */
-	__u8 dst_addr[16];  /* network order; IPv4 as ::ffff:a.b.c.d */
+	__u8 pad[3];
+	__u32 ifindex;		    /* interface the program is attached to */
+	__u32 pkt_len;		    /* IP length: IPv4 total length, IPv6 payload length + 40 */
+	__u64 timestamp_ns;	    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	struct ayaflow_tuple tuple; /* addresses, ports, protocol, family */
 };
 
 AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_packet_event) == 64, "packet event size");
@@ -65,19 +83,13 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, abi_version)
 		      "abi_version");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, kind) == 2, "kind");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, direction) == 3, "direction");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, protocol) == 4, "protocol");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, addr_type) == 5, "addr_type");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, flags) == 6, "flags");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pad0) == 7, "pad0");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, flags) == 4, "flags");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pad) == 5, "pad");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, ifindex) == 8, "ifindex");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pkt_len) == 12, "pkt_len");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, src_port) == 16, "src_port");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, dst_port) == 18, "dst_port");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pad1) == 20, "pad1");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, timestamp_ns) == 24,
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, timestamp_ns) == 16,
 		      "timestamp_ns");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, src_addr) == 32, "src_addr");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, dst_addr) == 48, "dst_addr");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, tuple) == 24, "tuple");
 
 /*
  * Exact totals kept by the kernel in a per-CPU hash map (`stats`), one entry
@@ -137,34 +149,30 @@ struct ayaflow_payload_event {
 	__u16 abi_version; /* AYAFLOW_ABI_VERSION */
 	__u8 kind;	   /* AYAFLOW_EVENT_PAYLOAD */
 	__u8 direction;	   /* AYAFLOW_DIR_* */
-	__u8 protocol;	   /* 6 or 17 */
-	__u8 addr_type;	   /* 4 or 6 */
 	__u8 flags;	   /* AYAFLOW_PF_* */
-	__u8 pad0;
-	__u32 ifindex;
-	__u32 seq;	/* TCP: sequence number of data[0]; UDP: 0 */
-	__u16 src_port; /* host byte order */
-	__u16 dst_port; /* host byte order */
+	__u8 pad;
 	__u16 data_len; /* bytes of data that follow (record length - header) */
-	__u16 pad1;
-	__u64 timestamp_ns; /* bpf_ktime_get_ns() */
-	__u8 src_addr[16];
-	__u8 dst_addr[16];
+	__u32 ifindex;
+	__u32 seq;		    /* TCP: sequence number of data[0]; UDP: 0 */
+	__u64 timestamp_ns;	    /* bpf_ktime_get_ns() */
+	struct ayaflow_tuple tuple; /* TCP: client to server; UDP: source to destination */
 	__u8 data[AYAFLOW_PAYLOAD_CHUNK];
 };
 
 AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_payload_event) == 64 + AYAFLOW_PAYLOAD_CHUNK,
 		      "payload event size");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, abi_version) == 0,
+		      "abi_version");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, kind) == 2, "kind");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, direction) == 3, "direction");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, flags) == 4, "flags");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, pad) == 5, "pad");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, data_len) == 6, "data_len");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, ifindex) == 8, "ifindex");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, seq) == 12, "seq");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, src_port) == 16, "src_port");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, dst_port) == 18, "dst_port");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, data_len) == 20, "data_len");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, pad1) == 22, "pad1");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, timestamp_ns) == 24,
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, timestamp_ns) == 16,
 		      "timestamp_ns");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, src_addr) == 32, "src_addr");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, dst_addr) == 48, "dst_addr");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, tuple) == 24, "tuple");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_event, data) == 64, "data");
 
 /* Payload records written and lost (ring buffer full), per CPU, by direction. */
@@ -174,14 +182,11 @@ struct ayaflow_payload_stats {
 };
 
 AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_payload_stats) == 16, "payload stats size");
-
-/* Runtime flags in the program's .bss, written by userspace. */
-#define AYAFLOW_CFG_IPV6 0x01
-#define AYAFLOW_CFG_DEEP_INSPECT 0x02
-#define AYAFLOW_CFG_FLOW_TABLE 0x04 /* count flows in the kernel, not per-packet events */
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_stats, events) == 0, "events");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_payload_stats, lost) == 8, "lost");
 
 /*
- * Flow tables (aggregated mode, AYAFLOW_CFG_FLOW_TABLE): instead of an event
+ * Flow tables (aggregated mode, ayaflow_flow_table on): instead of an event
  * per packet, the program adds each packet to its directional flow's entry in
  * the active table (`flow_tables[0]`, one of two hash maps). Userspace swaps
  * the tables about once a second, waits until no program still uses the old
@@ -193,15 +198,11 @@ AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_payload_stats) == 16, "payload stats
 #define AYAFLOW_FLOW_TABLE_ENTRIES 16384
 
 struct ayaflow_flow_key {
+	struct ayaflow_tuple tuple;
 	__u32 ifindex;
 	__u8 direction; /* AYAFLOW_DIR_* */
-	__u8 protocol;	/* 6 or 17 */
-	__u8 addr_type; /* 4 or 6 */
 	__u8 flags;	/* AYAFLOW_F_* */
-	__u16 src_port; /* host byte order */
-	__u16 dst_port; /* host byte order */
-	__u8 src_addr[16];
-	__u8 dst_addr[16];
+	__u8 pad[2];
 };
 
 struct ayaflow_flow_value {
@@ -211,12 +212,16 @@ struct ayaflow_flow_value {
 	__u64 last_ns;	/* of the latest packet (approximate across CPUs) */
 };
 
-AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_flow_key) == 44, "flow key size");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, direction) == 4, "direction");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, flags) == 7, "flags");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, src_port) == 8, "src_port");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, src_addr) == 12, "src_addr");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, dst_addr) == 28, "dst_addr");
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_flow_key) == 48, "flow key size");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, tuple) == 0, "tuple");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, ifindex) == 40, "ifindex");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, direction) == 44, "direction");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, flags) == 45, "flags");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, pad) == 46, "pad");
 AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_flow_value) == 32, "flow value size");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, packets) == 0, "packets");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, bytes) == 8, "bytes");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, first_ns) == 16, "first_ns");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, last_ns) == 24, "last_ns");
 
 #endif /* AYAFLOW_ABI_EVENT_H */

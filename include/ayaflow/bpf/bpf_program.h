@@ -7,14 +7,17 @@
 
 #include "ayaflow/abi/event.h"
 #include "ayaflow/bpf/link_layer.h"
+#include "ayaflow/bpf/skeleton.h"
 
 struct ayaflow_bpf;  // bpftool skeleton, only seen by bpf_program.cpp
 
 namespace ayaflow::bpf {
 
-/// Settings that go into the program before (and, for flags, after) load.
+/// Settings that go into the program before load. The three switches are fixed for the
+/// program's lifetime: the verifier drops the code of what is off.
 struct ProgramOptions {
   std::uint32_t ring_buffer_size = 256 * 1024;  // power of two, >= page size
+  /// Count IPv6 packets too (IPv4 only when off).
   bool enable_ipv6 = false;
   /// Payload capture for DNS/TLS; its ring buffer gets ring_buffer_size when
   /// on, one page when off.
@@ -56,10 +59,10 @@ struct KernelTotals {
 };
 
 /// Owns the loaded ayaflow BPF object (embedded skeleton: no file is read).
-/// Construction opens, sizes and loads it; throws SystemError on failure with
-/// the libbpf errno text (for example a verifier rejection or missing
-/// capabilities). Move-only. readTotals() is a syscall on a map fd and may be
-/// called from any thread; everything else belongs to the owning thread.
+/// Construction opens, sizes, configures and loads it; throws SystemError on failure
+/// with the libbpf errno text (for example a verifier rejection or missing
+/// capabilities), having released everything it created. Move-only. readTotals() is a syscall on a
+/// map fd and may be called from any thread; everything else belongs to the owning thread.
 class BpfProgram {
  public:
   explicit BpfProgram(const ProgramOptions& options);
@@ -80,10 +83,9 @@ class BpfProgram {
   int flowTableFd(int index) const;  // 0: table a, 1: table b
   std::uint32_t ringBufferSize() const { return ring_buffer_size_; }
 
-  /// Pending bytes in the ring buffer at which the program wakes the reader.
+  /// Pending bytes in the ring buffer at which the program wakes the reader; takes effect
+  /// for the next packet.
   void setWakeupBytes(std::uint64_t bytes);
-  /// AYAFLOW_CFG_* bits; takes effect for the next packet.
-  void setConfigFlags(std::uint32_t flags);
 
   /// Sums the payload record counters. Throws SystemError if a map read fails.
   PayloadTotals readPayloadTotals() const;
@@ -97,7 +99,7 @@ class BpfProgram {
   KernelTotals readTotals() const;
 
  private:
-  ayaflow_bpf* skel_ = nullptr;
+  SkeletonPtr<ayaflow_bpf> skel_;
   std::uint32_t ring_buffer_size_ = 0;
 };
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ayaflow::bpf {
@@ -66,6 +67,11 @@ class TcAttachment {
 /// legacy tc filter at our fixed handle/priority. Throws SystemError if the
 /// interface does not exist.
 std::vector<AttachedProgram> listHookPrograms(int ifindex, bool ingress);
+
+/// True if `name`, as the kernel reports a program's name (cut to 15 characters), is one of
+/// our programs for that hook, from this version or an earlier one. Decides whether a
+/// filter at our tc handle/priority may be replaced or removed.
+bool isOurProgramName(std::string_view name, bool ingress) noexcept;
 
 /// True if the running kernel accepts TCX links.
 bool kernelHasTcx();

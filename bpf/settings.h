@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Settings of the ayaflow TC classifier, written by userspace (BpfProgram). */
+#ifndef AYAFLOW_BPF_SETTINGS_H
+#define AYAFLOW_BPF_SETTINGS_H
+
+#include <stdbool.h>
+#include <linux/types.h>
+
+/*
+ * Load-time switches in .rodata: set between open and load, then frozen.
+ * The verifier knows their values, so the code a switch disables is
+ * dropped from the loaded program rather than skipped at run time.
+ *  - ayaflow_enable_ipv6: count IPv6 packets too (IPv4 only when off).
+ *  - ayaflow_deep_inspect: copy DNS and TLS ClientHello payloads into
+ *    `payload_events` (payload.h).
+ *  - ayaflow_flow_table: aggregated mode, count packets per flow in the
+ *    active flow table instead of sending an event per packet.
+ */
+const volatile bool ayaflow_enable_ipv6 = false;
+const volatile bool ayaflow_deep_inspect = false;
+const volatile bool ayaflow_flow_table = false;
+
+/*
+ * Run-time settings in .bss (an mmap-able array map): userspace may change
+ * them while the programs run.
+ *  - ayaflow_wakeup_bytes: events are submitted without waking the reader
+ *    until this many bytes are pending; the reader also drains on a short
+ *    timer, so quiet periods are not delayed for long.
+ *  - ayaflow_payload_wakeup_bytes: the same for `payload_events`.
+ */
+volatile __u64 ayaflow_wakeup_bytes;
+volatile __u64 ayaflow_payload_wakeup_bytes;
+
+#endif /* AYAFLOW_BPF_SETTINGS_H */
