@@ -24,7 +24,8 @@
 #include "ayaflow/flow/connection_map.h"
 #include "ayaflow/flow/flow_key.h"
 #include "ayaflow/flow/packet.h"
-#include "ayaflow/store/store.h"
+#include "ayaflow/pipeline/pipeline.h"
+#include "ayaflow/store/sqlite_sink.h"
 
 namespace {
 
@@ -222,26 +223,14 @@ BENCHMARK(BM_FlowEntryRecord)->Arg(1000)->Arg(100000);
 
 // GET /api/live through the router, as the agent serves it (without the 250 ms reuse):
 // a top-50 scan of a map of N connections and the JSON body.
-class MapLiveSource final : public ayaflow::api::LiveSource {
- public:
-  explicit MapLiveSource(const ConnectionMap& map) : map_(map) {}
-  Totals totals() const override { return {123456789, 987654321}; }
-  std::uint64_t activeConnections() const override { return map_.size(); }
-  double uptimeSeconds() const override { return 60; }
-  std::vector<ayaflow::api::LiveConnection> topConnections(std::size_t n) const override {
-    std::vector<ayaflow::api::LiveConnection> out;
-    for (const ConnectionEntry& e : map_.top(n)) out.push_back(ayaflow::api::toLiveConnection(e));
-    return out;
-  }
-
- private:
-  const ConnectionMap& map_;
-};
-
 void BM_LiveJson(benchmark::State& state) {
   ConnectionMap map;
   recordAll(events(static_cast<std::size_t>(state.range(0))), map);
-  MapLiveSource live(map);
+  const ayaflow::api::MapLiveSource live(
+      [] {
+        return ayaflow::api::LiveSource::Totals{123456789, 987654321};
+      },
+      map, nullptr);
   ayaflow::api::Router router;
   ayaflow::api::addCoreRoutes(router, live, std::chrono::milliseconds(0));
   const auto request = ayaflow::api::parseTarget("GET", "/api/live", "");
@@ -257,26 +246,29 @@ void BM_LiveJson(benchmark::State& state) {
 }
 BENCHMARK(BM_LiveJson)->Arg(1000)->Arg(100000)->Unit(benchmark::kMicrosecond);
 
-// Store::submit: the capture thread's hand-off of one record to the SQLite writer (an
-// in-memory database, the writer running). Arg 0: raw mode, else the aggregation window.
-// The queue never fills: this is the cost of an accepted record ("dropped" stays 0).
+// Pipeline::onPacket: the capture thread's hand-off of one record to the pipeline, which
+// feeds the SQLite writer (an in-memory database, both running). Arg 0: raw mode, else the
+// aggregation window. The queue never fills: this is the cost of an accepted record
+// ("dropped" stays 0).
 void BM_StoreSubmit(benchmark::State& state) {
   const EventSource& src = events(1000);
-  ayaflow::store::StoreOptions options;
-  options.db_path = ":memory:";
+  ayaflow::store::StoreOptions store_options;
+  store_options.db_path = ":memory:";
+  ayaflow::store::SqliteSink sqlite(store_options);
+  ayaflow::pipeline::PipelineOptions options;
   options.aggregation_window_s = static_cast<std::uint32_t>(state.range(0));
   options.queue_capacity = 16384;
-  ayaflow::store::Store store(options);
+  ayaflow::pipeline::Pipeline store(options, nullptr, {&sqlite});
   std::vector<Packet> packets(4096);
   for (std::size_t i = 0; i < packets.size(); ++i) {
     decodePacketEvent(src.at(i), sizeof(ayaflow_packet_event), packets[i]);
-    packets[i].timestamp_ns = 0;  // stamped by the writer: stays in the current window
+    packets[i].timestamp_ns = 0;  // stamped by the pipeline: stays in the current window
   }
-  // Time only accepted hand-offs: every half queue, wait (untimed) for the writer.
+  // Time only accepted hand-offs: every half queue, wait (untimed) for the pipeline.
   std::size_t i = 0;
   std::size_t since_sync = 0;
   for (auto _ : state) {
-    store.submit(packets[i]);
+    store.onPacket(packets[i]);
     if (++i == packets.size()) i = 0;
     if (++since_sync == options.queue_capacity / 2) {
       state.PauseTiming();
@@ -285,8 +277,8 @@ void BM_StoreSubmit(benchmark::State& state) {
       state.ResumeTiming();
     }
   }
-  const ayaflow::store::StoreStats st = store.stats();
-  state.counters["dropped"] = static_cast<double>(st.rows_dropped_queue_full);
+  const ayaflow::pipeline::PipelineStats st = store.stats();
+  state.counters["dropped"] = static_cast<double>(st.packets_dropped_queue_full);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 BENCHMARK(BM_StoreSubmit)->Arg(0)->Arg(10);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 // Storage benchmark (plain main, prints a table; run a Release build):
-//   1. capture-side cost of Store::submit() per packet, with the writer draining
+//   1. capture-side cost of Pipeline::onPacket() per packet, with the pipeline draining
 //   2. sustained raw rows/s into SQLite, measured while building a database of --rows rows
-//   3. history query latency (Store::query, what GET /api/history runs) on that database
+//   3. history query latency (HistoryReader::query, what GET /api/history runs) on it
 //   4. start-up cost on it (the quick_check), and one retention DELETE chunk
 //   5. database size per million raw rows and per million aggregated rows
 //
@@ -26,9 +26,14 @@
 #include <thread>
 #include <vector>
 
+#include <memory>
+
 #include "ayaflow/common/logging.h"
+#include "ayaflow/enrich/enricher.h"
 #include "ayaflow/flow/packet.h"
-#include "ayaflow/store/store.h"
+#include "ayaflow/pipeline/pipeline.h"
+#include "ayaflow/store/history_reader.h"
+#include "ayaflow/store/sqlite_sink.h"
 
 namespace {
 
@@ -36,9 +41,71 @@ using ayaflow::flow::Direction;
 using ayaflow::flow::HistoryQuery;
 using ayaflow::flow::IpAddress;
 using ayaflow::flow::Packet;
-using ayaflow::store::Store;
-using ayaflow::store::StoreOptions;
 using Clock = std::chrono::steady_clock;
+
+/// The SQLite history as the agent wires it: pipeline -> SqliteSink, and a reader.
+struct Options {
+  std::string db_path;
+  std::uint32_t aggregation_window_s = 0;
+  std::size_t queue_capacity = 65536;
+  std::size_t batch_rows = 1000;
+  std::size_t max_open_flows = 65536;
+  std::chrono::milliseconds query_timeout{5000};
+  const ayaflow::enrich::Enricher* enricher = nullptr;
+};
+
+class History {
+ public:
+  explicit History(const Options& o) {
+    ayaflow::store::StoreOptions so;
+    so.db_path = o.db_path;
+    so.batch_rows = o.batch_rows;
+    so.query_timeout = o.query_timeout;
+    so.queue_rows = o.aggregation_window_s > 0 ? o.max_open_flows : 16384;
+    ayaflow::pipeline::PipelineOptions po;
+    po.aggregation_window_s = o.aggregation_window_s;
+    po.queue_capacity = o.queue_capacity;
+    po.batch_records = o.batch_rows;
+    po.max_open_flows = o.max_open_flows;
+    sink_ = std::make_unique<ayaflow::store::SqliteSink>(so);
+    reader_ = std::make_unique<ayaflow::store::HistoryReader>(*sink_);
+    pipeline_ = std::make_unique<ayaflow::pipeline::Pipeline>(
+        po, o.enricher, std::vector<ayaflow::pipeline::RecordSink*>{sink_.get()});
+  }
+  ~History() { stop(); }
+  void submit(const Packet& p) noexcept { pipeline_->onPacket(p); }
+  void flush() { pipeline_->flush(); }
+  void stop() {
+    pipeline_->stop();
+    reader_->closeIdle();
+    sink_->stop();
+  }
+  std::vector<ayaflow::flow::HistoryRow> query(const HistoryQuery& q) const {
+    return reader_->query(q);
+  }
+  /// Packets and rows not written yet, in both queues.
+  std::size_t backlog() const {
+    return pipeline_->stats().queue_depth + sink_->stats().queue.depth;
+  }
+  ayaflow::pipeline::PipelineStats pipelineStats() const { return pipeline_->stats(); }
+  ayaflow::store::SqliteSinkStats sinkStats() const { return sink_->stats(); }
+
+ private:
+  std::unique_ptr<ayaflow::store::SqliteSink> sink_;
+  std::unique_ptr<ayaflow::store::HistoryReader> reader_;
+  std::unique_ptr<ayaflow::pipeline::Pipeline> pipeline_;
+};
+
+/// Holds the pipeline thread in enrich() until released (the drop path's benchmark).
+class Parking final : public ayaflow::enrich::Enricher {
+ public:
+  void enrich(const ayaflow::flow::FlowKey&, ayaflow::enrich::ConnectionNames&) const override {
+    parked = true;
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  mutable std::atomic<bool> parked{false};
+  std::atomic<bool> release{false};
+};
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -101,14 +168,14 @@ void removeDb(const std::string& path) {
   for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path + s);
 }
 
-/// Feeds `total` packets into `store` as fast as it takes them: submits while the queue
-/// has room, yields otherwise (so nothing is dropped). Timestamps are "now".
-void feed(Store& store, const std::vector<Packet>& packets, std::size_t total,
-          std::size_t queue_capacity) {
+/// Feeds `total` packets into `store` as fast as it takes them: submits while the queues
+/// have room, yields otherwise (so nothing is dropped). Timestamps are "now".
+void feed(History& store, const std::vector<Packet>& packets, std::size_t total) {
+  constexpr std::size_t kBacklog = 16384;  // the SQLite queue's default
   std::size_t i = 0;
   while (i < total) {
-    const std::size_t depth = store.stats().queue_depth;
-    std::size_t room = queue_capacity - depth;
+    const std::size_t depth = store.backlog();
+    std::size_t room = kBacklog > depth ? kBacklog - depth : 0;
     if (room < 4096) {
       std::this_thread::sleep_for(std::chrono::microseconds(200));
       continue;
@@ -163,49 +230,46 @@ int main(int argc, char** argv) {
 
   // 1. Capture-side cost: rounds of 32 768 submits into a queue the writer is draining.
   {
-    StoreOptions o;
+    Options o;
     o.db_path = path;
-    Store store(o);
+    History store(o);
     std::vector<double> ns;
     for (int round = 0; round < 60; ++round) {
       const auto t0 = Clock::now();
       for (std::size_t i = 0; i < 32768; ++i) store.submit(packets[i + 32768 * (round % 16)]);
       ns.push_back(seconds(Clock::now() - t0) * 1e9 / 32768);
-      while (store.stats().queue_depth > 0)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      while (store.backlog() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    // The drop path: a queue of one packet, held full while the writer is parked in the
+    // The drop path: a queue of one packet, held full while the pipeline is parked in the
     // enrichment hook.
-    StoreOptions tiny;
+    Parking parking;
+    Options tiny;
     tiny.db_path = dir + "/bench_store_tiny.db";
     tiny.queue_capacity = 1;
     tiny.batch_rows = 1;
-    std::atomic<bool> parked{false}, release{false};
-    tiny.enrich = [&](ayaflow::flow::FlowRecord&) {
-      parked = true;
-      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    };
+    tiny.enricher = &parking;
     std::vector<double> drop_ns;
     {
-      Store t(tiny);
+      History t(tiny);
       t.submit(packets[0]);
-      while (!parked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      while (!parking.parked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       t.submit(packets[1]);  // fills the queue
       for (int round = 0; round < 20; ++round) {
         const auto t0 = Clock::now();
         for (std::size_t i = 0; i < 100000; ++i) t.submit(packets[i]);
         drop_ns.push_back(seconds(Clock::now() - t0) * 1e9 / 100000);
       }
-      release = true;
+      parking.release = true;
     }
     removeDb(tiny.db_path);
-    const auto s = store.stats();
+    const auto s = store.pipelineStats();
     std::printf("| capture side | value |\n|---|---|\n");
-    std::printf("| submit() per packet, writer draining (median of 60 x 32768) | %.1f ns |\n",
+    std::printf("| onPacket() per packet, pipeline draining (median of 60 x 32768) | %.1f ns |\n",
                 median(ns));
-    std::printf("| submit() per packet, queue full (drop + count) | %.1f ns |\n", median(drop_ns));
+    std::printf("| onPacket() per packet, queue full (drop + count) | %.1f ns |\n",
+                median(drop_ns));
     std::printf("| packets dropped during the timing (queue 65536) | %llu |\n\n",
-                static_cast<unsigned long long>(s.rows_dropped_queue_full));
+                static_cast<unsigned long long>(s.packets_dropped_queue_full));
     store.stop();
     removeDb(path);
   }
@@ -213,9 +277,9 @@ int main(int argc, char** argv) {
   // 2. Sustained raw rows/s while building the database.
   const std::int64_t build_start_ms = realtimeMs();
   {
-    StoreOptions o;
+    Options o;
     o.db_path = path;
-    Store store(o);
+    History store(o);
     // A reader asking for the newest 1000 rows every 20 ms while the writer works: WAL
     // readers never wait for a write batch.
     std::atomic<bool> done{false};
@@ -233,18 +297,19 @@ int main(int argc, char** argv) {
     const double cpu0 = cpuSeconds();
     const auto t0 = Clock::now();
     const std::size_t first = std::min<std::size_t>(rows, 1000000);
-    feed(store, packets, first, o.queue_capacity);
+    feed(store, packets, first);
     store.flush();
     const double t_first = seconds(Clock::now() - t0);
     const double cpu_first = cpuSeconds() - cpu0;
-    feed(store, packets, rows - first, o.queue_capacity);
+    feed(store, packets, rows - first);
     store.flush();
     const double t_all = seconds(Clock::now() - t0);
     const double cpu_all = cpuSeconds() - cpu0;
     done = true;
     reader.join();
     std::sort(read_ms.begin(), read_ms.end());
-    const auto s = store.stats();
+    const auto ps = store.pipelineStats();
+    const auto s = store.sinkStats();
     store.stop();
     std::printf("| raw writes (batches of 1000, WAL, synchronous=NORMAL) | value |\n|---|---|\n");
     std::printf("| first %zu rows | %.0f rows/s, %.2f us CPU/row (both threads) |\n", first,
@@ -254,7 +319,8 @@ int main(int argc, char** argv) {
                 t_all);
     std::printf(
         "| stored / dropped | %llu / %llu |\n", static_cast<unsigned long long>(s.rows_stored),
-        static_cast<unsigned long long>(s.rows_dropped_queue_full + s.rows_dropped_write_error));
+        static_cast<unsigned long long>(ps.packets_dropped_queue_full +
+                                        s.queue.records_dropped_full + s.rows_dropped_write_error));
     if (!read_ms.empty()) {
       std::printf(
           "| limit=1000 query during the writes (%zu queries) | median %.2f ms, p99 %.2f ms "
@@ -268,11 +334,11 @@ int main(int argc, char** argv) {
 
   // 3 + 4. Queries and start-up on the full database.
   {
-    StoreOptions o;
+    Options o;
     o.db_path = path;
     o.query_timeout = std::chrono::seconds(120);
     const auto t0 = Clock::now();
-    Store store(o);
+    History store(o);
     const double open_s = seconds(Clock::now() - t0);
 
     // The newest rows span the last seconds of the build; look up a host seen in them.
@@ -320,7 +386,7 @@ int main(int argc, char** argv) {
       q.since_ms = last_ms - 1000;
     });
     std::printf(
-        "| history query on %zu rows (Store::query, median) | rows | latency |\n"
+        "| history query on %zu rows (HistoryReader::query, median) | rows | latency |\n"
         "|---|---|---|\n",
         rows);
     for (const QueryCase& c : cases) {
@@ -334,8 +400,9 @@ int main(int argc, char** argv) {
       std::printf("| %s | %zu | %.2f ms |\n", c.name, n, median(ms));
     }
     std::printf("\n| start-up and retention on %zu rows | value |\n|---|---|\n", rows);
-    std::printf("| Store construction (checks incl. PRAGMA quick_check, migration) | %.2f s |\n",
-                open_s);
+    std::printf(
+        "| SqliteSink construction (checks incl. PRAGMA quick_check, migration) | %.2f s |\n",
+        open_s);
     store.stop();
 
     // One retention chunk, as the writer runs it (5000 oldest rows).
@@ -366,18 +433,18 @@ int main(int argc, char** argv) {
   {
     const std::string agg_path = dir + "/bench_store_agg.db";
     removeDb(agg_path);
-    StoreOptions o;
+    Options o;
     o.db_path = agg_path;
     o.aggregation_window_s = 3600;
     o.max_open_flows = 2000000;
     constexpr std::size_t kFlows = 1000000;
     const auto t0 = Clock::now();
     {
-      Store store(o);
+      History store(o);
       std::size_t i = 0;
       const std::uint64_t now = monotonicNs();
       while (i < 4 * kFlows) {
-        if (store.stats().queue_depth > o.queue_capacity / 2) {
+        if (store.pipelineStats().queue_depth > o.queue_capacity / 2) {
           std::this_thread::sleep_for(std::chrono::microseconds(200));
           continue;
         }
@@ -392,7 +459,7 @@ int main(int argc, char** argv) {
         }
       }
       store.stop();
-      const auto s = store.stats();
+      const auto s = store.sinkStats();
       const double t = seconds(Clock::now() - t0);
       const std::uint64_t bytes = fileBytes(agg_path);
       std::printf("| aggregated mode (1M flows x 4 packets, one window) | value |\n|---|---|\n");

@@ -33,7 +33,9 @@
 #include "ayaflow/api/metrics.h"
 #include "ayaflow/api/router.h"
 #include "ayaflow/api/stream_hub.h"
+#include "ayaflow/capture/capture.h"
 #include "ayaflow/common/logging.h"
+#include "ayaflow/common/metrics.h"
 #include "ayaflow/flow/connection_map.h"
 #include "ayaflow/flow/flow_key.h"
 #include "ayaflow/flow/packet.h"
@@ -179,30 +181,6 @@ class Capture {
   std::atomic<std::uint64_t> max_stall_ns_{0};
 };
 
-/// LiveSource over the map, as the agent's (totals from the capture counters).
-class MapLiveSource final : public api::LiveSource {
- public:
-  MapLiveSource(const flow::ConnectionMap& map, const Capture& capture)
-      : map_(map), capture_(capture), started_(Clock::now()) {}
-  Totals totals() const override { return {capture_.processed(), capture_.bytes()}; }
-  std::uint64_t activeConnections() const override { return map_.size(); }
-  double uptimeSeconds() const override {
-    return std::chrono::duration<double>(Clock::now() - started_).count();
-  }
-  std::vector<api::LiveConnection> topConnections(std::size_t n) const override {
-    std::vector<api::LiveConnection> out;
-    for (const auto& e : map_.top(n)) {
-      out.push_back(api::toLiveConnection(e));
-    }
-    return out;
-  }
-
- private:
-  const flow::ConnectionMap& map_;
-  const Capture& capture_;
-  Clock::time_point started_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -222,25 +200,33 @@ int main(int argc, char** argv) {
     map.record(packetFor(i, options.connections, ts));  // both directions once
   }
   Capture capture(map, options);
-  MapLiveSource live(map, capture);
+  // The agent's LiveSource (totals from the capture counters).
+  const api::MapLiveSource live(
+      [&capture] {
+        return api::LiveSource::Totals{capture.processed(), capture.bytes()};
+      },
+      map, nullptr);
 
   api::Router router;
   api::StreamHub hub;
   std::unique_ptr<api::HttpServer> server;
   api::addCoreRoutes(router, live, std::chrono::milliseconds(options.live_max_age_ms));
   api::addStreamRoute(router, hub);
-  api::addMetricsRoute(router, [&] {
-    api::MetricsSnapshot s;
+  common::MetricsRegistry metrics;
+  metrics.add([&] {
+    ayaflow::capture::CaptureStats s;
     // The kernel counts every packet, delivered to the ring or not.
-    s.packets_total = capture.processed() + capture.lost();
-    s.bytes_total = capture.bytes();
-    s.events_lost_ingress = capture.lost();
+    s.packets = capture.processed() + capture.lost();
+    s.bytes = capture.bytes();
+    s.events_lost[0] = capture.lost();
     s.events_read = capture.processed();
     s.active_connections = map.size();
-    s.http = server->stats();
-    s.stream = hub.stats();
-    return s;
+    return ayaflow::capture::captureFamilies(s);
   });
+  metrics.add([&] { return api::httpServerFamilies(server->stats()); });
+  metrics.add(hub.metrics());
+  metrics.add(api::processMetrics());
+  api::addMetricsRoute(router, metrics);
   router.add("GET", "/bench/capture", [&](const api::Request&) {
     api::Response r;
     r.body = "{\"expected\":" + std::to_string(capture.expected()) +
