@@ -75,7 +75,7 @@ std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& r
     if (value.empty()) return name + ": empty value";
 
     if (name == "limit") {
-      // Any decimal above the maximum is capped (SPEC §5), however long it is.
+      // Any decimal above the maximum is capped, however long it is.
       if (!allDigits(value)) return "limit: " + shown(value) + " is not a positive integer";
       const auto v = parseInt(value, false);
       if (v && *v == 0) return "limit: must be at least 1";

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-// The only translation unit that includes Boost.Beast/Asio (it is slow to compile).
-// Structure follows boostorg/beast/example/advanced/server/advanced_server.cpp: a listener
-// accepting onto a fresh strand per connection, and one Session per connection whose async
-// steps are doX()/onX() pairs, each bounded by a tcp_stream deadline. An upgrade request on
-// a WebSocket path turns the connection into a WebSocketSession fed by a StreamHub, with a
-// bounded frame queue (boostorg/beast/example/websocket/server/chat-multi, bounded).
+// The HTTP side of the server, one of the two translation units that include Boost.Beast
+// (slow to compile; websocket_session.cpp is the other). Structure follows
+// boostorg/beast/example/advanced/server/advanced_server.cpp: a listener accepting onto a
+// fresh strand per connection, and one Session per connection whose async steps are
+// doX()/onX() pairs, each bounded by a tcp_stream deadline. An upgrade request on a
+// WebSocket path hands the connection to a WebSocket session (websocket_session.h).
 #include "ayaflow/api/http_server.h"
 
 // Boost 1.74 + C++20: <utility> must come before Asio (BUILD-NOTES.md).
@@ -34,11 +34,13 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
 #include "ayaflow/api/stream_hub.h"
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/system_error.h"
+#include "server_core.h"
+#include "websocket_session.h"
 
 namespace ayaflow::api {
 namespace {
@@ -48,6 +50,8 @@ namespace http = beast::http;
 namespace net = boost::asio;
 namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
+using detail::Connection;
+using detail::ServerCore;
 
 /// After an error answer the rest of the request is still in flight; reading (and
 /// discarding) it before closing avoids a TCP reset that would destroy the answer in the
@@ -59,11 +63,6 @@ constexpr std::chrono::seconds kStopGrace{3};
 /// Back-off after a failed accept (EMFILE...), so a persistent failure cannot spin.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 constexpr std::size_t kReadChunk = 4096;
-/// WebSocket: time to complete the opening handshake; time a graceful close (1001) may take
-/// before the socket is closed outright; largest client message (clients only listen).
-constexpr std::chrono::seconds kWsHandshakeTimeout{5};
-constexpr std::chrono::seconds kWsCloseTimeout{1};
-constexpr std::size_t kWsReadMessageMax = 4096;
 
 std::string_view toStd(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -92,224 +91,6 @@ bool isHttpParseError(const beast::error_code& ec) {
 }
 
 /// What stop() needs from every live connection, plain HTTP or WebSocket.
-class Connection {
- public:
-  virtual ~Connection() = default;
-  /// Any thread: closes the connection on its own strand (a WebSocket says 1001 first).
-  virtual void closeFromServer() = 0;
-  /// Once the server's threads have returned: make sure no StreamHub calls it any more
-  /// (a publisher must not post to an io_context that is being destroyed).
-  virtual void detach() {}
-};
-
-/// State shared by the listener, the sessions and HttpServer::Impl. Outlives all of them
-/// (declared before the io_context in Impl).
-struct ServerCore {
-  ServerCore(HttpServerOptions opts, const Router& r)
-      : options(std::move(opts)), router(r), log(logger("api")) {}
-
-  const HttpServerOptions options;
-  const Router& router;
-  const std::shared_ptr<spdlog::logger> log;
-
-  std::mutex mutex;
-  bool stopping = false;  // guarded by mutex
-  /// Live sessions, for stop() and the connection count. guarded by mutex
-  std::unordered_map<const Connection*, std::weak_ptr<Connection>> sessions;
-
-  std::atomic<std::uint64_t> rejected{0};
-  std::atomic<std::uint64_t> denied{0};
-  std::atomic<std::uint64_t> accept_errors{0};
-  std::array<std::atomic<std::uint64_t>, 5> responses{};  // by status class, 1xx..5xx
-
-  /// false once stopping: the caller drops the connection instead of serving it.
-  bool registerSession(const Connection* key, std::weak_ptr<Connection> session) {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (stopping) return false;
-    sessions.emplace(key, std::move(session));
-    return true;
-  }
-  void countResponse(unsigned status) {
-    if (status >= 100 && status < 600) {
-      responses[status / 100 - 1].fetch_add(1, std::memory_order_relaxed);
-    }
-  }
-  void unregisterSession(const Connection* key) {
-    std::lock_guard<std::mutex> lock(mutex);
-    sessions.erase(key);
-  }
-  std::size_t activeCount() {
-    std::lock_guard<std::mutex> lock(mutex);
-    return sessions.size();
-  }
-  /// Strong references to every live session (taken under the mutex, used outside it: the
-  /// last reference may go while the caller holds none of our locks).
-  std::vector<std::shared_ptr<Connection>> liveSessions() {
-    std::vector<std::shared_ptr<Connection>> out;
-    std::lock_guard<std::mutex> lock(mutex);
-    for (const auto& entry : sessions) {
-      if (auto session = entry.second.lock()) out.push_back(std::move(session));
-    }
-    return out;
-  }
-};
-
-/// One WebSocket client of a StreamHub (SPEC §5 /api/stream). Every member is touched only
-/// on the connection's strand, except executor_ (immutable) and deliver(), which only posts.
-/// Frames are written one at a time from queue_, which holds at most hub.queueLimit()
-/// frames including the one being written; a frame arriving at a full queue closes the
-/// connection (a client that stopped reading must not hold memory or slow anyone).
-class WebSocketSession : public Connection,
-                         public StreamHub::Subscriber,
-                         public std::enable_shared_from_this<WebSocketSession> {
- public:
-  WebSocketSession(beast::tcp_stream&& stream, ServerCore& core, StreamHub& hub)
-      : ws_(std::move(stream)),
-        executor_(ws_.get_executor()),
-        core_(core),
-        hub_(hub),
-        close_timer_(executor_) {}
-
-  ~WebSocketSession() override {
-    hub_.unsubscribe(this);
-    core_.unregisterSession(this);
-  }
-
-  /// On the connection's strand, the upgrade request already read: answers 101.
-  void start(http::request<http::string_body>&& req) {
-    if (!core_.registerSession(this, weak_from_this())) return;  // stopping: socket closes
-    // The websocket stream enforces its own timeouts; the tcp_stream's must be off.
-    beast::get_lowest_layer(ws_).expires_never();
-    websocket::stream_base::timeout timeouts{};
-    timeouts.handshake_timeout = kWsHandshakeTimeout;  // also bounds the closing handshake
-    timeouts.idle_timeout = core_.options.idle_timeout;
-    timeouts.keep_alive_pings = true;  // ping at idle/2; no answer by idle: closed
-    ws_.set_option(timeouts);
-    ws_.set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& res) { res.set(http::field::server, "ayaflow"); }));
-    ws_.read_message_max(kWsReadMessageMax);
-    ws_.async_accept(req,
-                     beast::bind_front_handler(&WebSocketSession::onAccept, shared_from_this()));
-  }
-
-  void closeFromServer() override {
-    net::post(executor_, [self = shared_from_this()] { self->doShutdown(); });
-  }
-
-  void detach() override { hub_.unsubscribe(this); }
-
-  /// Hub thread, hub mutex held: hand the frame to the strand and return at once.
-  void deliver(const std::shared_ptr<const std::string>& frame) override {
-    net::post(executor_, [self = shared_from_this(), frame] { self->onFrame(frame); });
-  }
-
- private:
-  void onAccept(beast::error_code ec) {
-    if (ec) return fail(ec, "websocket handshake");
-    core_.countResponse(101);
-    if (closing_ || closed_) return hardClose();  // stop() came during the handshake
-    open_ = true;
-    hub_.subscribe(shared_from_this());  // delivers the latest frame, if any
-    doRead();
-  }
-
-  // Clients only listen; their messages are read (so pings, pongs and close frames are
-  // processed) and discarded.
-  void doRead() {
-    ws_.async_read(read_buffer_,
-                   beast::bind_front_handler(&WebSocketSession::onRead, shared_from_this()));
-  }
-
-  void onRead(beast::error_code ec, std::size_t /*bytes*/) {
-    if (ec) return fail(ec, "websocket read");  // closed by the client, idle timeout, reset
-    read_buffer_.consume(read_buffer_.size());
-    doRead();
-  }
-
-  void onFrame(const std::shared_ptr<const std::string>& frame) {
-    if (!open_ || closing_ || closed_) return;
-    if (queue_.size() >= hub_.queueLimit()) {
-      hub_.recordDropped();
-      core_.log->debug("stream client too slow ({} frames queued): closed", queue_.size());
-      return hardClose();
-    }
-    queue_.push_back(frame);
-    if (!writing_) doWrite();
-  }
-
-  void doWrite() {
-    writing_ = true;
-    ws_.text(true);
-    ws_.async_write(net::buffer(*queue_.front()),
-                    beast::bind_front_handler(&WebSocketSession::onWrite, shared_from_this()));
-  }
-
-  void onWrite(beast::error_code ec, std::size_t /*bytes*/) {
-    writing_ = false;
-    if (ec) return fail(ec, "websocket write");
-    queue_.pop_front();
-    hub_.recordSent();
-    if (closed_) return;
-    if (closing_) {
-      if (queue_.empty()) doCloseFrame();
-      return;
-    }
-    if (!queue_.empty()) doWrite();
-  }
-
-  /// stop(): finish the frame being written, send a close frame (1001 going away), and
-  /// close the socket when the peer answers or after kWsCloseTimeout, whichever is first.
-  void doShutdown() {
-    if (closing_ || closed_) return;
-    closing_ = true;
-    if (!open_) return hardClose();
-    while (queue_.size() > (writing_ ? 1u : 0u)) queue_.pop_back();
-    close_timer_.expires_after(kWsCloseTimeout);
-    close_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec) self->hardClose();
-    });
-    if (!writing_) doCloseFrame();
-  }
-
-  void doCloseFrame() {
-    ws_.async_close(websocket::close_code::going_away,
-                    beast::bind_front_handler(&WebSocketSession::onClose, shared_from_this()));
-  }
-
-  void onClose(beast::error_code /*ec*/) { hardClose(); }
-
-  void hardClose() {
-    if (closed_) return;
-    closed_ = true;
-    hub_.unsubscribe(this);  // no more frames
-    close_timer_.cancel();
-    // Cancels the pending read and write; their handlers release the last references.
-    // queue_ is left alone: a write in flight still points into its front frame.
-    beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
-    beast::get_lowest_layer(ws_).close();
-  }
-
-  void fail(beast::error_code ec, const char* what) {
-    if (ec != net::error::operation_aborted && ec != websocket::error::closed) {
-      core_.log->debug("websocket {}: {}", what, ec.message());
-    }
-    hardClose();
-  }
-
-  websocket::stream<beast::tcp_stream> ws_;
-  const net::any_io_executor executor_;  // the connection's strand
-  ServerCore& core_;
-  StreamHub& hub_;
-  net::steady_timer close_timer_;
-  beast::flat_buffer read_buffer_;
-  std::deque<std::shared_ptr<const std::string>> queue_;
-  bool open_ = false;     // handshake done, subscribed
-  bool writing_ = false;  // an async_write is in flight (on queue_.front())
-  bool closing_ = false;  // stop(): close frame pending
-  bool closed_ = false;   // socket closed
-};
-
 /// One HTTP/1.1 connection. Every member is touched only on the connection's strand
 /// (stream_'s executor); the session lives as long as an async operation holds it.
 class Session : public Connection, public std::enable_shared_from_this<Session> {
@@ -406,7 +187,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     // One connection, counted once: leave the registry before the WebSocket session joins
     // it (this Session may outlive the hand-off by a moment on another thread).
     core_.unregisterSession(this);
-    std::make_shared<WebSocketSession>(std::move(stream_), core_, hub)->start(std::move(req));
+    detail::startWebSocketSession(std::move(stream_), core_, hub, std::move(req));
   }
 
   /// Answers a request that could not be parsed, then closes (the parser state is lost).

@@ -94,7 +94,7 @@ class HttpServerTest : public ::testing::Test {
   std::unique_ptr<HttpServer> server_;  // declared last: stopped before router_ and source_
 };
 
-// ---- SPEC §5 routes, exact JSON
+// ---- the routes, exact JSON
 
 TEST_F(HttpServerTest, HealthExactJson) {
   startServer();

@@ -16,7 +16,7 @@ inline constexpr std::size_t kLiveTopConnections = 50;
 /// Default for addCoreRoutes()'s `live_max_age`.
 inline constexpr std::chrono::milliseconds kLiveMaxAge{250};
 
-/// Registers the SPEC §5 live-state routes on `router`:
+/// Registers the live-state routes on `router`:
 ///   GET /api/health  {"status":"ok","active_connections","total_packets"}
 ///   GET /api/stats   {"uptime_seconds","total_packets","total_bytes","active_connections",
 ///                     "packets_per_second","bytes_per_second"}  (rates = totals / uptime)
@@ -33,7 +33,7 @@ inline constexpr std::chrono::milliseconds kLiveMaxAge{250};
 void addCoreRoutes(Router& router, const LiveSource& source,
                    std::chrono::milliseconds live_max_age = kLiveMaxAge);
 
-/// The SPEC §5 `/api/stream` frame for the current state of `source`:
+/// The `/api/stream` frame for the current state of `source`:
 /// `{"total_packets":N,"total_bytes":N,"active_connections":N}` (unsigned integers).
 /// For StreamHub::publish(); may throw what `source` throws.
 std::string streamFrame(const LiveSource& source);

@@ -34,7 +34,7 @@ std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& r
 /// row migrated from a database that had no such column) is null.
 std::string historyJson(const std::vector<flow::HistoryRow>& rows);
 
-/// Registers GET /api/history on `router` (SPEC §5). Answers 200 with historyJson(), 400
+/// Registers GET /api/history on `router`. Answers 200 with historyJson(), 400
 /// with {"error": "..."} for a bad parameter, 503 when `query` throws a system_error with
 /// ETIMEDOUT and 500 for any other exception (both with a JSON error body). `query` is
 /// called on server threads, possibly concurrently: it must be thread-safe

@@ -14,7 +14,7 @@
 
 namespace ayaflow::api {
 
-/// One live connection as the REST routes show it (SPEC §3/§5).
+/// One live connection as the REST routes show it.
 struct LiveConnection {
   std::string connection;  ///< "local_ip:local_port -> remote_ip:remote_port"
   std::uint64_t bytes_sent = 0;

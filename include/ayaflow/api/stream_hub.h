@@ -19,7 +19,7 @@ namespace ayaflow::api {
 
 class Router;
 
-/// Path of the SPEC §5 WebSocket stream.
+/// Path of the WebSocket stream (a frame of totals every second).
 inline constexpr const char* kStreamPath = "/api/stream";
 
 /// Counters for /metrics and tests. Monotonic except `clients`.
@@ -31,7 +31,7 @@ struct StreamHubStats {
   std::uint64_t frames_sent = 0;       ///< frames completely written to some client
 };
 
-/// Fan-out of text frames to the WebSocket clients of one path (SPEC §5 `/api/stream`).
+/// Fan-out of text frames to the WebSocket clients of one path (`/api/stream`).
 ///
 /// The app calls publish() (once a second, from any thread); the hub serialises nothing
 /// itself: it wraps the text once in a shared_ptr<const std::string> and hands that same

@@ -28,7 +28,7 @@ struct ConnectionEntry {
   ConnectionStats stats;
 };
 
-/// Sharded concurrent map of live connections (SPEC §3).
+/// Sharded concurrent map of live connections, one entry per connection (FlowKey).
 ///
 /// Threads: exactly one writer thread (ingest) calls record() and expire(); any number
 /// of reader threads call size(), top(), snapshot() and find() concurrently with it.

@@ -11,7 +11,7 @@
 
 namespace ayaflow::flow {
 
-/// One key per bidirectional connection (SPEC §3): the local end is the source of
+/// One key per bidirectional connection: the local end is the source of
 /// egress packets and the destination of ingress packets. Binary, no strings, and no
 /// implicit padding (`pad` is explicit and always zero), so it is hashed and compared
 /// bytewise. Plain value type.
@@ -95,7 +95,7 @@ struct FlowKeyHash {
 /// "1.2.3.4:80" for (mapped) IPv4, "[2001:db8::1]:443" for IPv6.
 std::string formatEndpoint(const IpAddress& addr, std::uint16_t port);
 
-/// "local_ip:local_port -> remote_ip:remote_port" (SPEC §3).
+/// "local_ip:local_port -> remote_ip:remote_port", as /api/live shows a connection.
 std::string formatConnection(const FlowKey& key);
 
 }  // namespace ayaflow::flow

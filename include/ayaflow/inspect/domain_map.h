@@ -20,7 +20,7 @@ namespace ayaflow::inspect {
 
 struct DnsMessage;
 
-/// What deep inspection has learned about remote endpoints (SPEC §6): address -> name from
+/// What deep inspection has learned about remote endpoints: address -> name from
 /// DNS answers, and (address, port) -> name from TLS SNI. A flow's domain is the SNI for
 /// its (remote address, remote port) if known, else the DNS name of its remote address.
 ///

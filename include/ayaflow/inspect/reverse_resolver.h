@@ -29,7 +29,7 @@ namespace ayaflow::inspect {
 /// resolver below validates it). Thread-safe.
 std::optional<std::string> systemReverseLookup(const flow::IpAddress& address);
 
-/// Reverse DNS (`--resolve-dns`, SPEC §6) off the capture path: lookup() never blocks on
+/// Reverse DNS (`--resolve-dns`) off the capture path: lookup() never blocks on
 /// the network; it answers from a cache and queues a resolution that a small pool of
 /// worker threads performs with the (injectable) lookup function.
 ///

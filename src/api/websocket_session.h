@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// Internal to ayaflow_api: the hand-off of an upgraded HTTP connection to a WebSocket
+// session. Included by the two Beast translation units only (http_server.cpp and
+// websocket_session.cpp).
+#pragma once
+
+// Boost 1.74 + C++20: <utility> must come before Asio (BUILD-NOTES.md).
+#include <utility>
+
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "ayaflow/api/stream_hub.h"
+#include "server_core.h"
+
+namespace ayaflow::api::detail {
+
+/// On the connection's strand, with the upgrade request already read: answers 101 and makes
+/// the connection a subscriber of `hub` (see WebSocketSession in websocket_session.cpp).
+/// The session registers itself with `core` and keeps itself alive while it runs.
+void startWebSocketSession(boost::beast::tcp_stream&& stream, ServerCore& core, StreamHub& hub,
+                           boost::beast::http::request<boost::beast::http::string_body>&& req);
+
+}  // namespace ayaflow::api::detail
