@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "ayaflow/abi/event.h"
+#include "ayaflow/common/cidr.h"
 
 // C++-side ABI checks (the C-side sizeof/offsetof asserts live in event.h): the
 // structs are copied bytewise out of ring-buffer memory and used as hash keys, so they
@@ -33,14 +34,9 @@ bool IpAddress::isV4Mapped() const noexcept {
 }
 
 IpAddress IpAddress::fromV4(std::uint32_t host_order) noexcept {
-  IpAddress a;
-  a.bytes[10] = 0xff;
-  a.bytes[11] = 0xff;
-  a.bytes[12] = static_cast<std::uint8_t>(host_order >> 24);
-  a.bytes[13] = static_cast<std::uint8_t>(host_order >> 16);
-  a.bytes[14] = static_cast<std::uint8_t>(host_order >> 8);
-  a.bytes[15] = static_cast<std::uint8_t>(host_order);
-  return a;
+  in_addr v4{};
+  v4.s_addr = htonl(host_order);
+  return IpAddress{common::mapIpv4(v4)};
 }
 
 std::optional<IpAddress> IpAddress::parse(std::string_view text) {
@@ -52,9 +48,7 @@ std::optional<IpAddress> IpAddress::parse(std::string_view text) {
   if (text.find(':') == std::string_view::npos) {
     in_addr v4{};
     if (inet_pton(AF_INET, buf, &v4) != 1) return std::nullopt;
-    a.bytes[10] = 0xff;
-    a.bytes[11] = 0xff;
-    std::memcpy(&a.bytes[12], &v4, 4);
+    a.bytes = common::mapIpv4(v4);
   } else {
     if (inet_pton(AF_INET6, buf, a.bytes.data()) != 1) return std::nullopt;
   }
@@ -214,17 +208,6 @@ const char* toString(DecodeStatus status) noexcept {
       return "bad field";
   }
   return "unknown";
-}
-
-const char* protocolName(std::uint8_t proto) noexcept {
-  switch (proto) {
-    case 6:
-      return "TCP";
-    case 17:
-      return "UDP";
-    default:
-      return "IP";
-  }
 }
 
 }  // namespace ayaflow::flow

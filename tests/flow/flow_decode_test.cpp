@@ -175,16 +175,12 @@ TEST(FlowDecode, UnalignedBufferWorks) {
   }
 }
 
-TEST(FlowDecode, StatusAndProtocolNames) {
+TEST(FlowDecode, StatusNames) {
   EXPECT_STREQ(toString(DecodeStatus::kOk), "ok");
   EXPECT_STREQ(toString(DecodeStatus::kTooShort), "too short");
   EXPECT_STREQ(toString(DecodeStatus::kBadVersion), "bad abi version");
   EXPECT_STREQ(toString(DecodeStatus::kBadKind), "bad kind");
   EXPECT_STREQ(toString(DecodeStatus::kBadField), "bad field");
-  EXPECT_STREQ(protocolName(6), "TCP");
-  EXPECT_STREQ(protocolName(17), "UDP");
-  EXPECT_STREQ(protocolName(1), "IP");
-  EXPECT_STREQ(protocolName(0), "IP");
 }
 
 TEST(FlowDecode, IpAddressParse) {

@@ -50,7 +50,8 @@ struct Cidr {
   friend bool operator!=(const Cidr& a, const Cidr& b) noexcept { return !(a == b); }
 };
 
-/// Maps an IPv4 address (network byte order) to its IPv4-mapped IPv6 form ::ffff:a.b.c.d.
+/// Maps an IPv4 address (network byte order) to its IPv4-mapped IPv6 form ::ffff:a.b.c.d:
+/// the one place userspace builds that form (flow::IpAddress, the HTTP peer, CIDRs).
 std::array<std::uint8_t, 16> mapIpv4(const in_addr& addr) noexcept;
 
 }  // namespace ayaflow::common

@@ -89,7 +89,4 @@ DecodeStatus decodeFlowEntry(const ayaflow_flow_key& key, const ayaflow_flow_val
 /// Static text for a status ("ok", "too short", ...).
 const char* toString(DecodeStatus status) noexcept;
 
-/// "TCP" for 6, "UDP" for 17, "IP" otherwise. Static text, no allocation.
-const char* protocolName(std::uint8_t proto) noexcept;
-
 }  // namespace ayaflow::flow
