@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 // --allowed-ips with a real second host (root tier): a network namespace joined to the root
-// namespace by a veth pair (tests/e2e/netns.h; unique names, addresses only on the pair,
+// namespace by a veth pair (tests/support/netns.h; unique names, addresses only on the pair,
 // removed in the destructor). The server listens on the host end; a client inside the
 // namespace is denied or allowed by its own address, over IPv4 and IPv6.
 #include <gtest/gtest.h>
