@@ -129,9 +129,10 @@ api=http://127.0.0.1:$port
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$res"; }
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 # CPU time in ns of every thread of PID (/proc/PID/task/*/schedstat: exact, not 10 ms ticks).
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
 kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
-# Agent CPU ns by thread kind: "ingest store http" (http: every other thread).
+# Agent CPU ns by thread kind: "ingest history http" (history: the pipeline and SQLite
+# writer threads; http: every other thread).
 thread_ns() {
   local pid=$1 t comm v ing=0 sto=0 oth=0
   for t in /proc/"$pid"/task/*; do
@@ -140,7 +141,7 @@ thread_ns() {
     v=$(awk '{print $1}' "$t/schedstat" 2>/dev/null) || continue
     if [[ ${t##*/} == "$pid" ]]; then
       ing=$((ing + v))
-    elif [[ $comm == ayaflow-store ]]; then
+    elif [[ $comm == ayaflow-store || $comm == ayaflow-pipe ]]; then
       sto=$((sto + v))
     else
       oth=$((oth + v))
@@ -148,7 +149,7 @@ thread_ns() {
   done
   echo "$ing $sto $oth"
 }
-metric_sum() { awk -v m="$1" 'index($0, m"{") == 1 || index($0, m" ") == 1 {s += $NF} END {printf "%d", s}' "$2"; }
+metric_sum() { awk -v m="$1" 'index($0, m"{") == 1 || index($0, m" ") == 1 {s += $NF} END {printf "%.0f", s}' "$2"; }
 sec_per_mpkt() { awk -v t="$1" -v n="$2" 'BEGIN {printf "%.4f", n ? t / 1e9 / (n / 1e6) : 0}'; }
 ns_to_s() { awk -v t="$1" 'BEGIN {printf "%.3f", t / 1e9}'; }
 
@@ -266,7 +267,7 @@ run_agent() {
   record "$s" "$r" events_read "$(metric_sum ayaflow_events_read_total "$tmp/metrics.txt")"
   record "$s" "$r" overflow "$(metric_sum ayaflow_flow_table_overflow_total "$tmp/metrics.txt")"
   record "$s" "$r" rows_stored "$(metric_sum ayaflow_storage_rows_stored_total "$tmp/metrics.txt")"
-  record "$s" "$r" rows_dropped "$(metric_sum ayaflow_storage_rows_dropped_total "$tmp/metrics.txt")"
+  record "$s" "$r" rows_dropped "$(($(metric_sum ayaflow_storage_rows_dropped_total "$tmp/metrics.txt") + $(metric_sum ayaflow_pipeline_packets_dropped_total "$tmp/metrics.txt")))"
   record "$s" "$r" cpu_s "$(ns_to_s $((ing + sto + oth)))"
   record "$s" "$r" cpu_mpkt "$(sec_per_mpkt $((ing + sto + oth)) "$sent")"
   record "$s" "$r" cpu_ingest_mpkt "$(sec_per_mpkt "$ing" "$sent")"
@@ -382,7 +383,7 @@ mb_cell() { values "$1" "$2" | awk '{printf "%.4f\n", $1 / 1024}' | summ "%.1f M
 all_equal() { # SCEN: 1 when counted == sent in every repetition
   paste <(values "$1" counted) <(values "$1" sent) | awk -F'\t' '$1 != $2 {bad = 1} END {print bad ? 0 : 1}'
 }
-allsum() { values "$1" "$2" | awk '{s += $1} END {printf "%d", s}'; }
+allsum() { values "$1" "$2" | awk '{s += $1} END {printf "%.0f", s}'; }
 maxof() { values "$1" "$2" | sort -g | tail -n 1; }
 
 out=$tmp/report.md
@@ -397,11 +398,11 @@ out=$tmp/report.md
   echo "| captured (tcpdump) / counted by the kernel program (/api/stats) ÷ sent | — | $(ratio tcpdump counted tcpdump sent | summ %.4f) | $(ratio raw counted raw sent | summ %.6f) | $(ratio agg counted agg sent | summ %.6f) |"
   echo "| counted per connection (sum of /api/live) ÷ sent | — | — | $(ratio raw per_conn raw sent | summ %.6f) | $(ratio agg per_conn agg sent | summ %.6f) |"
   echo "| dropped by kernel (tcpdump) / events lost (ayaflow_events_lost_total) | — | $(cell tcpdump lost %.0f) | $(cell raw lost %.0f) | $(cell agg lost %.0f) |"
-  echo "| history rows stored / dropped (ayaflow_storage_rows_*) | — | — | $(cell raw rows_stored %.0f) / $(cell raw rows_dropped %.0f) | $(cell agg rows_stored %.0f) / $(cell agg rows_dropped %.0f) |"
+  echo "| history rows stored / dropped (ayaflow_storage_rows_*, ayaflow_pipeline_packets_dropped_total) | — | — | $(cell raw rows_stored %.0f) / $(cell raw rows_dropped %.0f) | $(cell agg rows_stored %.0f) / $(cell agg rows_dropped %.0f) |"
   echo "| CPU time during the flood, s | — | $(cell tcpdump cpu_s %.3f) | $(cell raw cpu_s %.3f) | $(cell agg cpu_s %.3f) |"
   echo "| **CPU s per million packets** | — | $(cell tcpdump cpu_mpkt %.3f) | $(cell raw cpu_mpkt %.3f) | $(cell agg cpu_mpkt %.3f) |"
   echo "| of which ingest thread | — | — | $(cell raw cpu_ingest_mpkt %.3f) | $(cell agg cpu_ingest_mpkt %.3f) |"
-  echo "| of which SQLite writer thread | — | — | $(cell raw cpu_store_mpkt %.3f) | $(cell agg cpu_store_mpkt %.3f) |"
+  echo "| of which history threads (pipeline, SQLite writer) | — | — | $(cell raw cpu_store_mpkt %.3f) | $(cell agg cpu_store_mpkt %.3f) |"
   echo "| of which HTTP and other threads | — | — | $(cell raw cpu_http_mpkt %.3f) | $(cell agg cpu_http_mpkt %.3f) |"
   echo "| RSS, max during the flood (tcpdump: VmHWM) | — | $(mb_cell tcpdump rss_kb) | $(mb_cell raw rss_kb) | $(mb_cell agg rss_kb) |"
   echo "| load average (1 min) at the start | $(cell ceiling load %.2f) | $(cell tcpdump load %.2f) | $(cell raw load %.2f) | $(cell agg load %.2f) |"
@@ -435,7 +436,7 @@ out=$tmp/report.md
     echo "| packets sent as events because the flow table was full | — | $(cell many overflow %.0f) | $(cell many_sized overflow %.0f) |"
     echo "| events lost | — | $(cell many lost %.0f) | $(cell many_sized lost %.0f) |"
     echo "| history rows stored / dropped | — | $(cell many rows_stored %.0f) / $(cell many rows_dropped %.0f) | $(cell many_sized rows_stored %.0f) / $(cell many_sized rows_dropped %.0f) |"
-    echo "| agent CPU s per million packets (ingest / writer / HTTP) | — | $(cell many cpu_mpkt %.3f) ($(cell many cpu_ingest_mpkt %.3f) / $(cell many cpu_store_mpkt %.3f) / $(cell many cpu_http_mpkt %.3f)) | $(cell many_sized cpu_mpkt %.3f) ($(cell many_sized cpu_ingest_mpkt %.3f) / $(cell many_sized cpu_store_mpkt %.3f) / $(cell many_sized cpu_http_mpkt %.3f)) |"
+    echo "| agent CPU s per million packets (ingest / history / HTTP) | — | $(cell many cpu_mpkt %.3f) ($(cell many cpu_ingest_mpkt %.3f) / $(cell many cpu_store_mpkt %.3f) / $(cell many cpu_http_mpkt %.3f)) | $(cell many_sized cpu_mpkt %.3f) ($(cell many_sized cpu_ingest_mpkt %.3f) / $(cell many_sized cpu_store_mpkt %.3f) / $(cell many_sized cpu_http_mpkt %.3f)) |"
     echo "| agent RSS, max during the flood | — | $(mb_cell many rss_kb) | $(mb_cell many_sized rss_kb) |"
   fi
   if [[ $IPERF == 1 ]]; then

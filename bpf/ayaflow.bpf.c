@@ -115,9 +115,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	}
 
 	/* Batch wake-ups: wake the reader only once enough bytes are pending. */
-	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ayaflow_wakeup_bytes
-		    ? BPF_RB_FORCE_WAKEUP
-		    : BPF_RB_NO_WAKEUP;
+	flags = ringbuf_wakeup_flags(&events, ayaflow_wakeup_bytes, ev.timestamp_ns,
+				     &ayaflow_events_woken_ns);
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), flags) < 0)
 		st->events_lost += 1;
 inspect:

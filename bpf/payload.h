@@ -15,6 +15,7 @@
 
 #include "ayaflow/abi/event.h"
 #include "lib/parse.h"
+#include "lib/map_helpers.h"
 #include "maps.h"
 #include "settings.h"
 
@@ -32,11 +33,10 @@ struct tcp_seq_flags {
 	__u8 flags;
 };
 
-static __always_inline __u64 payload_wakeup_flags(void)
+static __always_inline __u64 payload_wakeup_flags(__u64 now)
 {
-	return bpf_ringbuf_query(&payload_events, BPF_RB_AVAIL_DATA) >= ayaflow_payload_wakeup_bytes
-		   ? BPF_RB_FORCE_WAKEUP
-		   : BPF_RB_NO_WAKEUP;
+	return ringbuf_wakeup_flags(&payload_events, ayaflow_payload_wakeup_bytes, now,
+				    &ayaflow_payload_woken_ns);
 }
 
 /*
@@ -67,7 +67,7 @@ static __always_inline void emit_payload(struct __sk_buff *skb,
 		pe->seq = seq;
 		pe->data_len = 0;
 		if (bpf_ringbuf_output(&payload_events, pe, AYAFLOW_PAYLOAD_HEADER_LEN,
-				       payload_wakeup_flags()) < 0)
+				       payload_wakeup_flags(ev->timestamp_ns)) < 0)
 			ps->lost += 1;
 		else
 			ps->events += 1;
@@ -92,7 +92,7 @@ static __always_inline void emit_payload(struct __sk_buff *skb,
 		pe->seq = seq + off;
 		pe->data_len = n;
 		if (bpf_ringbuf_output(&payload_events, pe, AYAFLOW_PAYLOAD_HEADER_LEN + n,
-				       payload_wakeup_flags()) < 0) {
+				       payload_wakeup_flags(ev->timestamp_ns)) < 0) {
 			ps->lost += 1;
 			break;
 		}

@@ -31,4 +31,8 @@ const volatile bool ayaflow_flow_table = false;
 volatile __u64 ayaflow_wakeup_bytes;
 volatile __u64 ayaflow_payload_wakeup_bytes;
 
+/* Written by the programs: when each ring's reader was last woken (ringbuf_wakeup_flags). */
+volatile __u64 ayaflow_events_woken_ns;
+volatile __u64 ayaflow_payload_woken_ns;
+
 #endif /* AYAFLOW_BPF_SETTINGS_H */

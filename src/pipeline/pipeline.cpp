@@ -14,6 +14,7 @@
 
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/metrics.h"
+#include "ayaflow/common/thread.h"
 #include "ayaflow/pipeline/window_aggregator.h"
 #include "packet_slots.h"
 
@@ -47,6 +48,8 @@ struct Pipeline::Impl {
     if (options.queue_capacity == 0) options.queue_capacity = 1;
     if (options.max_open_flows == 0) options.max_open_flows = 1;
     ring = detail::PacketSlots(options.queue_capacity);
+    // Woken once a batch's worth is waiting (or a quarter of a small queue); the batch
+    // timer covers quiet periods.
     wake_threshold = std::min(options.batch_records, std::max<std::size_t>(1, ring.size() / 4));
     pending.reserve(options.batch_records + 1);
     if (options.aggregation_window_s > 0) {
@@ -234,7 +237,7 @@ struct Pipeline::Impl {
   }
 
   void run() {
-    pthread_setname_np(pthread_self(), "ayaflow-pipe");
+    common::setUpThread("ayaflow-pipe", /*batch=*/true);
     updateClock();
     next_tick = SteadyClock::now() + options.batch_interval;
     for (;;) {

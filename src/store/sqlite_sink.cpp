@@ -14,6 +14,7 @@
 
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/metrics.h"
+#include "ayaflow/common/thread.h"
 #include "ayaflow/flow/names.h"
 #include "sqlite_util.h"
 
@@ -177,7 +178,7 @@ struct SqliteSink::Impl {
   }
 
   void run() {
-    pthread_setname_np(pthread_self(), "ayaflow-store");
+    common::setUpThread("ayaflow-store", /*batch=*/true);
     auto now = SteadyClock::now();
     next_report = now + options.log_interval;
     next_retention = now;  // a pass at start-up, then every retention_interval
