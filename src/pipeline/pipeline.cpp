@@ -183,26 +183,17 @@ struct Pipeline::Impl {
     }
   }
 
-  /// Names every pending record and hands them to every sink, batch_records per batch.
+  /// Names every pending record and hands them to every sink as one batch (a raw batch
+  /// holds at most batch_records; an aggregated window all its records, which a sink
+  /// writes in transactions of its own size).
   void emitPending() {
     if (pending.empty()) return;
     if (enricher != nullptr) {
       for (FlowRecord& r : pending) enrich(r);
     }
     records_emitted.fetch_add(pending.size(), std::memory_order_relaxed);
-    if (pending.size() <= options.batch_records) {
-      publish(std::make_shared<const RecordBatch>(std::move(pending)));
-    } else {
-      for (std::size_t done = 0; done < pending.size(); done += options.batch_records) {
-        const std::size_t n = std::min(options.batch_records, pending.size() - done);
-        const auto from = pending.begin() + static_cast<std::ptrdiff_t>(done);
-        publish(std::make_shared<const RecordBatch>(std::make_move_iterator(from),
-                                                    std::make_move_iterator(from + n)));
-      }
-    }
-    // An aggregated window can hand over far more records than a batch: do not keep that
-    // peak's capacity.
-    RecordBatch().swap(pending);
+    publish(std::make_shared<const RecordBatch>(std::move(pending)));
+    RecordBatch().swap(pending);  // the batch took the storage; start small again
     pending.reserve(options.batch_records + 1);
   }
 

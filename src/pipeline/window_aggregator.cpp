@@ -79,10 +79,9 @@ std::size_t WindowAggregator::take(std::optional<std::int64_t> before_window,
     it = sums_.erase(it);
   }
   // The bucket array keeps the size of the largest burst: let it go once empty.
-  if (sums_.empty() && sums_.bucket_count() > 4096) {
-    std::unordered_map<Key, FlowRecord, KeyHash>().swap(sums_);
-  }
-  // Rows get increasing ids in time order; ties broken by the flow for determinism.
+  if (sums_.empty() && sums_.bucket_count() > 4096) Sums().swap(sums_);
+  // Records go out in time order (rows get increasing ids), ties broken by the flow for
+  // determinism. Sorting the contiguous records beats sorting pointers into the map.
   std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
             [](const FlowRecord& a, const FlowRecord& b) {
               if (a.first_ms != b.first_ms) return a.first_ms < b.first_ms;

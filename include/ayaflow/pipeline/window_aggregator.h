@@ -59,10 +59,12 @@ class WindowAggregator {
     std::size_t operator()(const Key& k) const noexcept;
   };
 
+  using Sums = std::unordered_map<Key, FlowRecord, KeyHash>;
+
   std::size_t take(std::optional<std::int64_t> before_window, std::vector<FlowRecord>& out);
 
   std::int64_t window_ms_;
-  std::unordered_map<Key, FlowRecord, KeyHash> sums_;
+  Sums sums_;
   std::map<std::int64_t, std::size_t> windows_;  // window index -> open sums in it
 };
 
