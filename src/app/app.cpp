@@ -4,8 +4,6 @@
 // them in the reverse order.
 #include "ayaflow/app/app.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -45,9 +43,6 @@ namespace ayaflow::app {
 namespace {
 
 constexpr auto kStreamInterval = std::chrono::seconds(1);
-// glibc keeps freed heap (HTTP bursts, query results) mapped; it is handed back this often
-// so RSS follows the live state rather than its peak.
-constexpr auto kTrimInterval = std::chrono::seconds(10);
 
 /// A timer that runs `tick` every `interval` on the io_context until cancelled.
 class Ticker {
@@ -111,7 +106,6 @@ struct App::Impl {
       static_cast<void>(resolver.release());  // its workers end with the process
     }
     stream_ticker.cancel();
-    trim_ticker.cancel();
     signals.cancel();
     const store::SqliteSinkStats st = sqlite->stats();
     const pipeline::PipelineStats ps = pipeline->stats();
@@ -149,7 +143,6 @@ struct App::Impl {
                            logger("api")->error("stream frame: {}", e.what());
                          }
                        }};
-  Ticker trim_ticker{io, kTrimInterval, [] { malloc_trim(0); }};
 };
 
 App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
@@ -215,7 +208,6 @@ int App::run() {
   });
   s.capture->start();
   s.stream_ticker.start();
-  s.trim_ticker.start();
   // Start-up is over: the loader, BTF/ELF and configuration parsing are not needed again.
   const common::PageRelease released = common::releaseStartupPages();
   logger("app")->debug("released start-up pages of {} mappings: RSS {} -> {} KiB",

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/capture/capture.h"
 
+#include <malloc.h>
 #include <time.h>
 
 #include <atomic>
@@ -152,6 +153,10 @@ struct Capture::Impl {
       if (removed > 0) logger("flow")->debug("expired {} idle connections", removed);
       if (payload != nullptr) payload->onTick(now);
       warnAboutLoss();
+      // glibc keeps freed heap (expired connections, HTTP bursts, a written window's
+      // records) mapped; hand it back right after the expiry pass, so RSS follows the live
+      // state rather than its peak.
+      malloc_trim(0);
       scheduleExpiry();
     });
   }

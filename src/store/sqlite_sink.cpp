@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/store/sqlite_sink.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <sqlite3.h>
 
@@ -24,6 +25,9 @@ namespace {
 using detail::DbPtr;
 using detail::StmtPtr;
 using SteadyClock = std::chrono::steady_clock;
+
+// A batch at least this large is followed by malloc_trim() once written.
+constexpr std::size_t kTrimAfterRows = 8192;
 
 constexpr const char* kInsertSql =
     "INSERT INTO packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, "
@@ -188,8 +192,15 @@ struct SqliteSink::Impl {
       SteadyClock::time_point deadline = next_report;
       if (options.retention_s) deadline = std::min(deadline, next_retention);
       if (retention_active) deadline = now;
-      const pipeline::BatchQueue::Item item = queue.pop(deadline);
-      if (item.batch) write(*item.batch);
+      pipeline::BatchQueue::Item item = queue.pop(deadline);
+      if (item.batch) {
+        const std::size_t rows = item.batch->size();
+        write(*item.batch);
+        // An aggregation window's batch can be megabytes; once written (this is usually its
+        // last reference) hand the freed heap back, so RSS follows the live state.
+        item.batch.reset();
+        if (rows >= kTrimAfterRows) malloc_trim(0);
+      }
       if (item.flush_ticket != 0) queue.done(item.flush_ticket);
       if (item.sync_ticket != 0) sync_pending = item.sync_ticket;
       now = SteadyClock::now();

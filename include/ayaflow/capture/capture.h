@@ -60,7 +60,8 @@ std::vector<prometheus::MetricFamily> captureFamilies(const CaptureStats& stats)
 /// interfaces as they come and go (InterfaceSet, fed by rtnetlink link notifications),
 /// drains its ring buffers and (aggregated mode) its flow tables once a second, decodes
 /// every record into the live connection map and hands it to `history`; payload records go
-/// to `payload`. Idle connections expire every 10 s; lost events are warned about at most
+/// to `payload`. Idle connections expire every 10 s (then freed heap goes back to the
+/// kernel: malloc_trim); lost events are warned about at most
 /// once per 10 s (totals stay exact).
 ///
 /// Ownership: owns the BPF program, its attachments, readers and the connection map;
