@@ -7,7 +7,7 @@
 // WebSocket path hands the connection to a WebSocket session (websocket_session.h).
 #include "ayaflow/api/http_server.h"
 
-// Boost 1.74 + C++20: <utility> must come before Asio (BUILD-NOTES.md).
+// Boost 1.74 + C++20: <utility> must come before Asio, or awaitable.hpp misses std::exchange.
 #include <utility>
 
 #include <algorithm>

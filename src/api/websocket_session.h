@@ -4,7 +4,7 @@
 // websocket_session.cpp).
 #pragma once
 
-// Boost 1.74 + C++20: <utility> must come before Asio (BUILD-NOTES.md).
+// Boost 1.74 + C++20: <utility> must come before Asio, or awaitable.hpp misses std::exchange.
 #include <utility>
 
 #include <boost/beast/core/tcp_stream.hpp>
