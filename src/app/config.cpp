@@ -4,6 +4,7 @@
 // the table of settings.cpp; how values are parsed in config_values.cpp.
 #include "ayaflow/app/config.h"
 
+#include <fcntl.h>
 #include <net/if.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include <utility>
 
 // CLI11 is header-only and slow to compile: this is the only file that includes it.
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 #include <CLI/CLI.hpp>
 
@@ -93,10 +95,34 @@ std::size_t editDistance(std::string_view a, std::string_view b) {
   fail(path, "unknown key " + show(key) + hint);
 }
 
+/// "a FIFO", "a directory"...: what a non-regular file is, for a message.
+std::string fileKind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "a special file";
+}
+
 std::string readFile(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
-                                                       &std::fclose);
-  if (!file) fail(path, std::string("cannot read config file: ") + std::strerror(errno));
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. The
+  // flag only matters for the open; a regular file reads the same with it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) fail(path, std::string("cannot read config file: ") + std::strerror(errno));
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(::fdopen(fd, "rb"), &std::fclose);
+  if (!file) {
+    const int err = errno;
+    ::close(fd);
+    fail(path, std::string("cannot read config file: ") + std::strerror(err));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    fail(path, std::string("cannot read config file: ") + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fail(path, "config file must be a regular file, not " + fileKind(st.st_mode));
+  }
   std::string text;
   char buf[8192];
   while (true) {
@@ -116,6 +142,11 @@ YamlFile loadYaml(const std::string& path) {
   YAML::Node root;
   try {
     root = YAML::Load(readFile(path));
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp says only "bad file" here.
+    fail(path + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1),
+         "YAML nested too deep: more than " + std::to_string(e.depth() - 1) +
+             " levels of lists or mappings (settings nest at most 2 levels)");
   } catch (const YAML::Exception& e) {
     // Marks are 0-based; editors count lines from 1.
     std::string where = path;

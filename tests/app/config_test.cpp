@@ -616,8 +616,30 @@ TEST_F(ConfigTest, MissingOrUnreadableConfigFile) {
   env_ = {{"AYAFLOW_CONFIG", missing}};
   EXPECT_EQ(parseError({}), missing + ": cannot read config file: No such file or directory");
   env_.clear();
-  EXPECT_EQ(parseError({"-c", dir_}), dir_ + ": cannot read config file: Is a directory");
+  EXPECT_EQ(parseError({"-c", dir_}),
+            dir_ + ": config file must be a regular file, not a directory");
   EXPECT_EQ(parseError({"-c", ""}), "--config: '' is not a file path");
+}
+
+// A FIFO with no writer would block open() (and a writer could feed it forever): refused at
+// once, without waiting.
+TEST_F(ConfigTest, FifoOrDeviceConfigFileRefusedWithoutWaiting) {
+  const std::string fifo = dir_ + "/fifo.yaml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  files_.push_back(fifo);
+  EXPECT_EQ(parseError({"-c", fifo}), fifo + ": config file must be a regular file, not a FIFO");
+  EXPECT_EQ(parseError({"-c", "/dev/zero"}),
+            "/dev/zero: config file must be a regular file, not a character device");
+}
+
+TEST_F(ConfigTest, YamlNestedTooDeepSaysSo) {
+  const std::string deep = "port: " + std::string(600, '[') + std::string(600, ']') + "\n";
+  const std::string msg = yamlError(deep);
+  EXPECT_THAT(msg, StartsWith("config.yaml:1:"));
+  EXPECT_THAT(msg, HasSubstr("YAML nested too deep: more than "));
+  EXPECT_THAT(msg, HasSubstr("levels of lists or mappings"));
+  // Nesting that yaml-cpp accepts reaches the type check as usual.
+  EXPECT_EQ(yamlError("port: [[[1]]]\n"), "config.yaml: 'port' must be an integer");
 }
 
 TEST_F(ConfigTest, ErrorValuesWithNewlinesStayOneLine) {
