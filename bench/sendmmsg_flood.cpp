@@ -39,7 +39,7 @@ namespace {
 constexpr std::size_t kBatch = 64;
 constexpr std::size_t kMaxPayload = 1500 - sizeof(iphdr) - sizeof(udphdr);
 constexpr std::uint64_t kPortsPerSocket = 60000;
-constexpr std::uint64_t kMaxFlows = 16 * kPortsPerSocket;
+constexpr std::uint64_t kMaxFlows = 32 * kPortsPerSocket;
 
 int usage(const char* why) {
   std::fprintf(stderr,

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "agent_checks.h"
 #include "agent_process.h"
 #include "ayaflow/bpf/bpf_program.h"
 #include "ayaflow/bpf/tc_attachment.h"
@@ -33,42 +34,11 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-struct Totals {
-  std::uint64_t packets = 0, bytes = 0;
-};
-
-Totals linkTotals(const std::map<LinkCounter::Key, LinkCounter::Count>& counts) {
-  Totals t;
-  for (const auto& [key, c] : counts) {
-    t.packets += c.packets;
-    t.bytes += c.bytes;
-  }
-  return t;
-}
-
 LinkCounter::Count linkCount(const std::map<LinkCounter::Key, LinkCounter::Count>& counts,
                              const std::string& src, std::uint16_t sport, const std::string& dst,
                              std::uint16_t dport, std::uint8_t proto) {
   auto it = counts.find(LinkCounter::Key{src, dst, sport, dport, proto});
   return it == counts.end() ? LinkCounter::Count{} : it->second;
-}
-
-std::string endpoint(const std::string& addr, std::uint16_t port) {
-  return addr.find(':') != std::string::npos ? "[" + addr + "]:" + std::to_string(port)
-                                             : addr + ":" + std::to_string(port);
-}
-
-/// The value of an exposition line "name value" (name may include labels), or
-/// UINT64_MAX if absent.
-std::uint64_t metricValue(const std::string& text, const std::string& name) {
-  std::size_t pos = 0;
-  while ((pos = text.find(name + " ", pos)) != std::string::npos) {
-    if (pos == 0 || text[pos - 1] == '\n') {
-      return static_cast<std::uint64_t>(std::stod(text.substr(pos + name.size() + 1)));
-    }
-    pos += name.size();
-  }
-  return UINT64_MAX;
 }
 
 /// The /api/live entry for a connection, or null.
@@ -80,21 +50,6 @@ json liveEntry(AgentProcess& agent, const std::string& connection) {
     }
   }
   return nullptr;
-}
-
-/// Polls /api/stats until total_packets reaches `packets` (the kernel totals
-/// are exact at once; the connection map follows within a drain interval).
-json waitForStats(AgentProcess& agent, std::uint64_t packets) {
-  json stats;
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  do {
-    stats = json::parse(agent.get("/api/stats").body);
-    if (stats.at("total_packets").get<std::uint64_t>() >= packets) {
-      break;
-    }
-    std::this_thread::sleep_for(20ms);
-  } while (std::chrono::steady_clock::now() < deadline);
-  return stats;
 }
 
 json waitForLive(AgentProcess& agent, const std::string& connection, std::uint64_t packets) {
@@ -444,18 +399,6 @@ TEST_F(CaptureE2E, IpOnlyDeviceExactInAggregatedMode) {
   ipOnlyDeviceCountsExactly(22, {"--aggregation-window", "1"});
 }
 
-/// Waits until /metrics shows `value` for `name`; returns the last value seen.
-std::uint64_t waitForMetric(AgentProcess& agent, const std::string& name, std::uint64_t value) {
-  std::uint64_t seen = UINT64_MAX;
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  do {
-    seen = metricValue(agent.get("/metrics").body, name);
-    if (seen == value) break;
-    std::this_thread::sleep_for(20ms);
-  } while (std::chrono::steady_clock::now() < deadline);
-  return seen;
-}
-
 /// An interface deleted and created again under its name (a VPN link restarted): the agent
 /// says it is gone, attaches again when it is back, and counts both lives exactly.
 void followsARecreatedInterface(int n, const char* mode) {
@@ -552,26 +495,6 @@ TEST_F(CaptureE2E, PortInUseFailsWithOneLineAndLeavesNothingAttached) {
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
   EXPECT_EQ(copiesAttached(link, true), 1);
   EXPECT_EQ(copiesAttached(link, false), 1);
-}
-
-/// The first row of `sql` on the agent's database, each column as text
-/// ("" for NULL); empty (and a test failure) if the query fails.
-std::vector<std::string> queryRow(const std::string& db_path, const std::string& sql) {
-  std::vector<std::string> row;
-  sqlite3* db = nullptr;
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
-    ADD_FAILURE() << db_path << ": " << sqlite3_errmsg(db) << " in " << sql;
-  } else if (sqlite3_step(st) == SQLITE_ROW) {
-    for (int i = 0; i < sqlite3_column_count(st); ++i) {
-      const auto* text = sqlite3_column_text(st, i);
-      row.emplace_back(text != nullptr ? reinterpret_cast<const char*>(text) : "");
-    }
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return row;
 }
 
 /// Rows of the agent's database for one flow and direction:
