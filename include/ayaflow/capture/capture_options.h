@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "ayaflow/bpf/tc_attachment.h"
 #include "ayaflow/capture/interface_selector.h"
+#include "ayaflow/flow/connection_map.h"
 
 namespace ayaflow::capture {
 
@@ -18,6 +20,10 @@ struct CaptureOptions {
   bool flow_tables = false;                 ///< count flows in the kernel (aggregated mode)
   std::uint32_t flow_table_size = 16384;    ///< entries per kernel flow table
   std::uint32_t connection_timeout_s = 60;  ///< idle seconds before a live entry goes
+  /// Live connections kept at most (>= 1; sensible 1024 .. 4 000 000). A new connection
+  /// beyond it evicts an idle one (ayaflow_connections_evicted_total). Memory at the cap:
+  /// ~128 B per entry, at most 176 B (the default, 180 000: 22 MiB).
+  std::size_t max_connections = flow::ConnectionMap::kDefaultMaxEntries;
 };
 
 }  // namespace ayaflow::capture
