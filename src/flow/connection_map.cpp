@@ -17,6 +17,10 @@ namespace {
 
 constexpr std::size_t kMinCapacity = 8;
 
+// Caps above this are lowered to it (2^30 entries: 88 GiB of tables, so in effect
+// unbounded), which keeps the table-size arithmetic far from overflow.
+constexpr std::size_t kMaxEntriesLimit = std::size_t{1} << 30;
+
 // Tables at least this large are mmap()ed directly instead of taken from malloc.
 constexpr std::size_t kMapThresholdBytes = 64 * 1024;
 
@@ -224,7 +228,7 @@ struct alignas(64) ConnectionMap::Shard {
 ConnectionMap::ConnectionMap(std::size_t shard_count, std::size_t initial_capacity_per_shard,
                              std::size_t max_entries)
     : seed_(randomHashSeed()),
-      max_entries_(std::max<std::size_t>(max_entries, 1)),
+      max_entries_(std::clamp<std::size_t>(max_entries, 1, kMaxEntriesLimit)),
       shard_count_(std::min(roundUpPow2(std::max<std::size_t>(shard_count, 1)),
                             roundDownPow2(max_entries_))),
       max_capacity_(capacityFor((max_entries_ + shard_count_ - 1) / shard_count_)),

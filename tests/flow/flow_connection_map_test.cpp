@@ -625,6 +625,8 @@ TEST(ConnectionMap, CapLowersShardCountAndBoundsTables) {
   EXPECT_EQ(ConnectionMap(16, 256, 0).maxEntries(), 1u);
   EXPECT_EQ(ConnectionMap(16, 256, 0).shardCount(), 1u);
   EXPECT_EQ(ConnectionMap().maxEntries(), ConnectionMap::kDefaultMaxEntries);
+  EXPECT_EQ(ConnectionMap(16, 256, std::numeric_limits<std::size_t>::max()).maxEntries(),
+            std::size_t{1} << 30);
 
   // Few entries: never more than the cap, whatever arrives.
   ConnectionMap map(16, 256, 5);

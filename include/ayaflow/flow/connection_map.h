@@ -72,7 +72,7 @@ class ConnectionMap {
   static constexpr std::size_t kEvictionSample = 16;
 
   /// shard_count and initial_capacity_per_shard are rounded up to powers of two
-  /// (at least 1 shard and 8 slots). max_entries (at least 1) caps the live entries; the
+  /// (at least 1 shard and 8 slots). max_entries (1 to 2^30) caps the live entries; the
   /// shard count is lowered to the largest power of two not above it, and the initial
   /// capacity to the largest table a shard may have.
   explicit ConnectionMap(std::size_t shard_count = 16, std::size_t initial_capacity_per_shard = 256,
@@ -109,7 +109,7 @@ class ConnectionMap {
 
   std::size_t shardCount() const noexcept { return shard_count_; }
 
-  /// The cap on live entries (as given, at least 1).
+  /// The cap on live entries (as given, within 1 to 2^30).
   std::size_t maxEntries() const noexcept { return max_entries_; }
 
   /// Entries evicted by the cap since construction. Relaxed; any thread.
