@@ -2,7 +2,8 @@
 // Userspace hot-path microbenchmarks: decode of raw ring-buffer records, and decode +
 // ConnectionMap::record per event, against a baseline modelled on the original design
 // (a string key "src:port -> dst:port" per direction in one mutex-guarded hash map); the
-// same for kernel flow-table entries (aggregated mode); rendering GET /api/live; and the
+// same for kernel flow-table entries (aggregated mode); a new connection per event at the
+// map's cap (eviction) and below it; rendering GET /api/live; and the
 // hand-off of a record to the SQLite store. One iteration is one event, entry, request or
 // hand-off, so the Time column is ns per item.
 //
@@ -10,6 +11,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <string>
@@ -220,6 +222,56 @@ void BM_FlowEntryRecord(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 BENCHMARK(BM_FlowEntryRecord)->Arg(1000)->Arg(100000);
+
+// A packet of connection n (distinct for every n < 2^32): IPv4 10.x.y.z:port <-> 198.51.100.n%200.
+Packet churnPacket(std::uint64_t n) {
+  Packet p;
+  p.direction = Direction::kEgress;
+  p.src = IpAddress::fromV4(0x0a000000u | static_cast<std::uint32_t>(n >> 8 & 0xffffff));
+  p.dst = IpAddress::fromV4(0xc6336400u | static_cast<std::uint32_t>(n % 200));
+  p.src_port = static_cast<std::uint16_t>(1024 + (n & 0xff));
+  p.dst_port = 443;
+  p.protocol = 6;
+  p.addr_type = 4;
+  p.length = 100;
+  p.timestamp_ns = 1000000 + n * 1000;
+  p.ifindex = 2;
+  return p;
+}
+
+// A new connection per item with the map full at its cap (range(0)): every record()
+// evicts the idlest of ConnectionMap::kEvictionSample sampled entries first.
+void BM_RecordEvictAtCap(benchmark::State& state) {
+  const std::size_t cap = static_cast<std::size_t>(state.range(0));
+  ConnectionMap map(16, 256, cap);
+  std::uint64_t n = 0;
+  for (; n < cap; ++n) map.record(churnPacket(n));
+  const std::uint64_t evicted_before = map.evicted();
+  for (auto _ : state) map.record(churnPacket(n++));
+  state.counters["connections"] = static_cast<double>(map.size());
+  state.counters["evicted_per_item"] =
+      static_cast<double>(map.evicted() - evicted_before) / static_cast<double>(state.iterations());
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_RecordEvictAtCap)->Arg(4096)->Arg(180000);
+
+// For comparison: a new connection per item below the cap (inserts, table growth
+// amortised); the map is emptied, untimed, every 100 000 connections.
+void BM_RecordNewBelowCap(benchmark::State& state) {
+  ConnectionMap map;
+  std::uint64_t n = 0;
+  for (auto _ : state) {
+    map.record(churnPacket(n++));
+    if (map.size() == 100000) {
+      state.PauseTiming();
+      map.expire(std::numeric_limits<std::uint64_t>::max(), 0);
+      state.ResumeTiming();
+    }
+  }
+  state.counters["evicted"] = static_cast<double>(map.evicted());
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_RecordNewBelowCap);
 
 // GET /api/live through the router, as the agent serves it (without the 250 ms reuse):
 // a top-50 scan of a map of N connections and the JSON body.

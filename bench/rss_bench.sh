@@ -17,7 +17,10 @@
 # During both traffic phases /api/live and /api/stats are read once a second. Prints a
 # markdown table; exits non-zero if a check fails (agent died, kernel total below the
 # packets sent, exit status of the agent not 0). With SMAPS_DIR=DIR it also keeps the
-# agent's /proc/PID/smaps from the idle, flood and expired points in DIR.
+# agent's /proc/PID/smaps from the idle, flood and expired points in DIR. With
+# MEMORY_LIMIT=BYTES (e.g. 128M, the DaemonSet's limit) the agent runs in a cgroup v1
+# memory cgroup of its own with that limit (an OOM kill then fails the run), and the
+# cgroup's peak usage is reported.
 set -euo pipefail
 
 build_dir=${1:-build-bench}
@@ -32,6 +35,7 @@ IDLE_SECONDS=${IDLE_SECONDS:-5}
 AGENT_QUIET=${AGENT_QUIET:-1} # 0: run without --quiet and report the agent's final log line
 AGENT_ARGS=${AGENT_ARGS:-}     # extra agent flags, e.g. --deep-inspect
 FLOOD_PORT=${FLOOD_PORT:-9}    # destination port of the flood (53: every packet is inspected)
+MEMORY_LIMIT=${MEMORY_LIMIT:-} # e.g. 128M: run the agent in a memory cgroup with this limit
 
 agent_bin=$build_dir/ayaflow
 flood_bin=$build_dir/bench/udp_flood
@@ -58,6 +62,7 @@ tmp=$(mktemp -d /tmp/ayaflow-bench.XXXXXX)
 agent_pid=
 flood_pid=
 sampler_pid=
+memcg=
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -66,6 +71,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   teardown_test_run "$rc" $sampler_pid $flood_pid $agent_pid
+  [[ -z $memcg ]] || rmdir "$memcg" 2>/dev/null || true
   exit "$rc"
 }
 trap cleanup EXIT
@@ -127,6 +133,13 @@ flood() {
   sent_seconds=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$tmp/flood.out")
 }
 
+if [[ -n $MEMORY_LIMIT ]]; then
+  [[ -d /sys/fs/cgroup/memory ]] || { echo "rss_bench: no cgroup v1 memory controller" >&2; exit 2; }
+  memcg=/sys/fs/cgroup/memory/ayaflow-bench-$$
+  mkdir "$memcg"
+  echo "$MEMORY_LIMIT" >"$memcg/memory.limit_in_bytes"
+fi
+
 quiet_flag=(--quiet)
 [[ $AGENT_QUIET == 0 ]] && quiet_flag=()
 "$agent_bin" --interface "$host_if" --listen-address 127.0.0.1 --port "$port" \
@@ -134,6 +147,7 @@ quiet_flag=(--quiet)
   $AGENT_ARGS \
   >"$tmp/agent.log" 2>&1 &
 agent_pid=$!
+[[ -z $memcg ]] || echo "$agent_pid" >"$memcg/cgroup.procs"
 for i in $(seq 1 100); do
   alive
   curl -sf "$api/api/health" >/dev/null && break
@@ -186,6 +200,7 @@ if ((CHURN_FLOWS > 0)); then
   sleep 1
   counted2=$(( $(stat_field total_packets) - packets2 ))
   conns2=$(stat_field active_connections)
+  evicted2=$(curl -sf "$api/metrics" | awk '$1 == "ayaflow_connections_evicted_total" {print $2}')
   sent2=$sent
   rss2_max=$(max_of "$tmp/rss2")
   hwm2=$(kb VmHWM)
@@ -203,6 +218,8 @@ if ((CHURN_FLOWS > 0)); then
   save_smaps expired.smaps
 fi
 
+memcg_peak=
+[[ -z $memcg ]] || memcg_peak=$(cat "$memcg/memory.max_usage_in_bytes")
 kill -TERM "$agent_pid"
 agent_rc=0
 wait "$agent_pid" || agent_rc=$?
@@ -228,7 +245,7 @@ if ((CHURN_FLOWS > 0)); then
   cat <<EOF
 | churn: flows, seconds | $CHURN_FLOWS new flows, $CHURN_SECONDS s |
 | churn: packets sent / counted by the kernel | $sent2 / $counted2 |
-| churn: active connections at the end | $conns2 |
+| churn: active connections at the end / evicted by the cap | $conns2 / ${evicted2:-n/a} |
 | churn: VmRSS max during / VmHWM | $(mb "$rss2_max") MB / $(mb "$hwm2") MB |
 | churn: agent CPU (user+sys) | $cpu2 s per million packets |
 | ${wait_s} s later (timeout ${CONNECTION_TIMEOUT} s): connections / VmRSS | $conns3 / $(mb "$rss3") MB |
@@ -237,6 +254,9 @@ fi
 if [[ $AGENT_QUIET == 0 ]]; then
   last_line=$(grep 'stopped:' "$tmp/agent.log" | tail -n 1 | sed 's/.*stopped: //; s/|/\\|/g')
   echo "| agent's final log line | ${last_line:-none} |"
+fi
+if [[ -n $memcg ]]; then
+  echo "| memory cgroup: limit / peak usage (RSS + page cache + kernel) | $MEMORY_LIMIT / $(mb $((memcg_peak / 1024))) MB |"
 fi
 cat <<EOF
 | SIGTERM: exit status | $agent_rc |

@@ -31,6 +31,9 @@ namespace ayaflow::capture {
 namespace {
 
 constexpr auto kExpiryInterval = std::chrono::seconds(10);
+// The live connection map's shards and their initial slots.
+constexpr std::size_t kConnectionShards = 16;
+constexpr std::size_t kConnectionInitialCapacity = 256;
 // Aggregated mode: the flow tables are collected this long after each whole second.
 constexpr auto kFlowCollectDelay = std::chrono::milliseconds(5);
 
@@ -113,6 +116,7 @@ struct Capture::Impl {
         program(programOptions(o)),
         attacher(program, o.attach_mode),
         interfaces(o.interfaces, attacher),
+        connections(kConnectionShards, kConnectionInitialCapacity, o.max_connections),
         ingest(connections, history),
         payload(payload_sink),
         expiry_timer(io),
@@ -257,6 +261,8 @@ struct Capture::Impl {
     s.flow_table_packets = ingest.flowPackets();
     s.active_connections = connections.size();
     s.connections_expired = expired.load(std::memory_order_relaxed);
+    s.connections_evicted = connections.evicted();
+    s.max_connections = connections.maxEntries();
     s.interfaces_attached = interfaces.attached();
     s.interfaces_configured = interfaces.configured();
     s.ring_buffer_size = program.ringBufferSize();

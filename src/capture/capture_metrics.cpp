@@ -103,6 +103,13 @@ std::vector<prometheus::MetricFamily> captureFamilies(const CaptureStats& s) {
             s.flow_table_overflow);
   f.counter("ayaflow_connections_expired_total",
             "Connections removed from the live map after the idle timeout.", s.connections_expired);
+  f.counter("ayaflow_connections_evicted_total",
+            "Connections removed from the live map to make room for a new one at the cap "
+            "(max_connections), the idlest first; totals stay exact, an evicted connection's "
+            "later packets start a new entry.",
+            s.connections_evicted);
+  f.gauge("ayaflow_connections_max", "The cap on the live connection map (max_connections).",
+          static_cast<double>(s.max_connections));
 
   f.gauge("ayaflow_interfaces_attached", "Interfaces the kernel program is attached to.",
           static_cast<double>(s.interfaces_attached));

@@ -17,12 +17,22 @@ namespace {
 
 constexpr std::size_t kMinCapacity = 8;
 
+// Caps above this are lowered to it (2^30 entries: 88 GiB of tables, so in effect
+// unbounded), which keeps the table-size arithmetic far from overflow.
+constexpr std::size_t kMaxEntriesLimit = std::size_t{1} << 30;
+
 // Tables at least this large are mmap()ed directly instead of taken from malloc.
 constexpr std::size_t kMapThresholdBytes = 64 * 1024;
 
 std::size_t roundUpPow2(std::size_t v) noexcept {
   std::size_t p = 1;
   while (p < v) p <<= 1;
+  return p;
+}
+
+std::size_t roundDownPow2(std::size_t v) noexcept {
+  std::size_t p = 1;
+  while (p <= v / 2) p <<= 1;
   return p;
 }
 
@@ -33,7 +43,15 @@ unsigned log2Pow2(std::size_t v) noexcept {
 }
 
 // Max load 0.7: a table of `capacity` slots holds at most this many entries.
-std::size_t maxEntries(std::size_t capacity) noexcept { return capacity * 7 / 10; }
+std::size_t loadLimit(std::size_t capacity) noexcept { return capacity * 7 / 10; }
+
+// The smallest table (a power of two, at least kMinCapacity) that holds `entries` at
+// load 0.7.
+std::size_t capacityFor(std::size_t entries) noexcept {
+  std::size_t capacity = kMinCapacity;
+  while (loadLimit(capacity) < entries) capacity *= 2;
+  return capacity;
+}
 
 // A slot is empty iff packets_count == 0: every live entry has seen at least one packet.
 bool occupied(const ConnectionEntry& e) noexcept { return e.stats.packets_count != 0; }
@@ -130,6 +148,8 @@ struct alignas(64) ConnectionMap::Shard {
   mutable std::mutex mu;
   SlotTable slots;        // guarded by mu; size is a power of two
   std::size_t count = 0;  // guarded by mu; the writer may read it unlocked
+  std::size_t limit = 0;  // this shard's share of the cap; set at construction
+  std::size_t hand = 0;   // guarded by mu: where the next eviction sample starts
 
   std::size_t mask() const noexcept { return slots.size() - 1; }
 
@@ -181,15 +201,45 @@ struct alignas(64) ConnectionMap::Shard {
     slots[hole] = ConnectionEntry{};
     --count;
   }
+
+  // Evicts the entry with the oldest last_seen_ns among the next kEvictionSample occupied
+  // slots from the clock hand (fewer if the table holds fewer), and moves the hand past
+  // them. Requires count > 0.
+  void evictIdlest(std::uint64_t seed) noexcept {
+    const std::size_t m = mask();
+    std::size_t i = hand & m;
+    std::size_t victim = i;
+    std::uint64_t oldest = 0;
+    std::size_t sampled = 0;
+    for (std::size_t n = 0; n <= m && sampled < kEvictionSample; ++n, i = (i + 1) & m) {
+      const ConnectionEntry& e = slots[i];
+      if (!occupied(e)) continue;
+      ++sampled;
+      if (sampled == 1 || e.stats.last_seen_ns < oldest) {
+        oldest = e.stats.last_seen_ns;
+        victim = i;
+      }
+    }
+    hand = i;
+    eraseAt(victim, seed);
+  }
 };
 
-ConnectionMap::ConnectionMap(std::size_t shard_count, std::size_t initial_capacity_per_shard)
+ConnectionMap::ConnectionMap(std::size_t shard_count, std::size_t initial_capacity_per_shard,
+                             std::size_t max_entries)
     : seed_(randomHashSeed()),
-      shard_count_(roundUpPow2(std::max<std::size_t>(shard_count, 1))),
-      initial_capacity_(roundUpPow2(std::max(initial_capacity_per_shard, kMinCapacity))),
+      max_entries_(std::clamp<std::size_t>(max_entries, 1, kMaxEntriesLimit)),
+      shard_count_(std::min(roundUpPow2(std::max<std::size_t>(shard_count, 1)),
+                            roundDownPow2(max_entries_))),
+      max_capacity_(capacityFor((max_entries_ + shard_count_ - 1) / shard_count_)),
+      initial_capacity_(
+          std::min(roundUpPow2(std::max(initial_capacity_per_shard, kMinCapacity)), max_capacity_)),
       shard_shift_(64 - log2Pow2(shard_count_)),
       shards_(new Shard[shard_count_]) {
-  for (std::size_t s = 0; s < shard_count_; ++s) shards_[s].slots = SlotTable(initial_capacity_);
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    shards_[s].slots = SlotTable(initial_capacity_);
+    shards_[s].limit = max_entries_ / shard_count_ + (s < max_entries_ % shard_count_ ? 1 : 0);
+  }
 }
 
 ConnectionMap::~ConnectionMap() = default;
@@ -226,8 +276,20 @@ void ConnectionMap::record(const Packet& p) noexcept {
   {
     std::lock_guard<std::mutex> lock(shard.mu);
     bool found = false;
-    const std::size_t i = shard.probe(key, h, found);
-    if (found || shard.count < maxEntries(shard.slots.size())) {
+    std::size_t i = shard.probe(key, h, found);
+    if (!found && shard.count >= shard.limit) {
+      // At the cap: make room (the table never grows past max_capacity_, which holds
+      // `limit` entries), then find the insertion slot again (eviction shifts entries).
+      shard.evictIdlest(seed_);
+      evicted_.fetch_add(1, std::memory_order_relaxed);
+      i = shard.probe(key, h, found);
+      ConnectionEntry& e = shard.slots[i];
+      e.key = key;
+      ++shard.count;
+      add(e.stats);
+      return;  // one out, one in: size_ unchanged
+    }
+    if (found || shard.count < loadLimit(shard.slots.size())) {
       ConnectionEntry& e = shard.slots[i];
       if (!found) {
         e.key = key;
@@ -239,8 +301,10 @@ void ConnectionMap::record(const Packet& p) noexcept {
     }
   }
 
-  // New connection in a full shard. This is the only writer, so the shard cannot change
-  // while unlocked: allocate (and zero) the doubled table without blocking readers.
+  // New connection in a full table below the cap. Then the table is smaller than
+  // max_capacity_ (which holds the shard's whole share), so doubling stays within it. This
+  // is the only writer, so the shard cannot change while unlocked: allocate (and zero) the
+  // doubled table without blocking readers.
   SlotTable fresh(shard.slots.size() * 2);
   {
     std::lock_guard<std::mutex> lock(shard.mu);
@@ -370,8 +434,9 @@ bool ConnectionMap::checkInvariantsForTest() const {
     std::lock_guard<std::mutex> lock(shard.mu);
     const std::size_t cap = shard.slots.size();
     if (cap == 0 || (cap & (cap - 1)) != 0) return false;
-    if (shard.count > maxEntries(cap)) return false;
-    if (cap < initial_capacity_) return false;
+    if (shard.count > loadLimit(cap)) return false;
+    if (cap < initial_capacity_ || cap > max_capacity_) return false;
+    if (shard.count > shard.limit) return false;
     if (cap > initial_capacity_ && shard.count < cap / 8) return false;  // missed a shrink
     const std::size_t m = shard.mask();
     std::size_t count = 0;

@@ -64,6 +64,14 @@ void PayloadInspector::onRecord(const void* data, std::size_t size, std::uint64_
     // Only std::bad_alloc can get here (parsers, tracker, DomainMap); the record is lost.
     bump(counters_.exceptions);
   }
+  publishTrackerState();
+}
+
+void PayloadInspector::publishTrackerState() noexcept {
+  const StreamReassembler& streams = tracker_.streams();
+  counters_.tls_streams_evicted.store(streams.evictions(), std::memory_order_relaxed);
+  counters_.tls_streams.store(streams.size(), std::memory_order_relaxed);
+  counters_.tls_stream_bytes.store(streams.bufferedBytes(), std::memory_order_relaxed);
 }
 
 void PayloadInspector::handle(const void* data, std::size_t size, std::uint64_t now_ns) {
@@ -156,12 +164,14 @@ void PayloadInspector::onTls(const flow::FlowKey& key, std::uint8_t flags, std::
 }
 
 std::size_t PayloadInspector::expire(std::uint64_t now_ns) noexcept {
+  std::size_t removed = 0;
   try {
-    return tracker_.expire(now_ns);  // erases only: nothing expected to throw
+    removed = tracker_.expire(now_ns);  // erases only: nothing expected to throw
   } catch (...) {
     bump(counters_.exceptions);
-    return 0;
   }
+  publishTrackerState();
+  return removed;
 }
 
 std::optional<std::string> PayloadInspector::domainFor(const flow::FlowKey& key) const {
@@ -185,6 +195,9 @@ PayloadInspector::Counters PayloadInspector::counters() const noexcept {
   out.tls_malformed = get(c.tls_malformed);
   out.tls_too_large = get(c.tls_too_large);
   out.exceptions = get(c.exceptions);
+  out.tls_streams_evicted = get(c.tls_streams_evicted);
+  out.tls_streams = get(c.tls_streams);
+  out.tls_stream_bytes = get(c.tls_stream_bytes);
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <iterator>
 #include <utility>
 
+#include "ayaflow/common/metrics.h"
 #include "ayaflow/inspect/host_name.h"
 
 namespace ayaflow::inspect {
@@ -143,9 +144,11 @@ void ReverseResolver::run() {
 }
 
 void ReverseResolver::store(const flow::IpAddress& address, std::optional<std::string> name) {
+  TimePoint now;
   TimePoint expires;
   try {
-    expires = clock_() + options_.ttl;
+    now = clock_();
+    expires = now + options_.ttl;
   } catch (...) {
     expires = TimePoint{};  // a throwing test clock: store the result as already expired
   }
@@ -158,6 +161,7 @@ void ReverseResolver::store(const flow::IpAddress& address, std::optional<std::s
     }
     // Every entry lives ttl, so insertion order is expiry order: the front is the oldest.
     while (cache_.size() >= options_.max_entries) {
+      if (order_.front().expires > now) evictions_.fetch_add(1, std::memory_order_relaxed);
       cache_.erase(order_.front().address);
       order_.pop_front();
     }
@@ -215,6 +219,7 @@ ReverseResolver::Counters ReverseResolver::counters() const noexcept {
   c.timeouts = timeouts_.load(std::memory_order_relaxed);
   c.dropped = dropped_.load(std::memory_order_relaxed);
   c.cache_hits = cache_hits_.load(std::memory_order_relaxed);
+  c.evictions = evictions_.load(std::memory_order_relaxed);
   return c;
 }
 
@@ -231,6 +236,38 @@ std::size_t ReverseResolver::pendingSize() const {
 void ReverseResolver::waitIdleForTest() {
   std::unique_lock lock(mutex_);
   idle_cv_.wait(lock, [this] { return stopping_ || pending_.empty(); });
+}
+
+}  // namespace ayaflow::inspect
+
+namespace ayaflow::inspect {
+
+std::shared_ptr<const prometheus::Collectable> ReverseResolver::metrics() const {
+  return std::make_shared<const common::CallbackCollectable>(
+      [this] { return reverseDnsFamilies(counters(), cacheSize(), pendingSize()); });
+}
+
+std::vector<prometheus::MetricFamily> reverseDnsFamilies(const ReverseResolver::Counters& c,
+                                                         std::size_t cache_entries,
+                                                         std::size_t pending) {
+  common::MetricFamilies f;
+  f.gauge("ayaflow_reverse_dns_cache_entries",
+          "Addresses in the reverse-DNS cache, names and cached failures (at most max_entries).",
+          static_cast<double>(cache_entries));
+  f.gauge("ayaflow_reverse_dns_pending",
+          "Addresses queued for or in a reverse lookup (at most max_pending + threads).",
+          static_cast<double>(pending));
+  f.counter("ayaflow_reverse_dns_cache_evicted_total",
+            "Unexpired reverse-DNS results pushed out of the full cache (the oldest first).",
+            c.evictions);
+  f.counter("ayaflow_reverse_dns_dropped_total",
+            "Reverse lookups not queued because the queue was full (asked again later).",
+            c.dropped);
+  f.labelledCounter("ayaflow_reverse_dns_lookups_total",
+                    "Reverse lookups run by the resolver threads, by result (failure includes "
+                    "timeouts).",
+                    "result", {{"success", c.successes}, {"failure", c.failures}});
+  return f.take();
 }
 
 }  // namespace ayaflow::inspect

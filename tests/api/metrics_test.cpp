@@ -120,6 +120,8 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_flow_table_packets_total", "counter"},
       {"ayaflow_flow_table_overflow_total", "counter"},
       {"ayaflow_connections_expired_total", "counter"},
+      {"ayaflow_connections_evicted_total", "counter"},
+      {"ayaflow_connections_max", "gauge"},
       {"ayaflow_interfaces_attached", "gauge"},
       {"ayaflow_interfaces_configured", "gauge"},
       {"ayaflow_ring_buffer_size_bytes", "gauge"},

@@ -29,6 +29,8 @@ CaptureStats distinctStats() {
   s.flow_table_packets = 70000;
   s.active_connections = 42;
   s.connections_expired = 17;
+  s.connections_evicted = 23;
+  s.max_connections = 180000;
   s.interfaces_attached = 2;
   s.interfaces_configured = 3;
   s.ring_buffer_size = 262144;
@@ -71,6 +73,8 @@ TEST(CaptureMetrics, EveryFamilyWithExactValues) {
       {"ayaflow_flow_table_packets_total", "70000"},
       {"ayaflow_flow_table_overflow_total", "12"},
       {"ayaflow_connections_expired_total", "17"},
+      {"ayaflow_connections_evicted_total", "23"},
+      {"ayaflow_connections_max", "180000"},
       {"ayaflow_interfaces_attached", "2"},
       {"ayaflow_interfaces_configured", "3"},
       {"ayaflow_ring_buffer_size_bytes", "262144"},

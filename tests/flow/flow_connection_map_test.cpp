@@ -615,5 +615,164 @@ TEST(ConnectionMap, ConcurrentReadersDuringWrites) {
   for (std::uint32_t i = 0; i < kOldFlows; ++i) EXPECT_FALSE(map.find(flowKey(kOldBase + i)));
 }
 
+// --- The cap on live entries -----------------------------------------------------------
+
+TEST(ConnectionMap, CapLowersShardCountAndBoundsTables) {
+  const ConnectionMap tiny(16, 256, 5);
+  EXPECT_EQ(tiny.maxEntries(), 5u);
+  EXPECT_EQ(tiny.shardCount(), 4u);           // largest power of two not above 5
+  EXPECT_EQ(tiny.capacityForTest(), 4u * 8);  // initial capacity clamped to the cap's table
+  EXPECT_EQ(ConnectionMap(16, 256, 0).maxEntries(), 1u);
+  EXPECT_EQ(ConnectionMap(16, 256, 0).shardCount(), 1u);
+  EXPECT_EQ(ConnectionMap().maxEntries(), ConnectionMap::kDefaultMaxEntries);
+  EXPECT_EQ(ConnectionMap(16, 256, std::numeric_limits<std::size_t>::max()).maxEntries(),
+            std::size_t{1} << 30);
+
+  // Few entries: never more than the cap, whatever arrives.
+  ConnectionMap map(16, 256, 5);
+  for (std::uint32_t i = 0; i < 1000; ++i) {
+    map.record(flowPacket(i, Direction::kEgress, 1, i + 1));
+    ASSERT_LE(map.size(), 5u) << i;
+  }
+  EXPECT_EQ(map.size(), 5u);
+  EXPECT_EQ(map.evicted(), 995u);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+}
+
+// The default cap: 16 shards of at most 16384 slots (the memory the class comment states).
+TEST(ConnectionMap, DefaultCapTableSize) {
+  ConnectionMap map;
+  constexpr std::uint32_t kFlows = ConnectionMap::kDefaultMaxEntries + 20000;
+  for (std::uint32_t i = 0; i < kFlows; ++i) map.record(flowPacket(i, Direction::kEgress, 1, i));
+  EXPECT_EQ(map.size(), ConnectionMap::kDefaultMaxEntries);
+  EXPECT_EQ(map.evicted(), 20000u);
+  EXPECT_EQ(map.capacityForTest(), 16u * 16384u);
+  EXPECT_LE(map.capacityForTest() * sizeof(ConnectionEntry), std::size_t{23} << 20);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+}
+
+// A shard holding at most kEvictionSample entries samples all of them: exact LRU.
+TEST(ConnectionMap, EvictsTheIdlest) {
+  constexpr std::uint32_t kCap = ConnectionMap::kEvictionSample;
+  ConnectionMap map(1, 8, kCap);
+  for (std::uint32_t i = 0; i < kCap; ++i)
+    map.record(flowPacket(i, Direction::kEgress, 1, 100 + i));
+  // Flows 0..7 are busy again; 8 is now the idlest, then 9, ...
+  for (std::uint32_t i = 0; i < 8; ++i) map.record(flowPacket(i, Direction::kIngress, 5, 1000 + i));
+  EXPECT_EQ(map.evicted(), 0u);
+
+  map.record(flowPacket(100, Direction::kEgress, 1, 2000));
+  EXPECT_EQ(map.size(), kCap);
+  EXPECT_EQ(map.evicted(), 1u);
+  EXPECT_FALSE(map.find(flowKey(8)));
+  EXPECT_TRUE(map.find(flowKey(100)));
+  map.record(flowPacket(101, Direction::kEgress, 1, 2001));
+  EXPECT_FALSE(map.find(flowKey(9)));
+  // Out-of-order timestamps: last_seen_ns decides, not insertion order.
+  map.record(flowPacket(10, Direction::kIngress, 1, 5000));
+  map.record(flowPacket(102, Direction::kEgress, 1, 2002));
+  EXPECT_TRUE(map.find(flowKey(10)));
+  EXPECT_FALSE(map.find(flowKey(11)));
+  EXPECT_EQ(map.evicted(), 3u);
+  // The survivors' counters are untouched.
+  for (std::uint32_t i = 0; i < 8; ++i) {
+    const auto s = map.find(flowKey(i));
+    ASSERT_TRUE(s) << i;
+    EXPECT_EQ(s->packets_count, 2u);
+    EXPECT_EQ(s->bytes_sent, 1u);
+    EXPECT_EQ(s->bytes_received, 5u);
+    EXPECT_EQ(s->first_seen_ns, 100u + i);
+    EXPECT_EQ(s->last_seen_ns, 1000u + i);
+  }
+  // An evicted connection's next packet starts a new entry from zero.
+  map.record(flowPacket(8, Direction::kIngress, 9, 3000));
+  const auto again = map.find(flowKey(8));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->packets_count, 1u);
+  EXPECT_EQ(again->bytes_received, 9u);
+  EXPECT_EQ(again->bytes_sent, 0u);
+  EXPECT_EQ(map.size(), kCap);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+}
+
+// Sampled eviction over large shards: busy connections survive a stream of new ones.
+TEST(ConnectionMap, BusyConnectionsSurviveEviction) {
+  constexpr std::uint32_t kCap = 16384;
+  ConnectionMap map(16, 8, kCap);
+  for (std::uint32_t i = 0; i < kCap; ++i) map.record(flowPacket(i, Direction::kEgress, 1, 1));
+  // One in ten is busy.
+  std::vector<std::uint32_t> busy_flows;
+  for (std::uint32_t i = 0; i < kCap; i += 10) {
+    if (!map.find(flowKey(i))) continue;  // evicted while the shards filled up
+    map.record(flowPacket(i, Direction::kIngress, 1, 2));
+    busy_flows.push_back(i);
+  }
+  const std::uint32_t busy = static_cast<std::uint32_t>(busy_flows.size());
+  // A quarter of the cap in new connections, each busier than every old one.
+  for (std::uint32_t i = 0; i < kCap / 4; ++i) {
+    map.record(flowPacket(1000000 + i, Direction::kEgress, 1, 3));
+  }
+  // Each shard holds its share of the cap, and shards fill unevenly: the map is at the
+  // cap once every shard is, and evictions account for every connection missing.
+  EXPECT_EQ(map.size(), kCap);
+  EXPECT_EQ(map.evicted() + map.size(), kCap + kCap / 4);
+  std::uint32_t busy_alive = 0, new_alive = 0;
+  for (std::uint32_t i : busy_flows) busy_alive += map.find(flowKey(i)) ? 1 : 0;
+  for (std::uint32_t i = 0; i < kCap / 4; ++i) new_alive += map.find(flowKey(1000000 + i)) ? 1 : 0;
+  // Idle ones are always in reach (about 2 in 3 entries at the end): a busy one goes only
+  // if all 16 sampled entries are busy or new (p < 0.4^16 per eviction).
+  EXPECT_GE(busy_alive, busy * 99 / 100);
+  EXPECT_GE(new_alive, kCap / 4 * 99 / 100);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+}
+
+// Ten times the cap in distinct connections, each with a few packets in a row: the map
+// stays at the cap, its tables never grow past the cap's, the survivors' counts are exact
+// and evictions plus live entries account for every connection.
+TEST(ConnectionMap, ChurnTenTimesTheCapStaysBoundedAndExact) {
+  constexpr std::uint32_t kCap = 4096;
+  constexpr std::uint32_t kFlows = 10 * kCap;
+  ConnectionMap map(16, 8, kCap);
+  std::size_t max_capacity = 0;
+  std::uint64_t t = 0;
+  for (std::uint32_t i = 0; i < kFlows; ++i) {
+    const std::uint32_t n = i % 4 + 1;
+    for (std::uint32_t k = 0; k < n; ++k) {
+      map.record(flowPacket(i, k % 2 ? Direction::kIngress : Direction::kEgress, i % 100 + k, ++t));
+    }
+    ASSERT_LE(map.size(), kCap) << i;
+    if (i % 512 == 0) max_capacity = std::max(max_capacity, map.capacityForTest());
+  }
+  max_capacity = std::max(max_capacity, map.capacityForTest());
+  // 4096 / 16 = 256 per shard -> 512 slots (maxEntries(512) = 358 >= 256).
+  EXPECT_LE(max_capacity, 16u * 512u);
+  EXPECT_EQ(map.size(), kCap);
+  EXPECT_EQ(map.evicted() + map.size(), kFlows);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+
+  std::size_t recent_alive = 0;
+  for (const ConnectionEntry& e : map.snapshot()) {
+    // Recover i from the key: local address 10.x.y.z carries it.
+    const std::uint32_t i = (std::uint32_t{e.key.local.bytes[13]} << 16) |
+                            (std::uint32_t{e.key.local.bytes[14]} << 8) | e.key.local.bytes[15];
+    ASSERT_EQ(e.key, flowKey(i));
+    const std::uint32_t n = i % 4 + 1;
+    std::uint64_t sent = 0, received = 0;
+    for (std::uint32_t k = 0; k < n; ++k) (k % 2 ? received : sent) += i % 100 + k;
+    ASSERT_EQ(e.stats.packets_count, n) << i;
+    ASSERT_EQ(e.stats.bytes_sent, sent) << i;
+    ASSERT_EQ(e.stats.bytes_received, received) << i;
+    if (i >= kFlows - kCap / 2) ++recent_alive;
+  }
+  // Approximately LRU: the most recent half-cap of connections is nearly all there.
+  EXPECT_GE(recent_alive, kCap / 2 * 95 / 100);
+
+  // Expiry still works at the cap and shrinks the tables.
+  EXPECT_EQ(map.expire(std::numeric_limits<std::uint64_t>::max(), 0), kCap);
+  EXPECT_EQ(map.size(), 0u);
+  EXPECT_EQ(map.capacityForTest(), 16u * 8u);
+  EXPECT_TRUE(map.checkInvariantsForTest());
+}
+
 }  // namespace
 }  // namespace ayaflow::flow

@@ -60,14 +60,16 @@ TEST(ReverseDnsEnricher, NamesBothEndsOnceResolved) {
   EXPECT_FALSE(names.domain);
 }
 
-TEST(DeepInspection, ExportsItsTwoFamiliesAlways) {
+TEST(DeepInspection, ExportsItsFamiliesAlways) {
   DeepInspection inspection;
   const auto families = inspection.metrics()->Collect();
-  ASSERT_EQ(families.size(), 2u);
+  ASSERT_EQ(families.size(), 7u);  // the two counters, then inspectionCacheFamilies()
   EXPECT_EQ(families[0].name, "ayaflow_domains_resolved_total");
   EXPECT_EQ(families[1].name, "ayaflow_deep_inspect_packets_total");
   inspection.onPayload("x", 1, 0);  // too short: counted, ignored
   EXPECT_EQ(inspection.metrics()->Collect()[1].metric[0].counter.value, 1.0);
+  EXPECT_EQ(families[2].name, "ayaflow_domain_names");
+  EXPECT_EQ(families[6].name, "ayaflow_tls_streams_evicted_total");
 }
 
 }  // namespace

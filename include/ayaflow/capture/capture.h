@@ -47,6 +47,8 @@ struct CaptureStats {
   std::uint64_t flow_table_packets = 0;    ///< packets collected from the kernel flow tables
   std::uint64_t active_connections = 0;    ///< entries in the live connection map
   std::uint64_t connections_expired = 0;   ///< removed by the idle timeout
+  std::uint64_t connections_evicted = 0;   ///< removed by the cap (max_connections)
+  std::uint64_t max_connections = 0;       ///< the cap on the live connection map
   std::uint64_t interfaces_attached = 0;
   std::uint64_t interfaces_configured = 0;
   std::uint64_t ring_buffer_size = 0;
@@ -59,7 +61,8 @@ std::vector<prometheus::MetricFamily> captureFamilies(const CaptureStats& stats)
 /// Capture on the ingest thread: loads the classifier, keeps it attached to the selected
 /// interfaces as they come and go (InterfaceSet, fed by rtnetlink link notifications),
 /// drains its ring buffers and (aggregated mode) its flow tables once a second, decodes
-/// every record into the live connection map and hands it to `history`; payload records go
+/// every record into the live connection map (at most options.max_connections entries, the
+/// idlest evicted first) and hands it to `history`; payload records go
 /// to `payload`. Idle connections expire every 10 s (then freed heap goes back to the
 /// kernel: malloc_trim); lost events are warned about at most
 /// once per 10 s (totals stay exact).

@@ -47,20 +47,44 @@ struct ConnectionEntry {
 /// outside the shard lock; the lock is held only to move the entries across.
 /// Readers copy entries out under one shard lock at a time, so a result is consistent
 /// per entry but not a global point-in-time cut across shards.
+///
+/// Bounded: the map never holds more than max_entries() entries. The cap is split over
+/// the shards (shard s holds at most max_entries / shards, plus one for the first
+/// max_entries % shards shards), and a shard's table never grows past the smallest power
+/// of two that holds its share at load 0.7, so memory at the cap is at most
+/// shards x that many slots x sizeof(ConnectionEntry) (88 B): 22 MiB for the default
+/// 180 000 entries over 16 shards (16 x 16384 slots; ~128 B per entry). A new connection
+/// in a shard at its share evicts an idle entry first: the one with the oldest
+/// last_seen_ns among kEvictionSample occupied slots scanned from the shard's clock hand
+/// (which then moves past them). This is approximate LRU (the victim is the idlest of a
+/// sample, not of the shard; exact when the shard holds at most kEvictionSample entries),
+/// allocation-free and O(kEvictionSample) per eviction. Shards fill unevenly, so the
+/// first evictions come shortly before the map as a whole is at the cap (with the default,
+/// at about 98% of it). Evictions are counted
+/// (evicted()); the evicted connection's later packets start a new entry. The map's
+/// figures are per connection; global totals come from the kernel and are not affected.
 /// Errors: none reported; allocation failure terminates (noexcept).
 class ConnectionMap {
  public:
+  /// Default cap on live entries; see the class comment for its memory.
+  static constexpr std::size_t kDefaultMaxEntries = 180000;
+  /// Occupied slots examined per eviction.
+  static constexpr std::size_t kEvictionSample = 16;
+
   /// shard_count and initial_capacity_per_shard are rounded up to powers of two
-  /// (at least 1 shard and 8 slots).
-  explicit ConnectionMap(std::size_t shard_count = 16,
-                         std::size_t initial_capacity_per_shard = 256);
+  /// (at least 1 shard and 8 slots). max_entries (1 to 2^30) caps the live entries; the
+  /// shard count is lowered to the largest power of two not above it, and the initial
+  /// capacity to the largest table a shard may have.
+  explicit ConnectionMap(std::size_t shard_count = 16, std::size_t initial_capacity_per_shard = 256,
+                         std::size_t max_entries = kDefaultMaxEntries);
   ~ConnectionMap();
   ConnectionMap(const ConnectionMap&) = delete;
   ConnectionMap& operator=(const ConnectionMap&) = delete;
 
   /// Writer thread only. Finds or inserts the packet's connection and adds it:
   /// egress length to bytes_sent, ingress length to bytes_received, p.packets packets
-  /// (1 for an event, more for a kernel flow-table entry).
+  /// (1 for an event, more for a kernel flow-table entry). A new connection in a shard at
+  /// its share of the cap first evicts an idle entry (see the class comment).
   void record(const Packet& p) noexcept;
 
   /// Number of live entries. Relaxed; exact once the writer's call has returned.
@@ -85,9 +109,16 @@ class ConnectionMap {
 
   std::size_t shardCount() const noexcept { return shard_count_; }
 
+  /// The cap on live entries (as given, within 1 to 2^30).
+  std::size_t maxEntries() const noexcept { return max_entries_; }
+
+  /// Entries evicted by the cap since construction. Relaxed; any thread.
+  std::uint64_t evicted() const noexcept { return evicted_.load(std::memory_order_relaxed); }
+
   /// Test hook, writer idle: checks every shard's table invariants (each entry reachable
   /// from its home slot without crossing an empty slot, counts match, load at most 0.7,
-  /// capacity at least the initial one, and a table above it at least 1/8 full).
+  /// capacity at least the initial one and at most the cap's, a table above the initial
+  /// one at least 1/8 full, and no shard over its share of the cap).
   bool checkInvariantsForTest() const;
 
   /// Test hook: total slots allocated over all shards.
@@ -100,11 +131,14 @@ class ConnectionMap {
   std::uint64_t hash(const FlowKey& key) const noexcept { return hashFlowKey(key, seed_); }
 
   const std::uint64_t seed_;
+  std::size_t max_entries_;
   std::size_t shard_count_;
+  std::size_t max_capacity_;      // slots per shard: the cap's table, never grown past
   std::size_t initial_capacity_;  // slots per shard at construction; shrinking stops here
   unsigned shard_shift_;          // hash >> shard_shift_ is the shard; 64 means one shard
   std::unique_ptr<Shard[]> shards_;
-  std::atomic<std::size_t> size_{0};  // written by the writer thread only
+  std::atomic<std::size_t> size_{0};       // written by the writer thread only
+  std::atomic<std::uint64_t> evicted_{0};  // written by the writer thread only
 };
 
 }  // namespace ayaflow::flow

@@ -41,17 +41,20 @@ class PayloadInspector {
   /// Cumulative; a snapshot of relaxed atomics (each field exact, fields not mutually
   /// consistent while records flow).
   struct Counters {
-    std::uint64_t records = 0;            ///< every onRecord() call, malformed ones included
-    std::uint64_t malformed_records = 0;  ///< failed validation, ignored
-    std::uint64_t dns_queries = 0;        ///< UDP records that parsed as a DNS query
-    std::uint64_t dns_responses = 0;      ///< UDP records that parsed as a DNS response
-    std::uint64_t dns_unparsable = 0;     ///< UDP records that did not parse as DNS
-    std::uint64_t tls_sni_found = 0;      ///< TLS streams settled with an SNI
-    std::uint64_t tls_no_sni = 0;         ///< complete ClientHellos without a host_name
-    std::uint64_t tls_not_tls = 0;        ///< streams that do not start with a ClientHello
-    std::uint64_t tls_malformed = 0;      ///< broken ClientHellos
-    std::uint64_t tls_too_large = 0;      ///< hellos longer than the tracker's window
-    std::uint64_t exceptions = 0;         ///< records dropped by an exception (bad_alloc)
+    std::uint64_t records = 0;              ///< every onRecord() call, malformed ones included
+    std::uint64_t malformed_records = 0;    ///< failed validation, ignored
+    std::uint64_t dns_queries = 0;          ///< UDP records that parsed as a DNS query
+    std::uint64_t dns_responses = 0;        ///< UDP records that parsed as a DNS response
+    std::uint64_t dns_unparsable = 0;       ///< UDP records that did not parse as DNS
+    std::uint64_t tls_sni_found = 0;        ///< TLS streams settled with an SNI
+    std::uint64_t tls_no_sni = 0;           ///< complete ClientHellos without a host_name
+    std::uint64_t tls_not_tls = 0;          ///< streams that do not start with a ClientHello
+    std::uint64_t tls_malformed = 0;        ///< broken ClientHellos
+    std::uint64_t tls_too_large = 0;        ///< hellos longer than the tracker's window
+    std::uint64_t exceptions = 0;           ///< records dropped by an exception (bad_alloc)
+    std::uint64_t tls_streams_evicted = 0;  ///< streams pushed out by the tracker's bounds
+    std::uint64_t tls_streams = 0;          ///< gauge: streams tracked now
+    std::uint64_t tls_stream_bytes = 0;     ///< gauge: bytes buffered by the tracker now
   };
 
   /// Tracker options used by the one-argument constructor: the reassembler's defaults with
@@ -92,8 +95,12 @@ class PayloadInspector {
   struct AtomicCounters {
     std::atomic<std::uint64_t> records{0}, malformed_records{0}, dns_queries{0}, dns_responses{0},
         dns_unparsable{0}, tls_sni_found{0}, tls_no_sni{0}, tls_not_tls{0}, tls_malformed{0},
-        tls_too_large{0}, exceptions{0};
+        tls_too_large{0}, exceptions{0}, tls_streams_evicted{0}, tls_streams{0},
+        tls_stream_bytes{0};
   };
+
+  // Mirrors the tracker's size, buffered bytes and evictions into counters_ (ingest thread).
+  void publishTrackerState() noexcept;
 
   void handle(const void* data, std::size_t size, std::uint64_t now_ns);
   void onDns(const std::uint8_t* data, std::size_t len);

@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -19,6 +20,11 @@
 
 #include "ayaflow/flow/flow_key.h"
 #include "ayaflow/flow/packet.h"
+
+namespace prometheus {
+class Collectable;
+struct MetricFamily;
+}  // namespace prometheus
 
 namespace ayaflow::inspect {
 
@@ -35,7 +41,9 @@ std::optional<std::string> systemReverseLookup(const flow::IpAddress& address);
 ///
 /// - Results and failures are cached `ttl` (failures too, so an address without a PTR
 ///   record is not asked again for `ttl`). The cache holds at most max_entries addresses;
-///   a new result in a full cache evicts the oldest one.
+///   a new result in a full cache evicts the oldest one (counted in `evictions` if it had
+///   not expired). Memory: at most max_entries x ~0.5 KB with the longest names (8 MiB for
+///   the default 16384), plus max_pending + threads queued/in-flight addresses.
 /// - At most max_pending addresses wait in the queue; when it is full, lookup() counts a
 ///   drop and queues nothing (the address is asked again on a later lookup()). An address
 ///   already queued or being resolved is not queued twice. At most `threads` lookups run
@@ -78,6 +86,7 @@ class ReverseResolver {
     std::uint64_t timeouts = 0;    ///< failures because the lookup took longer than timeout
     std::uint64_t dropped = 0;     ///< lookup() calls that found the queue full
     std::uint64_t cache_hits = 0;  ///< lookup() calls answered by an unexpired entry
+    std::uint64_t evictions = 0;   ///< unexpired entries pushed out by a full cache
   };
 
   ReverseResolver();
@@ -106,6 +115,10 @@ class ReverseResolver {
   bool stopWithin(std::chrono::milliseconds grace);
 
   Counters counters() const noexcept;
+
+  /// reverseDnsFamilies() of this resolver, read at every scrape. Borrows *this.
+  std::shared_ptr<const prometheus::Collectable> metrics() const;
+
   /// Cached addresses (expired entries included until evicted).
   std::size_t cacheSize() const;
   /// Addresses queued or in flight.
@@ -147,7 +160,14 @@ class ReverseResolver {
   std::vector<std::thread> workers_;  // guarded by join_mutex_ after construction
 
   std::atomic<std::uint64_t> lookups_{0}, successes_{0}, failures_{0}, timeouts_{0}, dropped_{0},
-      cache_hits_{0};
+      cache_hits_{0}, evictions_{0};
 };
+
+/// ayaflow_reverse_dns_cache_entries, ayaflow_reverse_dns_pending,
+/// ayaflow_reverse_dns_cache_evicted_total, ayaflow_reverse_dns_dropped_total and
+/// ayaflow_reverse_dns_lookups_total{result}.
+std::vector<prometheus::MetricFamily> reverseDnsFamilies(const ReverseResolver::Counters& c,
+                                                         std::size_t cache_entries,
+                                                         std::size_t pending);
 
 }  // namespace ayaflow::inspect
