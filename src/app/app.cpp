@@ -122,7 +122,7 @@ struct App::Impl {
   asio::signal_set signals{io, SIGINT, SIGTERM};
   bool stopping = false;  // ingest thread only
   // Declaration order is construction order; teardown runs in reverse.
-  inspect::DeepInspection inspection;
+  inspect::DeepInspection inspection{config.inspection};
   std::unique_ptr<inspect::ReverseResolver> resolver;
   std::unique_ptr<inspect::DomainEnricher> domain_names;
   std::unique_ptr<inspect::ReverseDnsEnricher> host_names;
@@ -156,7 +156,7 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
     s.names.add(*s.domain_names);
   }
   if (c.resolve_dns) {
-    s.resolver = std::make_unique<inspect::ReverseResolver>();
+    s.resolver = std::make_unique<inspect::ReverseResolver>(c.resolver);
     s.host_names = std::make_unique<inspect::ReverseDnsEnricher>(*s.resolver);
     s.names.add(*s.host_names);
   }
@@ -187,6 +187,7 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
 
   s.metrics.add(s.capture->metrics());
   s.metrics.add(s.inspection.metrics());
+  if (s.resolver) s.metrics.add(s.resolver->metrics());
   s.metrics.add(s.pipeline->metrics());
   s.metrics.add(s.sqlite->metrics());
   s.metrics.add(s.http->metrics());

@@ -101,6 +101,31 @@ const Setting kSettings[] = {
          parseRange(r.label, r.single(), kMinFlowTable, kMaxFlowTable, "a number of flows"));
    },
    [](const Config& c) { return std::to_string(c.capture.flow_table_size); }},
+  {"--max-live-connections", "--max-live-connections", "AYAFLOW_MAX_LIVE_CONNECTIONS",
+   "max_live_connections", ValueType::kInteger, "N",
+   "Live connections kept; past it the idlest are evicted, 1024-4194304",
+   [](const Raw& r, Config& c) {
+     c.capture.max_connections = static_cast<std::size_t>(
+         parseRange(r.label, r.single(), 1024, 4194304, "a number of connections"));
+   },
+   [](const Config& c) { return std::to_string(c.capture.max_connections); }},
+  {"--max-domain-names", "--max-domain-names", "AYAFLOW_MAX_DOMAIN_NAMES", "max_domain_names",
+   ValueType::kInteger, "N", "Deep inspection: names kept from DNS and from SNI (each), 256-1048576",
+   [](const Raw& r, Config& c) {
+     const auto n = static_cast<std::size_t>(
+         parseRange(r.label, r.single(), 256, 1048576, "a number of names"));
+     c.inspection.domains.max_dns_entries = n;
+     c.inspection.domains.max_sni_entries = n;
+   },
+   [](const Config& c) { return std::to_string(c.inspection.domains.max_dns_entries); }},
+  {"--reverse-dns-cache-size", "--reverse-dns-cache-size", "AYAFLOW_REVERSE_DNS_CACHE_SIZE",
+   "reverse_dns_cache_size", ValueType::kInteger, "N",
+   "Reverse DNS: addresses cached, 256-1048576",
+   [](const Raw& r, Config& c) {
+     c.resolver.max_entries = static_cast<std::size_t>(
+         parseRange(r.label, r.single(), 256, 1048576, "a number of addresses"));
+   },
+   [](const Config& c) { return std::to_string(c.resolver.max_entries); }},
   {"--attach-mode", "--attach-mode", "AYAFLOW_ATTACH_MODE", "attach_mode", ValueType::kString,
    "MODE", "auto, tcx (kernel >= 6.6) or tc",
    [](const Raw& r, Config& c) { c.capture.attach_mode = parseAttachMode(r.label, r.single()); },

@@ -7,6 +7,8 @@
 
 #include "ayaflow/api/http_server.h"
 #include "ayaflow/capture/capture_options.h"
+#include "ayaflow/inspect/deep_inspection.h"
+#include "ayaflow/inspect/reverse_resolver.h"
 #include "ayaflow/pipeline/pipeline.h"
 #include "ayaflow/store/store_options.h"
 
@@ -27,7 +29,9 @@ struct Config {
   pipeline::PipelineOptions pipeline;
   store::StoreOptions store;
   api::HttpServerOptions http;
+  inspect::DeepInspection::Options inspection;  ///< deep inspection's name tables and streams
   bool resolve_dns = false;  ///< reverse DNS for addresses (inspect::ReverseResolver)
+  inspect::ReverseResolver::Options resolver;  ///< its cache and queue, when resolve_dns
   LogOptions log;
   std::optional<std::string> config_path;  ///< the YAML file that was read, if any
 };
