@@ -9,7 +9,7 @@
 //      case), reporting peak RSS (VmHWM), drops and what reached the database.
 //
 //   bench_checkpoint [--flows N] [--rounds R] [--dir DIR] [--flood] [--flood-flows N]
-//                    [--flood-seconds S]
+//                    [--flood-seconds S] [--checkpoint-ms MS]
 #include <malloc.h>
 #include <time.h>
 
@@ -155,14 +155,22 @@ void checkpointCost(std::size_t flows, int rounds, const std::string& dir) {
   run(true);
 }
 
-void flood(std::size_t flows, int seconds, const std::string& dir) {
+void flood(std::size_t flows, int seconds, const std::string& dir,
+           std::chrono::milliseconds checkpoint_interval) {
   const std::string path = dir + "/bench-flood.db";
   for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path + s);
   const long rss_start = statusKb("VmRSS");
-  ayaflow::store::StoreOptions so;  // the agent's defaults
-  so.db_path = path;
-  ayaflow::pipeline::PipelineOptions po;  // the agent's defaults, 60 s windows
+  // The agent's defaults with 60 s windows, as src/app/app.cpp derives them for aggregated
+  // mode (two flow tables of 16 384 entries).
+  const std::size_t tables = 2 * 16384;
+  ayaflow::pipeline::PipelineOptions po;
   po.aggregation_window_s = 60;
+  po.checkpoint_interval = checkpoint_interval;
+  po.queue_capacity += tables;
+  po.max_open_flows = std::max(po.max_open_flows, tables);
+  ayaflow::store::StoreOptions so;
+  so.db_path = path;
+  so.queue_rows = std::max(so.queue_rows, po.max_open_flows + tables);
   auto sink = std::make_unique<ayaflow::store::SqliteSink>(so);
   auto pipe = std::make_unique<ayaflow::pipeline::Pipeline>(
       po, nullptr, std::vector<ayaflow::pipeline::RecordSink*>{sink.get()});
@@ -217,6 +225,7 @@ int main(int argc, char** argv) {
   bool do_flood = false;
   std::size_t flood_flows = 1200000;
   int flood_seconds = 20;
+  long checkpoint_ms = ayaflow::pipeline::PipelineOptions().checkpoint_interval.count();
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : "0"; };
@@ -232,10 +241,12 @@ int main(int argc, char** argv) {
       flood_flows = std::strtoull(next(), nullptr, 10);
     else if (a == "--flood-seconds")
       flood_seconds = std::atoi(next());
+    else if (a == "--checkpoint-ms")
+      checkpoint_ms = std::atol(next());
     else {
       std::fprintf(stderr,
                    "usage: %s [--flows N] [--rounds R] [--dir DIR] [--flood] "
-                   "[--flood-flows N] [--flood-seconds S]\n",
+                   "[--flood-flows N] [--flood-seconds S] [--checkpoint-ms MS]\n",
                    argv[0]);
       return 2;
     }
@@ -243,7 +254,8 @@ int main(int argc, char** argv) {
   ayaflow::configureLogging(/*quiet=*/true, /*verbose=*/false);
   if (rounds < 1) rounds = 1;
   if (do_flood) {
-    flood(flood_flows, std::max(1, flood_seconds), dir);
+    flood(flood_flows, std::max(1, flood_seconds), dir,
+          std::chrono::milliseconds(std::max(0L, checkpoint_ms)));
   } else {
     checkpointCost(flows, rounds, dir);
   }
