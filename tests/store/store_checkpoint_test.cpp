@@ -113,6 +113,22 @@ TEST(StoreCheckpoint, AWindowThatEndsBetweenCheckpointsKeepsOneRowPerFlow) {
   EXPECT_GT(store.stats().sink.rows_updated, 0u);
 }
 
+TEST(StoreCheckpoint, ACheckpointedRowDeletedMeanwhileIsWrittenAgainWithTheFullCounts) {
+  TempDir dir;
+  const std::string path = dir.file("traffic.db");
+  Harness store(checkpointed(path, std::chrono::milliseconds(20)));
+  for (int i = 0; i < 4; ++i) store.submit(makePacket(7, 40000, 443, 6));
+  ASSERT_TRUE(eventually([&] { return totals(path) == "1|4|400"; })) << totals(path);
+  {
+    RawDb db(path);  // as retention or a user would
+    db.exec("DELETE FROM packets");
+  }
+  store.submit(makePacket(7, 40000, 443, 6));
+  ASSERT_TRUE(eventually([&] { return totals(path) == "1|5|500"; })) << totals(path);
+  store.stop();
+  EXPECT_EQ(totals(path), "1|5|500");
+}
+
 TEST(StoreCheckpoint, RawRowsAreUnchanged) {
   TempDir dir;
   const std::string path = dir.file("traffic.db");
