@@ -88,6 +88,8 @@ void WindowAggregator::add(const flow::Packet& p, std::int64_t first_ms, std::in
 std::size_t WindowAggregator::take(std::optional<std::int64_t> before_window,
                                    std::vector<FlowRecord>& out) {
   const std::size_t first = out.size();
+  // At most every sum: one allocation instead of doubling (pages never written stay unused).
+  out.reserve(first + sums_.size());
   for (auto it = sums_.begin(); it != sums_.end();) {
     if (before_window && it->first.window >= *before_window) {
       ++it;
@@ -106,6 +108,7 @@ std::size_t WindowAggregator::take(std::optional<std::int64_t> before_window,
 
 std::size_t WindowAggregator::checkpoint(std::vector<FlowRecord>& out) {
   const std::size_t first = out.size();
+  out.reserve(first + sums_.size());
   for (const auto& [key, sum] : sums_) {
     if (sum.changed < unacked_from_) continue;
     out.push_back(sum.record);
