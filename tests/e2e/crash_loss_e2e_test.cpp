@@ -1,18 +1,25 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-// End to end as root: what a SIGKILL costs the history in aggregated mode. The real agent on
-// the host end of its own veth pair with --aggregation-window 60 takes 2 M UDP packets; once
-// a checkpoint interval (plus the flow table's once-a-second collection) has passed, the
-// open window's counts are in the database, so a SIGKILL loses none of them.
+// End to end as root: what a SIGKILL costs the history in aggregated mode. The real agent, in
+// a cgroup-v1 memory cgroup of the DaemonSet's limit (128 MiB), on the host end of its own
+// veth pair with --aggregation-window 60, takes 2 M UDP packets while a liveness-style probe
+// polls /api/health; once a checkpoint interval (plus the flow table's once-a-second
+// collection) has passed, the open window's counts are in the database, so a SIGKILL loses
+// none of them. The cgroup's peak memory stays under a stated bound.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -20,6 +27,7 @@
 #include <vector>
 
 #include "agent_process.h"
+#include "http_client.h"
 #include "netns.h"
 #include "root_guard.h"
 
@@ -28,6 +36,49 @@ namespace {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
+
+constexpr std::uint64_t kDaemonSetLimit = 128ull << 20;
+/// The bound this test states for the cgroup's peak (RSS, page cache of the database and
+/// kernel memory charged to it) while 2 M packets of a few flows go through.
+constexpr std::uint64_t kPeakBound = 32ull << 20;
+
+/// A cgroup-v1 memory cgroup of its own, removed (once empty) by the destructor.
+class MemoryCgroup {
+ public:
+  explicit MemoryCgroup(std::uint64_t limit)
+      : path_("/sys/fs/cgroup/memory/ayaflow-crash-test-" + std::to_string(::getpid())) {
+    if (::mkdir(path_.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw std::runtime_error("mkdir " + path_ + ": " + std::strerror(errno));
+    }
+    std::ofstream out(path_ + "/memory.limit_in_bytes");
+    out << limit;
+    out.flush();
+    if (!out) throw std::runtime_error("cannot set " + path_ + "/memory.limit_in_bytes");
+  }
+  ~MemoryCgroup() {
+    for (int i = 0; i < 50; ++i) {  // the killed agent may take a moment to leave it
+      if (::rmdir(path_.c_str()) == 0 || errno == ENOENT) return;
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  MemoryCgroup(const MemoryCgroup&) = delete;
+  MemoryCgroup& operator=(const MemoryCgroup&) = delete;
+
+  static bool available() { return ::access("/sys/fs/cgroup/memory/cgroup.procs", W_OK) == 0; }
+  /// A command prefix that moves the process into the cgroup, then execs the rest.
+  std::vector<std::string> prefix() const {
+    return {"sh", "-c", "echo $$ > " + path_ + "/cgroup.procs && exec \"$@\"", "sh"};
+  }
+  std::uint64_t value(const char* file) const {
+    std::ifstream in(path_ + "/" + file);
+    std::uint64_t v = 0;
+    in >> v;
+    return v;
+  }
+
+ private:
+  std::string path_;
+};
 
 /// The first row of `sql` on a read-only connection, columns joined by '|' ("" if none).
 std::string queryOne(const std::string& path, const std::string& sql) {
@@ -70,9 +121,32 @@ class CrashLossE2E : public ::testing::Test {
 };
 
 TEST_F(CrashLossE2E, SigkillInAggregatedModeLosesNoCheckpointedPackets) {
+  if (!MemoryCgroup::available()) GTEST_SKIP() << "no cgroup-v1 memory controller";
   VethPair link(171);
-  AgentProcess agent({"--interface", link.host(), "--quiet", "--aggregation-window", "60"});
+  MemoryCgroup cgroup(kDaemonSetLimit);
+  AgentProcess agent({"--interface", link.host(), "--quiet", "--aggregation-window", "60"},
+                     cgroup.prefix());
   agent.waitReady();
+
+  // A liveness-style probe (2 s deadline) every 200 ms until the kill.
+  std::atomic<bool> probing{true};
+  std::atomic<int> probes{0}, probe_failures{0};
+  std::thread prober([&] {
+    for (int i = 0; i < 1000 && probing; ++i) {
+      const HttpResult r = httpGet("127.0.0.1", agent.port(), "/api/health", 2s);
+      ++probes;
+      if (r.status != 200) ++probe_failures;
+      std::this_thread::sleep_for(200ms);
+    }
+  });
+  struct JoinProber {
+    std::atomic<bool>& probing;
+    std::thread& t;
+    ~JoinProber() {
+      probing = false;
+      if (t.joinable()) t.join();
+    }
+  } join_prober{probing, prober};
 
   // Receivers that never read (their buffers fill and the peer drops; the host's egress hook
   // has counted every packet by then), so the peer never answers with ICMP errors.
@@ -126,6 +200,17 @@ TEST_F(CrashLossE2E, SigkillInAggregatedModeLosesNoCheckpointedPackets) {
               static_cast<unsigned long long>(sent), static_cast<long long>(waited_ms));
   const std::string metrics = agent.get("/metrics").body;
   EXPECT_NE(metrics.find("ayaflow_pipeline_checkpoint_records_total"), std::string::npos);
+
+  probing = false;
+  prober.join();
+  EXPECT_GT(probes.load(), 0);
+  EXPECT_EQ(probe_failures.load(), 0);
+  const std::uint64_t peak = cgroup.value("memory.max_usage_in_bytes");
+  std::printf("[ measure  ] cgroup peak memory %.1f MiB (bound %llu MiB)\n",
+              static_cast<double>(peak) / (1 << 20),
+              static_cast<unsigned long long>(kPeakBound >> 20));
+  EXPECT_LT(peak, kPeakBound);
+  EXPECT_EQ(cgroup.value("memory.failcnt"), 0u);
 
   agent.signal(SIGKILL);
   ASSERT_TRUE(agent.waitExit(5s).has_value());
