@@ -207,6 +207,9 @@ struct Pipeline::Impl {
   /// Hands the sinks a provisional record of every open sum changed since the last
   /// checkpoint they all took (one batch, named like final records).
   void checkpoint() {
+    bool lost = false;
+    for (RecordSink* sink : sinks) lost = sink->takeCheckpointLost() || lost;
+    if (lost) aggregator->checkpointEverything();
     RecordBatch batch;
     if (aggregator->checkpoint(batch) == 0) {
       aggregator->acknowledgeCheckpoint();

@@ -211,7 +211,10 @@ struct SqliteSink::Impl {
       std::uint64_t lost_rows = 0, lost_packets = 0;
       for (std::size_t i = 0; i < n; ++i) {
         const pipeline::FlowRecord& r = rows[i];
-        if (r.state == pipeline::RecordState::kProvisional) continue;
+        if (r.state == pipeline::RecordState::kProvisional) {
+          checkpoint_lost.store(true, std::memory_order_relaxed);
+          continue;
+        }
         ++lost_rows;
         std::uint64_t committed = 0;
         if (r.update_key != 0) {
@@ -395,7 +398,8 @@ struct SqliteSink::Impl {
   std::atomic<std::uint64_t> rows_stored{0}, rows_updated{0}, packets_stored{0},
       rows_dropped_write{0}, packets_dropped_write{0}, batches{0}, write_errors{0}, rows_deleted{0},
       retention_chunks{0};
-  std::mutex stop_mu;  // serialises stop()
+  std::atomic<bool> checkpoint_lost{false};  // set by the writer, taken by the pipeline
+  std::mutex stop_mu;                        // serialises stop()
   std::thread writer;
 
   // Writer thread only (set up before it starts).
@@ -437,6 +441,10 @@ SqliteSink::~SqliteSink() { stop(); }
 
 bool SqliteSink::consume(pipeline::BatchPtr batch, Deadline room_until) noexcept {
   return impl_->queue.push(std::move(batch), room_until);
+}
+
+bool SqliteSink::takeCheckpointLost() noexcept {
+  return impl_->checkpoint_lost.exchange(false, std::memory_order_relaxed);
 }
 
 void SqliteSink::flush() { impl_->queue.flush(); }

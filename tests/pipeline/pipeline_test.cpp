@@ -34,6 +34,7 @@ class FakeSink final : public RecordSink {
     batches_.push_back(std::move(batch));
     return true;
   }
+  bool takeCheckpointLost() noexcept override { return checkpoint_lost.exchange(false); }
   void flush() override { ++flushes; }
   void stop() override {}
 
@@ -56,6 +57,7 @@ class FakeSink final : public RecordSink {
   }
   std::atomic<int> flushes{0};
   std::atomic<bool> refuse_checkpoints{false};
+  std::atomic<bool> checkpoint_lost{false};
 
  private:
   mutable std::mutex mu_;
@@ -219,6 +221,23 @@ TEST(Pipeline, ARefusedCheckpointIsSentAgain) {
   const std::uint64_t checkpointed = p.stats().records_checkpointed;
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
   EXPECT_EQ(p.stats().records_checkpointed, checkpointed);  // taken: not sent again
+}
+
+TEST(Pipeline, ASinkThatLostACheckpointGetsEveryOpenFlowAtTheNext) {
+  FakeSink sink;
+  PipelineOptions o = rawOptions();
+  o.aggregation_window_s = 3600;
+  o.checkpoint_interval = std::chrono::milliseconds(5);
+  Pipeline p(o, nullptr, {&sink});
+  p.onPacket(makePacket(1, 40000, 443));
+  p.onPacket(makePacket(2, 40000, 443));
+  ASSERT_TRUE(eventually([&] { return sink.records().size() == 2; }));
+  p.onPacket(makePacket(1, 40000, 443));
+  ASSERT_TRUE(eventually([&] { return sink.records().size() == 3; }));  // the changed one
+  sink.checkpoint_lost = true;                                          // e.g. its write failed
+  ASSERT_TRUE(eventually([&] { return sink.records().size() == 5; }));  // both, unchanged
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_EQ(sink.records().size(), 5u);
 }
 
 class NamesFromPort final : public enrich::Enricher {

@@ -123,6 +123,10 @@ class RecordSink {
   /// Returns false when the batch was dropped: the pipeline then sends the flows of a refused
   /// checkpoint again at the next one (their sums are cumulative, so nothing is counted twice).
   virtual bool consume(BatchPtr batch, Deadline room_until) noexcept = 0;
+  /// True (once) when a checkpoint this sink took could not be stored (a write error): the
+  /// pipeline then sends every open flow at its next checkpoint, not only the changed ones.
+  /// Called on the pipeline thread before each checkpoint.
+  virtual bool takeCheckpointLost() noexcept { return false; }
   /// Returns once every batch consumed before the call is written (or has failed).
   virtual void flush() = 0;
   /// Writes what it holds and stops its thread; consume() then drops and counts. Idempotent.

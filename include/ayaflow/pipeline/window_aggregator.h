@@ -50,6 +50,9 @@ class WindowAggregator {
   /// it, the next checkpoint carries this one's records again (with their newer sums).
   void acknowledgeCheckpoint() noexcept { unacked_from_ = last_checkpoint_epoch_ + 1; }
 
+  /// The next checkpoint carries every open sum (a sink lost an earlier one).
+  void checkpointEverything() noexcept { unacked_from_ = 0; }
+
   /// Open (flow, window) sums.
   std::size_t openFlows() const noexcept { return sums_.size(); }
 

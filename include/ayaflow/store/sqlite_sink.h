@@ -68,6 +68,7 @@ class SqliteSink final : public pipeline::RecordSink {
 
   const char* name() const noexcept override { return "sqlite"; }
   bool consume(pipeline::BatchPtr batch, Deadline room_until) noexcept override;
+  bool takeCheckpointLost() noexcept override;
   void flush() override;
   /// Writes every queued batch, stops the thread and closes the write connection.
   void stop() override;
