@@ -49,6 +49,11 @@ constexpr const char* kUpdateWithTimeSql =
 // batch was dropped or failed) is forgotten; checked at most once per interval.
 constexpr std::int64_t kForgetRowsAfterMs = 10 * 60 * 1000;
 constexpr auto kForgetInterval = std::chrono::seconds(60);
+// A hard bound on remembered rows (about 64 bytes each; at least twice the queue, which the
+// agent sizes above the open flows), reached only when many windows' final records are lost:
+// beyond it, the rows of every ended window are forgotten (checked at most once a second).
+constexpr std::size_t kMaxWrittenRows = std::size_t{1} << 18;
+constexpr auto kForgetOverInterval = std::chrono::seconds(1);
 
 // The inner SELECT walks idx_timestamp from the oldest row, so each chunk costs about its
 // own size whatever the table's.
@@ -253,9 +258,12 @@ struct SqliteSink::Impl {
   /// Forgets checkpointed rows whose window ended long ago without a final record (bounds
   /// `written` when final batches are lost), and the map's storage once it is empty.
   void forgetStaleRows(SteadyClock::time_point now) {
-    if (now < next_forget) return;
+    const bool over = written.size() > std::max(kMaxWrittenRows, 2 * options.queue_rows) &&
+                      now >= next_forget_over;
+    if (now < next_forget && !over) return;
     next_forget = now + kForgetInterval;
-    const std::int64_t cutoff = realtimeMs() - kForgetRowsAfterMs;
+    next_forget_over = now + kForgetOverInterval;
+    const std::int64_t cutoff = realtimeMs() - (over ? 0 : kForgetRowsAfterMs);
     for (auto it = written.begin(); it != written.end();) {
       it = it->second.window_end_ms < cutoff ? written.erase(it) : std::next(it);
     }
@@ -409,10 +417,12 @@ struct SqliteSink::Impl {
   StmtPtr update_time_stmt;
   StmtPtr retention_stmt;
   // Rows of open aggregation windows written at a checkpoint, by update_key: at most one per
-  // open (flow, window) sum (plus, for 10 minutes, those whose final record was lost).
+  // open (flow, window) sum (plus, for 10 minutes, those whose final record was lost; never
+  // more than the hard bound once ended windows are forgotten).
   std::unordered_map<std::uint64_t, WrittenRow> written;
   std::vector<Staged> staged;  // reused by commitRows()
   SteadyClock::time_point next_forget;
+  SteadyClock::time_point next_forget_over;
   SteadyClock::time_point next_report;
   SteadyClock::time_point next_retention;
   bool retention_active = false;
