@@ -11,24 +11,30 @@ BatchQueue::BatchQueue(std::size_t max_records)
 bool BatchQueue::push(BatchPtr batch, std::optional<Clock::time_point> room_until) noexcept {
   if (!batch || batch->empty()) return true;
   const std::size_t n = batch->size();
+  const bool provisional = batch->front().state == RecordState::kProvisional;
   {
     std::unique_lock<std::mutex> lock(mu_);
     // A batch larger than the whole queue still goes in when the queue is empty, so a big
-    // aggregation window is never refused outright.
-    const auto fits = [&] { return depth_ == 0 || depth_ + n <= max_records_; };
+    // aggregation window is never refused outright. A checkpoint in the queue never keeps a
+    // final batch out.
+    const auto fits = [&] {
+      if (provisional) return depth_ == 0 || depth_ + n <= max_records_;
+      return final_depth_ == 0 || final_depth_ + n <= max_records_;
+    };
     if (room_until && !fits() && !closed_ && !consumer_gone_) {
       room_cv_.wait_until(lock, *room_until, [&] { return fits() || closed_ || consumer_gone_; });
     }
     if (closed_ || consumer_gone_) {
-      dropped_closed_ += n;
+      (provisional ? refused_checkpoint_ : dropped_closed_) += n;
       return false;
     }
     if (!fits()) {
-      dropped_full_ += n;
+      (provisional ? refused_checkpoint_ : dropped_full_) += n;
       return false;
     }
     batches_.push_back(std::move(batch));
     depth_ += n;
+    if (!provisional) final_depth_ += n;
     queued_ += n;
   }
   work_cv_.notify_one();
@@ -47,6 +53,9 @@ BatchQueue::Item BatchQueue::pop(Clock::time_point deadline) {
     item.batch = std::move(batches_.front());
     batches_.pop_front();
     depth_ -= item.batch->size();
+    if (item.batch->front().state != RecordState::kProvisional) {
+      final_depth_ -= item.batch->size();
+    }
     room_cv_.notify_all();
     return item;
   }
@@ -109,6 +118,7 @@ BatchQueueStats BatchQueue::stats() const {
   s.records_queued = queued_;
   s.records_dropped_full = dropped_full_;
   s.records_dropped_closed = dropped_closed_;
+  s.checkpoint_records_refused = refused_checkpoint_;
   s.depth = depth_;
   s.capacity = max_records_;
   return s;

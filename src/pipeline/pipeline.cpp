@@ -197,8 +197,33 @@ struct Pipeline::Impl {
     pending.reserve(options.batch_records + 1);
   }
 
-  void publish(const BatchPtr& batch) {
-    for (RecordSink* sink : sinks) sink->consume(batch, drain_deadline);
+  /// True when every sink took the batch.
+  bool publish(const BatchPtr& batch) {
+    bool all = true;
+    for (RecordSink* sink : sinks) all = sink->consume(batch, drain_deadline) && all;
+    return all;
+  }
+
+  /// Hands the sinks a provisional record of every open sum changed since the last
+  /// checkpoint they all took (one batch, named like final records).
+  void checkpoint() {
+    bool lost = false;
+    for (RecordSink* sink : sinks) lost = sink->takeCheckpointLost() || lost;
+    if (lost) aggregator->checkpointEverything();
+    RecordBatch batch;
+    if (aggregator->checkpoint(batch) == 0) {
+      aggregator->acknowledgeCheckpoint();
+      return;
+    }
+    if (enricher != nullptr) {
+      for (FlowRecord& r : batch) enrich(r);
+    }
+    checkpoints.fetch_add(1, std::memory_order_relaxed);
+    records_checkpointed.fetch_add(batch.size(), std::memory_order_relaxed);
+    // A sink that refused it (queue full) gets these flows again next time.
+    if (publish(std::make_shared<const RecordBatch>(std::move(batch)))) {
+      aggregator->acknowledgeCheckpoint();
+    }
   }
 
   /// Logs drops since the last report, at most once per log_interval (unless forced).
@@ -219,6 +244,7 @@ struct Pipeline::Impl {
 
   SteadyClock::time_point nextDeadline(SteadyClock::time_point now) const {
     SteadyClock::time_point deadline = next_tick;
+    if (aggregator && checkpointing()) deadline = std::min(deadline, next_checkpoint);
     if (aggregator) {
       if (const auto end = aggregator->nextWindowEnd()) {
         deadline = std::min(deadline, now + std::chrono::milliseconds(*end - realtime_ms));
@@ -227,10 +253,13 @@ struct Pipeline::Impl {
     return deadline;
   }
 
+  bool checkpointing() const noexcept { return options.checkpoint_interval.count() > 0; }
+
   void run() {
     common::setUpThread("ayaflow-pipe", /*batch=*/true);
     updateClock();
     next_tick = SteadyClock::now() + options.batch_interval;
+    next_checkpoint = SteadyClock::now() + options.checkpoint_interval;
     for (;;) {
       bool stop_now = false;
       std::uint64_t flush_seen = 0, sync_seen = 0;
@@ -268,6 +297,10 @@ struct Pipeline::Impl {
         }
         open_flows.store(aggregator->openFlows(), std::memory_order_relaxed);
         emitPending();
+        if (!flush_now && checkpointing() && now >= next_checkpoint) {
+          checkpoint();
+          next_checkpoint = now + options.checkpoint_interval;
+        }
       }
       if (now >= next_tick) {
         if (!aggregator) emitPending();
@@ -323,6 +356,8 @@ struct Pipeline::Impl {
     s.packets_dropped_queue_full = dropped_full.load(std::memory_order_relaxed);
     s.packets_dropped_stopped = dropped_stopped.load(std::memory_order_relaxed);
     s.records_emitted = records_emitted.load(std::memory_order_relaxed);
+    s.records_checkpointed = records_checkpointed.load(std::memory_order_relaxed);
+    s.checkpoints = checkpoints.load(std::memory_order_relaxed);
     s.enrich_failures = enrich_failures.load(std::memory_order_relaxed);
     s.open_flows = open_flows.load(std::memory_order_relaxed);
     s.queue_capacity = ring.size();
@@ -337,6 +372,7 @@ struct Pipeline::Impl {
 
   std::atomic<std::uint64_t> queued{0}, dropped_full{0}, dropped_stopped{0};
   std::atomic<std::uint64_t> records_emitted{0}, enrich_failures{0};
+  std::atomic<std::uint64_t> records_checkpointed{0}, checkpoints{0};
   std::atomic<std::size_t> open_flows{0};
 
   // Queue and hand-shakes; all guarded by mu.
@@ -367,6 +403,7 @@ struct Pipeline::Impl {
   std::uint64_t flush_done_local = 0;
   RecordSink::Deadline drain_deadline;  // set while flushing or stopping
   SteadyClock::time_point next_tick;
+  SteadyClock::time_point next_checkpoint;
   bool enrich_failure_logged = false;
   bool reported_once = false;
   SteadyClock::time_point last_report;
@@ -410,6 +447,11 @@ std::vector<prometheus::MetricFamily> pipelineFamilies(const PipelineStats& s) {
             "Flow records handed to the sinks (one per packet in raw mode, one per flow per "
             "window in aggregated mode).",
             s.records_emitted);
+  f.counter("ayaflow_pipeline_checkpoint_records_total",
+            "Provisional records of open aggregation windows handed to the sinks at checkpoints "
+            "(the SQLite history updates each window's row in place, so a crash loses at most "
+            "one checkpoint interval).",
+            s.records_checkpointed);
   return f.take();
 }
 

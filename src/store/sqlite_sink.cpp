@@ -11,7 +11,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/metrics.h"
@@ -33,6 +35,25 @@ constexpr const char* kInsertSql =
     "INSERT INTO packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, "
     "packet_count, direction, src_hostname, dst_hostname, domain) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+// A checkpointed row of an open aggregation window, updated in place by rowid. The timestamp
+// (indexed) is set only when an earlier packet turned up.
+constexpr const char* kUpdateSql =
+    "UPDATE packets SET length = ?1, packet_count = ?2, src_hostname = ?3, dst_hostname = ?4, "
+    "domain = ?5 WHERE id = ?6";
+constexpr const char* kUpdateWithTimeSql =
+    "UPDATE packets SET length = ?1, packet_count = ?2, src_hostname = ?3, dst_hostname = ?4, "
+    "domain = ?5, timestamp = ?7 WHERE id = ?6";
+
+// A checkpointed row whose window ended this long ago without its final record (the final
+// batch was dropped or failed) is forgotten; checked at most once per interval.
+constexpr std::int64_t kForgetRowsAfterMs = 10 * 60 * 1000;
+constexpr auto kForgetInterval = std::chrono::seconds(60);
+// A hard bound on remembered rows (about 64 bytes each; at least twice the queue, which the
+// agent sizes above the open flows), reached only when many windows' final records are lost:
+// beyond it, the rows of every ended window are forgotten (checked at most once a second).
+constexpr std::size_t kMaxWrittenRows = std::size_t{1} << 18;
+constexpr auto kForgetOverInterval = std::chrono::seconds(1);
 
 // The inner SELECT walks idx_timestamp from the oldest row, so each chunk costs about its
 // own size whatever the table's.
@@ -76,36 +97,112 @@ struct SqliteSink::Impl {
     }
   }
 
+  /// The row of a checkpointed (flow, window) sum, by its update_key.
+  struct WrittenRow {
+    sqlite3_int64 rowid = 0;
+    std::int64_t window_end_ms = 0;
+    std::int64_t first_ms = 0;
+    std::uint64_t packets = 0;  ///< packet_count committed
+  };
+  /// What a committed transaction changes in `written`.
+  struct Staged {
+    std::uint64_t key = 0;
+    WrittenRow row;
+    bool erase = false;
+  };
+
+  /// Binds the INSERT's parameters for `r`, formatting text into the caller's buffers.
+  void bindInsert(sqlite3_stmt* insert, const pipeline::FlowRecord& r, char* src, char* dst,
+                  char* protocol) {
+    const enrich::EndpointNames* src_names = r.srcNames();
+    const enrich::EndpointNames* dst_names = r.dstNames();
+    const char* direction = flow::directionName(r.direction);
+    sqlite3_bind_int64(insert, 1, r.first_ms);
+    bindText(insert, 2, src, flow::formatAddress(r.src, src));
+    bindText(insert, 3, dst, flow::formatAddress(r.dst, dst));
+    sqlite3_bind_int(insert, 4, r.src_port);
+    sqlite3_bind_int(insert, 5, r.dst_port);
+    bindText(insert, 6, protocol, flow::formatProtocol(r.protocol, protocol));
+    sqlite3_bind_int64(insert, 7, static_cast<sqlite3_int64>(r.bytes));
+    sqlite3_bind_int64(insert, 8, static_cast<sqlite3_int64>(r.packets));
+    bindText(insert, 9, direction, std::char_traits<char>::length(direction));
+    bindOptional(insert, 10, src_names ? &src_names->hostname : nullptr);
+    bindOptional(insert, 11, dst_names ? &dst_names->hostname : nullptr);
+    bindOptional(insert, 12, r.names ? &r.names->domain : nullptr);
+  }
+
+  /// Steps and resets a bound statement; SQLITE_OK when it ran.
+  static int run(sqlite3_stmt* stmt) {
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rc;
+  }
+
+  /// Updates the row of a checkpointed sum in place; *updated is false when the row is gone
+  /// (retention deleted it), so the caller inserts a new one.
+  int update(const pipeline::FlowRecord& r, const WrittenRow& row, bool* updated) {
+    const bool earlier = r.first_ms < row.first_ms;
+    sqlite3_stmt* stmt = earlier ? update_time_stmt.get() : update_stmt.get();
+    const enrich::EndpointNames* src_names = r.srcNames();
+    const enrich::EndpointNames* dst_names = r.dstNames();
+    sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(r.bytes));
+    sqlite3_bind_int64(stmt, 2, static_cast<sqlite3_int64>(r.packets));
+    bindOptional(stmt, 3, src_names ? &src_names->hostname : nullptr);
+    bindOptional(stmt, 4, dst_names ? &dst_names->hostname : nullptr);
+    bindOptional(stmt, 5, r.names ? &r.names->domain : nullptr);
+    sqlite3_bind_int64(stmt, 6, row.rowid);
+    if (earlier) sqlite3_bind_int64(stmt, 7, r.first_ms);
+    const int rc = run(stmt);
+    *updated = rc == SQLITE_OK && sqlite3_changes(write_db.get()) > 0;
+    return rc;
+  }
+
+  /// Commits `n` records in one transaction: raw and not-yet-written records are inserted,
+  /// records of a checkpointed (flow, window) update its row. `written` changes only once
+  /// the transaction has committed.
   void commitRows(const pipeline::FlowRecord* rows, std::size_t n) {
     sqlite3* db = write_db.get();
     sqlite3_stmt* insert = insert_stmt.get();
     int rc = detail::exec(db, "BEGIN");
-    std::uint64_t packets = 0;
+    std::uint64_t packets = 0;  // packets the transaction adds to the database
+    std::uint64_t inserted = 0, updated = 0;
+    staged.clear();
     char src[flow::kMaxAddressText];
     char dst[flow::kMaxAddressText];
     char protocol[flow::kMaxProtocolText];
     for (std::size_t i = 0; rc == SQLITE_OK && i < n; ++i) {
       const pipeline::FlowRecord& r = rows[i];
-      packets += r.packets;
-      const enrich::EndpointNames* src_names = r.srcNames();
-      const enrich::EndpointNames* dst_names = r.dstNames();
-      const char* direction = flow::directionName(r.direction);
-      sqlite3_bind_int64(insert, 1, r.first_ms);
-      bindText(insert, 2, src, flow::formatAddress(r.src, src));
-      bindText(insert, 3, dst, flow::formatAddress(r.dst, dst));
-      sqlite3_bind_int(insert, 4, r.src_port);
-      sqlite3_bind_int(insert, 5, r.dst_port);
-      bindText(insert, 6, protocol, flow::formatProtocol(r.protocol, protocol));
-      sqlite3_bind_int64(insert, 7, static_cast<sqlite3_int64>(r.bytes));
-      sqlite3_bind_int64(insert, 8, static_cast<sqlite3_int64>(r.packets));
-      bindText(insert, 9, direction, std::char_traits<char>::length(direction));
-      bindOptional(insert, 10, src_names ? &src_names->hostname : nullptr);
-      bindOptional(insert, 11, dst_names ? &dst_names->hostname : nullptr);
-      bindOptional(insert, 12, r.names ? &r.names->domain : nullptr);
-      rc = sqlite3_step(insert);
-      if (rc == SQLITE_DONE) rc = SQLITE_OK;
-      sqlite3_reset(insert);
-      sqlite3_clear_bindings(insert);
+      const bool provisional = r.state == pipeline::RecordState::kProvisional;
+      const auto it = r.update_key != 0 ? written.find(r.update_key) : written.end();
+      bool done = false;
+      WrittenRow row;
+      if (it != written.end()) {
+        row = it->second;
+        rc = update(r, row, &done);
+        if (done) {
+          ++updated;
+          packets += r.packets - std::min(r.packets, row.packets);
+        }
+      }
+      if (rc == SQLITE_OK && !done) {
+        bindInsert(insert, r, src, dst, protocol);
+        rc = run(insert);
+        row.rowid = sqlite3_last_insert_rowid(db);
+        row.first_ms = r.first_ms;
+        ++inserted;
+        packets += r.packets;
+      }
+      if (r.update_key == 0) continue;
+      if (provisional) {
+        row.window_end_ms = r.window_end_ms;
+        row.first_ms = std::min(row.first_ms, r.first_ms);
+        row.packets = r.packets;
+        staged.push_back(Staged{r.update_key, row, false});
+      } else if (it != written.end()) {
+        staged.push_back(Staged{r.update_key, row, true});
+      }
     }
     if (rc == SQLITE_OK) rc = detail::exec(db, "COMMIT");
     if (rc != SQLITE_OK) {
@@ -113,19 +210,65 @@ struct SqliteSink::Impl {
       if (last_error == "not an error") last_error = sqlite3_errstr(rc);
       if (!sqlite3_get_autocommit(db)) detail::exec(db, "ROLLBACK");
       write_errors.fetch_add(1, std::memory_order_relaxed);
-      rows_dropped_write.fetch_add(n, std::memory_order_relaxed);
-      packets_dropped_write.fetch_add(packets, std::memory_order_relaxed);
+      // Final records whose sums did not reach the database are dropped (a checkpointed row
+      // keeps its last committed counts); provisional ones are not: the next checkpoint or
+      // the final record carries their sums again.
+      std::uint64_t lost_rows = 0, lost_packets = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const pipeline::FlowRecord& r = rows[i];
+        if (r.state == pipeline::RecordState::kProvisional) {
+          checkpoint_lost.store(true, std::memory_order_relaxed);
+          continue;
+        }
+        ++lost_rows;
+        std::uint64_t committed = 0;
+        if (r.update_key != 0) {
+          const auto it = written.find(r.update_key);
+          if (it != written.end()) {
+            committed = it->second.packets;
+            written.erase(it);
+          }
+        }
+        lost_packets += r.packets - std::min(r.packets, committed);
+      }
+      rows_dropped_write.fetch_add(lost_rows, std::memory_order_relaxed);
+      packets_dropped_write.fetch_add(lost_packets, std::memory_order_relaxed);
       failing = true;
       reportDrops(SteadyClock::now());
       return;
     }
-    rows_stored.fetch_add(n, std::memory_order_relaxed);
+    for (const Staged& st : staged) {
+      if (st.erase) {
+        written.erase(st.key);
+      } else {
+        written[st.key] = st.row;
+      }
+    }
+    rows_stored.fetch_add(inserted, std::memory_order_relaxed);
+    rows_updated.fetch_add(updated, std::memory_order_relaxed);
     packets_stored.fetch_add(packets, std::memory_order_relaxed);
     batches.fetch_add(1, std::memory_order_relaxed);
     if (failing) {
       failing = false;
       reportDrops(SteadyClock::now(), /*force=*/true);
       logger("store")->info("{}: writing again", loc.display);
+    }
+  }
+
+  /// Forgets checkpointed rows whose window ended long ago without a final record (bounds
+  /// `written` when final batches are lost), and the map's storage once it is empty.
+  void forgetStaleRows(SteadyClock::time_point now) {
+    const bool over = written.size() > std::max(kMaxWrittenRows, 2 * options.queue_rows) &&
+                      now >= next_forget_over;
+    if (now < next_forget && !over) return;
+    next_forget = now + kForgetInterval;
+    next_forget_over = now + kForgetOverInterval;
+    const std::int64_t cutoff = realtimeMs() - (over ? 0 : kForgetRowsAfterMs);
+    for (auto it = written.begin(); it != written.end();) {
+      it = it->second.window_end_ms < cutoff ? written.erase(it) : std::next(it);
+    }
+    if (written.empty() && written.bucket_count() > 4096) {
+      std::unordered_map<std::uint64_t, WrittenRow>().swap(written);
     }
   }
 
@@ -204,6 +347,7 @@ struct SqliteSink::Impl {
       if (item.flush_ticket != 0) queue.done(item.flush_ticket);
       if (item.sync_ticket != 0) sync_pending = item.sync_ticket;
       now = SteadyClock::now();
+      forgetStaleRows(now);
       if (now >= next_report) {
         reportDrops(now);
         next_report = now + options.log_interval;
@@ -227,6 +371,8 @@ struct SqliteSink::Impl {
     }
     reportDrops(SteadyClock::now(), /*force=*/true);
     insert_stmt.reset();
+    update_stmt.reset();
+    update_time_stmt.reset();
     retention_stmt.reset();
     write_db.reset();
     queue.closeConsumer();
@@ -242,6 +388,7 @@ struct SqliteSink::Impl {
     SqliteSinkStats s;
     const auto get = [](const auto& a) { return a.load(std::memory_order_relaxed); };
     s.rows_stored = get(rows_stored);
+    s.rows_updated = get(rows_updated);
     s.packets_stored = get(packets_stored);
     s.rows_dropped_write_error = get(rows_dropped_write);
     s.packets_dropped_write_error = get(packets_dropped_write);
@@ -256,15 +403,26 @@ struct SqliteSink::Impl {
   StoreOptions options;
   detail::DbLocation loc;
   pipeline::BatchQueue queue;
-  std::atomic<std::uint64_t> rows_stored{0}, packets_stored{0}, rows_dropped_write{0},
-      packets_dropped_write{0}, batches{0}, write_errors{0}, rows_deleted{0}, retention_chunks{0};
-  std::mutex stop_mu;  // serialises stop()
+  std::atomic<std::uint64_t> rows_stored{0}, rows_updated{0}, packets_stored{0},
+      rows_dropped_write{0}, packets_dropped_write{0}, batches{0}, write_errors{0}, rows_deleted{0},
+      retention_chunks{0};
+  std::atomic<bool> checkpoint_lost{false};  // set by the writer, taken by the pipeline
+  std::mutex stop_mu;                        // serialises stop()
   std::thread writer;
 
   // Writer thread only (set up before it starts).
   DbPtr write_db;
   StmtPtr insert_stmt;
+  StmtPtr update_stmt;
+  StmtPtr update_time_stmt;
   StmtPtr retention_stmt;
+  // Rows of open aggregation windows written at a checkpoint, by update_key: at most one per
+  // open (flow, window) sum (plus, for 10 minutes, those whose final record was lost; never
+  // more than the hard bound once ended windows are forgotten).
+  std::unordered_map<std::uint64_t, WrittenRow> written;
+  std::vector<Staged> staged;  // reused by commitRows()
+  SteadyClock::time_point next_forget;
+  SteadyClock::time_point next_forget_over;
   SteadyClock::time_point next_report;
   SteadyClock::time_point next_retention;
   bool retention_active = false;
@@ -283,14 +441,20 @@ SqliteSink::SqliteSink(StoreOptions options) : impl_(std::make_unique<Impl>(std:
   detail::checkBeforeOpen(s.loc);
   s.write_db = detail::openWriter(s.loc);
   s.insert_stmt = detail::prepare(s.write_db.get(), kInsertSql, s.loc.display);
+  s.update_stmt = detail::prepare(s.write_db.get(), kUpdateSql, s.loc.display);
+  s.update_time_stmt = detail::prepare(s.write_db.get(), kUpdateWithTimeSql, s.loc.display);
   s.retention_stmt = detail::prepare(s.write_db.get(), kRetentionSql, s.loc.display);
   s.writer = std::thread([impl = impl_.get()] { impl->run(); });
 }
 
 SqliteSink::~SqliteSink() { stop(); }
 
-void SqliteSink::consume(pipeline::BatchPtr batch, Deadline room_until) noexcept {
-  impl_->queue.push(std::move(batch), room_until);
+bool SqliteSink::consume(pipeline::BatchPtr batch, Deadline room_until) noexcept {
+  return impl_->queue.push(std::move(batch), room_until);
+}
+
+bool SqliteSink::takeCheckpointLost() noexcept {
+  return impl_->checkpoint_lost.exchange(false, std::memory_order_relaxed);
 }
 
 void SqliteSink::flush() { impl_->queue.flush(); }
@@ -317,6 +481,14 @@ std::vector<prometheus::MetricFamily> storageFamilies(const SqliteSinkStats& s) 
                     {{"queue_full", s.queue.records_dropped_full},
                      {"write_error", s.rows_dropped_write_error},
                      {"stopped", s.queue.records_dropped_closed}});
+  f.counter("ayaflow_storage_rows_updated_total",
+            "Rows of open aggregation windows updated in place with newer counts (at a "
+            "checkpoint or when the window ended).",
+            s.rows_updated);
+  f.counter("ayaflow_storage_checkpoint_records_refused_total",
+            "Provisional records of a checkpoint not queued because the writer was busy; not "
+            "lost: the pipeline sends those flows again at its next checkpoint.",
+            s.queue.checkpoint_records_refused);
   f.gauge("ayaflow_storage_queue_rows", "Rows waiting to be written.",
           static_cast<double>(s.queue.depth));
   return f.take();

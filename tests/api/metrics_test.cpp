@@ -38,11 +38,14 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   agent.stats.pipeline.packets_dropped_stopped = 22;
   agent.stats.pipeline.queue_depth = 24;
   agent.stats.pipeline.records_emitted = 1900;
+  agent.stats.pipeline.records_checkpointed = 1700;
   agent.stats.storage.rows_stored = 1800;
   agent.stats.storage.queue.records_dropped_full = 25;
   agent.stats.storage.rows_dropped_write_error = 1;
   agent.stats.storage.queue.records_dropped_closed = 26;
   agent.stats.storage.queue.depth = 31;
+  agent.stats.storage.rows_updated = 1600;
+  agent.stats.storage.queue.checkpoint_records_refused = 27;
   agent.stats.http = fake::distinctHttpStats();
   agent.stats.stream = fake::distinctStreamStats();
   const auto m = parseMetrics(renderMetrics(agent.registry));
@@ -79,11 +82,14 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {R"(ayaflow_pipeline_packets_dropped_total{reason="stopped"})", "22"},
       {"ayaflow_pipeline_queue_packets", "24"},
       {"ayaflow_pipeline_records_total", "1900"},
+      {"ayaflow_pipeline_checkpoint_records_total", "1700"},
       {"ayaflow_storage_rows_stored_total", "1800"},
       {R"(ayaflow_storage_rows_dropped_total{reason="queue_full"})", "25"},
       {R"(ayaflow_storage_rows_dropped_total{reason="write_error"})", "1"},
       {R"(ayaflow_storage_rows_dropped_total{reason="stopped"})", "26"},
       {"ayaflow_storage_queue_rows", "31"},
+      {"ayaflow_storage_rows_updated_total", "1600"},
+      {"ayaflow_storage_checkpoint_records_refused_total", "27"},
       {"ayaflow_http_connections", "3"},
       {"ayaflow_http_connections_rejected_total", "5"},
       {"ayaflow_http_connections_denied_total", "6"},
@@ -128,9 +134,12 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_pipeline_packets_dropped_total", "counter"},
       {"ayaflow_pipeline_queue_packets", "gauge"},
       {"ayaflow_pipeline_records_total", "counter"},
+      {"ayaflow_pipeline_checkpoint_records_total", "counter"},
       {"ayaflow_storage_rows_stored_total", "counter"},
       {"ayaflow_storage_rows_dropped_total", "counter"},
       {"ayaflow_storage_queue_rows", "gauge"},
+      {"ayaflow_storage_rows_updated_total", "counter"},
+      {"ayaflow_storage_checkpoint_records_refused_total", "counter"},
       {"ayaflow_http_connections", "gauge"},
       {"ayaflow_http_connections_rejected_total", "counter"},
       {"ayaflow_http_connections_denied_total", "counter"},

@@ -46,6 +46,37 @@ TEST(BatchQueue, ABatchLargerThanTheQueueGoesIntoAnEmptyQueue) {
   EXPECT_EQ(q.stats().depth, 25u);
 }
 
+BatchPtr checkpointOf(std::size_t n) {
+  auto b = std::make_shared<RecordBatch>(n);
+  for (auto& r : *b) r.state = RecordState::kProvisional;
+  return b;
+}
+
+TEST(BatchQueue, ACheckpointNeverKeepsFinalRecordsOutAndIsRefusedWithoutADrop) {
+  BatchQueue q(10);
+  EXPECT_TRUE(q.push(checkpointOf(25)));  // an empty queue takes a large checkpoint
+  EXPECT_TRUE(q.push(batchOf(8)));        // final records fit beside it
+  EXPECT_FALSE(q.push(checkpointOf(1)));  // a second checkpoint does not
+  EXPECT_TRUE(q.push(batchOf(2)));
+  EXPECT_FALSE(q.push(batchOf(1)));  // 11 final records > 10
+  BatchQueueStats s = q.stats();
+  EXPECT_EQ(s.depth, 35u);
+  EXPECT_EQ(s.records_dropped_full, 1u);
+  EXPECT_EQ(s.checkpoint_records_refused, 1u);
+  EXPECT_EQ(q.pop(now()).batch->size(), 25u);
+  EXPECT_EQ(q.pop(now()).batch->size(), 8u);
+  EXPECT_EQ(q.pop(now()).batch->size(), 2u);
+  EXPECT_EQ(q.stats().depth, 0u);
+  EXPECT_TRUE(q.push(batchOf(10)));
+  EXPECT_TRUE(q.push(batchOf(0)));
+  EXPECT_FALSE(q.push(checkpointOf(1)));  // full with final records
+  q.close();
+  EXPECT_FALSE(q.push(checkpointOf(3)));
+  s = q.stats();
+  EXPECT_EQ(s.checkpoint_records_refused, 5u);
+  EXPECT_EQ(s.records_dropped_closed, 0u);
+}
+
 TEST(BatchQueue, EmptyBatchesAreIgnored) {
   BatchQueue q(1);
   EXPECT_TRUE(q.push(batchOf(0)));

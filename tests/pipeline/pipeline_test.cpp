@@ -28,10 +28,13 @@ constexpr auto kNever = std::chrono::hours(24);
 class FakeSink final : public RecordSink {
  public:
   const char* name() const noexcept override { return "fake"; }
-  void consume(BatchPtr batch, Deadline) noexcept override {
+  bool consume(BatchPtr batch, Deadline) noexcept override {
     std::lock_guard<std::mutex> lock(mu_);
+    if (refuse_checkpoints && batch->front().state == RecordState::kProvisional) return false;
     batches_.push_back(std::move(batch));
+    return true;
   }
+  bool takeCheckpointLost() noexcept override { return checkpoint_lost.exchange(false); }
   void flush() override { ++flushes; }
   void stop() override {}
 
@@ -44,7 +47,17 @@ class FakeSink final : public RecordSink {
     for (const auto& b : batches()) out.insert(out.end(), b->begin(), b->end());
     return out;
   }
+  /// Final records only.
+  std::vector<FlowRecord> finals() const {
+    std::vector<FlowRecord> out;
+    for (const auto& r : records()) {
+      if (r.state == RecordState::kFinal) out.push_back(r);
+    }
+    return out;
+  }
   std::atomic<int> flushes{0};
+  std::atomic<bool> refuse_checkpoints{false};
+  std::atomic<bool> checkpoint_lost{false};
 
  private:
   mutable std::mutex mu_;
@@ -54,6 +67,7 @@ class FakeSink final : public RecordSink {
 PipelineOptions rawOptions() {
   PipelineOptions o;
   o.batch_interval = kNever;
+  o.checkpoint_interval = std::chrono::milliseconds(0);
   return o;
 }
 
@@ -158,6 +172,72 @@ TEST(Pipeline, TooManyOpenFlowsAreHandedOverEarlyWithExactTotals) {
   EXPECT_GE(sink.records().size(), 15u);
   p.flush();
   EXPECT_EQ(sink.records().size(), 25u);
+}
+
+TEST(Pipeline, CheckpointsHandOverOpenWindowsAsProvisionalRecordsUntilTheFinalOne) {
+  FakeSink sink;
+  PipelineOptions o = rawOptions();
+  o.aggregation_window_s = 3600;
+  o.checkpoint_interval = std::chrono::milliseconds(10);
+  Pipeline p(o, nullptr, {&sink});
+  for (int i = 0; i < 10; ++i) p.onPacket(makePacket(1, 40000, 443, 6, Direction::kEgress, 100));
+  const auto provisional_with = [&](std::uint64_t packets) {
+    for (const auto& r : sink.records()) {
+      if (r.state == RecordState::kProvisional && r.packets == packets) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(eventually([&] { return provisional_with(10); }));
+  for (int i = 0; i < 5; ++i) p.onPacket(makePacket(1, 40000, 443, 6, Direction::kEgress, 100));
+  ASSERT_TRUE(eventually([&] { return provisional_with(15); }));
+  EXPECT_TRUE(sink.finals().empty());
+  EXPECT_GE(p.stats().records_checkpointed, 2u);
+  EXPECT_EQ(p.stats().records_emitted, 0u);
+  p.flush();
+  const auto finals = sink.finals();
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0].packets, 15u);
+  EXPECT_EQ(finals[0].bytes, 1500u);
+  for (const auto& r : sink.records()) EXPECT_EQ(r.update_key, finals[0].update_key);
+  // Nothing changed since: no more checkpoints once the window is handed over.
+  const std::size_t seen = sink.records().size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(sink.records().size(), seen);
+}
+
+TEST(Pipeline, ARefusedCheckpointIsSentAgain) {
+  FakeSink sink;
+  sink.refuse_checkpoints = true;
+  PipelineOptions o = rawOptions();
+  o.aggregation_window_s = 3600;
+  o.checkpoint_interval = std::chrono::milliseconds(5);
+  Pipeline p(o, nullptr, {&sink});
+  p.onPacket(makePacket(1, 40000, 443));
+  p.onPacket(makePacket(2, 40000, 443));
+  ASSERT_TRUE(eventually([&] { return p.stats().records_checkpointed >= 4; }));
+  EXPECT_TRUE(sink.records().empty());
+  sink.refuse_checkpoints = false;  // both flows come again though neither changed
+  ASSERT_TRUE(eventually([&] { return sink.records().size() == 2; }));
+  const std::uint64_t checkpointed = p.stats().records_checkpointed;
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_EQ(p.stats().records_checkpointed, checkpointed);  // taken: not sent again
+}
+
+TEST(Pipeline, ASinkThatLostACheckpointGetsEveryOpenFlowAtTheNext) {
+  FakeSink sink;
+  PipelineOptions o = rawOptions();
+  o.aggregation_window_s = 3600;
+  o.checkpoint_interval = std::chrono::milliseconds(5);
+  Pipeline p(o, nullptr, {&sink});
+  p.onPacket(makePacket(1, 40000, 443));
+  p.onPacket(makePacket(2, 40000, 443));
+  ASSERT_TRUE(eventually([&] { return sink.records().size() == 2; }));
+  p.onPacket(makePacket(1, 40000, 443));
+  ASSERT_TRUE(eventually([&] { return sink.records().size() == 3; }));  // the changed one
+  sink.checkpoint_lost = true;                                          // e.g. its write failed
+  ASSERT_TRUE(eventually([&] { return sink.records().size() == 5; }));  // both, unchanged
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_EQ(sink.records().size(), 5u);
 }
 
 class NamesFromPort final : public enrich::Enricher {

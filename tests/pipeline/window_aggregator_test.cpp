@@ -139,6 +139,68 @@ TEST(WindowAggregator, KeepsTheEarliestFirstAndTheLatestLastTime) {
   EXPECT_FALSE(rows[0].names);
 }
 
+TEST(WindowAggregator, CheckpointsCarryChangedOpenSumsUntilAcknowledged) {
+  WindowAggregator agg(kW);
+  const auto a = makePacket(1, 40000, 443, 6, Direction::kEgress, 100);
+  const auto b = makePacket(2, 40001, 53, 17, Direction::kEgress, 60);
+  agg.add(a, kBase + 1, kBase + 1);
+  agg.add(b, kBase + 2, kBase + 2);
+  std::vector<FlowRecord> cp;
+  ASSERT_EQ(agg.checkpoint(cp), 2u);
+  EXPECT_EQ(agg.openFlows(), 2u);  // a checkpoint copies, the sums stay open
+  for (const auto& r : cp) {
+    EXPECT_EQ(r.state, RecordState::kProvisional);
+    EXPECT_NE(r.update_key, 0u);
+    EXPECT_EQ(r.window_end_ms, kBase + kW);
+  }
+  EXPECT_NE(cp[0].update_key, cp[1].update_key);
+  const std::uint64_t key_a = cp[0].update_key;
+  agg.acknowledgeCheckpoint();
+
+  // Nothing changed: an empty checkpoint. Then only the changed sum, with cumulative sums.
+  cp.clear();
+  EXPECT_EQ(agg.checkpoint(cp), 0u);
+  agg.acknowledgeCheckpoint();
+  agg.add(a, kBase + 3, kBase + 3);
+  cp.clear();
+  ASSERT_EQ(agg.checkpoint(cp), 1u);
+  EXPECT_EQ(cp[0].update_key, key_a);
+  EXPECT_EQ(cp[0].packets, 2u);
+  EXPECT_EQ(cp[0].bytes, 200u);
+  // Not acknowledged (a sink refused it): the next checkpoint carries it again, newer.
+  agg.add(b, kBase + 4, kBase + 4);
+  cp.clear();
+  ASSERT_EQ(agg.checkpoint(cp), 2u);
+  agg.acknowledgeCheckpoint();
+
+  // A sink lost a checkpoint: the next one carries every open sum, changed or not.
+  agg.checkpointEverything();
+  cp.clear();
+  ASSERT_EQ(agg.checkpoint(cp), 2u);
+  agg.acknowledgeCheckpoint();
+  cp.clear();
+  EXPECT_EQ(agg.checkpoint(cp), 0u);
+  agg.acknowledgeCheckpoint();
+
+  // The final records keep the update keys and hold the exact totals.
+  agg.add(a, kBase + 5, kBase + 5);
+  std::vector<FlowRecord> out;
+  ASSERT_EQ(agg.takeClosed(kBase + kW, out), 2u);
+  EXPECT_EQ(out[0].state, RecordState::kFinal);
+  EXPECT_EQ(out[0].update_key, key_a);
+  EXPECT_EQ(out[0].packets, 3u);
+  EXPECT_EQ(out[1].packets, 2u);
+  cp.clear();
+  EXPECT_EQ(agg.checkpoint(cp), 0u);
+
+  // A later sum of the same flow (a new window) gets a new key.
+  agg.add(a, kBase + kW, kBase + kW);
+  cp.clear();
+  ASSERT_EQ(agg.checkpoint(cp), 1u);
+  EXPECT_NE(cp[0].update_key, key_a);
+  EXPECT_EQ(cp[0].window_end_ms, kBase + 2 * kW);
+}
+
 TEST(FlowRecord, FromPacketIsOneRawRecordOrientedLikeTheLiveMap) {
   const auto p = test::makePacket(9, 5, 6, 6, Direction::kIngress, 1400, 12345);
   const FlowRecord r = FlowRecord::fromPacket(p, kBase, kBase);

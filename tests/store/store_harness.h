@@ -45,6 +45,7 @@ struct HarnessOptions {
   std::chrono::milliseconds retention_interval{60000};
   std::size_t retention_chunk = 5000;
   std::size_t max_open_flows = 65536;
+  std::chrono::milliseconds checkpoint_interval{0};  ///< aggregated mode; 0: none (tests)
   std::chrono::milliseconds log_interval{10000};
   std::chrono::milliseconds query_timeout{5000};
   FunctionEnricher::Fn enrich;  ///< empty: no names
@@ -73,6 +74,7 @@ class Harness {
     po.batch_interval = o.batch_interval;
     po.queue_capacity = o.queue_capacity;
     po.max_open_flows = o.max_open_flows;
+    po.checkpoint_interval = o.checkpoint_interval;
     po.log_interval = o.log_interval;
     if (o.enrich) enricher_ = std::make_unique<FunctionEnricher>(o.enrich);
     sink_ = std::make_unique<SqliteSink>(so);

@@ -18,14 +18,22 @@ struct BatchQueueStats {
   std::uint64_t records_queued = 0;          ///< accepted by push()
   std::uint64_t records_dropped_full = 0;    ///< refused: the queue held max_records
   std::uint64_t records_dropped_closed = 0;  ///< pushed after close()
-  std::size_t depth = 0;                     ///< records waiting now
-  std::size_t capacity = 0;                  ///< max_records
+  /// Provisional records (checkpoints) refused because the queue was busy: not lost, the
+  /// pipeline sends those flows again at its next checkpoint. Not in records_dropped_full.
+  std::uint64_t checkpoint_records_refused = 0;
+  std::size_t depth = 0;     ///< records waiting now
+  std::size_t capacity = 0;  ///< max_records
 };
 
 /// The bounded hand-off between the pipeline thread and one sink's thread: batches of
 /// records, at most `max_records` records waiting. push() never waits: a batch that does
 /// not fit is dropped and counted, so a slow sink (a full disk, an unreachable collector)
 /// never stalls the pipeline or the other sinks.
+///
+/// Checkpoints (batches of provisional records) never take room from final records: a final
+/// batch is admitted by the final records waiting alone, a checkpoint only when it fits with
+/// everything waiting (or the queue is empty). So at most max_records final records (or one
+/// larger final batch) and one checkpoint wait, besides the batch the consumer is writing.
 ///
 /// Requests: flush() and sync() let another thread wait until the consumer has handled
 /// everything pushed before the call; the consumer sees them as tickets from pop() and
@@ -83,13 +91,14 @@ class BatchQueue {
   std::condition_variable room_cv_;  // wakes a producer waiting for room
   // Guarded by mu_.
   std::deque<BatchPtr> batches_;
-  std::size_t depth_ = 0;
+  std::size_t depth_ = 0;        // records waiting
+  std::size_t final_depth_ = 0;  // final records waiting
   bool closed_ = false;
   bool consumer_gone_ = false;
   std::uint64_t flush_requested_ = 0, flush_answered_ = 0;
   std::uint64_t sync_requested_ = 0, sync_answered_ = 0;
   std::uint64_t flush_given_ = 0, sync_given_ = 0;  // tickets pop() has handed out
-  std::uint64_t queued_ = 0, dropped_full_ = 0, dropped_closed_ = 0;
+  std::uint64_t queued_ = 0, dropped_full_ = 0, dropped_closed_ = 0, refused_checkpoint_ = 0;
 };
 
 }  // namespace ayaflow::pipeline

@@ -13,9 +13,26 @@
 
 namespace ayaflow::pipeline {
 
+/// Whether a record is a flow's last word for its interval or a snapshot of a window still open.
+enum class RecordState : std::uint8_t {
+  /// The record's sums are complete: a raw packet, or an aggregation window's sums once the
+  /// window has ended (or was handed over early to bound memory).
+  kFinal = 0,
+  /// A checkpoint of a window still open: the sums so far (cumulative, not a delta). Later
+  /// records with the same update_key (provisional again, then one final) supersede it.
+  kProvisional = 1,
+};
+
 /// One directional flow over an interval: a single packet in raw mode, or a flow's sums over
 /// an aggregation window. Binary (no text) until a sink writes it out; every sink (SQLite
 /// history, exporters) consumes the same records.
+///
+/// Provisional vs final (aggregated mode): while a window is open the pipeline hands the sinks
+/// a provisional record of each flow whose sums changed, every checkpoint interval, and a final
+/// record when the window ends. All of them carry the same update_key and cumulative sums, so a
+/// sink that can update in place (SQLite) keeps one row per key and a crash loses at most one
+/// checkpoint interval; a sink that cannot update (an exporter sending each record once)
+/// ignores provisional records: the final one alone holds the exact totals.
 struct FlowRecord {
   flow::IpAddress src, dst;
   std::int64_t first_ms = 0;  ///< Unix ms of the first packet
@@ -27,6 +44,12 @@ struct FlowRecord {
   std::uint8_t protocol = 0;  ///< 6 TCP, 17 UDP
   flow::Direction direction = flow::Direction::kIngress;
   std::uint8_t flags = 0;  ///< AYAFLOW_F_* of the first packet
+  RecordState state = RecordState::kFinal;
+  /// Aggregated mode: identifies one (flow, window) sum across its provisional records and
+  /// its final one (unique within a pipeline's life, never 0). 0 in raw mode.
+  std::uint64_t update_key = 0;
+  /// Aggregated mode: end (Unix ms, exclusive) of the record's window. 0 in raw mode.
+  std::int64_t window_end_ms = 0;
   /// Names from the enrichment chain; null when nothing is known. Shared, never modified
   /// once the record is handed to the sinks.
   std::shared_ptr<const enrich::ConnectionNames> names;
@@ -83,6 +106,9 @@ using BatchPtr = std::shared_ptr<const RecordBatch>;
 ///
 /// Threads: consume() is called on the pipeline thread and must never block on I/O: a sink
 /// queues the batch for its own thread (see BatchQueue) or drops it and counts the drop.
+///
+/// Batches: a batch holds either only final records or only provisional ones (a checkpoint).
+/// A sink that cannot update in place returns true for a checkpoint and ignores it.
 /// flush() and stop() are called from the owner's thread (never the pipeline's).
 class RecordSink {
  public:
@@ -94,7 +120,13 @@ class RecordSink {
   /// Takes a batch. `room_until` is set only while the pipeline flushes or stops (capture has
   /// stopped feeding it or waits for nothing): then a full queue waits for room until that
   /// time, so what was accepted before shutdown is written; otherwise a full queue drops.
-  virtual void consume(BatchPtr batch, Deadline room_until) noexcept = 0;
+  /// Returns false when the batch was dropped: the pipeline then sends the flows of a refused
+  /// checkpoint again at the next one (their sums are cumulative, so nothing is counted twice).
+  virtual bool consume(BatchPtr batch, Deadline room_until) noexcept = 0;
+  /// True (once) when a checkpoint this sink took could not be stored (a write error): the
+  /// pipeline then sends every open flow at its next checkpoint, not only the changed ones.
+  /// Called on the pipeline thread before each checkpoint.
+  virtual bool takeCheckpointLost() noexcept { return false; }
   /// Returns once every batch consumed before the call is written (or has failed).
   virtual void flush() = 0;
   /// Writes what it holds and stops its thread; consume() then drops and counts. Idempotent.

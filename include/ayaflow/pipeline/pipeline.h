@@ -26,6 +26,10 @@ struct PipelineOptions {
   std::chrono::milliseconds batch_interval{2000};  ///< a partial batch is handed over this often
   std::size_t queue_capacity = 16384;  ///< packets capture may queue (80 bytes each, lazily mapped)
   std::size_t max_open_flows = 65536;  ///< aggregated mode: open (flow, window) sums in memory
+  /// Aggregated mode: how often the sums of open windows that changed go to the sinks as
+  /// provisional records (SQLite updates their rows in place), so a crash loses at most about
+  /// this much instead of a whole window. 0: only when the window ends. Sensible: 1-10 s.
+  std::chrono::milliseconds checkpoint_interval{2000};
   std::chrono::milliseconds log_interval{10000};  ///< at most one drop warning per interval
   /// flush()/stop(): how long the sinks may take to make room for what is handed over.
   std::chrono::milliseconds drain_timeout{10000};
@@ -37,7 +41,9 @@ struct PipelineStats {
   std::uint64_t packets_queued = 0;              ///< accepted by onPacket()
   std::uint64_t packets_dropped_queue_full = 0;  ///< refused: the queue was full
   std::uint64_t packets_dropped_stopped = 0;     ///< refused: after stop()
-  std::uint64_t records_emitted = 0;             ///< records handed to the sinks
+  std::uint64_t records_emitted = 0;             ///< final records handed to the sinks
+  std::uint64_t records_checkpointed = 0;        ///< provisional records handed to the sinks
+  std::uint64_t checkpoints = 0;                 ///< checkpoints taken (aggregated mode)
   std::uint64_t enrich_failures = 0;             ///< records handed over without names
   std::size_t queue_depth = 0;                   ///< packets waiting now
   std::size_t queue_capacity = 0;
@@ -62,9 +68,10 @@ std::vector<prometheus::MetricFamily> pipelineFamilies(const PipelineStats& stat
 /// Records: raw mode hands a batch over when batch_records are pending or every
 /// batch_interval; aggregated mode hands a window's records over once the window has ended
 /// (or all open sums early when more than max_open_flows are open: totals stay exact, a flow
-/// may then get a second record for the same window). Times: a packet's CLOCK_MONOTONIC
-/// timestamp_ns becomes Unix ms with the pipeline's CLOCK_REALTIME - CLOCK_MONOTONIC
-/// offset; a packet with timestamp_ns 0 is stamped when the pipeline takes it.
+/// may then get a second record for the same window); every checkpoint_interval, the open
+/// windows' changed sums go over as provisional records (see FlowRecord). Times: a packet's
+/// CLOCK_MONOTONIC timestamp_ns becomes Unix ms with the pipeline's CLOCK_REALTIME -
+/// CLOCK_MONOTONIC offset; a packet with timestamp_ns 0 is stamped when the pipeline takes it.
 ///
 /// Errors: the constructor throws std::bad_alloc / std::system_error; nothing else throws.
 /// Drops are counted and logged (logger "pipeline") at most once per log_interval; an

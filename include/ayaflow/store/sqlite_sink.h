@@ -22,10 +22,12 @@ struct DbLocation;
 
 /// Counters of a SqliteSink; each exact (not a point-in-time cut).
 struct SqliteSinkStats {
-  std::uint64_t rows_stored = 0;                  ///< rows committed
-  std::uint64_t packets_stored = 0;               ///< sum of packet_count of committed rows
-  std::uint64_t rows_dropped_write_error = 0;     ///< rows of failed transactions
-  std::uint64_t packets_dropped_write_error = 0;  ///< packets in those rows
+  std::uint64_t rows_stored = 0;     ///< rows committed (inserted)
+  std::uint64_t rows_updated = 0;    ///< updates of checkpointed rows committed
+  std::uint64_t packets_stored = 0;  ///< sum of packet_count of committed rows (at present)
+  /// final records of failed transactions (a checkpointed row keeps its older counts)
+  std::uint64_t rows_dropped_write_error = 0;
+  std::uint64_t packets_dropped_write_error = 0;  ///< packets of those records not stored
   std::uint64_t batches = 0;                      ///< committed write transactions
   std::uint64_t write_errors = 0;                 ///< failed write transactions
   std::uint64_t rows_deleted = 0;                 ///< by retention
@@ -40,7 +42,10 @@ std::vector<prometheus::MetricFamily> storageFamilies(const SqliteSinkStats& sta
 /// thread alone owns the write connection and its prepared statements.
 ///
 /// Writes: each batch from the pipeline is committed in transactions of at most batch_rows
-/// rows; addresses, protocol and direction become text only while they are bound. Retention
+/// rows; addresses, protocol and direction become text only while they are bound.
+/// Aggregated mode: the first record of a (flow, window) sum (provisional or final) inserts
+/// its row; later ones (same update_key) update that row in place by rowid, so a window
+/// keeps one row per flow whose counts grow at each checkpoint and end exact. Retention
 /// deletes rows older than retention_s every retention_interval, retention_chunk rows per
 /// statement, serving the queue between chunks.
 ///
@@ -62,7 +67,8 @@ class SqliteSink final : public pipeline::RecordSink {
   SqliteSink& operator=(const SqliteSink&) = delete;
 
   const char* name() const noexcept override { return "sqlite"; }
-  void consume(pipeline::BatchPtr batch, Deadline room_until) noexcept override;
+  bool consume(pipeline::BatchPtr batch, Deadline room_until) noexcept override;
+  bool takeCheckpointLost() noexcept override;
   void flush() override;
   /// Writes every queued batch, stops the thread and closes the write connection.
   void stop() override;
