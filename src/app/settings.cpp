@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "settings.h"
 
+#include <chrono>
 #include <limits>
 
 namespace ayaflow::app::detail {
@@ -58,6 +59,19 @@ const Setting kSettings[] = {
          parseRange(r.label, r.single(), 0, kMaxU32, "a window in seconds"));
    },
    [](const Config& c) { return std::to_string(c.pipeline.aggregation_window_s); }},
+  {"--checkpoint-interval", "--checkpoint-interval", "AYAFLOW_CHECKPOINT_INTERVAL",
+   "checkpoint_interval_seconds", ValueType::kInteger, "SECONDS",
+   "Aggregated mode: write open windows' counts this often (what a crash can lose), "
+   "0 = only when a window ends, 0-3600",
+   [](const Raw& r, Config& c) {
+     c.pipeline.checkpoint_interval = std::chrono::seconds(
+         parseRange(r.label, r.single(), 0, 3600, "an interval in seconds"));
+   },
+   [](const Config& c) {
+     return std::to_string(
+         std::chrono::duration_cast<std::chrono::seconds>(c.pipeline.checkpoint_interval)
+             .count());
+   }},
   {"--allowed-ips", "--allowed-ips", "AYAFLOW_ALLOWED_IPS", "allowed_ips", ValueType::kList,
    "CIDR[,CIDR...]", "Only these networks may reach the HTTP API; repeat or comma-separate",
    [](const Raw& r, Config& c) { c.http.allowed_ips = parseCidrs(r); },
