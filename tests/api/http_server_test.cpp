@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "api_test_util.h"
 #include "ayaflow/api/core_routes.h"
 #include "ayaflow/common/system_error.h"
 #include "fake_live_source.h"
@@ -340,19 +341,25 @@ TEST_F(HttpServerTest, ConcurrentClientsAllSucceed) {
   EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << failures.front();
 }
 
-TEST_F(HttpServerTest, ConnectionsAboveMaxAreClosedAndCounted) {
+TEST_F(HttpServerTest, ConnectionsAboveMaxEvictTheLongestIdle) {
   auto opts = options();
-  opts.max_connections = 2;
+  opts.max_connections = 2;  // reserve: at most a quarter, so none here
   HttpServer& server = startServer(opts);
   HttpConnection a(kHost, port());
+  ASSERT_EQ(a.request("GET", "/api/health").status, 200);
+  std::this_thread::sleep_for(50ms);  // a has been idle longer than b (not a deadline)
   HttpConnection b(kHost, port());
-  ASSERT_EQ(a.request("GET", "/api/health").status, 200);  // both registered by now
   ASSERT_EQ(b.request("GET", "/api/health").status, 200);
+  std::this_thread::sleep_for(50ms);
+  // A third connection takes the slot of the one idle the longest (a).
   HttpConnection c(kHost, port());
-  EXPECT_TRUE(c.waitForClose(5s));
-  EXPECT_EQ(server.stats().rejected_connections, 1u);
-  EXPECT_EQ(server.stats().active_connections, 2u);
-  EXPECT_EQ(a.request("GET", "/api/health").status, 200);
+  EXPECT_TRUE(a.waitForClose(5s));
+  EXPECT_EQ(c.request("GET", "/api/health").status, 200);
+  EXPECT_EQ(server.stats().evicted_connections, 1u);
+  EXPECT_EQ(server.stats().rejected_connections, 0u);
+  // The evicted session leaves the count once its strand has closed it.
+  EXPECT_TRUE(test_util::waitUntil([&] { return server.stats().active_connections == 2u; }, 5s));
+  EXPECT_EQ(b.request("GET", "/api/health").status, 200);
 }
 
 TEST_F(HttpServerTest, AcceptFilterDeniesWith403AndSeesMappedAddress) {
