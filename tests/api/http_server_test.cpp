@@ -296,6 +296,31 @@ TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_EQ(connection.readResponse().status, 404);
 }
 
+TEST_F(HttpServerTest, ManyPipelinedRequestsBeyondTheReadBufferAreAllAnswered) {
+  startServer();
+  HttpConnection connection(kHost, port());
+  std::string requests;
+  constexpr int kRequests = 400;  // ~16 KiB: more than the read buffer (8 KiB + 4 KiB)
+  for (int i = 0; i < kRequests; ++i) requests += "GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_TRUE(connection.sendRaw(requests));  // fits the socket buffers: no reader needed
+  int ok = 0;
+  for (int i = 0; i < kRequests; ++i) ok += connection.readResponse().status == 200;
+  EXPECT_EQ(ok, kRequests);
+}
+
+TEST_F(HttpServerTest, TooManyHeaderFieldsAre431) {
+  auto opts = options();
+  opts.max_header_fields = 20;
+  startServer(opts);
+  test::HeaderList headers;
+  for (int i = 0; i < 30; ++i) headers.emplace_back("X-H" + std::to_string(i), "v");
+  const HttpResult r = test::httpRequest(kHost, port(), "GET", "/api/health", headers);
+  EXPECT_EQ(r.status, 431);
+  EXPECT_EQ(json::parse(r.body), json({{"error", "too many header fields"}}));
+  headers.resize(10);
+  EXPECT_EQ(test::httpRequest(kHost, port(), "GET", "/api/health", headers).status, 200);
+}
+
 TEST_F(HttpServerTest, Http10WithoutKeepAliveIsClosedAfterAnswer) {
   startServer();
   HttpConnection connection(kHost, port());
