@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -468,6 +469,29 @@ TEST_F(HostileTest, WebSocketHandshakeErrorsAreJson) {
   EXPECT_TRUE(nlohmann::json::parse(bad_key.body).contains("error"));
   EXPECT_EQ(server_->stats().request_errors[kReasonWebSocket], 3u);
   EXPECT_EQ(hub_.stats().clients_total, 0u);
+}
+
+TEST_F(HostileTest, WebSocketMessageOverTheLimitIsClosedWith1009) {
+  HttpServerOptions opts;
+  opts.websocket_message_limit = 1024;
+  const std::uint16_t port = start(opts);
+  test::WsClient ws(kHost, port);
+  ASSERT_TRUE(ws.isOpen());
+  ws.sendText(std::string(1000, 'a'));  // under the limit: read and discarded
+  ws.sendText(std::string(2000, 'b'));
+  std::optional<test::WsMessage> close;
+  const auto deadline = Clock::now() + 5s;
+  while (Clock::now() < deadline) {
+    auto m = ws.read(1s);
+    if (m && m->opcode == 8) {
+      close = m;
+      break;
+    }
+    if (!m && ws.eof()) break;
+  }
+  ASSERT_TRUE(close.has_value());
+  EXPECT_EQ(close->closeCode(), 1009);
+  EXPECT_EQ(test::httpGet(kHost, port, "/api/health").status, 200);
 }
 
 // Issue 21: 1 100 idle connections from outside --allowed-ips held all 1 024 slots.
