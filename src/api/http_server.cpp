@@ -172,7 +172,10 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     };
   }
 
-  ~Session() override { core_.unregisterSession(this); }
+  ~Session() override {
+    core_.releaseResponseBytes(held_bytes_);
+    core_.unregisterSession(this);
+  }
 
   /// On the listener's strand, right after admission into `pool`.
   void start(detail::Pool pool) {
@@ -373,6 +376,17 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
 
   /// Writes `response` to the request being served, then reads the next one or closes.
   void answer(Response&& response) {
+    // Large answers to clients that read slowly must not pile up in memory: past the
+    // server-wide budget the answer becomes a small 503.
+    const std::size_t size = reply_head_ ? 0 : response.body.size();
+    if (!core_.acquireResponseBytes(size)) {
+      core_.responses_shed.fetch_add(1, std::memory_order_relaxed);
+      response = busy("server busy: too many large answers being sent", 1s);
+      core_.acquireResponseBytes(response.body.size());  // small: always granted
+      held_bytes_ = response.body.size();
+    } else {
+      held_bytes_ = size;
+    }
     prepareResponse(std::move(response), reply_version_, reply_keep_alive_, reply_head_,
                     reply_api_);
     doWrite(reply_keep_alive_ ? AfterWrite::kNextRequest : AfterWrite::kClose);
@@ -417,6 +431,9 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   }
 
   void onWrite(AfterWrite after, beast::error_code ec, std::size_t /*bytes*/) {
+    core_.releaseResponseBytes(held_bytes_);
+    held_bytes_ = 0;
+    res_.body() = {};  // the memory goes with the accounting
     if (ec) return fail(ec, "write");
     core_.countResponse(res_.result_int());
     switch (after) {
@@ -484,6 +501,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   bool reply_keep_alive_ = false;
   bool reply_head_ = false;
   bool reply_api_ = false;
+  std::size_t held_bytes_ = 0;          // response body bytes counted in core_'s budget
   bool reserve_ = false;                // admitted into the reserve: one request, reserved paths
   detail::Clock::time_point deadline_;  // a reserve connection's whole deadline
   bool first_request_ = true;
@@ -710,6 +728,8 @@ class HttpServer::Impl {
     s.reserve_connections = core_.reserve_admitted.load();
     s.reserve_refused = core_.reserve_refused.load();
     s.handler_timeouts = core_.handler_timeouts.load();
+    s.responses_shed = core_.responses_shed.load();
+    s.response_bytes = core_.response_bytes.load();
     s.accept_errors = core_.accept_errors.load();
     for (std::size_t i = 0; i < s.request_errors.size(); ++i) {
       s.request_errors[i] = core_.request_errors[i].load(std::memory_order_relaxed);

@@ -151,6 +151,8 @@ struct ServerCore {
   std::atomic<std::uint64_t> reserve_admitted{0};
   std::atomic<std::uint64_t> reserve_refused{0};  // non-reserved path on a reserve connection
   std::atomic<std::uint64_t> handler_timeouts{0};
+  std::atomic<std::uint64_t> responses_shed{0};  // 503 instead of a large answer
+  std::atomic<std::size_t> response_bytes{0};    // response bodies being written now
   std::atomic<std::uint64_t> accept_errors{0};
   std::array<std::atomic<std::uint64_t>, 5> responses{};  // by status class, 1xx..5xx
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(RequestError::kCount)>
@@ -161,6 +163,27 @@ struct ServerCore {
       responses[status / 100 - 1].fetch_add(1, std::memory_order_relaxed);
     }
   }
+  /// Answers up to this size are always granted (error bodies, health, small JSON).
+  static constexpr std::size_t kSmallResponse = 16 * 1024;
+
+  /// Counts `n` body bytes about to be written; false (nothing counted) when a large answer
+  /// would take the total over response_memory_limit.
+  bool acquireResponseBytes(std::size_t n) {
+    if (n <= kSmallResponse) {
+      response_bytes.fetch_add(n, std::memory_order_relaxed);
+      return true;
+    }
+    std::size_t current = response_bytes.load(std::memory_order_relaxed);
+    do {
+      if (current + n > options.response_memory_limit) return false;
+    } while (
+        !response_bytes.compare_exchange_weak(current, current + n, std::memory_order_relaxed));
+    return true;
+  }
+  void releaseResponseBytes(std::size_t n) {
+    if (n != 0) response_bytes.fetch_sub(n, std::memory_order_relaxed);
+  }
+
   void countRequestError(RequestError e) {
     request_errors[static_cast<std::size_t>(e)].fetch_add(1, std::memory_order_relaxed);
   }

@@ -35,6 +35,12 @@ std::vector<prometheus::MetricFamily> httpServerFamilies(const HttpServerStats& 
             "Asynchronous requests (history) answered 504 by the server after the handler "
             "timeout.",
             s.handler_timeouts);
+  f.counter("ayaflow_http_responses_shed_total",
+            "Large answers replaced by 503 because the bytes being written to clients reached "
+            "the response memory limit.",
+            s.responses_shed);
+  f.gauge("ayaflow_http_response_bytes", "Response body bytes being written to clients now.",
+          static_cast<double>(s.response_bytes));
   f.labelledCounter("ayaflow_http_request_errors_total",
                     "Requests refused before routing, by reason (400/413/431, WebSocket "
                     "handshake, read timeout).",

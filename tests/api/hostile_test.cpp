@@ -494,6 +494,35 @@ TEST_F(HostileTest, WebSocketMessageOverTheLimitIsClosedWith1009) {
   EXPECT_EQ(test::httpGet(kHost, port, "/api/health").status, 200);
 }
 
+// Clients that ask for large answers and never read them cannot pile answers up in memory.
+TEST_F(HostileTest, LargeAnswersToClientsThatDoNotReadAreBoundedInTotal) {
+  constexpr std::size_t kBig = 16u << 20;  // far more than loopback socket buffers hold
+  router_.add("GET", "/big", [](const Request&) {
+    Response r;
+    r.content_type = "text/plain";
+    r.body.assign(kBig, 'z');
+    return r;
+  });
+  HttpServerOptions opts;
+  opts.response_memory_limit = kBig + kBig / 2;  // room for one
+  opts.idle_timeout = 5s;
+  const std::uint16_t port = start(opts);
+  test::ConnectOptions small;
+  small.receive_buffer = 4096;
+  HttpConnection stalled(kHost, port, 5s, small);
+  ASSERT_TRUE(stalled.sendRaw("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"));  // never read
+  ASSERT_TRUE(waitUntil([&] { return server_->stats().response_bytes >= kBig; }, 5s));
+  const HttpResult second = test::httpGet(kHost, port, "/big");
+  EXPECT_EQ(second.status, 503);
+  EXPECT_EQ(second.header("retry-after"), "1");
+  EXPECT_EQ(server_->stats().responses_shed, 1u);
+  EXPECT_EQ(test::httpGet(kHost, port, "/api/health").status, 200);  // small answers pass
+  // The stalled client is cut at idle_timeout; its budget comes back.
+  EXPECT_TRUE(waitUntil([&] { return server_->stats().response_bytes == 0; }, 10s))
+      << server_->stats().response_bytes;
+  EXPECT_EQ(test::httpGet(kHost, port, "/big", 10s).body.size(), kBig);
+}
+
 // Issue 21: 1 100 idle connections from outside --allowed-ips held all 1 024 slots.
 TEST_F(HostileTest, IdleConnectionsFromADeniedAddressHoldNoSlot) {
   HttpServerOptions opts;

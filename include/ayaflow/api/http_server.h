@@ -36,7 +36,10 @@ struct HttpServerOptions {
   /// 64 KiB or more). The read buffer holds at most this + 4 KiB, which also bounds a chunk
   /// line (size + extensions) and the trailer: 1 KiB..60 KiB.
   std::size_t header_limit = 8 * 1024;
-  std::size_t body_limit = 64 * 1024;  ///< request body (chunked: decoded bytes); above: 413
+  /// Request body (chunked: decoded bytes); above: 413. No route takes a body today, so it
+  /// is small: 1024 connections x (read buffer + headers + body) stays ~30 MiB at worst.
+  /// 0..1 MiB.
+  std::size_t body_limit = 8 * 1024;
   /// Header fields of a request (trailer fields included); above: 431. 16..1000.
   std::size_t max_header_fields = 100;
   /// Chunk extensions (the ";name=value" after a chunk size), all chunks of a request
@@ -65,6 +68,10 @@ struct HttpServerOptions {
   /// loses its own longest-waiting connection (or gets a reserve slot if all of its are
   /// busy). 0 = no per-client cap. 1..max_connections.
   std::size_t max_connections_per_client = 64;
+  /// Response bodies being written at once, all connections together (a client that reads
+  /// slowly keeps its answer in memory for up to idle_timeout). An answer over 16 KiB that
+  /// would exceed it is replaced by 503 + Retry-After. 4 MiB..1 GiB.
+  std::size_t response_memory_limit = 32u << 20;
   /// An asynchronous route (GET /api/history) must answer within this, or the server answers
   /// 504 + Retry-After itself and drops the late answer. 1 s..5 min.
   std::chrono::seconds handler_timeout{30};
@@ -93,6 +100,8 @@ struct HttpServerStats {
   std::uint64_t reserve_connections = 0;   ///< admitted into the reserve
   std::uint64_t reserve_refused = 0;       ///< reserve requests for other paths (503)
   std::uint64_t handler_timeouts = 0;      ///< async routes past handler_timeout (504)
+  std::uint64_t responses_shed = 0;        ///< large answers replaced by 503 (memory budget)
+  std::uint64_t response_bytes = 0;        ///< response body bytes being written now
   std::uint64_t accept_errors = 0;         ///< accept() failures (e.g. EMFILE), retried
   /// Responses sent, by status class: [0] 1xx (WebSocket upgrades), [1] 2xx ... [4] 5xx.
   std::array<std::uint64_t, 5> responses{};
