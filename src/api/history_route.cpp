@@ -1,14 +1,23 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/api/history_route.h"
 
+#include <pthread.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <limits>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
 #include <system_error>
+#include <thread>
 
+#include "ayaflow/common/metrics.h"
 #include "ayaflow/flow/names.h"
 
 namespace ayaflow::api {
@@ -127,23 +136,161 @@ std::string historyJson(const std::vector<flow::HistoryRow>& rows) {
   return array.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-void addHistoryRoute(Router& router, HistoryQueryFn query) {
-  router.add("GET", "/api/history", [query = std::move(query)](const Request& request) {
+class HistoryRoute::Impl {
+ public:
+  Impl(HistoryQueryFn query, HistoryRouteOptions options)
+      : query_(std::move(query)), options_(options) {
+    const unsigned count = std::clamp(options_.threads, 1u, 8u);
+    threads_.reserve(count);
+    for (unsigned i = 0; i < count; ++i) threads_.emplace_back([this] { run(); });
+  }
+
+  ~Impl() {
+    std::deque<Task> abandoned;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+      abandoned.swap(queue_);
+    }
+    cv_.notify_all();
+    for (auto& task : abandoned) task.respond(busy("shutting down"));
+    for (auto& thread : threads_) thread.join();
+  }
+
+  void handle(const Request& request, Respond respond) {
     auto parsed = parseHistoryQuery(request);
-    if (auto* error = std::get_if<std::string>(&parsed)) return jsonError(400, *error);
-    std::vector<flow::HistoryRow> rows;
+    if (auto* error = std::get_if<std::string>(&parsed)) {
+      bad_request_.fetch_add(1, std::memory_order_relaxed);
+      return respond(jsonError(400, *error));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      // A query waits only if no thread is free; at most queue_limit of them.
+      const bool thread_free = running_ + queue_.size() < threads_.size();
+      if (!stopping_ && (thread_free || queue_.size() < options_.queue_limit)) {
+        queue_.push_back(Task{std::get<flow::HistoryQuery>(std::move(parsed)), std::move(respond)});
+        cv_.notify_one();
+        return;
+      }
+    }
+    busy_.fetch_add(1, std::memory_order_relaxed);
+    respond(busy("history busy: too many queries in progress"));
+  }
+
+  HistoryRouteStats stats() const {
+    HistoryRouteStats s;
+    s.ok = ok_.load(std::memory_order_relaxed);
+    s.bad_request = bad_request_.load(std::memory_order_relaxed);
+    s.busy = busy_.load(std::memory_order_relaxed);
+    s.timeout = timeout_.load(std::memory_order_relaxed);
+    s.failed = failed_.load(std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(mutex_);
+    s.queued = queue_.size();
+    s.running = running_;
+    return s;
+  }
+
+ private:
+  struct Task {
+    flow::HistoryQuery query;
+    Respond respond;
+  };
+
+  Response busy(std::string_view message) const {
+    Response r = jsonError(503, message);
+    r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
+    return r;
+  }
+
+  void run() {
+    pthread_setname_np(pthread_self(), "ayaflow-query");  // told apart in per-thread CPU figures
+    for (;;) {
+      Task task;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        task = std::move(queue_.front());
+        queue_.pop_front();
+        ++running_;
+      }
+      task.respond(execute(task.query));  // posts to the connection's strand; never blocks
+      std::lock_guard<std::mutex> lock(mutex_);
+      --running_;
+    }
+  }
+
+  Response execute(const flow::HistoryQuery& query) {
     try {
-      rows = query(std::get<flow::HistoryQuery>(parsed));
+      Response response;
+      response.body = historyJson(query_(query));
+      ok_.fetch_add(1, std::memory_order_relaxed);
+      return response;
     } catch (const std::system_error& e) {
-      if (e.code().value() == ETIMEDOUT) return jsonError(503, e.what());
+      if (e.code().value() == ETIMEDOUT) {
+        timeout_.fetch_add(1, std::memory_order_relaxed);
+        return busy(std::string("history query took too long: ") + e.what());
+      }
+      failed_.fetch_add(1, std::memory_order_relaxed);
       return jsonError(500, std::string("history unavailable: ") + e.what());
     } catch (const std::exception& e) {
+      failed_.fetch_add(1, std::memory_order_relaxed);
       return jsonError(500, std::string("history unavailable: ") + e.what());
     }
-    Response response;
-    response.body = historyJson(rows);
-    return response;
+  }
+
+  const HistoryQueryFn query_;
+  const HistoryRouteOptions options_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Task> queue_;   // guarded by mutex_
+  std::size_t running_ = 0;  // guarded by mutex_
+  bool stopping_ = false;    // guarded by mutex_
+  std::atomic<std::uint64_t> ok_{0}, bad_request_{0}, busy_{0}, timeout_{0}, failed_{0};
+  std::vector<std::thread> threads_;  // last: started after everything above exists
+};
+
+HistoryRoute::HistoryRoute(HistoryQueryFn query, HistoryRouteOptions options)
+    : impl_(std::make_unique<Impl>(std::move(query), options)) {}
+
+HistoryRoute::~HistoryRoute() = default;
+
+void HistoryRoute::handle(const Request& request, Respond respond) {
+  impl_->handle(request, std::move(respond));
+}
+
+HistoryRouteStats HistoryRoute::stats() const { return impl_->stats(); }
+
+std::vector<prometheus::MetricFamily> historyRouteFamilies(const HistoryRouteStats& s) {
+  common::MetricFamilies f;
+  f.labelledCounter("ayaflow_http_history_requests_total",
+                    "GET /api/history answers by result (busy: queue full, 503; timeout: query "
+                    "time budget, 503).",
+                    "result",
+                    {{"ok", s.ok},
+                     {"bad_request", s.bad_request},
+                     {"busy", s.busy},
+                     {"timeout", s.timeout},
+                     {"error", s.failed}});
+  f.gauge("ayaflow_http_history_queries_queued", "History queries waiting for a query thread.",
+          static_cast<double>(s.queued));
+  f.gauge("ayaflow_http_history_queries_running", "History queries running now.",
+          static_cast<double>(s.running));
+  return f.take();
+}
+
+std::shared_ptr<const prometheus::Collectable> HistoryRoute::metrics() const {
+  return std::make_shared<const common::CallbackCollectable>(
+      [this] { return historyRouteFamilies(stats()); });
+}
+
+std::shared_ptr<HistoryRoute> addHistoryRoute(Router& router, HistoryQueryFn query,
+                                              HistoryRouteOptions options) {
+  auto route = std::make_shared<HistoryRoute>(std::move(query), options);
+  router.addAsync("GET", "/api/history", [route](const Request& request, Respond respond) {
+    route->handle(request, std::move(respond));
   });
+  return route;
 }
 
 }  // namespace ayaflow::api

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/api/router.h"
 
+#include <atomic>
 #include <exception>
+#include <future>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "ayaflow/common/logging.h"
@@ -114,14 +117,23 @@ StreamHub* Router::webSocket(std::string_view path) const {
   return it == websockets_.end() ? nullptr : it->second;
 }
 
-Response Router::route(const Request& request) const {
+void Router::addAsync(std::string method, std::string path, AsyncHandler handler) {
+  auto route = std::make_unique<Route>();
+  route->async = std::move(handler);
+  routes_[std::move(path)][std::move(method)] = std::move(route);
+}
+
+const Router::Route* Router::find(const Request& request, Response& error) const {
   const auto path_it = routes_.find(request.path);
-  if (path_it == routes_.end()) return jsonError(404, "not found");
+  if (path_it == routes_.end()) {
+    error = jsonError(404, "not found");
+    return nullptr;
+  }
   const Methods& methods = path_it->second;
 
   auto method_it = methods.find(request.method);
   if (method_it == methods.end() && request.method == "HEAD") method_it = methods.find("GET");
-  if (method_it != methods.end()) return run(*method_it->second, request);
+  if (method_it != methods.end()) return method_it->second.get();
 
   // 405: list what the path does accept (HEAD is implied by GET).
   std::string allow;
@@ -130,24 +142,59 @@ Response Router::route(const Request& request) const {
     allow += method;
     if (method == "GET" && methods.count("HEAD") == 0) allow += ", HEAD";
   }
-  Response response = jsonError(405, "method not allowed");
-  response.headers.emplace_back("Allow", std::move(allow));
-  return response;
+  error = jsonError(405, "method not allowed");
+  error.headers.emplace_back("Allow", std::move(allow));
+  return nullptr;
+}
+
+void Router::dispatch(const Request& request, Respond respond) const {
+  Response error;
+  const Route* route = find(request, error);
+  if (route == nullptr) return respond(std::move(error));
+  if (!route->async) return respond(run(*route, request));
+
+  // Exactly once, whoever calls first: the handler, or the catch below.
+  auto once = std::make_shared<std::atomic<bool>>(false);
+  Respond guarded = [once, respond](Response response) {
+    if (!once->exchange(true)) respond(std::move(response));
+  };
+  try {
+    route->async(request, guarded);
+    return;
+  } catch (const std::exception& e) {
+    logFailure(*route, request, e.what());
+  } catch (...) {
+    logFailure(*route, request, "unknown exception");
+  }
+  guarded(jsonError(500, "internal error"));
+}
+
+Response Router::route(const Request& request) const {
+  Response error;
+  const Route* route = find(request, error);
+  if (route == nullptr) return error;
+  if (!route->async) return run(*route, request);
+  auto answer = std::make_shared<std::promise<Response>>();
+  std::future<Response> future = answer->get_future();
+  dispatch(request, [answer](Response response) { answer->set_value(std::move(response)); });
+  return future.get();
+}
+
+void Router::logFailure(const Route& route, const Request& request, const char* what) {
+  // Log the first failure per route loudly; a route failing on every request must not
+  // flood the log.
+  const bool first = !route.failure_logged.exchange(true);
+  logger("api")->log(first ? spdlog::level::err : spdlog::level::debug,
+                     "handler for {} {} failed: {}", request.method, request.path, what);
 }
 
 Response Router::run(const Route& route, const Request& request) {
   try {
     return route.handler(request);
   } catch (const std::exception& e) {
-    // Log the first failure per route loudly; a route failing on every request must not
-    // flood the log.
-    const bool first = !route.failure_logged.exchange(true);
-    logger("api")->log(first ? spdlog::level::err : spdlog::level::debug,
-                       "handler for {} {} failed: {}", request.method, request.path, e.what());
+    logFailure(route, request, e.what());
   } catch (...) {
-    const bool first = !route.failure_logged.exchange(true);
-    logger("api")->log(first ? spdlog::level::err : spdlog::level::debug,
-                       "handler for {} {} failed: unknown exception", request.method, request.path);
+    logFailure(route, request, "unknown exception");
   }
   return jsonError(500, "internal error");
 }

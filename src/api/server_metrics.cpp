@@ -16,11 +16,43 @@ std::vector<prometheus::MetricFamily> httpServerFamilies(const HttpServerStats& 
   f.gauge("ayaflow_http_connections", "Open HTTP connections, WebSocket sessions included.",
           static_cast<double>(s.active_connections));
   f.counter("ayaflow_http_connections_rejected_total",
-            "Connections closed at accept because the connection cap was reached.",
+            "Connections closed at accept because every pool (general and reserve) was full.",
             s.rejected_connections);
   f.counter("ayaflow_http_connections_denied_total",
-            "Connections from addresses outside --allowed-ips (answered 403).",
+            "Connections from addresses outside --allowed-ips, closed at accept (canned 403).",
             s.denied_connections);
+  f.counter("ayaflow_http_connections_evicted_total",
+            "Idle or slow connections closed to make room (per-client or total cap reached).",
+            s.evicted_connections);
+  f.counter("ayaflow_http_connections_reserve_total",
+            "Connections admitted into the reserve (health and metrics only) while the general "
+            "pool was full of busy connections.",
+            s.reserve_connections);
+  f.counter("ayaflow_http_reserve_refused_total",
+            "Requests on a reserve connection for a path other than health or metrics (503).",
+            s.reserve_refused);
+  f.counter("ayaflow_http_handler_timeouts_total",
+            "Asynchronous requests (history) answered 504 by the server after the handler "
+            "timeout.",
+            s.handler_timeouts);
+  f.counter("ayaflow_http_responses_shed_total",
+            "Large answers replaced by 503 because the bytes being written to clients reached "
+            "the response memory limit.",
+            s.responses_shed);
+  f.gauge("ayaflow_http_response_bytes", "Response body bytes being written to clients now.",
+          static_cast<double>(s.response_bytes));
+  f.labelledCounter("ayaflow_http_request_errors_total",
+                    "Requests refused before routing, by reason (400/413/431, WebSocket "
+                    "handshake, read timeout).",
+                    "reason",
+                    {{"bad_request", s.request_errors[0]},
+                     {"header_limit", s.request_errors[1]},
+                     {"header_count", s.request_errors[2]},
+                     {"body_limit", s.request_errors[3]},
+                     {"chunk_extension", s.request_errors[4]},
+                     {"trailer", s.request_errors[5]},
+                     {"timeout", s.request_errors[6]},
+                     {"websocket_handshake", s.request_errors[7]}});
   f.counter("ayaflow_http_accept_errors_total",
             "Failed accept() calls (for example out of file descriptors).", s.accept_errors);
   f.labelledCounter("ayaflow_http_responses_total",

@@ -23,10 +23,9 @@ namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 
 /// Time to complete the opening handshake; time a graceful close (1001) may take before the
-/// socket is closed outright; largest client message (clients only listen).
+/// socket is closed outright.
 constexpr std::chrono::seconds kWsHandshakeTimeout{5};
 constexpr std::chrono::seconds kWsCloseTimeout{1};
-constexpr std::size_t kWsReadMessageMax = 4096;
 
 /// One WebSocket client of a StreamHub (/api/stream). Every member is touched only
 /// on the connection's strand, except executor_ (immutable) and deliver(), which only posts.
@@ -50,8 +49,8 @@ class WebSocketSession : public Connection,
   }
 
   /// On the connection's strand, the upgrade request already read: answers 101.
-  void start(http::request<http::string_body>&& req) {
-    if (!core_.registerSession(this, weak_from_this())) return;  // stopping: socket closes
+  void start(http::request<http::string_body>&& req, const Connection* from) {
+    if (!core_.transfer(from, this, weak_from_this())) return;  // stopping: socket closes
     // The websocket stream enforces its own timeouts; the tcp_stream's must be off.
     beast::get_lowest_layer(ws_).expires_never();
     websocket::stream_base::timeout timeouts{};
@@ -59,9 +58,17 @@ class WebSocketSession : public Connection,
     timeouts.idle_timeout = core_.options.idle_timeout;
     timeouts.keep_alive_pings = true;  // ping at idle/2; no answer by idle: closed
     ws_.set_option(timeouts);
-    ws_.set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& res) { res.set(http::field::server, "ayaflow"); }));
-    ws_.read_message_max(kWsReadMessageMax);
+    ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+      res.set(http::field::server, "ayaflow");
+      if (res.result() != http::status::switching_protocols) {
+        // Beast's refusals are plain text; every error of this API is JSON.
+        res.set(http::field::content_type, "application/json");
+        res.body() = jsonError(res.result_int(), "websocket handshake failed").body;
+        res.prepare_payload();
+      }
+    }));
+    // Clients only listen: a message above the limit closes the session (1009).
+    ws_.read_message_max(core_.options.websocket_message_limit);
     ws_.async_accept(req,
                      beast::bind_front_handler(&WebSocketSession::onAccept, shared_from_this()));
   }
@@ -187,8 +194,8 @@ class WebSocketSession : public Connection,
 }  // namespace
 
 void startWebSocketSession(beast::tcp_stream&& stream, ServerCore& core, StreamHub& hub,
-                           http::request<http::string_body>&& req) {
-  std::make_shared<WebSocketSession>(std::move(stream), core, hub)->start(std::move(req));
+                           http::request<http::string_body>&& req, const Connection* from) {
+  std::make_shared<WebSocketSession>(std::move(stream), core, hub)->start(std::move(req), from);
 }
 
 }  // namespace ayaflow::api::detail

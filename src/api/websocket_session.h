@@ -18,8 +18,11 @@ namespace ayaflow::api::detail {
 
 /// On the connection's strand, with the upgrade request already read: answers 101 and makes
 /// the connection a subscriber of `hub` (see WebSocketSession in websocket_session.cpp).
-/// The session registers itself with `core` and keeps itself alive while it runs.
+/// The session takes over the connection slot `from` (the HTTP session's) in `core` and keeps
+/// itself alive while it runs. The handshake has been checked (checkHandshake in
+/// http_server.cpp); should Beast refuse it anyway, its answer is JSON too.
 void startWebSocketSession(boost::beast::tcp_stream&& stream, ServerCore& core, StreamHub& hub,
-                           boost::beast::http::request<boost::beast::http::string_body>&& req);
+                           boost::beast::http::request<boost::beast::http::string_body>&& req,
+                           const Connection* from);
 
 }  // namespace ayaflow::api::detail

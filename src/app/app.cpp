@@ -177,9 +177,9 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
       s.capture->connections(), names);
 
   api::addCoreRoutes(s.router, *s.live);
-  api::addHistoryRoute(s.router, [history = s.history.get()](const flow::HistoryQuery& q) {
-    return history->query(q);
-  });
+  const auto history_route = api::addHistoryRoute(
+      s.router,
+      [history = s.history.get()](const flow::HistoryQuery& q) { return history->query(q); });
   api::addStreamRoute(s.router, s.hub);
   api::addMetricsRoute(s.router, s.metrics);
   api::addDashboardRoute(s.router);
@@ -191,6 +191,7 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   s.metrics.add(s.pipeline->metrics());
   s.metrics.add(s.sqlite->metrics());
   s.metrics.add(s.http->metrics());
+  s.metrics.add(history_route->metrics());  // the router keeps the route alive
   s.metrics.add(s.hub.metrics());
   s.metrics.add(api::processMetrics());
   s.http->start();

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "api_test_util.h"
 #include "ayaflow/api/core_routes.h"
 #include "ayaflow/common/system_error.h"
 #include "fake_live_source.h"
@@ -253,7 +254,7 @@ TEST_F(HttpServerTest, OversizedBodyIs413) {
 
 TEST_F(HttpServerTest, BodyAtLimitIsAccepted) {
   startServer();
-  const std::string body(64 * 1024, 'c');
+  const std::string body(8 * 1024, 'c');  // the default body_limit
   const HttpResult r = httpRequest(kHost, port(), "POST", "/api/echo", {}, body);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, "/api/echo|-|" + body);
@@ -293,6 +294,31 @@ TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
       "GET /api/health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"));
   EXPECT_EQ(connection.readResponse().status, 200);
   EXPECT_EQ(connection.readResponse().status, 404);
+}
+
+TEST_F(HttpServerTest, ManyPipelinedRequestsBeyondTheReadBufferAreAllAnswered) {
+  startServer();
+  HttpConnection connection(kHost, port());
+  std::string requests;
+  constexpr int kRequests = 400;  // ~16 KiB: more than the read buffer (8 KiB + 4 KiB)
+  for (int i = 0; i < kRequests; ++i) requests += "GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_TRUE(connection.sendRaw(requests));  // fits the socket buffers: no reader needed
+  int ok = 0;
+  for (int i = 0; i < kRequests; ++i) ok += connection.readResponse().status == 200;
+  EXPECT_EQ(ok, kRequests);
+}
+
+TEST_F(HttpServerTest, TooManyHeaderFieldsAre431) {
+  auto opts = options();
+  opts.max_header_fields = 20;
+  startServer(opts);
+  test::HeaderList headers;
+  for (int i = 0; i < 30; ++i) headers.emplace_back("X-H" + std::to_string(i), "v");
+  const HttpResult r = test::httpRequest(kHost, port(), "GET", "/api/health", headers);
+  EXPECT_EQ(r.status, 431);
+  EXPECT_EQ(json::parse(r.body), json({{"error", "too many header fields"}}));
+  headers.resize(10);
+  EXPECT_EQ(test::httpRequest(kHost, port(), "GET", "/api/health", headers).status, 200);
 }
 
 TEST_F(HttpServerTest, Http10WithoutKeepAliveIsClosedAfterAnswer) {
@@ -340,19 +366,25 @@ TEST_F(HttpServerTest, ConcurrentClientsAllSucceed) {
   EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << failures.front();
 }
 
-TEST_F(HttpServerTest, ConnectionsAboveMaxAreClosedAndCounted) {
+TEST_F(HttpServerTest, ConnectionsAboveMaxEvictTheLongestIdle) {
   auto opts = options();
-  opts.max_connections = 2;
+  opts.max_connections = 2;  // reserve: at most a quarter, so none here
   HttpServer& server = startServer(opts);
   HttpConnection a(kHost, port());
+  ASSERT_EQ(a.request("GET", "/api/health").status, 200);
+  std::this_thread::sleep_for(50ms);  // a has been idle longer than b (not a deadline)
   HttpConnection b(kHost, port());
-  ASSERT_EQ(a.request("GET", "/api/health").status, 200);  // both registered by now
   ASSERT_EQ(b.request("GET", "/api/health").status, 200);
+  std::this_thread::sleep_for(50ms);
+  // A third connection takes the slot of the one idle the longest (a).
   HttpConnection c(kHost, port());
-  EXPECT_TRUE(c.waitForClose(5s));
-  EXPECT_EQ(server.stats().rejected_connections, 1u);
-  EXPECT_EQ(server.stats().active_connections, 2u);
-  EXPECT_EQ(a.request("GET", "/api/health").status, 200);
+  EXPECT_TRUE(a.waitForClose(5s));
+  EXPECT_EQ(c.request("GET", "/api/health").status, 200);
+  EXPECT_EQ(server.stats().evicted_connections, 1u);
+  EXPECT_EQ(server.stats().rejected_connections, 0u);
+  // The evicted session leaves the count once its strand has closed it.
+  EXPECT_TRUE(test_util::waitUntil([&] { return server.stats().active_connections == 2u; }, 5s));
+  EXPECT_EQ(b.request("GET", "/api/health").status, 200);
 }
 
 TEST_F(HttpServerTest, AcceptFilterDeniesWith403AndSeesMappedAddress) {

@@ -49,8 +49,15 @@ inline HttpServerStats distinctHttpStats() {
   s.active_connections = 3;
   s.rejected_connections = 5;
   s.denied_connections = 6;
+  s.evicted_connections = 41;
+  s.reserve_connections = 42;
+  s.reserve_refused = 43;
+  s.handler_timeouts = 44;
+  s.responses_shed = 45;
+  s.response_bytes = 46;
   s.accept_errors = 8;
   s.responses = {12, 345, 0, 27, 2};
+  s.request_errors = {51, 52, 53, 54, 55, 56, 57, 58};
   return s;
 }
 

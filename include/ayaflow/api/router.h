@@ -43,12 +43,23 @@ Response jsonError(unsigned status, std::string_view message);
 /// Answers one request. May throw: the router turns exceptions into a 500.
 using Handler = std::function<Response(const Request&)>;
 
+/// Delivers the answer of an asynchronous route. Callable from any thread; the first call
+/// counts, later ones are ignored. Cheap to copy.
+using Respond = std::function<void(Response)>;
+
+/// Starts answering one request and returns at once; calls `respond` exactly once, now or
+/// later, from any thread. `request` is valid only during the call: copy what is needed.
+/// May throw before calling `respond`: the router answers 500 then.
+using AsyncHandler = std::function<void(const Request&, Respond)>;
+
 /// Splits a raw request target into path and query and percent-decodes both.
 /// Returns nullopt (the server answers 400) when the target does not start with '/',
 /// has a malformed %-escape, or decodes to a NUL byte.
 std::optional<Request> parseTarget(std::string method, std::string_view target, std::string body);
 
-/// Dispatches requests by exact path and method.
+/// Dispatches requests by exact path and method, to synchronous handlers (add()) or
+/// asynchronous ones (addAsync(), e.g. GET /api/history, which must not hold a server
+/// thread while a query runs).
 ///
 /// - Unknown path: 404 JSON. Known path, other method: 405 JSON with an `Allow` header.
 /// - HEAD on a path with a GET handler (and no HEAD handler) runs the GET handler; the
@@ -56,9 +67,9 @@ std::optional<Request> parseTarget(std::string method, std::string_view target, 
 /// - A handler that throws: 500 JSON; the first failure of each route is logged at error
 ///   level on the "api" logger, later ones at debug level.
 ///
-/// Threads: add() only during setup, before the router is shared; route() and hasPath()
-/// are then safe to call concurrently. Handlers run on server threads and must be
-/// thread-safe themselves.
+/// Threads: add()/addAsync() only during setup, before the router is shared; route(),
+/// dispatch() and hasPath() are then safe to call concurrently. Handlers run on server
+/// threads and must be thread-safe themselves.
 class Router {
  public:
   Router();
@@ -69,7 +80,18 @@ class Router {
   /// Registers `handler` for `method` on `path`; replaces an earlier registration.
   void add(std::string method, std::string path, Handler handler);
 
-  /// Runs the matching handler; never throws.
+  /// Registers an asynchronous `handler` for `method` on `path`; replaces an earlier
+  /// registration.
+  void addAsync(std::string method, std::string path, AsyncHandler handler);
+
+  /// Runs the matching handler and calls `respond` exactly once: at once for synchronous
+  /// routes and errors (404, 405, 500), whenever the handler answers for asynchronous ones.
+  /// Never throws.
+  void dispatch(const Request& request, Respond respond) const;
+
+  /// Runs the matching handler and returns its answer; never throws. On an asynchronous
+  /// route it blocks until the handler answers (for tests and tools; the server uses
+  /// dispatch()).
   Response route(const Request& request) const;
 
   /// True when some method is registered on `path`.
@@ -85,7 +107,8 @@ class Router {
 
  private:
   struct Route {
-    Handler handler;
+    Handler handler;     // synchronous route, or
+    AsyncHandler async;  // asynchronous route
     mutable std::atomic<bool> failure_logged{false};
   };
   // Stable nodes (std::map, unique_ptr) so the atomics never move.
@@ -93,7 +116,10 @@ class Router {
   std::map<std::string, Methods, std::less<>> routes_;
   std::map<std::string, StreamHub*, std::less<>> websockets_;
 
+  /// The route for `request`, or nullptr with `error` set (404/405).
+  const Route* find(const Request& request, Response& error) const;
   static Response run(const Route& route, const Request& request);
+  static void logFailure(const Route& route, const Request& request, const char* what);
 };
 
 }  // namespace ayaflow::api
