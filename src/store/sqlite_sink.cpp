@@ -6,11 +6,13 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 
 #include "ayaflow/common/logging.h"
@@ -40,6 +42,29 @@ constexpr const char* kRetentionSql =
     "DELETE FROM packets WHERE id IN "
     "(SELECT id FROM packets WHERE timestamp < ?1 ORDER BY timestamp LIMIT ?2)";
 
+constexpr const char* kKeySql = "INSERT OR IGNORE INTO packets_keys (bucket, k) VALUES (?1, ?2)";
+constexpr const char* kKeyRetentionSql = "DELETE FROM packets_keys WHERE bucket < ?1";
+
+// Keys of packets_keys the writer added recently; they need no INSERT again. Bounded.
+constexpr std::size_t kMaxSeenKeys = 16384;
+
+struct SeenKey {
+  std::int64_t bucket;
+  std::array<std::uint8_t, 16> value;  // the address, or the port in value[0..1]
+  bool is_port;
+  friend bool operator==(const SeenKey& a, const SeenKey& b) noexcept {
+    return a.bucket == b.bucket && a.is_port == b.is_port && a.value == b.value;
+  }
+};
+
+struct SeenKeyHash {
+  std::size_t operator()(const SeenKey& k) const noexcept {
+    std::uint64_t h = 1469598103934665603ull ^ static_cast<std::uint64_t>(k.bucket);
+    for (const std::uint8_t b : k.value) h = (h ^ b) * 1099511628211ull;
+    return static_cast<std::size_t>(h ^ (k.is_port ? 0x9e3779b97f4a7c15ull : 0));
+  }
+};
+
 std::int64_t realtimeMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -66,6 +91,7 @@ struct SqliteSink::Impl {
     if (options.batch_rows == 0) options.batch_rows = 1;
     if (options.retention_chunk == 0) options.retention_chunk = 1;
     loc = detail::locate(options.db_path);
+    loc.errors->log_interval_ms = options.log_interval.count();
   }
 
   // ---- writer thread ------------------------------------------------------------------
@@ -106,12 +132,19 @@ struct SqliteSink::Impl {
       if (rc == SQLITE_DONE) rc = SQLITE_OK;
       sqlite3_reset(insert);
       sqlite3_clear_bindings(insert);
+      const std::int64_t bucket = detail::keyBucket(r.first_ms);
+      if (rc == SQLITE_OK) rc = addAddressKey(bucket, r.src, src);
+      if (rc == SQLITE_OK) rc = addAddressKey(bucket, r.dst, dst);
+      if (rc == SQLITE_OK) rc = addPortKey(bucket, r.src_port);
+      if (rc == SQLITE_OK) rc = addPortKey(bucket, r.dst_port);
     }
     if (rc == SQLITE_OK) rc = detail::exec(db, "COMMIT");
     if (rc != SQLITE_OK) {
       last_error = sqlite3_errmsg(db);
       if (last_error == "not an error") last_error = sqlite3_errstr(rc);
       if (!sqlite3_get_autocommit(db)) detail::exec(db, "ROLLBACK");
+      seen_keys.clear();  // some were rolled back
+      loc.errors->add(detail::StorageErrors::kWrite);
       write_errors.fetch_add(1, std::memory_order_relaxed);
       rows_dropped_write.fetch_add(n, std::memory_order_relaxed);
       packets_dropped_write.fetch_add(packets, std::memory_order_relaxed);
@@ -127,6 +160,37 @@ struct SqliteSink::Impl {
       reportDrops(SteadyClock::now(), /*force=*/true);
       logger("store")->info("{}: writing again", loc.display);
     }
+  }
+
+  /// Adds (bucket, address) to packets_keys unless added recently; `text` is its text.
+  int addAddressKey(std::int64_t bucket, const flow::IpAddress& address, const char* text) {
+    if (!markSeen(SeenKey{bucket, address.bytes, false})) return SQLITE_OK;
+    sqlite3_bind_int64(key_stmt.get(), 1, bucket);
+    bindText(key_stmt.get(), 2, text, std::char_traits<char>::length(text));
+    return stepKey();
+  }
+
+  int addPortKey(std::int64_t bucket, std::uint16_t port) {
+    SeenKey k{bucket, {}, true};
+    k.value[0] = static_cast<std::uint8_t>(port >> 8);
+    k.value[1] = static_cast<std::uint8_t>(port & 0xff);
+    if (!markSeen(k)) return SQLITE_OK;
+    sqlite3_bind_int64(key_stmt.get(), 1, bucket);
+    sqlite3_bind_int(key_stmt.get(), 2, port);
+    return stepKey();
+  }
+
+  /// True when `k` was not seen yet (and is now).
+  bool markSeen(const SeenKey& k) {
+    if (seen_keys.size() >= kMaxSeenKeys && seen_keys.count(k) == 0) seen_keys.clear();
+    return seen_keys.insert(k).second;
+  }
+
+  int stepKey() {
+    int rc = sqlite3_step(key_stmt.get());
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    sqlite3_reset(key_stmt.get());
+    return rc;
   }
 
   /// Logs drops since the last report, at most once per log_interval (unless forced).
@@ -164,6 +228,7 @@ struct SqliteSink::Impl {
     sqlite3_reset(del);
     retention_chunks.fetch_add(1, std::memory_order_relaxed);
     if (rc != SQLITE_DONE) {
+      loc.errors->add(detail::StorageErrors::kWrite);
       logger("store")->warn("{}: retention: cannot delete old rows: {}", loc.display,
                             sqlite3_errmsg(write_db.get()));
       retention_active = false;
@@ -174,6 +239,17 @@ struct SqliteSink::Impl {
     retention_pass_deleted += deleted;
     if (deleted < options.retention_chunk) {
       retention_active = false;
+      // The summary's buckets that end before the cutoff: their rows are gone.
+      sqlite3_stmt* keys = key_retention_stmt.get();
+      sqlite3_bind_int64(keys, 1, detail::keyBucket(retention_cutoff_ms));
+      const int krc = sqlite3_step(keys);
+      sqlite3_reset(keys);
+      seen_keys.clear();  // a late row of a deleted bucket must add its keys again
+      if (krc != SQLITE_DONE) {
+        loc.errors->add(detail::StorageErrors::kWrite);
+        logger("store")->warn("{}: retention: cannot delete old summary keys: {}", loc.display,
+                              sqlite3_errmsg(write_db.get()));
+      }
       if (retention_pass_deleted > 0) {
         logger("store")->debug("retention: deleted {} rows older than {} s", retention_pass_deleted,
                                *options.retention_s);
@@ -228,6 +304,8 @@ struct SqliteSink::Impl {
     reportDrops(SteadyClock::now(), /*force=*/true);
     insert_stmt.reset();
     retention_stmt.reset();
+    key_stmt.reset();
+    key_retention_stmt.reset();
     write_db.reset();
     queue.closeConsumer();
   }
@@ -249,6 +327,10 @@ struct SqliteSink::Impl {
     s.write_errors = get(write_errors);
     s.rows_deleted = get(rows_deleted);
     s.retention_chunks = get(retention_chunks);
+    s.write_failures = loc.errors->count(detail::StorageErrors::kWrite);
+    s.read_errors = loc.errors->count(detail::StorageErrors::kRead);
+    s.queries_timed_out = get(loc.errors->query_timeouts);
+    s.queries_busy = get(loc.errors->query_busy);
     s.queue = queue.stats();
     return s;
   }
@@ -265,6 +347,9 @@ struct SqliteSink::Impl {
   DbPtr write_db;
   StmtPtr insert_stmt;
   StmtPtr retention_stmt;
+  StmtPtr key_stmt;
+  StmtPtr key_retention_stmt;
+  std::unordered_set<SeenKey, SeenKeyHash> seen_keys;
   SteadyClock::time_point next_report;
   SteadyClock::time_point next_retention;
   bool retention_active = false;
@@ -284,6 +369,9 @@ SqliteSink::SqliteSink(StoreOptions options) : impl_(std::make_unique<Impl>(std:
   s.write_db = detail::openWriter(s.loc);
   s.insert_stmt = detail::prepare(s.write_db.get(), kInsertSql, s.loc.display);
   s.retention_stmt = detail::prepare(s.write_db.get(), kRetentionSql, s.loc.display);
+  s.key_stmt = detail::prepare(s.write_db.get(), kKeySql, s.loc.display);
+  s.key_retention_stmt = detail::prepare(s.write_db.get(), kKeyRetentionSql, s.loc.display);
+  s.seen_keys.reserve(kMaxSeenKeys);
   s.writer = std::thread([impl = impl_.get()] { impl->run(); });
 }
 
@@ -303,6 +391,10 @@ const detail::DbLocation& SqliteSink::location() const { return impl_->loc; }
 
 std::chrono::milliseconds SqliteSink::queryTimeout() const { return impl_->options.query_timeout; }
 
+std::size_t SqliteSink::queryConnections() const {
+  return std::max<std::size_t>(impl_->options.query_connections, 1);
+}
+
 void SqliteSink::syncForTest() { impl_->queue.sync(); }
 
 std::vector<prometheus::MetricFamily> storageFamilies(const SqliteSinkStats& s) {
@@ -319,6 +411,16 @@ std::vector<prometheus::MetricFamily> storageFamilies(const SqliteSinkStats& s) 
                      {"stopped", s.queue.records_dropped_closed}});
   f.gauge("ayaflow_storage_queue_rows", "Rows waiting to be written.",
           static_cast<double>(s.queue.depth));
+  f.labelledCounter("ayaflow_storage_errors_total",
+                    "SQLite failures while running, by operation: write (a write transaction "
+                    "or retention statement failed) or read (a history query failed; a "
+                    "damaged file, an I/O error). The first of each cause is logged.",
+                    "operation", {{"read", s.read_errors}, {"write", s.write_failures}});
+  f.labelledCounter("ayaflow_storage_queries_stopped_total",
+                    "History queries stopped before they finished, by reason: timeout (ran "
+                    "longer than the query time budget) or busy (every read connection was in "
+                    "use for the whole budget).",
+                    "reason", {{"timeout", s.queries_timed_out}, {"busy", s.queries_busy}});
   return f.take();
 }
 
