@@ -97,13 +97,16 @@ std::int64_t bucketOf(std::int64_t t) {
 }
 
 /// Buckets of packets_keys that hold every key of the query (?3 the address, ?4 the
-/// port), newest first, from ?1 (the newest bucket) down to ?2 (the oldest): one range of
-/// the summary's primary key (k, bucket), and with both keys one lookup per bucket.
+/// port), or are saturated (the empty-blob key: they may hold any), newest first, from ?1
+/// (the newest bucket) down to ?2 (the oldest): ranges of the summary's primary key
+/// (k, bucket), merged; with both keys one lookup per bucket of the first.
 std::string bucketWalkSql(const flow::HistoryQuery& q) {
   std::string sql = "SELECT a.bucket FROM packets_keys AS a";
   if (q.ip && q.port) sql += " JOIN packets_keys AS b ON b.k = ?4 AND b.bucket = a.bucket";
   sql += q.ip ? " WHERE a.k = ?3" : " WHERE a.k = ?4";
-  sql += " AND a.bucket BETWEEN ?2 AND ?1 ORDER BY a.bucket DESC";
+  sql +=
+      " AND a.bucket BETWEEN ?2 AND ?1 UNION SELECT bucket FROM packets_keys WHERE k = x'' AND "
+      "bucket BETWEEN ?2 AND ?1 ORDER BY 1 DESC";
   return sql;
 }
 

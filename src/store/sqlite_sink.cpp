@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -47,6 +48,8 @@ constexpr const char* kKeyRetentionSql = "DELETE FROM packets_keys WHERE bucket 
 
 // Keys of packets_keys the writer added recently; they need no INSERT again. Bounded.
 constexpr std::size_t kMaxSeenKeys = 16384;
+// Buckets whose keys the writer counts (for StoreOptions::keys_per_bucket).
+constexpr std::size_t kMaxCountedBuckets = 1024;
 
 struct SeenKey {
   std::int64_t bucket;
@@ -144,6 +147,7 @@ struct SqliteSink::Impl {
       if (last_error == "not an error") last_error = sqlite3_errstr(rc);
       if (!sqlite3_get_autocommit(db)) detail::exec(db, "ROLLBACK");
       seen_keys.clear();  // some were rolled back
+      bucket_keys.clear();
       loc.errors->add(detail::StorageErrors::kWrite);
       write_errors.fetch_add(1, std::memory_order_relaxed);
       rows_dropped_write.fetch_add(n, std::memory_order_relaxed);
@@ -164,20 +168,20 @@ struct SqliteSink::Impl {
 
   /// Adds (bucket, address) to packets_keys unless added recently; `text` is its text.
   int addAddressKey(std::int64_t bucket, const flow::IpAddress& address, const char* text) {
-    if (!markSeen(SeenKey{bucket, address.bytes, false})) return SQLITE_OK;
+    if (saturated(bucket) || !markSeen(SeenKey{bucket, address.bytes, false})) return SQLITE_OK;
     sqlite3_bind_int64(key_stmt.get(), 1, bucket);
     bindText(key_stmt.get(), 2, text, std::char_traits<char>::length(text));
-    return stepKey();
+    return stepKey(bucket);
   }
 
   int addPortKey(std::int64_t bucket, std::uint16_t port) {
     SeenKey k{bucket, {}, true};
     k.value[0] = static_cast<std::uint8_t>(port >> 8);
     k.value[1] = static_cast<std::uint8_t>(port & 0xff);
-    if (!markSeen(k)) return SQLITE_OK;
+    if (saturated(bucket) || !markSeen(k)) return SQLITE_OK;
     sqlite3_bind_int64(key_stmt.get(), 1, bucket);
     sqlite3_bind_int(key_stmt.get(), 2, port);
-    return stepKey();
+    return stepKey(bucket);
   }
 
   /// True when `k` was not seen yet (and is now).
@@ -186,11 +190,29 @@ struct SqliteSink::Impl {
     return seen_keys.insert(k).second;
   }
 
-  int stepKey() {
-    int rc = sqlite3_step(key_stmt.get());
-    if (rc == SQLITE_DONE) rc = SQLITE_OK;
-    sqlite3_reset(key_stmt.get());
-    return rc;
+  /// True once `bucket` holds keys_per_bucket keys: it is marked saturated (the empty-blob
+  /// key), queries scan it whole, and it gets no more keys. Bounds the writer's extra work
+  /// when every packet brings a new address or port (a flood of spoofed sources).
+  bool saturated(std::int64_t bucket) {
+    const auto it = bucket_keys.find(bucket);
+    return it != bucket_keys.end() && it->second >= options.keys_per_bucket;
+  }
+
+  int stepKey(std::int64_t bucket) {
+    sqlite3_stmt* key = key_stmt.get();
+    int rc = sqlite3_step(key);
+    sqlite3_reset(key);
+    if (rc != SQLITE_DONE) return rc;
+    if (sqlite3_changes(write_db.get()) == 0) return SQLITE_OK;
+    if (bucket_keys.size() >= kMaxCountedBuckets && bucket_keys.count(bucket) == 0) {
+      bucket_keys.clear();  // rows come in time order: the newest buckets get the keys
+    }
+    if (++bucket_keys[bucket] < options.keys_per_bucket) return SQLITE_OK;
+    sqlite3_bind_int64(key, 1, bucket);
+    sqlite3_bind_zeroblob(key, 2, 0);
+    rc = sqlite3_step(key);
+    sqlite3_reset(key);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
   }
 
   /// Logs drops since the last report, at most once per log_interval (unless forced).
@@ -350,6 +372,7 @@ struct SqliteSink::Impl {
   StmtPtr key_stmt;
   StmtPtr key_retention_stmt;
   std::unordered_set<SeenKey, SeenKeyHash> seen_keys;
+  std::unordered_map<std::int64_t, std::size_t> bucket_keys;  // keys added per bucket
   SteadyClock::time_point next_report;
   SteadyClock::time_point next_retention;
   bool retention_active = false;

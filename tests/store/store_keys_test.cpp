@@ -164,6 +164,21 @@ TEST(KeysSummary, RowsOlderThanTheSummaryAreFoundByTheTimestampWalk) {
   compareRandomQueries(store, db, 30, 5);
 }
 
+TEST(KeysSummary, ABucketPastItsKeyBudgetIsMarkedSaturatedAndScannedWhole) {
+  TempDir dir;
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
+  o.keys_per_bucket = 20;  // 40 hosts and 8 ports: every bucket saturates
+  Harness store(o);
+  fillRandom(store, 20000, 30, 8);
+  store.syncForTest();
+  RawDb db(dir.file("traffic.db"));
+  EXPECT_EQ(db.count("SELECT count(*) FROM packets_keys WHERE k = x''"), 180);  // 30 min / 10 s
+  EXPECT_EQ(db.count("SELECT max(n) FROM (SELECT count(*) AS n FROM packets_keys WHERE k <> x'' "
+                     "GROUP BY bucket)"),
+            20);
+  compareRandomQueries(store, db, 30, 9);
+}
+
 TEST(KeysSummary, PlansUseTheSummaryAndTheTimestampIndexWithoutSorting) {
   TempDir dir;
   Harness store(optionsFor(dir.file("traffic.db")));

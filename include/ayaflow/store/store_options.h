@@ -20,6 +20,11 @@ struct StoreOptions {
   std::chrono::milliseconds retention_interval{60000};  ///< between two retention passes
   std::size_t retention_chunk = 5000;             ///< rows per DELETE statement of a retention pass
   std::chrono::milliseconds log_interval{10000};  ///< at most one drop warning per interval
+  /// Distinct addresses and ports the packets_keys summary records per 10-second bucket
+  /// (docs/storage.md); past it the bucket is marked saturated and ip/port queries scan it
+  /// whole. Bounds the writer's extra work (~25 us per new key) when every packet brings a
+  /// new address or port. Sensible: 4 096 .. 1 000 000.
+  std::size_t keys_per_bucket = 32768;
   /// Time budget of one history query: past it the query is interrupted and fails with
   /// ETIMEDOUT (the API answers 503 with Retry-After); waiting for a free read connection
   /// counts against it. Sensible: 500 ms .. 30 s.
