@@ -143,8 +143,9 @@ WriteResult writeRows(const std::string& path, const std::vector<Row>& rows, Var
             -1, &insert, nullptr),
         db, "prepare");
   sqlite3_stmt* key = nullptr;
-  check(sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO packets_keys (bucket, k) VALUES (?1, ?2)", -1,
-                           &key, nullptr),
+  check(sqlite3_prepare_v2(
+            db, "INSERT OR IGNORE INTO packets_keys (epoch, k, bucket) VALUES (?1 / 6, ?2, ?1)", -1,
+            &key, nullptr),
         db, "prepare");
   // SqliteSink's de-duplication: (bucket, key) pairs added recently, at most 16 384.
   struct Seen {
@@ -270,11 +271,11 @@ void buildLarge(const std::string& path, std::size_t rows) {
            "CASE WHEN h / 131072 % 8 = 4 THEN 'UDP' ELSE 'TCP' END, 40 + i % 1461, 1, "
            "CASE WHEN i % 2 = 0 THEN 'egress' ELSE 'ingress' END FROM c");
   exec(db,
-       "INSERT OR IGNORE INTO packets_keys (bucket, k) "
-       "SELECT timestamp / 10000, src_ip FROM packets UNION ALL "
-       "SELECT timestamp / 10000, dst_ip FROM packets UNION ALL "
-       "SELECT timestamp / 10000, src_port FROM packets UNION ALL "
-       "SELECT timestamp / 10000, dst_port FROM packets");
+       "INSERT OR IGNORE INTO packets_keys (epoch, k, bucket) "
+       "SELECT timestamp / 60000, src_ip, timestamp / 10000 FROM packets UNION ALL "
+       "SELECT timestamp / 60000, dst_ip, timestamp / 10000 FROM packets UNION ALL "
+       "SELECT timestamp / 60000, src_port, timestamp / 10000 FROM packets UNION ALL "
+       "SELECT timestamp / 60000, dst_port, timestamp / 10000 FROM packets");
   exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
   sqlite3_close(db);
 }

@@ -96,17 +96,27 @@ std::int64_t bucketOf(std::int64_t t) {
   return detail::keyBucket(std::max<std::int64_t>(t, INT64_MIN / 2));
 }
 
-/// Buckets of packets_keys that hold every key of the query (?3 the address, ?4 the
-/// port), or are saturated (the empty-blob key: they may hold any), newest first, from ?1
-/// (the newest bucket) down to ?2 (the oldest): ranges of the summary's primary key
-/// (k, bucket), merged; with both keys one lookup per bucket of the first.
+/// The summary's epochs from ?1 (the newest) down to ?2, newest first: a skip-scan down its
+/// primary key, two lookups per epoch, that stops when the caller stops stepping.
+constexpr const char* kEpochWalkSql =
+    "WITH RECURSIVE e(x) AS ("
+    "SELECT (SELECT max(epoch) FROM packets_keys WHERE epoch <= ?1) "
+    "UNION ALL "
+    "SELECT (SELECT max(epoch) FROM packets_keys WHERE epoch < x) FROM e WHERE x > ?2) "
+    "SELECT x FROM e WHERE x >= ?2";
+
+/// Buckets of epoch ?5 between ?2 and ?1 that hold every key of the query (?3 the address,
+/// ?4 the port) or are saturated (the empty-blob key: they may hold any), newest first: one
+/// range of the primary key (epoch, k, bucket) per key, merged.
 std::string bucketWalkSql(const flow::HistoryQuery& q) {
   std::string sql = "SELECT a.bucket FROM packets_keys AS a";
-  if (q.ip && q.port) sql += " JOIN packets_keys AS b ON b.k = ?4 AND b.bucket = a.bucket";
-  sql += q.ip ? " WHERE a.k = ?3" : " WHERE a.k = ?4";
+  if (q.ip && q.port) {
+    sql += " JOIN packets_keys AS b ON b.epoch = ?5 AND b.k = ?4 AND b.bucket = a.bucket";
+  }
+  sql += q.ip ? " WHERE a.epoch = ?5 AND a.k = ?3" : " WHERE a.epoch = ?5 AND a.k = ?4";
   sql +=
-      " AND a.bucket BETWEEN ?2 AND ?1 UNION SELECT bucket FROM packets_keys WHERE k = x'' AND "
-      "bucket BETWEEN ?2 AND ?1 ORDER BY 1 DESC";
+      " AND a.bucket BETWEEN ?2 AND ?1 UNION SELECT bucket FROM packets_keys WHERE epoch = ?5 "
+      "AND k = x'' AND bucket BETWEEN ?2 AND ?1 ORDER BY 1 DESC";
   return sql;
 }
 
@@ -290,28 +300,42 @@ struct HistoryReader::Impl {
       bindAll(rows.get(), rows_sql);
       const int limit_index = static_cast<int>(rows_sql.binds.size());
 
-      StmtPtr walk = prepareOrFail(db, bucketWalkSql(q));
-      sqlite3_bind_int64(walk.get(), 1, bucketOf(hi));
-      sqlite3_bind_int64(walk.get(), 2, bucketOf(covered_lo));
+      const std::int64_t hi_bucket = bucketOf(hi);
+      const std::int64_t lo_bucket = bucketOf(covered_lo);
+      StmtPtr epochs = prepareOrFail(db, kEpochWalkSql);
+      sqlite3_bind_int64(epochs.get(), 1, detail::keyEpoch(hi_bucket));
+      sqlite3_bind_int64(epochs.get(), 2, detail::keyEpoch(lo_bucket));
+      StmtPtr buckets = prepareOrFail(db, bucketWalkSql(q));
+      sqlite3_bind_int64(buckets.get(), 1, hi_bucket);
+      sqlite3_bind_int64(buckets.get(), 2, lo_bucket);
       std::string ip_text;
       if (q.ip) {
         ip_text = q.ip->toString();
-        sqlite3_bind_text(walk.get(), 3, ip_text.data(), static_cast<int>(ip_text.size()),
+        sqlite3_bind_text(buckets.get(), 3, ip_text.data(), static_cast<int>(ip_text.size()),
                           SQLITE_STATIC);
       }
-      if (q.port) sqlite3_bind_int(walk.get(), 4, *q.port);
+      if (q.port) sqlite3_bind_int(buckets.get(), 4, *q.port);
       int rc = SQLITE_DONE;
-      while (out.size() < limit && (rc = sqlite3_step(walk.get())) == SQLITE_ROW) {
-        const std::int64_t bucket = sqlite3_column_int64(walk.get(), 0);
-        const __int128 start = static_cast<__int128>(bucket) * detail::kKeyBucketMs;
-        const __int128 end = start + detail::kKeyBucketMs - 1;
-        const auto from = static_cast<std::int64_t>(std::max<__int128>(start, covered_lo));
-        const auto to = static_cast<std::int64_t>(std::min<__int128>(end, hi));
-        sqlite3_reset(rows.get());
-        sqlite3_bind_int64(rows.get(), 1, from);
-        sqlite3_bind_int64(rows.get(), 2, to);
-        sqlite3_bind_int64(rows.get(), limit_index, static_cast<std::int64_t>(limit - out.size()));
-        collect(db, rows.get(), out);
+      while (out.size() < limit && (rc = sqlite3_step(epochs.get())) == SQLITE_ROW) {
+        sqlite3_reset(buckets.get());
+        sqlite3_bind_int64(buckets.get(), 5, sqlite3_column_int64(epochs.get(), 0));
+        int brc;
+        while (out.size() < limit && (brc = sqlite3_step(buckets.get())) == SQLITE_ROW) {
+          const std::int64_t bucket = sqlite3_column_int64(buckets.get(), 0);
+          const __int128 start = static_cast<__int128>(bucket) * detail::kKeyBucketMs;
+          const __int128 end = start + detail::kKeyBucketMs - 1;
+          const auto from = static_cast<std::int64_t>(std::max<__int128>(start, covered_lo));
+          const auto to = static_cast<std::int64_t>(std::min<__int128>(end, hi));
+          sqlite3_reset(rows.get());
+          sqlite3_bind_int64(rows.get(), 1, from);
+          sqlite3_bind_int64(rows.get(), 2, to);
+          sqlite3_bind_int64(rows.get(), limit_index,
+                             static_cast<std::int64_t>(limit - out.size()));
+          collect(db, rows.get(), out);
+        }
+        if (out.size() < limit && brc != SQLITE_DONE) {
+          throw QueryFailure{brc, sqlite3_errmsg(db)};
+        }
       }
       if (out.size() < limit && rc != SQLITE_DONE) throw QueryFailure{rc, sqlite3_errmsg(db)};
     }
@@ -333,6 +357,7 @@ struct HistoryReader::Impl {
     std::string out;
     std::vector<std::string> statements;
     if (q.ip || q.port) {
+      statements.push_back(kEpochWalkSql);
       statements.push_back(bucketWalkSql(q));
       flow::HistoryQuery range = q;
       range.since_ms = range.since_ms.value_or(0);

@@ -43,8 +43,10 @@ constexpr const char* kRetentionSql =
     "DELETE FROM packets WHERE id IN "
     "(SELECT id FROM packets WHERE timestamp < ?1 ORDER BY timestamp LIMIT ?2)";
 
-constexpr const char* kKeySql = "INSERT OR IGNORE INTO packets_keys (bucket, k) VALUES (?1, ?2)";
-constexpr const char* kKeyRetentionSql = "DELETE FROM packets_keys WHERE bucket < ?1";
+constexpr const char* kKeySql =
+    "INSERT OR IGNORE INTO packets_keys (epoch, k, bucket) VALUES (?3, ?2, ?1)";
+// Whole epochs whose every bucket ended before the cutoff.
+constexpr const char* kKeyRetentionSql = "DELETE FROM packets_keys WHERE epoch < ?1";
 
 // Keys of packets_keys the writer added recently; they need no INSERT again. Bounded.
 constexpr std::size_t kMaxSeenKeys = 16384;
@@ -170,6 +172,7 @@ struct SqliteSink::Impl {
   int addAddressKey(std::int64_t bucket, const flow::IpAddress& address, const char* text) {
     if (saturated(bucket) || !markSeen(SeenKey{bucket, address.bytes, false})) return SQLITE_OK;
     sqlite3_bind_int64(key_stmt.get(), 1, bucket);
+    sqlite3_bind_int64(key_stmt.get(), 3, detail::keyEpoch(bucket));
     bindText(key_stmt.get(), 2, text, std::char_traits<char>::length(text));
     return stepKey(bucket);
   }
@@ -180,6 +183,7 @@ struct SqliteSink::Impl {
     k.value[1] = static_cast<std::uint8_t>(port & 0xff);
     if (saturated(bucket) || !markSeen(k)) return SQLITE_OK;
     sqlite3_bind_int64(key_stmt.get(), 1, bucket);
+    sqlite3_bind_int64(key_stmt.get(), 3, detail::keyEpoch(bucket));
     sqlite3_bind_int(key_stmt.get(), 2, port);
     return stepKey(bucket);
   }
@@ -209,6 +213,7 @@ struct SqliteSink::Impl {
     }
     if (++bucket_keys[bucket] < options.keys_per_bucket) return SQLITE_OK;
     sqlite3_bind_int64(key, 1, bucket);
+    sqlite3_bind_int64(key, 3, detail::keyEpoch(bucket));
     sqlite3_bind_zeroblob(key, 2, 0);
     rc = sqlite3_step(key);
     sqlite3_reset(key);
@@ -261,9 +266,9 @@ struct SqliteSink::Impl {
     retention_pass_deleted += deleted;
     if (deleted < options.retention_chunk) {
       retention_active = false;
-      // The summary's buckets that end before the cutoff: their rows are gone.
+      // The summary's epochs that end before the cutoff: their rows are gone.
       sqlite3_stmt* keys = key_retention_stmt.get();
-      sqlite3_bind_int64(keys, 1, detail::keyBucket(retention_cutoff_ms));
+      sqlite3_bind_int64(keys, 1, detail::keyEpoch(detail::keyBucket(retention_cutoff_ms)));
       const int krc = sqlite3_step(keys);
       sqlite3_reset(keys);
       seen_keys.clear();  // a late row of a deleted bucket must add its keys again

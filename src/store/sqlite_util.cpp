@@ -132,12 +132,12 @@ std::string pragmaText(sqlite3* db, const char* sql, int* rc_out);
 
 // The summary of which addresses and ports occur in which 10-second bucket
 // (docs/storage.md): the writer adds a row's four keys when it inserts the row, in the same
-// transaction. Keyed by (k, bucket): a query finds an address's buckets in one range;
-// idx_keys_bucket (monotonic, cheap to append to) lets retention delete old buckets.
+// transaction. Keyed by (epoch, k, bucket), an epoch being 1 minute: the writer's inserts
+// stay in the newest epoch's part of the tree, a query finds an address's buckets with one
+// range per epoch, and retention deletes whole epochs by the same key.
 constexpr const char* kCreateKeys =
-    "CREATE TABLE packets_keys (k NOT NULL, bucket INTEGER NOT NULL, "
-    "PRIMARY KEY (k, bucket)) WITHOUT ROWID";
-constexpr const char* kCreateKeysIndex = "CREATE INDEX idx_keys_bucket ON packets_keys(bucket)";
+    "CREATE TABLE packets_keys (epoch INTEGER NOT NULL, k NOT NULL, bucket INTEGER NOT NULL, "
+    "PRIMARY KEY (epoch, k, bucket)) WITHOUT ROWID";
 constexpr const char* kCreateMeta =
     "CREATE TABLE IF NOT EXISTS ayaflow_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID";
 // Rows already stored when the summary is created are not in it: queries search rows up to
@@ -156,7 +156,6 @@ int addKeys(sqlite3* db, bool* added) {
   *added = n == "0";
   if (!*added) return SQLITE_OK;
   rc = exec(db, kCreateKeys);
-  if (rc == SQLITE_OK) rc = exec(db, kCreateKeysIndex);
   if (rc == SQLITE_OK) rc = exec(db, kCreateMeta);
   if (rc == SQLITE_OK) rc = exec(db, kSetKeysFrom);
   return rc;
@@ -262,19 +261,21 @@ std::set<std::string, std::less<>> packetColumns(sqlite3* db, int* rc_out) {
 
 }  // namespace
 
+// keyBucket() and keyEpoch() in SQL (SQLite's integer division truncates).
 #define AYAFLOW_BUCKET \
-  "CASE WHEN timestamp >= 0 THEN timestamp / 10000 ELSE -((9999 - timestamp) / 10000) END"
+  "(CASE WHEN timestamp >= 0 THEN timestamp / 10000 ELSE (timestamp + 1) / 10000 - 1 END)"
+#define AYAFLOW_EPOCH \
+  "(CASE WHEN timestamp >= 0 THEN timestamp / 60000 ELSE (timestamp + 1) / 60000 - 1 END)"
+#define AYAFLOW_KEY(column) "SELECT " AYAFLOW_EPOCH ", " column ", " AYAFLOW_BUCKET " FROM packets"
 const char* const kRebuildKeysSql =
-    "INSERT OR IGNORE INTO packets_keys (bucket, k) "
-    "SELECT " AYAFLOW_BUCKET
-    ", src_ip FROM packets UNION ALL "
-    "SELECT " AYAFLOW_BUCKET
-    ", dst_ip FROM packets UNION ALL "
-    "SELECT " AYAFLOW_BUCKET
-    ", src_port FROM packets WHERE src_port IS NOT NULL UNION ALL "
-    "SELECT " AYAFLOW_BUCKET ", dst_port FROM packets WHERE dst_port IS NOT NULL";
+    "INSERT OR IGNORE INTO packets_keys (epoch, k, bucket) " AYAFLOW_KEY("src_ip") " UNION ALL "
+    AYAFLOW_KEY("dst_ip") " UNION ALL " AYAFLOW_KEY("src_port") " WHERE src_port IS NOT NULL "
+    "UNION ALL " AYAFLOW_KEY("dst_port") " WHERE dst_port IS NOT NULL";
+#undef AYAFLOW_KEY
+#undef AYAFLOW_EPOCH
 #undef AYAFLOW_BUCKET
-static_assert(kKeyBucketMs == 10000, "kRebuildKeysSql spells the bucket width");
+static_assert(kKeyBucketMs == 10000 && kKeyEpochBuckets == 6,
+              "kRebuildKeysSql spells the bucket and epoch widths");
 
 void StorageErrors::report(Operation op, const std::string& display, const std::string& cause) {
   counts_[op].fetch_add(1, std::memory_order_relaxed);

@@ -27,11 +27,26 @@ using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
 /// file format: a database's buckets are all this wide.
 constexpr std::int64_t kKeyBucketMs = 10000;
 
-/// The summary bucket of a row's timestamp (floor division: negative timestamps too).
-constexpr std::int64_t keyBucket(std::int64_t timestamp_ms) noexcept {
-  return timestamp_ms >= 0 ? timestamp_ms / kKeyBucketMs
-                           : -((-timestamp_ms + kKeyBucketMs - 1) / kKeyBucketMs);
+/// Buckets per epoch of the summary (1 minute): its primary key starts with the epoch, so
+/// the writer's inserts stay within the newest epoch's part of the tree, and a query looks an
+/// address up once per epoch.
+constexpr std::int64_t kKeyEpochBuckets = 6;
+
+/// Floor division (negative timestamps too).
+constexpr std::int64_t floorDiv(std::int64_t a, std::int64_t b) noexcept {
+  return a >= 0 ? a / b : -((-(a + 1)) / b) - 1;
 }
+
+/// The summary bucket of a row's timestamp, and the epoch of a bucket.
+constexpr std::int64_t keyBucket(std::int64_t timestamp_ms) noexcept {
+  return floorDiv(timestamp_ms, kKeyBucketMs);
+}
+constexpr std::int64_t keyEpoch(std::int64_t bucket) noexcept {
+  return floorDiv(bucket, kKeyEpochBuckets);
+}
+static_assert(keyBucket(-1) == -1 && keyBucket(0) == 0 && keyBucket(-10000) == -1 &&
+              keyBucket(-10001) == -2 && keyEpoch(5) == 0 && keyEpoch(6) == 1 &&
+              keyEpoch(-1) == -1);
 
 /// Runtime SQLite failures of one database, for the writer and its readers: counted, and
 /// logged (logger "store", warning) once per distinct cause and at most once per
