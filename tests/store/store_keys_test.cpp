@@ -3,6 +3,8 @@
 // the query time budget and runtime storage errors (unit tier: real SQLite files in $TMPDIR).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <unistd.h>
 
@@ -391,6 +393,17 @@ TEST(RuntimeErrors, ADatabaseDamagedUnderTheAgentIsLoggedOnceAndCounted) {
   }
   const auto stats = store.stats().sink;
   EXPECT_EQ(stats.read_errors, 5u);
+  bool exported = false;
+  for (const auto& family : store.sink().metrics()->Collect()) {
+    if (family.name != "ayaflow_storage_errors_total") continue;
+    for (const auto& m : family.metric) {
+      if (m.label.size() == 1 && m.label[0].value == "read") {
+        EXPECT_EQ(m.counter.value, 5.0);
+        exported = true;
+      }
+    }
+  }
+  EXPECT_TRUE(exported);
   const std::string text = log.text();
   EXPECT_EQ(countOf(text, "reading failed"), 1u) << text;
   EXPECT_NE(text.find("malformed"), std::string::npos) << text;
