@@ -288,7 +288,7 @@ struct HistoryReader::Impl {
     const std::int64_t lo = q.since_ms.value_or(kMinTime);
     const std::int64_t hi = q.until_ms.value_or(kMaxTime);
     const std::int64_t keys_from = keysFrom(db);
-    if (hi >= keys_from && hi >= lo) {
+    if (keys_from != kMaxTime && hi >= keys_from && hi >= lo) {
       const std::int64_t covered_lo = std::max(lo, keys_from);
       // One statement for every bucket: since/until and limit re-bound per bucket.
       flow::HistoryQuery range = q;
