@@ -185,6 +185,25 @@ TEST(KeysSummary, ABucketPastItsKeyBudgetIsMarkedSaturatedAndScannedWhole) {
   compareRandomQueries(store, db, 30, 9);
 }
 
+TEST(KeysSummary, AFloodOfNewAddressesAndPortsStopsAtTheDefaultBudget) {
+  TempDir dir;
+  Harness store(optionsFor(dir.file("traffic.db")));
+  std::mt19937 rng(11);
+  const std::uint64_t ts = test::monotonicForUnixMs(kBase + 5000);  // one bucket
+  for (int i = 0; i < 60000; ++i) {
+    store.submit(makePacket(rng() & 0xffff, static_cast<std::uint16_t>(rng()), 80, 6,
+                            Direction::kIngress, 60, ts));
+  }
+  store.flush();
+  RawDb db(dir.file("traffic.db"));
+  EXPECT_EQ(db.count("SELECT count(*) FROM packets"), 60000);
+  EXPECT_EQ(db.count("SELECT count(*) FROM packets_keys WHERE k = x''"), 1);
+  EXPECT_EQ(db.count("SELECT count(*) FROM packets_keys"), 32768 + 1);
+  HistoryQuery q;
+  q.port = 80;
+  EXPECT_EQ(store.query(q).size(), 100u);
+}
+
 TEST(KeysSummary, PlansUseTheSummaryAndTheTimestampIndexWithoutSorting) {
   TempDir dir;
   Harness store(optionsFor(dir.file("traffic.db")));
