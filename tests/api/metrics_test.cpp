@@ -43,6 +43,10 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   agent.stats.storage.rows_dropped_write_error = 1;
   agent.stats.storage.queue.records_dropped_closed = 26;
   agent.stats.storage.queue.depth = 31;
+  agent.stats.storage.read_errors = 32;
+  agent.stats.storage.write_failures = 33;
+  agent.stats.storage.queries_timed_out = 34;
+  agent.stats.storage.queries_busy = 35;
   agent.stats.http = fake::distinctHttpStats();
   agent.stats.stream = fake::distinctStreamStats();
   const auto m = parseMetrics(renderMetrics(agent.registry));
@@ -84,6 +88,10 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {R"(ayaflow_storage_rows_dropped_total{reason="write_error"})", "1"},
       {R"(ayaflow_storage_rows_dropped_total{reason="stopped"})", "26"},
       {"ayaflow_storage_queue_rows", "31"},
+      {R"(ayaflow_storage_errors_total{operation="read"})", "32"},
+      {R"(ayaflow_storage_errors_total{operation="write"})", "33"},
+      {R"(ayaflow_storage_queries_stopped_total{reason="timeout"})", "34"},
+      {R"(ayaflow_storage_queries_stopped_total{reason="busy"})", "35"},
       {"ayaflow_http_connections", "3"},
       {"ayaflow_http_connections_rejected_total", "5"},
       {"ayaflow_http_connections_denied_total", "6"},
@@ -129,6 +137,8 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_storage_rows_stored_total", "counter"},
       {"ayaflow_storage_rows_dropped_total", "counter"},
       {"ayaflow_storage_queue_rows", "gauge"},
+      {"ayaflow_storage_errors_total", "counter"},
+      {"ayaflow_storage_queries_stopped_total", "counter"},
       {"ayaflow_http_connections", "gauge"},
       {"ayaflow_http_connections_rejected_total", "counter"},
       {"ayaflow_http_connections_denied_total", "counter"},
