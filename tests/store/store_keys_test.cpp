@@ -330,6 +330,44 @@ TEST(QueryBudget, ASlowQueryStopsWithEtimedoutAndTheConnectionServesTheNextQuery
   EXPECT_EQ(stats.read_errors, 0u);
 }
 
+TEST(QueryBudget, AbsentAddressesAndPortsOnALargeDatabaseAnswerWithinATightBudget) {
+  TempDir dir;
+  HarnessOptions o = optionsFor(dir.file("traffic.db"));
+  o.query_timeout = std::chrono::milliseconds(100);
+  Harness store(o);
+  RawDb db(dir.file("traffic.db"));
+  // 1M rows over ~3 hours (100 rows/s), 10.99.0.1 and port 9999 in 10 of them, by
+  // SQLite's own bulk insert; then their summary.
+  db.exec(
+      "INSERT INTO packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, "
+      "direction) WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i < "
+      "999999) SELECT 1700000000000 + 10 * i, CASE WHEN i % 100000 = 7 THEN '10.99.0.1' ELSE "
+      "'10.0.' || (i % 5000 / 256) || '.' || (i % 256) END, '192.168.0.1', 30000 + i % 20000, "
+      "CASE WHEN i % 100000 = 9 THEN 9999 ELSE 443 END, 'TCP', 60, 'egress' FROM g");
+  db.exec(detail::kRebuildKeysSql);
+  HistoryQuery absent_ip;
+  absent_ip.ip = flow::IpAddress::parse("172.16.0.1");
+  HistoryQuery absent_port;
+  absent_port.port = 7;
+  HistoryQuery rare_ip;
+  rare_ip.ip = flow::IpAddress::parse("10.99.0.1");
+  HistoryQuery rare_port;
+  rare_port.port = 9999;
+  EXPECT_TRUE(store.query(absent_ip).empty());
+  EXPECT_TRUE(store.query(absent_port).empty());
+  EXPECT_EQ(store.query(rare_ip).size(), 10u);
+  EXPECT_EQ(store.query(rare_port).size(), 10u);
+  EXPECT_EQ(store.stats().sink.queries_timed_out, 0u);
+  // The same file without its summary: the walk over 1M rows does not fit the budget.
+  db.exec("UPDATE ayaflow_meta SET value = 9223372036854775807 WHERE key = 'keys_from_ms'");
+  try {
+    store.query(absent_ip);
+    ADD_FAILURE() << "a walk over 1M rows finished within 100 ms";
+  } catch (const SystemError& e) {
+    EXPECT_EQ(e.code().value(), ETIMEDOUT) << e.what();
+  }
+}
+
 TEST(QueryBudget, ConcurrentQueriesShareTheBoundedPool) {
   TempDir dir;
   Harness store(optionsFor(dir.file("traffic.db")));
