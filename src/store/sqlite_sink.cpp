@@ -6,12 +6,14 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -61,6 +63,33 @@ constexpr const char* kRetentionSql =
     "DELETE FROM packets WHERE id IN "
     "(SELECT id FROM packets WHERE timestamp < ?1 ORDER BY timestamp LIMIT ?2)";
 
+constexpr const char* kKeySql =
+    "INSERT OR IGNORE INTO packets_keys (epoch, k, bucket) VALUES (?3, ?2, ?1)";
+// Whole epochs whose every bucket ended before the cutoff.
+constexpr const char* kKeyRetentionSql = "DELETE FROM packets_keys WHERE epoch < ?1";
+
+// Keys of packets_keys the writer added recently; they need no INSERT again. Bounded.
+constexpr std::size_t kMaxSeenKeys = 16384;
+// Buckets whose keys the writer counts (for StoreOptions::keys_per_bucket).
+constexpr std::size_t kMaxCountedBuckets = 1024;
+
+struct SeenKey {
+  std::int64_t bucket;
+  std::array<std::uint8_t, 16> value;  // the address, or the port in value[0..1]
+  bool is_port;
+  friend bool operator==(const SeenKey& a, const SeenKey& b) noexcept {
+    return a.bucket == b.bucket && a.is_port == b.is_port && a.value == b.value;
+  }
+};
+
+struct SeenKeyHash {
+  std::size_t operator()(const SeenKey& k) const noexcept {
+    std::uint64_t h = 1469598103934665603ull ^ static_cast<std::uint64_t>(k.bucket);
+    for (const std::uint8_t b : k.value) h = (h ^ b) * 1099511628211ull;
+    return static_cast<std::size_t>(h ^ (k.is_port ? 0x9e3779b97f4a7c15ull : 0));
+  }
+};
+
 std::int64_t realtimeMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -87,6 +116,7 @@ struct SqliteSink::Impl {
     if (options.batch_rows == 0) options.batch_rows = 1;
     if (options.retention_chunk == 0) options.retention_chunk = 1;
     loc = detail::locate(options.db_path);
+    loc.errors->log_interval_ms = options.log_interval.count();
   }
 
   // ---- writer thread ------------------------------------------------------------------
@@ -193,6 +223,13 @@ struct SqliteSink::Impl {
         row.first_ms = r.first_ms;
         ++inserted;
         packets += r.packets;
+        if (rc == SQLITE_OK) rc = addKeys(r, r.first_ms, src, dst);
+      } else if (rc == SQLITE_OK && done && r.first_ms < row.first_ms &&
+                 detail::keyBucket(r.first_ms) != detail::keyBucket(row.first_ms)) {
+        // The row moved to an earlier bucket: its keys must be found there too.
+        flow::formatAddress(r.src, src);
+        flow::formatAddress(r.dst, dst);
+        rc = addKeys(r, r.first_ms, src, dst);
       }
       if (r.update_key == 0) continue;
       if (provisional) {
@@ -209,6 +246,9 @@ struct SqliteSink::Impl {
       last_error = sqlite3_errmsg(db);
       if (last_error == "not an error") last_error = sqlite3_errstr(rc);
       if (!sqlite3_get_autocommit(db)) detail::exec(db, "ROLLBACK");
+      seen_keys.clear();  // some were rolled back
+      bucket_keys.clear();
+      loc.errors->add(detail::StorageErrors::kWrite);
       write_errors.fetch_add(1, std::memory_order_relaxed);
       // Final records whose sums did not reach the database are dropped (a checkpointed row
       // keeps its last committed counts); provisional ones are not: the next checkpoint or
@@ -272,6 +312,69 @@ struct SqliteSink::Impl {
     }
   }
 
+  /// Adds the record's addresses and ports to packets_keys for the bucket of `ms`; `src` and
+  /// `dst` hold the addresses as text.
+  int addKeys(const pipeline::FlowRecord& r, std::int64_t ms, const char* src, const char* dst) {
+    const std::int64_t bucket = detail::keyBucket(ms);
+    int rc = addAddressKey(bucket, r.src, src);
+    if (rc == SQLITE_OK) rc = addAddressKey(bucket, r.dst, dst);
+    if (rc == SQLITE_OK) rc = addPortKey(bucket, r.src_port);
+    if (rc == SQLITE_OK) rc = addPortKey(bucket, r.dst_port);
+    return rc;
+  }
+
+  /// Adds (bucket, address) to packets_keys unless added recently; `text` is its text.
+  int addAddressKey(std::int64_t bucket, const flow::IpAddress& address, const char* text) {
+    if (saturated(bucket) || !markSeen(SeenKey{bucket, address.bytes, false})) return SQLITE_OK;
+    sqlite3_bind_int64(key_stmt.get(), 1, bucket);
+    sqlite3_bind_int64(key_stmt.get(), 3, detail::keyEpoch(bucket));
+    bindText(key_stmt.get(), 2, text, std::char_traits<char>::length(text));
+    return stepKey(bucket);
+  }
+
+  int addPortKey(std::int64_t bucket, std::uint16_t port) {
+    SeenKey k{bucket, {}, true};
+    k.value[0] = static_cast<std::uint8_t>(port >> 8);
+    k.value[1] = static_cast<std::uint8_t>(port & 0xff);
+    if (saturated(bucket) || !markSeen(k)) return SQLITE_OK;
+    sqlite3_bind_int64(key_stmt.get(), 1, bucket);
+    sqlite3_bind_int64(key_stmt.get(), 3, detail::keyEpoch(bucket));
+    sqlite3_bind_int(key_stmt.get(), 2, port);
+    return stepKey(bucket);
+  }
+
+  /// True when `k` was not seen yet (and is now).
+  bool markSeen(const SeenKey& k) {
+    if (seen_keys.size() >= kMaxSeenKeys && seen_keys.count(k) == 0) seen_keys.clear();
+    return seen_keys.insert(k).second;
+  }
+
+  /// True once `bucket` holds keys_per_bucket keys: it is marked saturated (the empty-blob
+  /// key), queries scan it whole, and it gets no more keys. Bounds the writer's extra work
+  /// when every packet brings a new address or port (a flood of spoofed sources).
+  bool saturated(std::int64_t bucket) {
+    const auto it = bucket_keys.find(bucket);
+    return it != bucket_keys.end() && it->second >= options.keys_per_bucket;
+  }
+
+  int stepKey(std::int64_t bucket) {
+    sqlite3_stmt* key = key_stmt.get();
+    int rc = sqlite3_step(key);
+    sqlite3_reset(key);
+    if (rc != SQLITE_DONE) return rc;
+    if (sqlite3_changes(write_db.get()) == 0) return SQLITE_OK;
+    if (bucket_keys.size() >= kMaxCountedBuckets && bucket_keys.count(bucket) == 0) {
+      bucket_keys.clear();  // rows come in time order: the newest buckets get the keys
+    }
+    if (++bucket_keys[bucket] < options.keys_per_bucket) return SQLITE_OK;
+    sqlite3_bind_int64(key, 1, bucket);
+    sqlite3_bind_int64(key, 3, detail::keyEpoch(bucket));
+    sqlite3_bind_zeroblob(key, 2, 0);
+    rc = sqlite3_step(key);
+    sqlite3_reset(key);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+
   /// Logs drops since the last report, at most once per log_interval (unless forced).
   void reportDrops(SteadyClock::time_point now, bool force = false) {
     if (!force && reported_once && now - last_report < options.log_interval) return;
@@ -307,6 +410,7 @@ struct SqliteSink::Impl {
     sqlite3_reset(del);
     retention_chunks.fetch_add(1, std::memory_order_relaxed);
     if (rc != SQLITE_DONE) {
+      loc.errors->add(detail::StorageErrors::kWrite);
       logger("store")->warn("{}: retention: cannot delete old rows: {}", loc.display,
                             sqlite3_errmsg(write_db.get()));
       retention_active = false;
@@ -317,6 +421,17 @@ struct SqliteSink::Impl {
     retention_pass_deleted += deleted;
     if (deleted < options.retention_chunk) {
       retention_active = false;
+      // The summary's epochs that end before the cutoff: their rows are gone.
+      sqlite3_stmt* keys = key_retention_stmt.get();
+      sqlite3_bind_int64(keys, 1, detail::keyEpoch(detail::keyBucket(retention_cutoff_ms)));
+      const int krc = sqlite3_step(keys);
+      sqlite3_reset(keys);
+      seen_keys.clear();  // a late row of a deleted bucket must add its keys again
+      if (krc != SQLITE_DONE) {
+        loc.errors->add(detail::StorageErrors::kWrite);
+        logger("store")->warn("{}: retention: cannot delete old summary keys: {}", loc.display,
+                              sqlite3_errmsg(write_db.get()));
+      }
       if (retention_pass_deleted > 0) {
         logger("store")->debug("retention: deleted {} rows older than {} s", retention_pass_deleted,
                                *options.retention_s);
@@ -374,6 +489,8 @@ struct SqliteSink::Impl {
     update_stmt.reset();
     update_time_stmt.reset();
     retention_stmt.reset();
+    key_stmt.reset();
+    key_retention_stmt.reset();
     write_db.reset();
     queue.closeConsumer();
   }
@@ -396,6 +513,10 @@ struct SqliteSink::Impl {
     s.write_errors = get(write_errors);
     s.rows_deleted = get(rows_deleted);
     s.retention_chunks = get(retention_chunks);
+    s.write_failures = loc.errors->count(detail::StorageErrors::kWrite);
+    s.read_errors = loc.errors->count(detail::StorageErrors::kRead);
+    s.queries_timed_out = get(loc.errors->query_timeouts);
+    s.queries_busy = get(loc.errors->query_busy);
     s.queue = queue.stats();
     return s;
   }
@@ -423,6 +544,10 @@ struct SqliteSink::Impl {
   std::vector<Staged> staged;  // reused by commitRows()
   SteadyClock::time_point next_forget;
   SteadyClock::time_point next_forget_over;
+  StmtPtr key_stmt;
+  StmtPtr key_retention_stmt;
+  std::unordered_set<SeenKey, SeenKeyHash> seen_keys;
+  std::unordered_map<std::int64_t, std::size_t> bucket_keys;  // keys added per bucket
   SteadyClock::time_point next_report;
   SteadyClock::time_point next_retention;
   bool retention_active = false;
@@ -444,6 +569,9 @@ SqliteSink::SqliteSink(StoreOptions options) : impl_(std::make_unique<Impl>(std:
   s.update_stmt = detail::prepare(s.write_db.get(), kUpdateSql, s.loc.display);
   s.update_time_stmt = detail::prepare(s.write_db.get(), kUpdateWithTimeSql, s.loc.display);
   s.retention_stmt = detail::prepare(s.write_db.get(), kRetentionSql, s.loc.display);
+  s.key_stmt = detail::prepare(s.write_db.get(), kKeySql, s.loc.display);
+  s.key_retention_stmt = detail::prepare(s.write_db.get(), kKeyRetentionSql, s.loc.display);
+  s.seen_keys.reserve(kMaxSeenKeys);
   s.writer = std::thread([impl = impl_.get()] { impl->run(); });
 }
 
@@ -466,6 +594,10 @@ SqliteSinkStats SqliteSink::stats() const { return impl_->stats(); }
 const detail::DbLocation& SqliteSink::location() const { return impl_->loc; }
 
 std::chrono::milliseconds SqliteSink::queryTimeout() const { return impl_->options.query_timeout; }
+
+std::size_t SqliteSink::queryConnections() const {
+  return std::max<std::size_t>(impl_->options.query_connections, 1);
+}
 
 void SqliteSink::syncForTest() { impl_->queue.sync(); }
 
@@ -491,6 +623,16 @@ std::vector<prometheus::MetricFamily> storageFamilies(const SqliteSinkStats& s) 
             s.queue.checkpoint_records_refused);
   f.gauge("ayaflow_storage_queue_rows", "Rows waiting to be written.",
           static_cast<double>(s.queue.depth));
+  f.labelledCounter("ayaflow_storage_errors_total",
+                    "SQLite failures while running, by operation: write (a write transaction "
+                    "or retention statement failed) or read (a history query failed; a "
+                    "damaged file, an I/O error). The first of each cause is logged.",
+                    "operation", {{"read", s.read_errors}, {"write", s.write_failures}});
+  f.labelledCounter("ayaflow_storage_queries_stopped_total",
+                    "History queries stopped before they finished, by reason: timeout (ran "
+                    "longer than the query time budget) or busy (every read connection was in "
+                    "use for the whole budget).",
+                    "reason", {{"timeout", s.queries_timed_out}, {"busy", s.queries_busy}});
   return f.take();
 }
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -127,6 +128,38 @@ constexpr const char* kCreateTable =
     "packet_count INTEGER NOT NULL DEFAULT 1)";
 
 std::set<std::string, std::less<>> packetColumns(sqlite3* db, int* rc_out);
+std::string pragmaText(sqlite3* db, const char* sql, int* rc_out);
+
+// The summary of which addresses and ports occur in which 10-second bucket
+// (docs/storage.md): the writer adds a row's four keys when it inserts the row, in the same
+// transaction. Keyed by (epoch, k, bucket), an epoch being 1 minute: the writer's inserts
+// stay in the newest epoch's part of the tree, a query finds an address's buckets with one
+// range per epoch, and retention deletes whole epochs by the same key.
+constexpr const char* kCreateKeys =
+    "CREATE TABLE packets_keys (epoch INTEGER NOT NULL, k NOT NULL, bucket INTEGER NOT NULL, "
+    "PRIMARY KEY (epoch, k, bucket)) WITHOUT ROWID";
+constexpr const char* kCreateMeta =
+    "CREATE TABLE IF NOT EXISTS ayaflow_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID";
+// Rows already stored when the summary is created are not in it: queries search rows up to
+// their newest timestamp without it.
+constexpr const char* kSetKeysFrom =
+    "INSERT OR REPLACE INTO ayaflow_meta (key, value) VALUES ('keys_from_ms', "
+    "coalesce((SELECT max(timestamp) FROM packets) + 1, -9223372036854775807 - 1))";
+
+// Adds the summary to a database that has none (new or migrated), inside migrate()'s
+// transaction. Returns the SQLite result code.
+int addKeys(sqlite3* db, bool* added) {
+  int rc = SQLITE_OK;
+  const std::string n = pragmaText(
+      db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'packets_keys'", &rc);
+  if (rc != SQLITE_OK) return rc;
+  *added = n == "0";
+  if (!*added) return SQLITE_OK;
+  rc = exec(db, kCreateKeys);
+  if (rc == SQLITE_OK) rc = exec(db, kCreateMeta);
+  if (rc == SQLITE_OK) rc = exec(db, kSetKeysFrom);
+  return rc;
+}
 
 // Creates or migrates the schema inside one immediate transaction.
 void migrate(const DbLocation& loc, sqlite3* db) {
@@ -169,10 +202,20 @@ void migrate(const DbLocation& loc, sqlite3* db) {
     exec(db, "ROLLBACK");
     openFail(loc, db, rc, "create the timestamp index");
   }
+  bool keys_added = false;
+  rc = addKeys(db, &keys_added);
+  if (rc != SQLITE_OK) {
+    exec(db, "ROLLBACK");
+    openFail(loc, db, rc, "create the address and port summary");
+  }
   rc = exec(db, "COMMIT");
   if (rc != SQLITE_OK) {
     exec(db, "ROLLBACK");
     openFail(loc, db, rc, "commit the schema");
+  }
+  if (keys_added && !columns.empty()) {
+    added += added.empty() ? "" : ", ";
+    added += "the address and port summary packets_keys, for rows from now on";
   }
   if (!added.empty()) {
     logger("store")->info("{}: migrated the packets table in place (added {})", loc.display, added);
@@ -217,6 +260,51 @@ std::set<std::string, std::less<>> packetColumns(sqlite3* db, int* rc_out) {
 }
 
 }  // namespace
+
+// keyBucket() and keyEpoch() in SQL (SQLite's integer division truncates).
+#define AYAFLOW_BUCKET \
+  "(CASE WHEN timestamp >= 0 THEN timestamp / 10000 ELSE (timestamp + 1) / 10000 - 1 END)"
+#define AYAFLOW_EPOCH \
+  "(CASE WHEN timestamp >= 0 THEN timestamp / 60000 ELSE (timestamp + 1) / 60000 - 1 END)"
+#define AYAFLOW_KEY(column) "SELECT " AYAFLOW_EPOCH ", " column ", " AYAFLOW_BUCKET " FROM packets"
+const char* const kRebuildKeysSql =
+    "INSERT OR IGNORE INTO packets_keys (epoch, k, bucket) " AYAFLOW_KEY("src_ip") " UNION ALL "
+    AYAFLOW_KEY("dst_ip") " UNION ALL " AYAFLOW_KEY("src_port") " WHERE src_port IS NOT NULL "
+    "UNION ALL " AYAFLOW_KEY("dst_port") " WHERE dst_port IS NOT NULL";
+#undef AYAFLOW_KEY
+#undef AYAFLOW_EPOCH
+#undef AYAFLOW_BUCKET
+static_assert(kKeyBucketMs == 10000 && kKeyEpochBuckets == 6,
+              "kRebuildKeysSql spells the bucket and epoch widths");
+
+void StorageErrors::report(Operation op, const std::string& display, const std::string& cause) {
+  counts_[op].fetch_add(1, std::memory_order_relaxed);
+  const auto now = std::chrono::steady_clock::now();
+  std::uint64_t suppressed = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Last& last = last_[op];
+    const auto interval = std::chrono::milliseconds(log_interval_ms.load());
+    if (last.logged && last.cause == cause && now - last.at < interval) {
+      ++last.suppressed;
+      return;
+    }
+    // A new cause is logged at once, but at most one line a second per operation.
+    if (last.logged && now - last.at < std::chrono::seconds(1)) {
+      ++last.suppressed;
+      return;
+    }
+    suppressed = last.suppressed;
+    last = Last{cause, now, 0, true};
+  }
+  const char* what = op == kRead ? "reading" : "writing";
+  if (suppressed == 0) {
+    logger("store")->warn("{}: {} failed: {}", display, what, cause);
+  } else {
+    logger("store")->warn("{}: {} failed: {} ({} more failures not logged)", display, what, cause,
+                          suppressed);
+  }
+}
 
 DbLocation locate(const std::string& db_path) {
   DbLocation loc;
@@ -338,7 +426,7 @@ DbPtr openWriter(const DbLocation& loc) {
   return db;
 }
 
-DbPtr openReader(const DbLocation& loc) {
+DbPtr openReader(const DbLocation& loc, std::chrono::milliseconds busy_timeout) {
   int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
   if (loc.uri) flags |= SQLITE_OPEN_URI;
   sqlite3* raw = nullptr;
@@ -349,7 +437,8 @@ DbPtr openReader(const DbLocation& loc) {
     throw SystemError(EIO, loc.display + ": cannot open for reading (" + msg + ")");
   }
   sqlite3_extended_result_codes(raw, 1);
-  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+  sqlite3_busy_timeout(
+      raw, static_cast<int>(std::min<std::int64_t>(busy_timeout.count(), kBusyTimeoutMs)));
   // History reads walk the timestamp index newest first: 1 MiB is plenty.
   sqlite3_exec(raw, "PRAGMA cache_size=-1024", nullptr, nullptr, nullptr);
   return db;

@@ -46,6 +46,10 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   agent.stats.storage.queue.depth = 31;
   agent.stats.storage.rows_updated = 1600;
   agent.stats.storage.queue.checkpoint_records_refused = 27;
+  agent.stats.storage.read_errors = 32;
+  agent.stats.storage.write_failures = 33;
+  agent.stats.storage.queries_timed_out = 34;
+  agent.stats.storage.queries_busy = 35;
   agent.stats.http = fake::distinctHttpStats();
   agent.stats.stream = fake::distinctStreamStats();
   const auto m = parseMetrics(renderMetrics(agent.registry));
@@ -90,6 +94,10 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_storage_queue_rows", "31"},
       {"ayaflow_storage_rows_updated_total", "1600"},
       {"ayaflow_storage_checkpoint_records_refused_total", "27"},
+      {R"(ayaflow_storage_errors_total{operation="read"})", "32"},
+      {R"(ayaflow_storage_errors_total{operation="write"})", "33"},
+      {R"(ayaflow_storage_queries_stopped_total{reason="timeout"})", "34"},
+      {R"(ayaflow_storage_queries_stopped_total{reason="busy"})", "35"},
       {"ayaflow_http_connections", "3"},
       {"ayaflow_http_connections_rejected_total", "5"},
       {"ayaflow_http_connections_denied_total", "6"},
@@ -154,6 +162,8 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_storage_queue_rows", "gauge"},
       {"ayaflow_storage_rows_updated_total", "counter"},
       {"ayaflow_storage_checkpoint_records_refused_total", "counter"},
+      {"ayaflow_storage_errors_total", "counter"},
+      {"ayaflow_storage_queries_stopped_total", "counter"},
       {"ayaflow_http_connections", "gauge"},
       {"ayaflow_http_connections_rejected_total", "counter"},
       {"ayaflow_http_connections_denied_total", "counter"},

@@ -48,6 +48,7 @@ struct HarnessOptions {
   std::chrono::milliseconds checkpoint_interval{0};  ///< aggregated mode; 0: none (tests)
   std::chrono::milliseconds log_interval{10000};
   std::chrono::milliseconds query_timeout{5000};
+  std::size_t keys_per_bucket = 32768;
   FunctionEnricher::Fn enrich;  ///< empty: no names
 };
 
@@ -68,6 +69,7 @@ class Harness {
     so.retention_chunk = o.retention_chunk;
     so.log_interval = o.log_interval;
     so.query_timeout = o.query_timeout;
+    so.keys_per_bucket = o.keys_per_bucket;
     pipeline::PipelineOptions po;
     po.aggregation_window_s = o.aggregation_window_s;
     po.batch_records = o.batch_rows;

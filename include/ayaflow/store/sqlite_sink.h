@@ -32,7 +32,11 @@ struct SqliteSinkStats {
   std::uint64_t write_errors = 0;                 ///< failed write transactions
   std::uint64_t rows_deleted = 0;                 ///< by retention
   std::uint64_t retention_chunks = 0;             ///< DELETE statements run by retention
-  pipeline::BatchQueueStats queue;                ///< the hand-off from the pipeline (rows)
+  std::uint64_t write_failures = 0;     ///< failed write statements (transactions, retention)
+  std::uint64_t read_errors = 0;        ///< history queries failed by SQLite (not by their budget)
+  std::uint64_t queries_timed_out = 0;  ///< history queries stopped by query_timeout
+  std::uint64_t queries_busy = 0;       ///< history queries that found every connection busy
+  pipeline::BatchQueueStats queue;      ///< the hand-off from the pipeline (rows)
 };
 
 /// The ayaflow_storage_* families of `stats`.
@@ -86,6 +90,7 @@ class SqliteSink final : public pipeline::RecordSink {
   friend class HistoryReader;  // reads the same database
   const detail::DbLocation& location() const;
   std::chrono::milliseconds queryTimeout() const;
+  std::size_t queryConnections() const;
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -20,7 +20,18 @@ struct StoreOptions {
   std::chrono::milliseconds retention_interval{60000};  ///< between two retention passes
   std::size_t retention_chunk = 5000;             ///< rows per DELETE statement of a retention pass
   std::chrono::milliseconds log_interval{10000};  ///< at most one drop warning per interval
-  std::chrono::milliseconds query_timeout{5000};  ///< a history query running longer fails
+  /// Distinct addresses and ports the packets_keys summary records per 10-second bucket
+  /// (docs/storage.md); past it the bucket is marked saturated and ip/port queries scan it
+  /// whole. Bounds the writer's extra work (~25 us per new key) when every packet brings a
+  /// new address or port. Sensible: 4 096 .. 1 000 000.
+  std::size_t keys_per_bucket = 32768;
+  /// Time budget of one history query: past it the query is interrupted and fails with
+  /// ETIMEDOUT (the API answers 503 with Retry-After); waiting for a free read connection
+  /// counts against it. Sensible: 500 ms .. 30 s.
+  std::chrono::milliseconds query_timeout{2000};
+  /// Read connections for history queries, at most (each ~1 MiB of page cache while in
+  /// use); a query that finds all in use waits for one within its budget. Sensible: 1 .. 8.
+  std::size_t query_connections = 2;
 };
 
 }  // namespace ayaflow::store
