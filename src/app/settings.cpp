@@ -81,6 +81,30 @@ const Setting kSettings[] = {
      for (const auto& cidr : c.http.allowed_ips) out += (out.empty() ? "" : ",") + cidr.toString();
      return out;
    }},
+  {"--http-max-connections", "--http-max-connections", "AYAFLOW_HTTP_MAX_CONNECTIONS",
+   "http_max_connections", ValueType::kInteger, "N",
+   "HTTP connections at once (16 of them kept for /api/health and /metrics), 64-65536",
+   [](const Raw& r, Config& c) {
+     c.http.max_connections = static_cast<std::size_t>(
+         parseRange(r.label, r.single(), 64, 65536, "a number of connections"));
+   },
+   [](const Config& c) { return std::to_string(c.http.max_connections); }},
+  {"--http-max-connections-per-client", "--http-max-connections-per-client",
+   "AYAFLOW_HTTP_MAX_CONNECTIONS_PER_CLIENT", "http_max_connections_per_client",
+   ValueType::kInteger, "N", "HTTP connections per client address, 0 = no limit, 0-65536",
+   [](const Raw& r, Config& c) {
+     c.http.max_connections_per_client = static_cast<std::size_t>(
+         parseRange(r.label, r.single(), 0, 65536, "a number of connections"));
+   },
+   [](const Config& c) { return std::to_string(c.http.max_connections_per_client); }},
+  {"--history-query-timeout", "--history-query-timeout", "AYAFLOW_HISTORY_QUERY_TIMEOUT",
+   "history_query_timeout_ms", ValueType::kInteger, "MS",
+   "Time budget of one /api/history query (then 503), 100-60000 ms",
+   [](const Raw& r, Config& c) {
+     c.store.query_timeout = std::chrono::milliseconds(
+         parseRange(r.label, r.single(), 100, 60000, "a time in milliseconds"));
+   },
+   [](const Config& c) { return std::to_string(c.store.query_timeout.count()); }},
   {"-q,--quiet", "--quiet", "AYAFLOW_QUIET", "quiet", ValueType::kBoolean, nullptr,
    "Log errors only",
    [](const Raw& r, Config& c) { c.log.quiet = parseBool(r.label, r.single()); },

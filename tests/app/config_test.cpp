@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -457,6 +458,44 @@ TEST_F(ConfigTest, FlowTableSizes) {
   EXPECT_THAT(parseError({"--flow-table-size", "64K"}),
               StartsWith("--flow-table-size: '64K' is not"));
   EXPECT_THAT(parseError({"-c", writeYaml("flow_table_size: -5\n")}), HasSubstr("flow_table_size"));
+}
+
+// The limits that keep memory and the HTTP server bounded (docs/security.md).
+TEST_F(ConfigTest, HardeningLimits) {
+  const Config defaults = parse({}).config;
+  EXPECT_EQ(defaults.capture.max_connections, 180000u);
+  EXPECT_EQ(defaults.http.max_connections, 1024u);
+  EXPECT_EQ(defaults.http.max_connections_per_client, 64u);
+  EXPECT_EQ(defaults.store.query_timeout, std::chrono::milliseconds(2000));
+  EXPECT_EQ(defaults.pipeline.checkpoint_interval, std::chrono::seconds(2));
+  EXPECT_EQ(defaults.inspection.domains.max_dns_entries, 16384u);
+  EXPECT_EQ(defaults.resolver.max_entries, 16384u);
+
+  env_ = {{"AYAFLOW_MAX_LIVE_CONNECTIONS", "50000"}, {"AYAFLOW_CHECKPOINT_INTERVAL", "0"}};
+  const Config c = parse({"--http-max-connections", "256", "--http-max-connections-per-client", "0",
+                          "--history-query-timeout", "500", "--max-domain-names", "1000",
+                          "--reverse-dns-cache-size", "300"})
+                       .config;
+  EXPECT_EQ(c.capture.max_connections, 50000u);
+  EXPECT_EQ(c.pipeline.checkpoint_interval, std::chrono::seconds(0));
+  EXPECT_EQ(c.http.max_connections, 256u);
+  EXPECT_EQ(c.http.max_connections_per_client, 0u);
+  EXPECT_EQ(c.store.query_timeout, std::chrono::milliseconds(500));
+  EXPECT_EQ(c.inspection.domains.max_dns_entries, 1000u);
+  EXPECT_EQ(c.inspection.domains.max_sni_entries, 1000u);
+  EXPECT_EQ(c.resolver.max_entries, 300u);
+  env_.clear();
+
+  EXPECT_EQ(parseError({"--max-live-connections", "1000"}),
+            "--max-live-connections: 1000 is not a number of connections (1024-4194304)");
+  EXPECT_EQ(parseError({"--http-max-connections", "63"}),
+            "--http-max-connections: 63 is not a number of connections (64-65536)");
+  EXPECT_EQ(parseError({"--history-query-timeout", "99"}),
+            "--history-query-timeout: 99 is not a time in milliseconds (100-60000)");
+  EXPECT_EQ(parseError({"--checkpoint-interval", "3601"}),
+            "--checkpoint-interval: 3601 is not an interval in seconds (0-3600)");
+  EXPECT_THAT(parseError({"-c", writeYaml("max_domain_names: 10\n")}),
+              HasSubstr("max_domain_names"));
 }
 
 TEST_F(ConfigTest, RingBufferSizes) {
