@@ -299,9 +299,9 @@ void StorageErrors::report(Operation op, const std::string& display, const std::
   }
   const char* what = op == kRead ? "reading" : "writing";
   if (suppressed == 0) {
-    logger("store")->warn("{}: {} failed: {}", display, what, cause);
+    logger("store")->error("{}: {} failed: {}", display, what, cause);
   } else {
-    logger("store")->warn("{}: {} failed: {} ({} more failures not logged)", display, what, cause,
+    logger("store")->error("{}: {} failed: {} ({} more failures not logged)", display, what, cause,
                           suppressed);
   }
 }
