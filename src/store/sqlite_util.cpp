@@ -302,7 +302,7 @@ void StorageErrors::report(Operation op, const std::string& display, const std::
     logger("store")->error("{}: {} failed: {}", display, what, cause);
   } else {
     logger("store")->error("{}: {} failed: {} ({} more failures not logged)", display, what, cause,
-                          suppressed);
+                           suppressed);
   }
 }
 

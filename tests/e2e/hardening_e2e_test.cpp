@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -414,6 +415,14 @@ TEST_F(HardeningE2E, HostileClientsLeaveHealthAndCaptureAlone) {
     EXPECT_GE(status, 400) << "trailer request " << i;
     EXPECT_LT(status, 500) << "trailer request " << i;
   }
+  // A broken WebSocket handshake gets a JSON error like every other bad request.
+  const HttpResult handshake =
+      httpRequest("127.0.0.1", port, "GET", "/api/stream",
+                  {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}}, {}, kProbeDeadline);
+  EXPECT_GE(handshake.status, 400);
+  EXPECT_LT(handshake.status, 500);
+  EXPECT_NE(handshake.header("content-type").find("application/json"), std::string::npos);
+  EXPECT_TRUE(json::parse(handshake.body).contains("error")) << handshake.body;
   // 3. 1 100 idle connections from an address outside --allowed-ips (a pod's).
   Sockets denied;
   link.inNamespace([&] {
@@ -561,6 +570,26 @@ TEST_F(HardeningE2E, DatabaseDamagedWhileRunningIsLoggedOnceAndCounted) {
   const json stats = waitForStats(*agent, 60);
   EXPECT_GE(stats.at("total_packets").get<std::uint64_t>(), 60u);
   expectAliveAndBounded(*agent);
+}
+
+// A configuration the agent cannot use stops it at once with one line saying why: a FIFO
+// (which used to hang the start-up, waiting for a writer) and YAML nested too deep.
+TEST_F(HardeningE2E, UnusableConfigFilesStopTheStartWithOneLine) {
+  TempDir dir;
+  const std::string fifo = dir.path() + "/config.yaml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  AgentProcess from_fifo({"--config", fifo});
+  EXPECT_EQ(from_fifo.waitExit(5s), std::optional<int>(2));
+  EXPECT_EQ(from_fifo.log(),
+            "ayaflow: error: " + fifo + ": config file must be a regular file, not a FIFO\n");
+
+  const std::string deep = dir.path() + "/deep.yaml";
+  std::ofstream(deep) << "port: " << std::string(2000, '[') << std::string(2000, ']') << "\n";
+  AgentProcess from_deep({"--config", deep});
+  EXPECT_EQ(from_deep.waitExit(5s), std::optional<int>(2));
+  const std::string log = from_deep.log();
+  EXPECT_NE(log.find("YAML nested too deep"), std::string::npos) << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
 }
 
 }  // namespace
