@@ -34,6 +34,18 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   agent.stats.capture = fake::distinctCaptureStats();
   agent.stats.domains_resolved = 11;
   agent.stats.payload_records = 23;
+  agent.stats.inspection.dns_names = 71;
+  agent.stats.inspection.sni_names = 72;
+  agent.stats.inspection.names_evicted = 73;
+  agent.stats.inspection.tls_streams = 74;
+  agent.stats.inspection.tls_stream_bytes = 75;
+  agent.stats.inspection.tls_streams_evicted = 76;
+  agent.stats.resolver.successes = 81;
+  agent.stats.resolver.failures = 82;
+  agent.stats.resolver.dropped = 83;
+  agent.stats.resolver.evictions = 84;
+  agent.stats.resolver_cache_entries = 85;
+  agent.stats.resolver_pending = 86;
   agent.stats.pipeline.packets_dropped_queue_full = 21;
   agent.stats.pipeline.packets_dropped_stopped = 22;
   agent.stats.pipeline.queue_depth = 24;
@@ -51,6 +63,13 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   agent.stats.storage.queries_timed_out = 34;
   agent.stats.storage.queries_busy = 35;
   agent.stats.http = fake::distinctHttpStats();
+  agent.stats.history.ok = 91;
+  agent.stats.history.bad_request = 92;
+  agent.stats.history.busy = 93;
+  agent.stats.history.timeout = 94;
+  agent.stats.history.failed = 95;
+  agent.stats.history.queued = 96;
+  agent.stats.history.running = 97;
   agent.stats.stream = fake::distinctStreamStats();
   const auto m = parseMetrics(renderMetrics(agent.registry));
   const std::map<std::string, std::string> values = {
@@ -60,6 +79,18 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_domains_resolved_total", "11"},
       {"ayaflow_deep_inspect_packets_total", "23"},
       {"ayaflow_deep_inspect_events_lost_total", "9"},
+      {R"(ayaflow_domain_names{table="dns"})", "71"},
+      {R"(ayaflow_domain_names{table="sni"})", "72"},
+      {"ayaflow_domain_names_evicted_total", "73"},
+      {"ayaflow_tls_streams", "74"},
+      {"ayaflow_tls_stream_bytes", "75"},
+      {"ayaflow_tls_streams_evicted_total", "76"},
+      {R"(ayaflow_reverse_dns_lookups_total{result="success"})", "81"},
+      {R"(ayaflow_reverse_dns_lookups_total{result="failure"})", "82"},
+      {"ayaflow_reverse_dns_dropped_total", "83"},
+      {"ayaflow_reverse_dns_cache_evicted_total", "84"},
+      {"ayaflow_reverse_dns_cache_entries", "85"},
+      {"ayaflow_reverse_dns_pending", "86"},
       {R"(ayaflow_interface_packets_total{interface="eth0",direction="egress",protocol="tcp",family="ipv4"})",
        "900"},
       {R"(ayaflow_interface_packets_total{interface="eth0",direction="ingress",protocol="tcp",family="ipv4"})",
@@ -121,6 +152,13 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {R"(ayaflow_http_responses_total{code="3xx"})", "0"},
       {R"(ayaflow_http_responses_total{code="4xx"})", "27"},
       {R"(ayaflow_http_responses_total{code="5xx"})", "2"},
+      {R"(ayaflow_http_history_requests_total{result="ok"})", "91"},
+      {R"(ayaflow_http_history_requests_total{result="bad_request"})", "92"},
+      {R"(ayaflow_http_history_requests_total{result="busy"})", "93"},
+      {R"(ayaflow_http_history_requests_total{result="timeout"})", "94"},
+      {R"(ayaflow_http_history_requests_total{result="error"})", "95"},
+      {"ayaflow_http_history_queries_queued", "96"},
+      {"ayaflow_http_history_queries_running", "97"},
       {"ayaflow_stream_clients", "13"},
       {"ayaflow_stream_clients_connected_total", "19"},
       {"ayaflow_stream_clients_dropped_total", "2"},
@@ -139,6 +177,16 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_domains_resolved_total", "counter"},
       {"ayaflow_deep_inspect_packets_total", "counter"},
       {"ayaflow_deep_inspect_events_lost_total", "counter"},
+      {"ayaflow_domain_names", "gauge"},
+      {"ayaflow_domain_names_evicted_total", "counter"},
+      {"ayaflow_tls_streams", "gauge"},
+      {"ayaflow_tls_stream_bytes", "gauge"},
+      {"ayaflow_tls_streams_evicted_total", "counter"},
+      {"ayaflow_reverse_dns_cache_entries", "gauge"},
+      {"ayaflow_reverse_dns_pending", "gauge"},
+      {"ayaflow_reverse_dns_cache_evicted_total", "counter"},
+      {"ayaflow_reverse_dns_dropped_total", "counter"},
+      {"ayaflow_reverse_dns_lookups_total", "counter"},
       {"ayaflow_interface_packets_total", "counter"},
       {"ayaflow_interface_bytes_total", "counter"},
       {"ayaflow_interface_events_lost_total", "counter"},
@@ -176,6 +224,9 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_http_response_bytes", "gauge"},
       {"ayaflow_http_request_errors_total", "counter"},
       {"ayaflow_http_responses_total", "counter"},
+      {"ayaflow_http_history_requests_total", "counter"},
+      {"ayaflow_http_history_queries_queued", "gauge"},
+      {"ayaflow_http_history_queries_running", "gauge"},
       {"ayaflow_stream_clients", "gauge"},
       {"ayaflow_stream_clients_connected_total", "counter"},
       {"ayaflow_stream_clients_dropped_total", "counter"},

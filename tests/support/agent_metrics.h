@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 // The agent's /metrics without a kernel: the families of every component the agent
-// registers, in the agent's order (see src/app/app.cpp), built from counters the test sets.
+// registers, in the agent's order (see src/app/app.cpp), built from counters the test sets;
+// the reverse resolver's as with --resolve-dns (the largest output).
 // Each component's metrics() is tested against the real component in its own room's tests.
 // Link ayaflow_app to use it.
 #pragma once
@@ -8,12 +9,14 @@
 #include <cstdint>
 #include <functional>
 
+#include "ayaflow/api/history_route.h"
 #include "ayaflow/api/http_server.h"
 #include "ayaflow/api/metrics.h"
 #include "ayaflow/api/stream_hub.h"
 #include "ayaflow/capture/capture.h"
 #include "ayaflow/common/metrics.h"
 #include "ayaflow/inspect/deep_inspection.h"
+#include "ayaflow/inspect/reverse_resolver.h"
 #include "ayaflow/pipeline/pipeline.h"
 #include "ayaflow/store/sqlite_sink.h"
 
@@ -24,9 +27,14 @@ struct AgentStats {
   capture::CaptureStats capture;
   std::uint64_t domains_resolved = 0;
   std::uint64_t payload_records = 0;
+  inspect::InspectionCacheStats inspection;
+  inspect::ReverseResolver::Counters resolver;
+  std::uint64_t resolver_cache_entries = 0;
+  std::uint64_t resolver_pending = 0;
   pipeline::PipelineStats pipeline;
   store::SqliteSinkStats storage;
   api::HttpServerStats http;
+  api::HistoryRouteStats history;
   api::StreamHubStats stream;
 };
 
@@ -43,11 +51,20 @@ class AgentMetrics {
       return capture::captureFamilies(stats.capture);
     });
     registry.add([this] {
-      return inspect::inspectionFamilies(stats.domains_resolved, stats.payload_records);
+      auto families = inspect::inspectionFamilies(stats.domains_resolved, stats.payload_records);
+      for (auto& f : inspect::inspectionCacheFamilies(stats.inspection)) {
+        families.push_back(std::move(f));
+      }
+      return families;
+    });
+    registry.add([this] {
+      return inspect::reverseDnsFamilies(stats.resolver, stats.resolver_cache_entries,
+                                         stats.resolver_pending);
     });
     registry.add([this] { return pipeline::pipelineFamilies(stats.pipeline); });
     registry.add([this] { return store::storageFamilies(stats.storage); });
     registry.add([this] { return api::httpServerFamilies(stats.http); });
+    registry.add([this] { return api::historyRouteFamilies(stats.history); });
     registry.add([this] { return api::streamHubFamilies(stats.stream); });
     registry.add(api::processMetrics());
   }
