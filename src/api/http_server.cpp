@@ -174,7 +174,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
 
   ~Session() override {
     core_.releaseResponseBytes(held_bytes_);
-    core_.unregisterSession(this);
+    core_.admission.unregisterSession(this);
   }
 
   /// On the listener's strand, right after admission into `pool`.
@@ -207,7 +207,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
 
   void doRead() {
     if (closed_) return;
-    core_.setState(this, detail::ConnState::kWaiting);
+    core_.admission.setState(this, detail::ConnState::kWaiting);
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(headerLimit(core_.options)));
     parser_->body_limit(core_.options.body_limit);
@@ -295,7 +295,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   }
 
   void handleRequest(http::request<http::string_body>&& req) {
-    core_.setState(this, detail::ConnState::kBusy);
+    core_.admission.setState(this, detail::ConnState::kBusy);
     const std::string_view target = toStd(req.target());
     reply_version_ = req.version();
     reply_keep_alive_ = req.keep_alive() && !reserve_;
@@ -566,7 +566,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
     }
     auto session = std::make_shared<Session>(std::move(socket), core_);
     std::shared_ptr<Connection> victim;
-    const detail::Pool pool = core_.admit(session.get(), session, peer.bytes, victim);
+    const detail::Pool pool = core_.admission.admit(session.get(), session, peer.bytes, victim);
     if (victim) {
       victim->closeFromServer();
       core_.request_log.log(*core_.log, spdlog::level::warn, "HTTP connections full",
@@ -689,8 +689,8 @@ class HttpServer::Impl {
       stopped_ = true;
     }
     // 1. No new sessions from now on; collect the live ones.
-    core_.setStopping();
-    auto sessions = core_.liveSessions();
+    core_.admission.setStopping();
+    auto sessions = core_.admission.liveSessions();
     // 2. Stop accepting and close every connection on its own strand (WebSockets send a
     //    close frame first, bounded by kWsCloseTimeout). Once their pending operations
     //    complete, the io_context runs out of work and run() returns.
@@ -713,7 +713,7 @@ class HttpServer::Impl {
     core_.gate->close();
     // 4. Sessions that outlived the threads (handlers left in a stopped io_context) must
     //    not receive frames from a hub while the io_context is destroyed.
-    for (auto& session : core_.liveSessions()) session->detach();
+    for (auto& session : core_.admission.liveSessions()) session->detach();
     core_.log->debug("HTTP server stopped");
   }
 
@@ -721,10 +721,10 @@ class HttpServer::Impl {
 
   HttpServerStats stats() {
     HttpServerStats s;
-    s.active_connections = core_.activeCount();
+    s.active_connections = core_.admission.activeCount();
     s.rejected_connections = core_.rejected.load();
     s.denied_connections = core_.denied.load();
-    s.evicted_connections = core_.evicted.load();
+    s.evicted_connections = core_.admission.evicted();
     s.reserve_connections = core_.reserve_admitted.load();
     s.reserve_refused = core_.reserve_refused.load();
     s.handler_timeouts = core_.handler_timeouts.load();
