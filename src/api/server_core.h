@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 // Internal to ayaflow_api: what the HTTP server's listener, HTTP sessions and WebSocket
-// sessions share. No Boost here.
+// sessions share: options, counters, the response-memory budget, rate-limited logging and
+// the admission bookkeeping (admission.h). No Boost here.
 #pragma once
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -13,44 +13,14 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
-#include <vector>
 
+#include "admission.h"
 #include "ayaflow/api/http_server.h"
 #include "ayaflow/api/router.h"
 #include "ayaflow/common/logging.h"
 
 namespace ayaflow::api::detail {
-
-using Clock = std::chrono::steady_clock;
-using PeerKey = std::array<std::uint8_t, 16>;
-
-struct PeerKeyHash {
-  std::size_t operator()(const PeerKey& key) const noexcept {
-    std::size_t h = 1469598103934665603ull;  // FNV-1a
-    for (const std::uint8_t b : key) h = (h ^ b) * 1099511628211ull;
-    return h;
-  }
-};
-
-/// One open connection, HTTP or WebSocket.
-class Connection {
- public:
-  virtual ~Connection() = default;
-  /// Any thread: closes the connection on its own strand (a WebSocket says 1001 first).
-  virtual void closeFromServer() = 0;
-  /// Once the server's threads have returned: make sure no StreamHub calls it any more
-  /// (a publisher must not post to an io_context that is being destroyed).
-  virtual void detach() {}
-};
-
-/// Where an accepted connection was admitted (see HttpServer's admission comment).
-enum class Pool : std::uint8_t { kGeneral, kReserve, kRejected, kStopping };
-
-/// What a connection is doing, for eviction: only kWaiting connections of the general pool
-/// (waiting for or reading a request, i.e. idle or slow) may be evicted.
-enum class ConnState : std::uint8_t { kWaiting, kBusy, kPinned };
 
 /// Why a request was refused before it reached the router (ayaflow_http_request_errors_total).
 enum class RequestError : std::uint8_t {
@@ -136,7 +106,9 @@ struct ServerCore {
         log(logger("api")),
         request_log(options.log_interval),
         server_log(options.log_interval),
-        gate(std::make_shared<PostGate>()) {}
+        gate(std::make_shared<PostGate>()),
+        admission(AdmissionLimits{options.max_connections, options.max_connections_per_client,
+                                  options.reserve_connections}) {}
 
   const HttpServerOptions options;
   const Router& router;
@@ -144,10 +116,10 @@ struct ServerCore {
   RateLimitedLog request_log;  // parser errors, bad handshakes, evictions
   RateLimitedLog server_log;   // exceptions escaping the io_context (bugs)
   const std::shared_ptr<PostGate> gate;
+  Admission admission;  // the live connections, by pool and client
 
   std::atomic<std::uint64_t> rejected{0};
   std::atomic<std::uint64_t> denied{0};
-  std::atomic<std::uint64_t> evicted{0};
   std::atomic<std::uint64_t> reserve_admitted{0};
   std::atomic<std::uint64_t> reserve_refused{0};  // non-reserved path on a reserve connection
   std::atomic<std::uint64_t> handler_timeouts{0};
@@ -187,149 +159,6 @@ struct ServerCore {
   void countRequestError(RequestError e) {
     request_errors[static_cast<std::size_t>(e)].fetch_add(1, std::memory_order_relaxed);
   }
-
-  /// reserve_connections, at most a quarter of max_connections.
-  std::size_t reserveCapacity() const {
-    return std::min(options.reserve_connections, options.max_connections / 4);
-  }
-  std::size_t generalCapacity() const {
-    return std::max<std::size_t>(1, options.max_connections - reserveCapacity());
-  }
-
-  /// Admission at accept (listener strand). Registers `key` in the pool it gets. When the
-  /// general pool or the peer's share is full, the oldest waiting (idle or slow) connection
-  /// of the peer, or else of everyone, is evicted: it stops counting at once and is
-  /// returned in `victim` for the caller to close outside the lock.
-  Pool admit(const Connection* key, std::weak_ptr<Connection> session, const PeerKey& peer,
-             std::shared_ptr<Connection>& victim) {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (stopping) return Pool::kStopping;
-    const std::size_t per_client = options.max_connections_per_client;
-    const auto peer_it = per_peer.find(peer);
-    const std::size_t peer_count = peer_it == per_peer.end() ? 0 : peer_it->second;
-    bool room = false;
-    if (per_client != 0 && peer_count >= per_client) {
-      room = evictOldestLocked(&peer, victim);  // the peer pays with its own oldest
-    } else if (general < generalCapacity()) {
-      room = true;
-    } else {
-      room = evictOldestLocked(nullptr, victim);
-    }
-    if (room) {
-      ++general;
-      ++per_peer[peer];
-      sessions.emplace(key, Slot{std::move(session), peer, Pool::kGeneral, ConnState::kWaiting,
-                                 Clock::now(), true});
-      return Pool::kGeneral;
-    }
-    if (reserve < reserveCapacity()) {
-      ++reserve;
-      sessions.emplace(key, Slot{std::move(session), peer, Pool::kReserve, ConnState::kBusy,
-                                 Clock::now(), true});
-      return Pool::kReserve;
-    }
-    return Pool::kRejected;
-  }
-
-  /// The session's state changed (on its strand); kWaiting restarts its idle clock.
-  void setState(const Connection* key, ConnState state) {
-    std::lock_guard<std::mutex> lock(mutex);
-    const auto it = sessions.find(key);
-    if (it == sessions.end()) return;
-    it->second.state = state;
-    if (state == ConnState::kWaiting) it->second.since = Clock::now();
-  }
-
-  /// A WebSocket session takes over the HTTP session's slot (same pool and peer).
-  bool transfer(const Connection* from, const Connection* to, std::weak_ptr<Connection> session) {
-    std::lock_guard<std::mutex> lock(mutex);
-    const auto it = sessions.find(from);
-    if (stopping || it == sessions.end()) return false;
-    Slot slot = std::move(it->second);
-    sessions.erase(it);
-    slot.conn = std::move(session);
-    slot.state = ConnState::kPinned;
-    sessions.emplace(to, std::move(slot));
-    return true;
-  }
-
-  void unregisterSession(const Connection* key) {
-    std::lock_guard<std::mutex> lock(mutex);
-    const auto it = sessions.find(key);
-    if (it == sessions.end()) return;
-    releaseLocked(it->second);
-    sessions.erase(it);
-  }
-
-  std::size_t activeCount() {
-    std::lock_guard<std::mutex> lock(mutex);
-    return sessions.size();
-  }
-
-  /// Strong references to every live session (taken under the mutex, used outside it: the
-  /// last reference may go while the caller holds none of our locks).
-  std::vector<std::shared_ptr<Connection>> liveSessions() {
-    std::vector<std::shared_ptr<Connection>> out;
-    std::lock_guard<std::mutex> lock(mutex);
-    for (const auto& entry : sessions) {
-      if (auto session = entry.second.conn.lock()) out.push_back(std::move(session));
-    }
-    return out;
-  }
-
-  void setStopping() {
-    std::lock_guard<std::mutex> lock(mutex);
-    stopping = true;
-  }
-
- private:
-  struct Slot {
-    std::weak_ptr<Connection> conn;
-    PeerKey peer;
-    Pool pool;
-    ConnState state;
-    Clock::time_point since;  // when it last started waiting
-    bool counted;             // false once evicted: its slot is already given away
-  };
-
-  void releaseLocked(Slot& slot) {
-    if (!slot.counted) return;
-    slot.counted = false;
-    if (slot.pool == Pool::kReserve) {
-      --reserve;
-      return;
-    }
-    --general;
-    const auto it = per_peer.find(slot.peer);
-    if (it != per_peer.end() && --it->second == 0) per_peer.erase(it);
-  }
-
-  /// The oldest kWaiting general connection (of `peer` if given) stops counting and goes to
-  /// `victim`. O(connections), run only when a pool is full.
-  bool evictOldestLocked(const PeerKey* peer, std::shared_ptr<Connection>& victim) {
-    Slot* oldest = nullptr;
-    for (auto& [key, slot] : sessions) {
-      if (!slot.counted || slot.pool != Pool::kGeneral || slot.state != ConnState::kWaiting) {
-        continue;
-      }
-      if (peer != nullptr && slot.peer != *peer) continue;
-      if (oldest == nullptr || slot.since < oldest->since) oldest = &slot;
-    }
-    if (oldest == nullptr) return false;
-    victim = oldest->conn.lock();
-    releaseLocked(*oldest);
-    evicted.fetch_add(1, std::memory_order_relaxed);
-    return true;
-  }
-
-  std::mutex mutex;
-  bool stopping = false;  // guarded by mutex
-  /// Live sessions, for stop(), admission and eviction. guarded by mutex
-  std::unordered_map<const Connection*, Slot> sessions;
-  /// General-pool connections per client address. guarded by mutex
-  std::unordered_map<PeerKey, std::size_t, PeerKeyHash> per_peer;
-  std::size_t general = 0;  // counted general-pool connections; guarded by mutex
-  std::size_t reserve = 0;  // counted reserve connections; guarded by mutex
 };
 
 }  // namespace ayaflow::api::detail

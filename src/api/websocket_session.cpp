@@ -45,12 +45,12 @@ class WebSocketSession : public Connection,
 
   ~WebSocketSession() override {
     hub_.unsubscribe(this);
-    core_.unregisterSession(this);
+    core_.admission.unregisterSession(this);
   }
 
   /// On the connection's strand, the upgrade request already read: answers 101.
   void start(http::request<http::string_body>&& req, const Connection* from) {
-    if (!core_.transfer(from, this, weak_from_this())) return;  // stopping: socket closes
+    if (!core_.admission.transfer(from, this, weak_from_this())) return;  // stopping: socket closes
     // The websocket stream enforces its own timeouts; the tcp_stream's must be off.
     beast::get_lowest_layer(ws_).expires_never();
     websocket::stream_base::timeout timeouts{};

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 // Internal to ayaflow_api: the hand-off of an upgraded HTTP connection to a WebSocket
-// session. Included by the two Beast translation units only (http_server.cpp and
+// session. Included by the two Beast translation units only (http_session.cpp and
 // websocket_session.cpp).
 #pragma once
 
@@ -20,7 +20,7 @@ namespace ayaflow::api::detail {
 /// the connection a subscriber of `hub` (see WebSocketSession in websocket_session.cpp).
 /// The session takes over the connection slot `from` (the HTTP session's) in `core` and keeps
 /// itself alive while it runs. The handshake has been checked (checkHandshake in
-/// http_server.cpp); should Beast refuse it anyway, its answer is JSON too.
+/// http_session.cpp); should Beast refuse it anyway, its answer is JSON too.
 void startWebSocketSession(boost::beast::tcp_stream&& stream, ServerCore& core, StreamHub& hub,
                            boost::beast::http::request<boost::beast::http::string_body>&& req,
                            const Connection* from);

@@ -1,4 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
+// SqliteSink: the writer thread, one transaction per batch (rows inserted, or updated in
+// place for checkpointed aggregation windows), retention, drop accounting and metrics. The
+// packets_keys summary is kept by KeysWriter (keys_writer.h).
 #include "ayaflow/store/sqlite_sink.h"
 
 #include <malloc.h>
@@ -6,14 +9,13 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -21,6 +23,7 @@
 #include "ayaflow/common/metrics.h"
 #include "ayaflow/common/thread.h"
 #include "ayaflow/flow/names.h"
+#include "keys_writer.h"
 #include "sqlite_util.h"
 
 namespace ayaflow::store {
@@ -62,33 +65,6 @@ constexpr auto kForgetOverInterval = std::chrono::seconds(1);
 constexpr const char* kRetentionSql =
     "DELETE FROM packets WHERE id IN "
     "(SELECT id FROM packets WHERE timestamp < ?1 ORDER BY timestamp LIMIT ?2)";
-
-constexpr const char* kKeySql =
-    "INSERT OR IGNORE INTO packets_keys (epoch, k, bucket) VALUES (?3, ?2, ?1)";
-// Whole epochs whose every bucket ended before the cutoff.
-constexpr const char* kKeyRetentionSql = "DELETE FROM packets_keys WHERE epoch < ?1";
-
-// Keys of packets_keys the writer added recently; they need no INSERT again. Bounded.
-constexpr std::size_t kMaxSeenKeys = 16384;
-// Buckets whose keys the writer counts (for StoreOptions::keys_per_bucket).
-constexpr std::size_t kMaxCountedBuckets = 1024;
-
-struct SeenKey {
-  std::int64_t bucket;
-  std::array<std::uint8_t, 16> value;  // the address, or the port in value[0..1]
-  bool is_port;
-  friend bool operator==(const SeenKey& a, const SeenKey& b) noexcept {
-    return a.bucket == b.bucket && a.is_port == b.is_port && a.value == b.value;
-  }
-};
-
-struct SeenKeyHash {
-  std::size_t operator()(const SeenKey& k) const noexcept {
-    std::uint64_t h = 1469598103934665603ull ^ static_cast<std::uint64_t>(k.bucket);
-    for (const std::uint8_t b : k.value) h = (h ^ b) * 1099511628211ull;
-    return static_cast<std::size_t>(h ^ (k.is_port ? 0x9e3779b97f4a7c15ull : 0));
-  }
-};
 
 std::int64_t realtimeMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -223,13 +199,13 @@ struct SqliteSink::Impl {
         row.first_ms = r.first_ms;
         ++inserted;
         packets += r.packets;
-        if (rc == SQLITE_OK) rc = addKeys(r, r.first_ms, src, dst);
+        if (rc == SQLITE_OK) rc = keys->add(r, r.first_ms, src, dst);
       } else if (rc == SQLITE_OK && done && r.first_ms < row.first_ms &&
                  detail::keyBucket(r.first_ms) != detail::keyBucket(row.first_ms)) {
         // The row moved to an earlier bucket: its keys must be found there too.
         flow::formatAddress(r.src, src);
         flow::formatAddress(r.dst, dst);
-        rc = addKeys(r, r.first_ms, src, dst);
+        rc = keys->add(r, r.first_ms, src, dst);
       }
       if (r.update_key == 0) continue;
       if (provisional) {
@@ -246,8 +222,7 @@ struct SqliteSink::Impl {
       last_error = sqlite3_errmsg(db);
       if (last_error == "not an error") last_error = sqlite3_errstr(rc);
       if (!sqlite3_get_autocommit(db)) detail::exec(db, "ROLLBACK");
-      seen_keys.clear();  // some were rolled back
-      bucket_keys.clear();
+      keys->rolledBack();
       loc.errors->add(detail::StorageErrors::kWrite);
       write_errors.fetch_add(1, std::memory_order_relaxed);
       // Final records whose sums did not reach the database are dropped (a checkpointed row
@@ -312,69 +287,6 @@ struct SqliteSink::Impl {
     }
   }
 
-  /// Adds the record's addresses and ports to packets_keys for the bucket of `ms`; `src` and
-  /// `dst` hold the addresses as text.
-  int addKeys(const pipeline::FlowRecord& r, std::int64_t ms, const char* src, const char* dst) {
-    const std::int64_t bucket = detail::keyBucket(ms);
-    int rc = addAddressKey(bucket, r.src, src);
-    if (rc == SQLITE_OK) rc = addAddressKey(bucket, r.dst, dst);
-    if (rc == SQLITE_OK) rc = addPortKey(bucket, r.src_port);
-    if (rc == SQLITE_OK) rc = addPortKey(bucket, r.dst_port);
-    return rc;
-  }
-
-  /// Adds (bucket, address) to packets_keys unless added recently; `text` is its text.
-  int addAddressKey(std::int64_t bucket, const flow::IpAddress& address, const char* text) {
-    if (saturated(bucket) || !markSeen(SeenKey{bucket, address.bytes, false})) return SQLITE_OK;
-    sqlite3_bind_int64(key_stmt.get(), 1, bucket);
-    sqlite3_bind_int64(key_stmt.get(), 3, detail::keyEpoch(bucket));
-    bindText(key_stmt.get(), 2, text, std::char_traits<char>::length(text));
-    return stepKey(bucket);
-  }
-
-  int addPortKey(std::int64_t bucket, std::uint16_t port) {
-    SeenKey k{bucket, {}, true};
-    k.value[0] = static_cast<std::uint8_t>(port >> 8);
-    k.value[1] = static_cast<std::uint8_t>(port & 0xff);
-    if (saturated(bucket) || !markSeen(k)) return SQLITE_OK;
-    sqlite3_bind_int64(key_stmt.get(), 1, bucket);
-    sqlite3_bind_int64(key_stmt.get(), 3, detail::keyEpoch(bucket));
-    sqlite3_bind_int(key_stmt.get(), 2, port);
-    return stepKey(bucket);
-  }
-
-  /// True when `k` was not seen yet (and is now).
-  bool markSeen(const SeenKey& k) {
-    if (seen_keys.size() >= kMaxSeenKeys && seen_keys.count(k) == 0) seen_keys.clear();
-    return seen_keys.insert(k).second;
-  }
-
-  /// True once `bucket` holds keys_per_bucket keys: it is marked saturated (the empty-blob
-  /// key), queries scan it whole, and it gets no more keys. Bounds the writer's extra work
-  /// when every packet brings a new address or port (a flood of spoofed sources).
-  bool saturated(std::int64_t bucket) {
-    const auto it = bucket_keys.find(bucket);
-    return it != bucket_keys.end() && it->second >= options.keys_per_bucket;
-  }
-
-  int stepKey(std::int64_t bucket) {
-    sqlite3_stmt* key = key_stmt.get();
-    int rc = sqlite3_step(key);
-    sqlite3_reset(key);
-    if (rc != SQLITE_DONE) return rc;
-    if (sqlite3_changes(write_db.get()) == 0) return SQLITE_OK;
-    if (bucket_keys.size() >= kMaxCountedBuckets && bucket_keys.count(bucket) == 0) {
-      bucket_keys.clear();  // rows come in time order: the newest buckets get the keys
-    }
-    if (++bucket_keys[bucket] < options.keys_per_bucket) return SQLITE_OK;
-    sqlite3_bind_int64(key, 1, bucket);
-    sqlite3_bind_int64(key, 3, detail::keyEpoch(bucket));
-    sqlite3_bind_zeroblob(key, 2, 0);
-    rc = sqlite3_step(key);
-    sqlite3_reset(key);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-  }
-
   /// Logs drops since the last report, at most once per log_interval (unless forced).
   void reportDrops(SteadyClock::time_point now, bool force = false) {
     if (!force && reported_once && now - last_report < options.log_interval) return;
@@ -422,12 +334,7 @@ struct SqliteSink::Impl {
     if (deleted < options.retention_chunk) {
       retention_active = false;
       // The summary's epochs that end before the cutoff: their rows are gone.
-      sqlite3_stmt* keys = key_retention_stmt.get();
-      sqlite3_bind_int64(keys, 1, detail::keyEpoch(detail::keyBucket(retention_cutoff_ms)));
-      const int krc = sqlite3_step(keys);
-      sqlite3_reset(keys);
-      seen_keys.clear();  // a late row of a deleted bucket must add its keys again
-      if (krc != SQLITE_DONE) {
+      if (keys->deleteBefore(retention_cutoff_ms) != SQLITE_OK) {
         loc.errors->add(detail::StorageErrors::kWrite);
         logger("store")->warn("{}: retention: cannot delete old summary keys: {}", loc.display,
                               sqlite3_errmsg(write_db.get()));
@@ -489,8 +396,7 @@ struct SqliteSink::Impl {
     update_stmt.reset();
     update_time_stmt.reset();
     retention_stmt.reset();
-    key_stmt.reset();
-    key_retention_stmt.reset();
+    keys.reset();
     write_db.reset();
     queue.closeConsumer();
   }
@@ -544,10 +450,7 @@ struct SqliteSink::Impl {
   std::vector<Staged> staged;  // reused by commitRows()
   SteadyClock::time_point next_forget;
   SteadyClock::time_point next_forget_over;
-  StmtPtr key_stmt;
-  StmtPtr key_retention_stmt;
-  std::unordered_set<SeenKey, SeenKeyHash> seen_keys;
-  std::unordered_map<std::int64_t, std::size_t> bucket_keys;  // keys added per bucket
+  std::optional<detail::KeysWriter> keys;  // the packets_keys summary
   SteadyClock::time_point next_report;
   SteadyClock::time_point next_retention;
   bool retention_active = false;
@@ -569,9 +472,7 @@ SqliteSink::SqliteSink(StoreOptions options) : impl_(std::make_unique<Impl>(std:
   s.update_stmt = detail::prepare(s.write_db.get(), kUpdateSql, s.loc.display);
   s.update_time_stmt = detail::prepare(s.write_db.get(), kUpdateWithTimeSql, s.loc.display);
   s.retention_stmt = detail::prepare(s.write_db.get(), kRetentionSql, s.loc.display);
-  s.key_stmt = detail::prepare(s.write_db.get(), kKeySql, s.loc.display);
-  s.key_retention_stmt = detail::prepare(s.write_db.get(), kKeyRetentionSql, s.loc.display);
-  s.seen_keys.reserve(kMaxSeenKeys);
+  s.keys.emplace(s.write_db.get(), s.loc.display, s.options.keys_per_bucket);
   s.writer = std::thread([impl = impl_.get()] { impl->run(); });
 }
 
