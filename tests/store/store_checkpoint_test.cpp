@@ -20,6 +20,7 @@
 namespace ayaflow::store {
 namespace {
 
+using test::Child;
 using test::eventually;
 using test::Harness;
 using test::HarnessOptions;
@@ -144,36 +145,6 @@ TEST(StoreCheckpoint, RawRowsAreUnchanged) {
   EXPECT_EQ(s.sink.rows_updated, 0u);
   EXPECT_EQ(s.pipeline.records_checkpointed, 0u);
 }
-
-/// A forked child and the pipe it reports on.
-struct Child {
-  pid_t pid = -1;
-  int from_child = -1;
-
-  bool read(void* out, std::size_t n) const {
-    auto* p = static_cast<char*>(out);
-    while (n > 0) {
-      const ssize_t got = ::read(from_child, p, n);
-      if (got <= 0) return false;
-      p += got;
-      n -= static_cast<std::size_t>(got);
-    }
-    return true;
-  }
-  int wait() {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    ::close(from_child);
-    pid = -1;
-    return status;
-  }
-  ~Child() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      wait();
-    }
-  }
-};
 
 TEST(StoreCheckpoint, SigkillLosesAtMostAboutOneCheckpointIntervalNotTheWindow) {
   TempDir dir;

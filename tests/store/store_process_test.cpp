@@ -15,69 +15,14 @@
 namespace ayaflow::store {
 namespace {
 
+using test::Child;
 using test::Harness;
 using test::HarnessOptions;
 using test::makePacket;
 using test::RawDb;
+using test::send;
+using test::spawn;
 using test::TempDir;
-
-/// A forked child and a pipe it reports on.
-struct Child {
-  pid_t pid = -1;
-  int from_child = -1;
-
-  /// Reads exactly n bytes (or fails).
-  bool read(void* out, std::size_t n) const {
-    auto* p = static_cast<char*>(out);
-    while (n > 0) {
-      const ssize_t got = ::read(from_child, p, n);
-      if (got <= 0) return false;
-      p += got;
-      n -= static_cast<std::size_t>(got);
-    }
-    return true;
-  }
-
-  int wait() {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    ::close(from_child);
-    pid = -1;
-    return status;
-  }
-
-  ~Child() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      wait();
-    }
-  }
-};
-
-template <typename Fn>
-Child spawn(Fn body) {
-  int fds[2];
-  if (::pipe(fds) != 0) throw std::runtime_error("pipe");
-  Child c;
-  c.pid = ::fork();
-  if (c.pid == 0) {
-    ::close(fds[0]);
-    int code = 1;
-    try {
-      code = body(fds[1]);
-    } catch (...) {
-      code = 2;
-    }
-    _exit(code);
-  }
-  ::close(fds[1]);
-  c.from_child = fds[0];
-  return c;
-}
-
-void send(int fd, const void* data, std::size_t n) {
-  if (::write(fd, data, n) != static_cast<ssize_t>(n)) _exit(5);
-}
 
 TEST(StoreProcess, SigkillWhileWritingLeavesASoundDatabaseThatReopensWithItsRows) {
   TempDir dir;
