@@ -4,7 +4,8 @@
  * ayaflow_eg (the attach point fixes the direction), and their IP-only
  * variants ayaflow_in_ip and ayaflow_eg_ip for devices without a
  * link-layer header. For every TCP/UDP packet over IPv4 (and IPv6 when
- * enabled) it counts the packet and its bytes in per-CPU totals and then
+ * enabled) it counts the packet and its bytes in per-CPU totals (a GSO or
+ * GRO skb as the packets it stands for on the wire) and then
  * either adds it to its flow in the active flow table (aggregated mode, see
  * struct ayaflow_flow_key) or writes an ayaflow_packet_event into the
  * `events` ring buffer; a full ring buffer drops the event, never the
@@ -72,7 +73,7 @@ static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
 	v = map_lookup_or_init(table, &key, &init);
 	if (!v)
 		return -1;
-	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->packets, ev->segs);
 	__sync_fetch_and_add(&v->bytes, ev->pkt_len);
 	if (ev->timestamp_ns > v->last_ns)
 		v->last_ns = ev->timestamp_ns;
@@ -84,26 +85,41 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	struct ayaflow_packet_event ev;
 	struct ayaflow_stats *st;
 	struct parse_ctx ctx;
+	__u32 segs, hdr_len;
 	__u64 flags;
 
 	if (parse_packet(skb, &ctx, ip_only, ayaflow_enable_ipv6) < 0)
 		return TC_ACT_UNSPEC;
+	/*
+	 * A GSO super-packet (egress) or GRO-merged packet (ingress) is segs
+	 * packets on the wire, each with its own copy of the headers; 0 means
+	 * an ordinary skb. Read once: the field is a load from skb_shinfo().
+	 */
+	segs = skb->gso_segs;
+	hdr_len = 0;
+	if (segs > 1)
+		hdr_len = segment_header_len(skb, &ctx);
+	else
+		segs = 1;
 	/* Ring buffer memory is not zeroed: write every byte, pads included. */
 	__builtin_memset(&ev, 0, sizeof(ev));
 	ev.abi_version = AYAFLOW_ABI_VERSION;
 	ev.kind = AYAFLOW_EVENT_PACKET;
 	ev.direction = direction;
 	ev.flags = ctx.flags;
+	ev.segs = segs;
 	ev.ifindex = skb->ifindex;
-	ev.pkt_len = ctx.ip_len;
+	ev.pkt_len = ctx.ip_len + (segs - 1) * hdr_len;
 	ev.timestamp_ns = bpf_ktime_get_ns();
 	ev.tuple = ctx.tuple;
 
 	st = stats_for(&ev);
 	if (!st)
 		return TC_ACT_UNSPEC; /* cannot happen: the overflow array has both slots */
-	st->packets += 1;
+	st->packets += segs;
 	st->bytes += ev.pkt_len;
+	if (segs > 1)
+		st->super_packets += 1;
 
 	if (ayaflow_flow_table) {
 		if (count_flow(&ev) == 0)

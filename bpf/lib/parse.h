@@ -223,6 +223,25 @@ static __always_inline int parse_ip(struct __sk_buff *skb, struct parse_ctx *ctx
 	return 0;
 }
 
+/*
+ * The headers that every segment of a GSO/GRO packet repeats: the IP header
+ * with any IPv6 extension headers, and the TCP header with its options or
+ * the UDP header. Reads the TCP data offset, so call it only for packets of
+ * more than one segment. Returns 0 if the TCP header cannot be read.
+ */
+static __always_inline __u32 segment_header_len(struct __sk_buff *skb, const struct parse_ctx *ctx)
+{
+	__u32 len = ctx->l4_off - ctx->l3_off;
+	__u8 doff;
+
+	if (ctx->tuple.protocol == IPPROTO_UDP)
+		return len + 8;
+	/* Byte 12 of the TCP header: the data offset in its high nibble. */
+	if (bpf_skb_load_bytes(skb, ctx->l4_off + 12, &doff, 1) < 0)
+		return 0;
+	return len + (doff >> 4) * 4;
+}
+
 /* An Ethernet frame at off (VLAN tags allowed) carrying what parse_ip() takes. */
 static __always_inline int parse_frame(struct __sk_buff *skb, struct parse_ctx *ctx, __u32 off,
 				       bool ipv6)

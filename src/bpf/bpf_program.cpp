@@ -217,6 +217,7 @@ KernelTotals BpfProgram::readTotals() const {
       counter.packets += s.packets;
       counter.bytes += s.bytes;
       counter.events_lost += s.events_lost;
+      counter.super_packets += s.super_packets;
     }
     const int d = counter.direction & 1;
     totals.packets[d] += counter.packets;

@@ -252,7 +252,7 @@ struct Capture::Impl {
     s.events_lost[AYAFLOW_DIR_EGRESS] = t.events_lost[AYAFLOW_DIR_EGRESS];
     for (const bpf::KernelCounter& c : t.counters) {
       s.counters.push_back({common::interfaceLabel(c.ifindex), c.direction, c.protocol, c.addr_type,
-                            c.packets, c.bytes, c.events_lost});
+                            c.packets, c.bytes, c.events_lost, c.super_packets});
     }
     if (options.deep_inspect) s.payload_events_lost = program.readPayloadTotals().lost;
     if (options.flow_tables) s.flow_table_overflow = program.readFlowTableOverflow();

@@ -22,6 +22,7 @@ struct Sums {
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
   std::uint64_t events_lost = 0;
+  std::uint64_t super_packets = 0;
 };
 
 void addBreakdown(Families& families, const std::vector<InterfaceCounter>& counters) {
@@ -35,8 +36,9 @@ void addBreakdown(Families& families, const std::vector<InterfaceCounter>& count
     s.packets += c.packets;
     s.bytes += c.bytes;
     s.events_lost += c.events_lost;
+    s.super_packets += c.super_packets;
   }
-  std::vector<ClientMetric> packets, bytes, lost;
+  std::vector<ClientMetric> packets, bytes, lost, super_packets;
   for (const auto& [key, s] : sums) {
     const Families::Labels labels{{"interface", std::get<0>(key)},
                                   {"direction", std::get<1>(key)},
@@ -47,6 +49,8 @@ void addBreakdown(Families& families, const std::vector<InterfaceCounter>& count
     bytes.push_back(Families::sample(MetricType::Counter, static_cast<double>(s.bytes), labels));
     lost.push_back(
         Families::sample(MetricType::Counter, static_cast<double>(s.events_lost), labels));
+    super_packets.push_back(
+        Families::sample(MetricType::Counter, static_cast<double>(s.super_packets), labels));
   }
   families.add("ayaflow_interface_packets_total",
                "Packets counted by the kernel program, by interface, direction, protocol and "
@@ -60,6 +64,11 @@ void addBreakdown(Families& families, const std::vector<InterfaceCounter>& count
                "Packet events the kernel program could not queue (ring buffer full), by "
                "interface, direction, protocol and address family.",
                MetricType::Counter, std::move(lost));
+  families.add("ayaflow_interface_super_packets_total",
+               "GSO super-packets (egress) and GRO-merged packets (ingress) the kernel program "
+               "saw, by interface, direction, protocol and address family: each is counted in "
+               "the packet and byte totals as the segments it stands for on the wire.",
+               MetricType::Counter, std::move(super_packets));
 }
 
 }  // namespace

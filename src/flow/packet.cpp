@@ -174,7 +174,8 @@ DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) 
   if (!validFlowFields(ev)) return DecodeStatus::kBadField;
 
   copyFlowFields(ev, out);
-  out.packets = 1;
+  // A GSO/GRO skb stands for segs wire packets; pkt_len already sums their IP bytes.
+  out.packets = ev.segs > 1 ? ev.segs : 1;
   out.length = ev.pkt_len;
   out.timestamp_ns = ev.timestamp_ns;
   out.first_timestamp_ns = 0;

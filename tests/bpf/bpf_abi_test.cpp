@@ -74,8 +74,8 @@ TEST(BpfAbi, BtfMatchesHeader) {
       b, "ayaflow_packet_event", sizeof(ayaflow_packet_event),
       {AYAFLOW_FIELD(ayaflow_packet_event, abi_version), AYAFLOW_FIELD(ayaflow_packet_event, kind),
        AYAFLOW_FIELD(ayaflow_packet_event, direction), AYAFLOW_FIELD(ayaflow_packet_event, flags),
-       AYAFLOW_FIELD(ayaflow_packet_event, pad), AYAFLOW_FIELD(ayaflow_packet_event, ifindex),
-       AYAFLOW_FIELD(ayaflow_packet_event, pkt_len),
+       AYAFLOW_FIELD(ayaflow_packet_event, pad), AYAFLOW_FIELD(ayaflow_packet_event, segs),
+       AYAFLOW_FIELD(ayaflow_packet_event, ifindex), AYAFLOW_FIELD(ayaflow_packet_event, pkt_len),
        AYAFLOW_FIELD(ayaflow_packet_event, timestamp_ns),
        AYAFLOW_FIELD(ayaflow_packet_event, tuple)});
   expectStruct(
@@ -100,9 +100,10 @@ TEST(BpfAbi, BtfMatchesHeader) {
       {AYAFLOW_FIELD(ayaflow_stats_key, ifindex), AYAFLOW_FIELD(ayaflow_stats_key, direction),
        AYAFLOW_FIELD(ayaflow_stats_key, protocol), AYAFLOW_FIELD(ayaflow_stats_key, addr_type),
        AYAFLOW_FIELD(ayaflow_stats_key, pad)});
-  expectStruct(b, "ayaflow_stats", sizeof(ayaflow_stats),
-               {AYAFLOW_FIELD(ayaflow_stats, packets), AYAFLOW_FIELD(ayaflow_stats, bytes),
-                AYAFLOW_FIELD(ayaflow_stats, events_lost)});
+  expectStruct(
+      b, "ayaflow_stats", sizeof(ayaflow_stats),
+      {AYAFLOW_FIELD(ayaflow_stats, packets), AYAFLOW_FIELD(ayaflow_stats, bytes),
+       AYAFLOW_FIELD(ayaflow_stats, events_lost), AYAFLOW_FIELD(ayaflow_stats, super_packets)});
   expectStruct(
       b, "ayaflow_payload_stats", sizeof(ayaflow_payload_stats),
       {AYAFLOW_FIELD(ayaflow_payload_stats, events), AYAFLOW_FIELD(ayaflow_payload_stats, lost)});

@@ -13,9 +13,9 @@ namespace {
 CaptureStats distinctStats() {
   CaptureStats s;
   s.counters = {
-      {"eth0", 0, 6, 4, 1000, 640000, 3}, {"eth0", 1, 6, 4, 900, 90000, 0},
+      {"eth0", 0, 6, 4, 1000, 640000, 3}, {"eth0", 1, 6, 4, 900, 90000, 0, 31},
       {"eth0", 0, 17, 6, 50, 6000, 2},    {"eth1", 1, 17, 4, 7, 700, 0},
-      {"eth1", 1, 17, 4, 3, 300, 1},  // same labels (an interface renamed): summed
+      {"eth1", 1, 17, 4, 3, 300, 1, 2},  // same labels (an interface renamed): summed
   };
   for (const auto& c : s.counters) {
     s.packets += c.packets;
@@ -66,6 +66,10 @@ TEST(CaptureMetrics, EveryFamilyWithExactValues) {
        "10"},
       {R"(ayaflow_interface_events_lost_total{interface="eth1",direction="egress",protocol="udp",family="ipv4"})",
        "1"},
+      {R"(ayaflow_interface_super_packets_total{interface="eth0",direction="egress",protocol="tcp",family="ipv4"})",
+       "31"},
+      {R"(ayaflow_interface_super_packets_total{interface="eth1",direction="egress",protocol="udp",family="ipv4"})",
+       "2"},
       {R"(ayaflow_events_lost_total{direction="ingress"})", "5"},
       {R"(ayaflow_events_lost_total{direction="egress"})", "1"},
       {"ayaflow_events_read_total", "1950"},

@@ -3,9 +3,11 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -46,6 +48,24 @@ std::string shOutput(const std::string& command) {
   return out;
 }
 
+namespace {
+
+/// `ethtool -K dev tso off` without the tool: TCP super-packets are then segmented in
+/// software (GSO) before the device's capture tap, in the calling thread's namespace.
+void tsoOff(const std::string& dev) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ethtool_value value{ETHTOOL_STSO, 0};
+  ifreq request{};
+  std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", dev.c_str());
+  request.ifr_data = reinterpret_cast<char*>(&value);
+  const int rc = fd < 0 ? -1 : ioctl(fd, SIOCETHTOOL, &request);
+  const int err = errno;
+  if (fd >= 0) close(fd);
+  if (rc != 0) throw std::runtime_error("tso off on " + dev + ": " + std::strerror(err));
+}
+
+}  // namespace
+
 VethPair::VethPair(int n) : n_(n) {
   const std::string id = std::to_string(getpid() % 100000) + "x" + std::to_string(n);
   ns_ = "ayf" + id;
@@ -61,6 +81,11 @@ VethPair::VethPair(int n) : n_(n) {
     sh("ip -n " + ns_ + " -6 addr add " + peerV6() + "/64 dev " + peer_ + " nodad");
     sh("ip -n " + ns_ + " link set " + peer_ + " up");
     sh("ip -n " + ns_ + " link set lo up");
+    // A veth with TSO hands a TCP super-packet to its peer whole, so the capture would see
+    // one frame where a NIC would send (and the agent counts) several: with TSO off, both
+    // ends segment in software before their tap, and the link carries wire-sized packets.
+    tsoOff(host_);
+    inNamespace([&] { tsoOff(peer_); });
   } catch (...) {
     shOutput("ip link del " + host_ + " 2>/dev/null; ip netns del " + ns_ + " 2>/dev/null");
     throw;

@@ -22,6 +22,8 @@ std::string shOutput(const std::string& command);
 
 /// A veth pair: `host` in the root namespace, `peer` inside namespace `ns`.
 /// IPv4 10.213.<n>.1/24 (host) and .2 (peer); IPv6 fd00:213:<n>::1/64 and ::2.
+/// TSO is off on both ends (GSO stays on): a TCP sender's egress hook sees GSO
+/// super-packets, and the link (and a LinkCounter on it) carries the segments, as on a wire.
 class VethPair {
  public:
   explicit VethPair(int n);

@@ -25,7 +25,7 @@
 #define AYAFLOW_OFFSETOF(type, member) __builtin_offsetof(type, member)
 #endif
 
-#define AYAFLOW_ABI_VERSION 2
+#define AYAFLOW_ABI_VERSION 3
 
 /* ayaflow_packet_event.kind, ayaflow_payload_event.kind */
 #define AYAFLOW_EVENT_PACKET 1
@@ -63,17 +63,21 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_tuple, addr_type) == 37, "
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_tuple, pad) == 38, "pad");
 
 /*
- * One event per TCP or UDP packet (IPv4, and IPv6 when enabled) seen at the
- * hook. 64 bytes, 8-byte aligned.
+ * One event per TCP or UDP skb (IPv4, and IPv6 when enabled) seen at the
+ * hook. A GSO super-packet (egress) or GRO-merged packet (ingress) stands
+ * for segs packets on the wire (skb gso_segs, at least 1), and pkt_len is
+ * the sum of their IP lengths: the skb's IP length plus segs - 1 copies of
+ * the IP and TCP (or UDP) headers. 64 bytes, 8-byte aligned.
  */
 struct ayaflow_packet_event {
 	__u16 abi_version; /* AYAFLOW_ABI_VERSION */
 	__u8 kind;	   /* AYAFLOW_EVENT_PACKET */
 	__u8 direction;	   /* AYAFLOW_DIR_* */
 	__u8 flags;	   /* AYAFLOW_F_* */
-	__u8 pad[3];
+	__u8 pad[1];
+	__u16 segs;		    /* wire packets this skb stands for: 1, or its gso_segs */
 	__u32 ifindex;		    /* interface the program is attached to */
-	__u32 pkt_len;		    /* IP length: IPv4 total length, IPv6 payload length + 40 */
+	__u32 pkt_len;		    /* IP bytes of those segs packets on the wire */
 	__u64 timestamp_ns;	    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	struct ayaflow_tuple tuple; /* addresses, ports, protocol, family */
 };
@@ -85,6 +89,7 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, kind) == 2, 
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, direction) == 3, "direction");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, flags) == 4, "flags");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pad) == 5, "pad");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, segs) == 6, "segs");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, ifindex) == 8, "ifindex");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pkt_len) == 12, "pkt_len");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, timestamp_ns) == 16,
@@ -94,8 +99,10 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, tuple) == 24
 /*
  * Exact totals kept by the kernel in a per-CPU hash map (`stats`), one entry
  * per interface, direction, protocol and address family. packets/bytes count
- * exactly the packets that produce an event (whether or not the ring buffer
- * had room); events_lost counts failed ring-buffer writes. Userspace sums
+ * exactly the wire packets of the skbs that produce an event (whether or not
+ * the ring buffer had room), a GSO/GRO skb as its segs packets (see
+ * ayaflow_packet_event); events_lost counts failed ring-buffer writes, and
+ * super_packets the skbs that stood for more than one packet. Userspace sums
  * the CPUs and the keys. When the map is full (AYAFLOW_STATS_MAX_ENTRIES
  * keys) the program counts into the one-entry `stats_overflow` array under
  * the key's direction instead, so totals stay exact.
@@ -114,6 +121,7 @@ struct ayaflow_stats {
 	__u64 packets;
 	__u64 bytes;
 	__u64 events_lost;
+	__u64 super_packets; /* GSO/GRO skbs with segs > 1 */
 };
 
 AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_stats_key) == 8, "stats key size");
@@ -122,10 +130,11 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, direction) == 4
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, protocol) == 5, "protocol");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, addr_type) == 6, "addr_type");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, pad) == 7, "pad");
-AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_stats) == 24, "stats size");
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_stats) == 32, "stats size");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, packets) == 0, "packets");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, bytes) == 8, "bytes");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, events_lost) == 16, "events_lost");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, super_packets) == 24, "super_packets");
 
 /*
  * Deep inspection (--deep-inspect): payload bytes of DNS (UDP port 53, either
@@ -206,7 +215,7 @@ struct ayaflow_flow_key {
 };
 
 struct ayaflow_flow_value {
-	__u64 packets;
+	__u64 packets;	/* sum of segs */
 	__u64 bytes;	/* sum of pkt_len */
 	__u64 first_ns; /* bpf_ktime_get_ns() of the first packet in this table */
 	__u64 last_ns;	/* of the latest packet (approximate across CPUs) */

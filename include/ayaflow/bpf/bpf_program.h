@@ -39,6 +39,7 @@ struct KernelCounter {
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
   std::uint64_t events_lost = 0;
+  std::uint64_t super_packets = 0;  // GSO/GRO skbs that stood for more than one packet
 };
 
 /// Deep-inspection payload records written and lost, summed over CPUs.

@@ -32,6 +32,7 @@ struct InterfaceCounter {
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
   std::uint64_t events_lost = 0;
+  std::uint64_t super_packets = 0;  // GSO/GRO skbs counted as more than one packet
 };
 
 /// What the capture counts. Kernel figures come from one read of the per-CPU counters.
