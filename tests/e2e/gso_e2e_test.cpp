@@ -1,17 +1,26 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 // End to end as root: bulk TCP (a real iperf3) through a veth pair with TSO off, so the
 // agent's egress hook sees GSO super-packets that the kernel segments in software before
-// the packets reach the wire. The agent must count the packets and bytes of the wire, as
-// an AF_PACKET socket on the peer end sees them (after segmentation), exactly.
+// the packets reach the wire; and the other way, with GRO on the host end, its ingress hook
+// sees the peer's segments merged again. The agent must count the packets and bytes of the
+// wire, as an AF_PACKET socket on the peer end sees them (the segments), exactly.
 #include <gtest/gtest.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -52,6 +61,20 @@ class IperfServer {
   int pid_ = -1;
 };
 
+/// `ethtool -K dev gro on` (root namespace) without the tool: on a veth this also turns on
+/// its NAPI receive path, so segments from the peer are merged before the ingress hook.
+void groOn(const std::string& dev) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ethtool_value value{ETHTOOL_SGRO, 1};
+  ifreq request{};
+  std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", dev.c_str());
+  request.ifr_data = reinterpret_cast<char*>(&value);
+  const int rc = fd < 0 ? -1 : ioctl(fd, SIOCETHTOOL, &request);
+  const int err = errno;
+  if (fd >= 0) close(fd);
+  if (rc != 0) throw std::runtime_error("gro on " + dev + ": " + std::strerror(err));
+}
+
 /// Every connection of /api/live by its "a -> b" string.
 std::map<std::string, json> liveConnections(AgentProcess& agent) {
   std::map<std::string, json> out;
@@ -73,12 +96,14 @@ class GsoE2E : public ::testing::TestWithParam<bool> {
     if (shOutput("command -v iperf3").empty()) GTEST_SKIP() << "iperf3 not installed";
   }
 
-  /// iperf3 from the host end to the peer for 2 s over IPv4 or IPv6 (`v6`); the agent's
-  /// per-connection and total figures must equal the capture's.
-  void transfer(int n, bool v6, const std::vector<std::string>& agent_args) {
+  /// iperf3 from the host end to the peer for 2 s over IPv4 or IPv6 (`v6`), or from the
+  /// peer to the host end (`reverse`: GRO on the host end merges the segments again before
+  /// its ingress hook); the agent's per-connection and total figures must equal the capture's.
+  void transfer(int n, bool v6, const std::vector<std::string>& agent_args, bool reverse = false) {
     // TSO off, GSO on at both ends (VethPair): the host's egress hook sees super-packets,
     // and the capture on the peer end sees the segments that cross the link.
     VethPair link(n);
+    if (reverse) groOn(link.host());
     std::vector<std::string> args = {"--interface", link.host(), "--quiet"};
     if (v6) args.push_back("--enable-ipv6");
     args.insert(args.end(), agent_args.begin(), agent_args.end());
@@ -90,7 +115,8 @@ class GsoE2E : public ::testing::TestWithParam<bool> {
     LinkCounter counter(link, v6);
     // A bounded rate keeps the capture (one recv per frame) from dropping frames; TCP still
     // builds super-packets of many segments from each 128 KiB write.
-    sh("timeout 20 iperf3 -c " + peer + " -B " + host + " -t 2 -b 400M" + (v6 ? " -6" : " -4"));
+    sh("timeout 20 iperf3 -c " + peer + " -B " + host + " -t 2 -b 400M" + (v6 ? " -6" : " -4") +
+       (reverse ? " -R" : ""));
     std::this_thread::sleep_for(200ms);  // the last ACKs
     const auto seen = counter.stop();
     const Totals truth = linkTotals(seen);
@@ -138,7 +164,7 @@ class GsoE2E : public ::testing::TestWithParam<bool> {
           << conn;
       EXPECT_EQ(s.at("bytes_sent").get<std::uint64_t>(), w.sent.bytes) << conn;
       EXPECT_EQ(s.at("bytes_received").get<std::uint64_t>(), w.received.bytes) << conn;
-      data_packets = std::max(data_packets, w.sent.packets);
+      data_packets = std::max(data_packets, reverse ? w.received.packets : w.sent.packets);
       std::printf("%s: wire %llu+%llu packets, %llu+%llu bytes\n", conn.c_str(),
                   static_cast<unsigned long long>(w.sent.packets),
                   static_cast<unsigned long long>(w.received.packets),
@@ -146,15 +172,17 @@ class GsoE2E : public ::testing::TestWithParam<bool> {
                   static_cast<unsigned long long>(w.received.bytes));
     }
 
-    // The egress hook did see super-packets: far fewer than the segments they stood for.
+    // The hook did see super-packets (egress) or GRO-merged packets (ingress): far fewer than
+    // the segments they stood for.
     const std::string metrics = agent.get("/metrics").body;
     const std::string family = v6 ? "ipv6" : "ipv4";
-    const std::uint64_t supers = metricValue(
-        metrics, "ayaflow_interface_super_packets_total{interface=\"" + link.host() +
-                     "\",direction=\"egress\",protocol=\"tcp\",family=\"" + family + "\"}");
-    std::printf("capture: %llu packets, %llu bytes; super-packets at egress: %llu\n",
+    const std::uint64_t supers =
+        metricValue(metrics, "ayaflow_interface_super_packets_total{interface=\"" + link.host() +
+                                 "\",direction=\"" + (reverse ? "ingress" : "egress") +
+                                 "\",protocol=\"tcp\",family=\"" + family + "\"}");
+    std::printf("capture: %llu packets, %llu bytes; super-packets at %s: %llu\n",
                 static_cast<unsigned long long>(truth.packets),
-                static_cast<unsigned long long>(truth.bytes),
+                static_cast<unsigned long long>(truth.bytes), reverse ? "ingress" : "egress",
                 static_cast<unsigned long long>(supers));
     EXPECT_GT(supers, 0u);
     EXPECT_LT(supers, data_packets / 2);
@@ -173,6 +201,20 @@ TEST_P(GsoE2E, IperfOverIpv6CountsWirePacketsExactly) {
   transfer(GetParam() ? 43 : 42, true,
            GetParam() ? std::vector<std::string>{"--aggregation-window", "1"}
                       : std::vector<std::string>{});
+}
+
+TEST_P(GsoE2E, GroMergedIperfOverIpv4CountsWirePacketsExactly) {
+  transfer(GetParam() ? 45 : 44, false,
+           GetParam() ? std::vector<std::string>{"--aggregation-window", "1"}
+                      : std::vector<std::string>{},
+           true);
+}
+
+TEST_P(GsoE2E, GroMergedIperfOverIpv6CountsWirePacketsExactly) {
+  transfer(GetParam() ? 47 : 46, true,
+           GetParam() ? std::vector<std::string>{"--aggregation-window", "1"}
+                      : std::vector<std::string>{},
+           true);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, GsoE2E, ::testing::Values(false, true),
