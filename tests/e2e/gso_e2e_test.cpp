@@ -20,6 +20,7 @@
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -188,6 +189,16 @@ class GsoE2E : public ::testing::TestWithParam<bool> {
     EXPECT_LT(supers, data_packets / 2);
     EXPECT_EQ(metricValue(metrics, "ayaflow_packets_total"), truth.packets);
     EXPECT_EQ(metricValue(metrics, "ayaflow_bytes_total"), truth.bytes);
+
+    // The stored rows (raw: one per skb with packet_count = its segments; aggregated: per
+    // flow and window) sum to the wire too, once a clean stop has flushed them.
+    agent.signal(SIGTERM);
+    ASSERT_EQ(agent.waitExit(10s), std::optional<int>(0)) << agent.log();
+    const auto stored =
+        queryRow(agent.dbPath(), "SELECT SUM(packet_count), SUM(length) FROM packets");
+    ASSERT_EQ(stored.size(), 2u);
+    EXPECT_EQ(stored[0], std::to_string(truth.packets));
+    EXPECT_EQ(stored[1], std::to_string(truth.bytes));
   }
 };
 
