@@ -43,6 +43,22 @@ DecodeStatus decode(const ayaflow_packet_event& ev, Packet& out) {
   return decodePacketEvent(b.data(), b.size(), out);
 }
 
+TEST(FlowDecode, GsoEventIsItsSegmentsWithTheirBytes) {
+  ayaflow_packet_event ev = makeEvent();
+  ev.segs = 45;
+  ev.pkt_len = 45 * 52 + 65000;  // the kernel's sum over the segments
+  Packet p;
+  ASSERT_EQ(decode(ev, p), DecodeStatus::kOk);
+  EXPECT_EQ(p.packets, 45u);
+  EXPECT_EQ(p.length, 45u * 52u + 65000u);
+  ev.segs = 0;  // never written by the kernel, but one packet all the same
+  ASSERT_EQ(decode(ev, p), DecodeStatus::kOk);
+  EXPECT_EQ(p.packets, 1u);
+  ev.segs = 1;
+  ASSERT_EQ(decode(ev, p), DecodeStatus::kOk);
+  EXPECT_EQ(p.packets, 1u);
+}
+
 TEST(FlowDecode, ValidIpv4EventDecodesFieldByField) {
   Packet p;
   ASSERT_EQ(decode(makeEvent(), p), DecodeStatus::kOk);
