@@ -66,8 +66,13 @@ inline void checkDns(const std::uint8_t* data, std::size_t len) {
   if (cut) AYAFLOW_FUZZ_CHECK(cut->qname == m->qname);
 
   static DomainMap map;
-  map.learnDnsResponse(*m);
-  for (const auto& a : m->addresses) (void)map.lookup(a.address, 443);
+  map.learnDnsResponse(*m, flow::IpAddress{});
+  for (const auto& a : m->addresses) {
+    flow::FlowKey k;
+    k.remote = a.address;
+    k.remote_port = 443;
+    (void)map.lookup(k);
+  }
   if (map.dnsSize() > 4096) map.expire();
 }
 

@@ -17,21 +17,27 @@ DomainMap::DomainMap(Options options, Clock clock)
       clock_(clock ? std::move(clock) : Clock([] { return std::chrono::steady_clock::now(); })) {
   // Keys come off the wire: seed the hashes so colliding keys cannot be precomputed.
   dns_.index = decltype(dns_.index)(0, flow::FlowKeyHash{flow::randomHashSeed()});
+  dns_any_.index = decltype(dns_any_.index)(0, flow::FlowKeyHash{flow::randomHashSeed()});
   sni_.index = decltype(sni_.index)(0, flow::FlowKeyHash{flow::randomHashSeed()});
   dns_.max = std::max<std::size_t>(options_.max_dns_entries, 1);
+  dns_any_.max = dns_.max;
   sni_.max = std::max<std::size_t>(options_.max_sni_entries, 1);
 }
 
-flow::FlowKey DomainMap::dnsKey(const flow::IpAddress& address) noexcept {
+flow::FlowKey DomainMap::dnsKey(const flow::IpAddress& client,
+                                const flow::IpAddress& address) noexcept {
   flow::FlowKey k;
+  k.local = client;
   k.remote = address;
   return k;
 }
 
-flow::FlowKey DomainMap::sniKey(const flow::IpAddress& address, std::uint16_t port) noexcept {
-  flow::FlowKey k;
-  k.remote = address;
-  k.remote_port = port;
+flow::FlowKey DomainMap::reversed(const flow::FlowKey& key) noexcept {
+  flow::FlowKey k = key;
+  k.local = key.remote;
+  k.remote = key.local;
+  k.local_port = key.remote_port;
+  k.remote_port = key.local_port;
   return k;
 }
 
@@ -64,19 +70,22 @@ bool DomainMap::learn(Table& t, const flow::FlowKey& key, std::string_view name,
   return true;
 }
 
-bool DomainMap::learnDns(const flow::IpAddress& address, std::string_view name) {
-  return learn(dns_, dnsKey(address), name, dns_learned_);
+bool DomainMap::learnDns(const flow::IpAddress& client, const flow::IpAddress& address,
+                         std::string_view name) {
+  learn(dns_any_, dnsKey(flow::IpAddress{}, address), name, dns_any_learned_);
+  return learn(dns_, dnsKey(client, address), name, dns_learned_);
 }
 
-std::size_t DomainMap::learnDnsResponse(const DnsMessage& m) {
+std::size_t DomainMap::learnDnsResponse(const DnsMessage& m, const flow::IpAddress& client) {
   if (!m.is_response || m.rcode != 0) return 0;
   std::size_t counted = 0;
-  for (const DnsAddressAnswer& a : m.addresses) counted += learnDns(a.address, a.name) ? 1 : 0;
+  for (const DnsAddressAnswer& a : m.addresses)
+    counted += learnDns(client, a.address, a.name) ? 1 : 0;
   return counted;
 }
 
-bool DomainMap::learnSni(const flow::IpAddress& address, std::uint16_t port, std::string_view sni) {
-  return learn(sni_, sniKey(address, port), sni, sni_learned_);
+bool DomainMap::learnSni(const flow::FlowKey& connection, std::string_view sni) {
+  return learn(sni_, connection, sni, sni_learned_);
 }
 
 std::optional<std::string> DomainMap::find(const Table& t, const flow::FlowKey& key,
@@ -86,25 +95,37 @@ std::optional<std::string> DomainMap::find(const Table& t, const flow::FlowKey& 
   return it->second->name;
 }
 
-std::optional<std::string> DomainMap::lookup(const flow::IpAddress& remote,
-                                             std::uint16_t remote_port) const {
+std::optional<std::string> DomainMap::findSni(const flow::FlowKey& key, TimePoint now) const {
+  // Stored client -> server; a connection seen from its server end has the key reversed.
+  if (auto sni = find(sni_, key, now)) return sni;
+  return find(sni_, reversed(key), now);
+}
+
+std::optional<std::string> DomainMap::lookup(const flow::FlowKey& key) const {
   const TimePoint now = clock_();
   std::shared_lock lock(mutex_);
-  if (auto sni = find(sni_, sniKey(remote, remote_port), now)) return sni;
-  return find(dns_, dnsKey(remote), now);
+  if (auto sni = findSni(key, now)) return sni;
+  if (auto own = find(dns_, dnsKey(key.local, key.remote), now)) return own;
+  return find(dns_any_, dnsKey(flow::IpAddress{}, key.remote), now);
+}
+
+std::optional<std::string> DomainMap::dnsName(const flow::IpAddress& client,
+                                              const flow::IpAddress& address) const {
+  const TimePoint now = clock_();
+  std::shared_lock lock(mutex_);
+  return find(dns_, dnsKey(client, address), now);
 }
 
 std::optional<std::string> DomainMap::dnsName(const flow::IpAddress& address) const {
   const TimePoint now = clock_();
   std::shared_lock lock(mutex_);
-  return find(dns_, dnsKey(address), now);
+  return find(dns_any_, dnsKey(flow::IpAddress{}, address), now);
 }
 
-std::optional<std::string> DomainMap::sniName(const flow::IpAddress& address,
-                                              std::uint16_t port) const {
+std::optional<std::string> DomainMap::sniName(const flow::FlowKey& connection) const {
   const TimePoint now = clock_();
   std::shared_lock lock(mutex_);
-  return find(sni_, sniKey(address, port), now);
+  return findSni(connection, now);
 }
 
 std::size_t DomainMap::expireTable(Table& t, TimePoint now) {
@@ -122,7 +143,7 @@ std::size_t DomainMap::expireTable(Table& t, TimePoint now) {
 std::size_t DomainMap::expire() {
   const TimePoint now = clock_();
   std::unique_lock lock(mutex_);
-  return expireTable(dns_, now) + expireTable(sni_, now);
+  return expireTable(dns_, now) + expireTable(dns_any_, now) + expireTable(sni_, now);
 }
 
 std::uint64_t DomainMap::domainsResolved() const noexcept {
@@ -138,6 +159,11 @@ DomainMap::Counters DomainMap::counters() const noexcept {
 std::size_t DomainMap::dnsSize() const {
   std::shared_lock lock(mutex_);
   return dns_.index.size();
+}
+
+std::size_t DomainMap::dnsAnySize() const {
+  std::shared_lock lock(mutex_);
+  return dns_any_.index.size();
 }
 
 std::size_t DomainMap::sniSize() const {

@@ -4,7 +4,7 @@
 namespace ayaflow::inspect {
 
 void DomainEnricher::enrich(const flow::FlowKey& key, enrich::ConnectionNames& names) const {
-  if (!names.domain) names.domain = domains_.lookup(key.remote, key.remote_port);
+  if (!names.domain) names.domain = domains_.lookup(key);
 }
 
 void ReverseDnsEnricher::enrich(const flow::FlowKey& key, enrich::ConnectionNames& names) const {

@@ -101,12 +101,13 @@ void PayloadInspector::handle(const void* data, std::size_t size, std::uint64_t 
 
   const auto* payload = static_cast<const std::uint8_t*>(data) + kHeaderLen;
   if (t.protocol == kUdp)
-    onDns(payload, data_len);
+    onDns(key.remote, payload, data_len);  // a response's destination is the client
   else
     onTls(key, h.flags, h.seq, payload, data_len, now_ns);
 }
 
-void PayloadInspector::onDns(const std::uint8_t* data, std::size_t len) {
+void PayloadInspector::onDns(const flow::IpAddress& destination, const std::uint8_t* data,
+                             std::size_t len) {
   std::optional<DnsMessage> m = parseDnsMessage(data, len);
   if (!m) {
     bump(counters_.dns_unparsable);
@@ -114,7 +115,7 @@ void PayloadInspector::onDns(const std::uint8_t* data, std::size_t len) {
   }
   if (m->is_response) {
     bump(counters_.dns_responses);
-    domains_.learnDnsResponse(*m);  // error responses (rcode != 0) teach nothing
+    domains_.learnDnsResponse(*m, destination);  // error responses (rcode != 0) teach nothing
   } else {
     bump(counters_.dns_queries);
     last_query_.assign(m->qname);  // reuses the buffer once it is large enough
@@ -147,7 +148,7 @@ void PayloadInspector::onTls(const flow::FlowKey& key, std::uint8_t flags, std::
   switch (r->status) {
     case TlsParseResult::kFound:
       bump(counters_.tls_sni_found);
-      domains_.learnSni(key.remote, key.remote_port, r->sni);
+      domains_.learnSni(key, r->sni);  // names this connection only
       break;
     case TlsParseResult::kNoSni:
       bump(counters_.tls_no_sni);
@@ -175,7 +176,7 @@ std::size_t PayloadInspector::expire(std::uint64_t now_ns) noexcept {
 }
 
 std::optional<std::string> PayloadInspector::domainFor(const flow::FlowKey& key) const {
-  return domains_.lookup(key.remote, key.remote_port);
+  return domains_.lookup(key);
 }
 
 PayloadInspector::Counters PayloadInspector::counters() const noexcept {

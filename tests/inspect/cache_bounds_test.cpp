@@ -57,27 +57,37 @@ void report(const char* what, std::size_t entries, std::size_t bytes) {
 TEST(CacheBounds, DomainMapAtDefaultsWithLongestNames) {
   const std::size_t before = heapInUse();
   {
-    DomainMap m;  // default Options: 16384 + 16384 entries
+    DomainMap m;  // default Options: 16384 (per client) + 16384 (any client) + 16384 (SNI)
     const DomainMap::Options defaults;
     const std::string name = longestName('a');
     ASSERT_EQ(name.size(), 253u);
     const std::uint32_t dns = static_cast<std::uint32_t>(defaults.max_dns_entries);
     const std::uint32_t sni = static_cast<std::uint32_t>(defaults.max_sni_entries);
-    for (std::uint32_t i = 0; i < 2 * dns; ++i) ASSERT_TRUE(m.learnDns(address(i), name)) << i;
+    for (std::uint32_t i = 0; i < 2 * dns; ++i)
+      ASSERT_TRUE(m.learnDns(address(i), address(i), name)) << i;
     for (std::uint32_t i = 0; i < 2 * sni; ++i) {
-      ASSERT_TRUE(m.learnSni(address(i), static_cast<std::uint16_t>(i), name)) << i;
+      flow::FlowKey k;
+      k.local = address(i);
+      k.remote = address(i + 1);
+      k.local_port = static_cast<std::uint16_t>(i);
+      k.remote_port = 443;
+      k.protocol = 6;
+      ASSERT_TRUE(m.learnSni(k, name)) << i;
     }
     EXPECT_EQ(m.dnsSize(), defaults.max_dns_entries);
+    EXPECT_EQ(m.dnsAnySize(), defaults.max_dns_entries);
     EXPECT_EQ(m.sniSize(), defaults.max_sni_entries);
-    EXPECT_EQ(m.counters().evictions, std::uint64_t{dns} + sni);
+    EXPECT_EQ(m.counters().evictions, 2 * std::uint64_t{dns} + sni);
     // The newest survive, the oldest went.
+    EXPECT_TRUE(m.dnsName(address(2 * dns - 1), address(2 * dns - 1)));
     EXPECT_TRUE(m.dnsName(address(2 * dns - 1)));
+    EXPECT_FALSE(m.dnsName(address(0), address(0)));
     EXPECT_FALSE(m.dnsName(address(0)));
 
     const std::size_t used = heapInUse() - before;
-    report("DomainMap (dns + sni)", dns + sni, used);
-    // ~0.5 KB per entry with the longest names: 16 MiB for the two default tables.
-    EXPECT_LE(used, (dns + sni) * std::size_t{512});
+    report("DomainMap (2 dns + sni)", 2 * dns + sni, used);
+    // ~0.5 KB per entry with the longest names: 24 MiB for the three default tables.
+    EXPECT_LE(used, (2 * dns + sni) * std::size_t{512});
   }
 }
 

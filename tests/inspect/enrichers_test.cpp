@@ -22,10 +22,11 @@ flow::FlowKey key(const char* local, const char* remote, std::uint16_t remote_po
   return k;
 }
 
-TEST(DomainEnricher, NamesTheRemoteEndSniFirst) {
+TEST(DomainEnricher, NamesTheConnectionSniFirst) {
   DomainMap domains;
-  domains.learnDns(*flow::IpAddress::parse("93.184.216.34"), "example.com");
-  domains.learnSni(*flow::IpAddress::parse("93.184.216.34"), 443, "www.example.com");
+  domains.learnDns(*flow::IpAddress::parse("10.0.0.1"), *flow::IpAddress::parse("93.184.216.34"),
+                   "example.com");
+  domains.learnSni(key("10.0.0.1", "93.184.216.34", 443), "www.example.com");
   const DomainEnricher enricher(domains);
   enrich::ConnectionNames names;
   enricher.enrich(key("10.0.0.1", "93.184.216.34", 443), names);
@@ -39,6 +40,44 @@ TEST(DomainEnricher, NamesTheRemoteEndSniFirst) {
   names.domain = "earlier.example";  // an earlier source wins
   enricher.enrich(key("10.0.0.1", "93.184.216.34", 443), names);
   EXPECT_EQ(names.domain, "earlier.example");
+}
+
+TEST(DomainEnricher, InterleavedConnectionsToOneServerEachGetTheirOwnName) {
+  DomainMap domains;
+  const DomainEnricher enricher(domains);
+  const char* const snis[] = {"a.example.test", "b.example.test", "c.example.test"};
+  flow::FlowKey keys[3];
+  for (int i = 0; i < 3; ++i) {
+    keys[i] = key("10.0.0.1", "10.0.0.7", 443);
+    keys[i].local_port = static_cast<std::uint16_t>(40001 + i);
+  }
+  // Hellos interleaved with enrichment: a connection named before the next hello keeps
+  // its name after it.
+  for (int i = 0; i < 3; ++i) {
+    domains.learnSni(keys[i], snis[i]);
+    for (int j = 0; j <= i; ++j) {
+      enrich::ConnectionNames names;
+      enricher.enrich(keys[j], names);
+      EXPECT_EQ(names.domain, snis[j]) << i << " " << j;
+    }
+  }
+}
+
+TEST(DomainEnricher, TwoClientsGotDifferentNamesForOneAddress) {
+  DomainMap domains;
+  const auto server = *flow::IpAddress::parse("10.0.0.7");
+  domains.learnDns(*flow::IpAddress::parse("10.0.0.1"), server, "one.example.test");
+  domains.learnDns(*flow::IpAddress::parse("10.0.0.2"), server, "two.example.test");
+  const DomainEnricher enricher(domains);
+  enrich::ConnectionNames names;
+  enricher.enrich(key("10.0.0.1", "10.0.0.7", 443), names);
+  EXPECT_EQ(names.domain, "one.example.test");
+  names = {};
+  enricher.enrich(key("10.0.0.2", "10.0.0.7", 443), names);
+  EXPECT_EQ(names.domain, "two.example.test");
+  names = {};
+  enricher.enrich(key("10.0.0.3", "10.0.0.7", 443), names);  // no own lookup: the latest
+  EXPECT_EQ(names.domain, "two.example.test");
 }
 
 TEST(ReverseDnsEnricher, NamesBothEndsOnceResolved) {

@@ -107,6 +107,13 @@ flow::FlowKey flowTo(const char* remote, std::uint16_t port) {
   return k;
 }
 
+/// The connection of tls(): 10.215.0.2:40000 -> 10.215.0.1:port.
+flow::FlowKey tlsConn(std::uint16_t port = 443) {
+  flow::FlowKey k = flowTo("10.215.0.1", port);
+  k.local_port = 40000;
+  return k;
+}
+
 class PayloadInspectorTest : public ::testing::Test {
  protected:
   void feed(const Bytes& rec, std::uint64_t now_ns = 1) {
@@ -130,6 +137,9 @@ TEST_F(PayloadInspectorTest, DnsResponseTeachesTheAnswerAddress) {
   EXPECT_EQ(c.dns_responses, 1u);
   EXPECT_EQ(c.dns_unparsable, 0u);
   EXPECT_EQ(domains.dnsName(ip("10.215.0.7")), "www.example.test");
+  // Learned for the response's destination, the client that asked.
+  EXPECT_EQ(domains.dnsName(ip("10.215.0.2"), ip("10.215.0.7")), "www.example.test");
+  EXPECT_FALSE(domains.dnsName(ip("10.215.0.1"), ip("10.215.0.7")));
   EXPECT_EQ(domains.dnsSize(), 1u);
   // A later flow to that address, any port, carries the name.
   EXPECT_EQ(inspector.domainFor(flowTo("10.215.0.7", 80)), "www.example.test");
@@ -146,6 +156,7 @@ TEST_F(PayloadInspectorTest, DnsCnameChainAndAaaaOverIpv6) {
   v6.dst = "fd00:215::2";
   feed(record(v6, readData("dns_aaaa.response.bin")));
   EXPECT_EQ(domains.dnsName(ip("fd00:215::7")), "www.example.test");
+  EXPECT_EQ(domains.dnsName(ip("fd00:215::2"), ip("fd00:215::7")), "www.example.test");
   EXPECT_EQ(inspector.counters().dns_responses, 2u);
   EXPECT_EQ(inspector.counters().malformed_records, 0u);
 }
@@ -177,9 +188,11 @@ TEST_F(PayloadInspectorTest, ClientHelloInTwoRecordsAfterSyn) {
   EXPECT_EQ(c.records, 3u);
   EXPECT_EQ(c.malformed_records, 0u);
   EXPECT_EQ(c.tls_sni_found, 1u);
-  EXPECT_EQ(domains.sniName(ip("10.215.0.1"), 443), "www.example.test");
-  EXPECT_FALSE(domains.sniName(ip("10.215.0.1"), 8443));
-  EXPECT_EQ(inspector.domainFor(flowTo("10.215.0.1", 443)), "www.example.test");
+  EXPECT_EQ(domains.sniName(tlsConn()), "www.example.test");
+  EXPECT_FALSE(domains.sniName(tlsConn(8443)));
+  EXPECT_EQ(inspector.domainFor(tlsConn()), "www.example.test");
+  // The SNI names its own connection, not another one to the same server address:port.
+  EXPECT_FALSE(inspector.domainFor(flowTo("10.215.0.1", 443)));
   EXPECT_EQ(inspector.tracker().streams().bufferedBytes(), 0u);  // settled: bytes released
 
   // The rest of the hello is ignored.
@@ -195,7 +208,7 @@ TEST_F(PayloadInspectorTest, OutOfOrderRecordsAfterSyn) {
   feed(record(tls(kIsn + 188), segs[1]));  // segment 2 first: the SYN places it
   EXPECT_EQ(domains.sniSize(), 0u);
   feed(record(tls(kIsn), segs[0]));
-  EXPECT_EQ(domains.sniName(ip("10.215.0.1"), 443), "www.example.test");
+  EXPECT_EQ(domains.sniName(tlsConn()), "www.example.test");
   EXPECT_EQ(inspector.counters().tls_not_tls, 0u);
 }
 
@@ -207,7 +220,7 @@ TEST_F(PayloadInspectorTest, NameCutBetweenRecordsWithoutSyn) {
   feed(record(tls(kIsn), hello.data(), 270));
   EXPECT_EQ(domains.sniSize(), 0u);
   feed(record(tls(kIsn + 270), hello.data() + 270, hello.size() - 270));
-  EXPECT_EQ(domains.sniName(ip("10.215.0.1"), 443), "www.example.test");
+  EXPECT_EQ(domains.sniName(tlsConn()), "www.example.test");
   EXPECT_EQ(inspector.counters().tls_sni_found, 1u);
 }
 
@@ -225,7 +238,7 @@ TEST_F(PayloadInspectorTest, SameSegmentsSeenAtTwoHooks) {
   EXPECT_EQ(c.tls_sni_found, 1u);
   EXPECT_EQ(c.tls_not_tls, 0u);
   EXPECT_EQ(c.tls_malformed, 0u);
-  EXPECT_EQ(domains.sniName(ip("10.215.0.1"), 443), "www.example.test");
+  EXPECT_EQ(domains.sniName(tlsConn()), "www.example.test");
 }
 
 TEST_F(PayloadInspectorTest, FinForgetsTheStream) {
@@ -365,7 +378,7 @@ TEST_F(PayloadInspectorTest, MalformedRecordsAreCountedAndIgnored) {
   EXPECT_EQ(c.dns_responses, 1u);
   EXPECT_EQ(c.tls_sni_found, 1u);
   EXPECT_EQ(domains.dnsName(ip("10.215.0.7")), "www.example.test");
-  EXPECT_EQ(domains.sniName(ip("10.215.0.1"), 443), "www.example.test");
+  EXPECT_EQ(domains.sniName(tlsConn()), "www.example.test");
 }
 
 TEST_F(PayloadInspectorTest, ExpireDropsIdleStreams) {

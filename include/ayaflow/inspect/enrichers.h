@@ -7,8 +7,8 @@
 
 namespace ayaflow::inspect {
 
-/// Names a connection's remote end from deep inspection (DomainMap::lookup: the SNI learned
-/// for the remote address and port, else the DNS name of the address). Borrows the map.
+/// Names a connection from deep inspection (DomainMap::lookup: the connection's own SNI,
+/// else its local end's DNS name for the remote address, else any client's). Borrows the map.
 /// Thread-safe, non-blocking.
 class DomainEnricher final : public enrich::Enricher {
  public:

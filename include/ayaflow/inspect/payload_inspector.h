@@ -17,13 +17,14 @@ namespace ayaflow::inspect {
 /// Turns the kernel's deep-inspection records (`payload_events` ring buffer, struct
 /// ayaflow_payload_event in include/ayaflow/abi/event.h: a 64-byte header plus data_len
 /// bytes) into names in a DomainMap:
-/// - UDP (DNS): parseDnsMessage(); responses teach the map address -> question name
-///   (DomainMap::learnDnsResponse), queries are counted and their name kept (lastQueryName()).
+/// - UDP (DNS): parseDnsMessage(); responses teach the map (client, address) -> question
+///   name, the client being the response's destination (DomainMap::learnDnsResponse), queries are
+///   counted and their name kept (lastQueryName()).
 /// - TCP (client-to-server stream to the TLS port): an AYAFLOW_PF_SYN marker fixes the
 ///   stream start (TlsSniTracker::onSyn; it first forgets what the 4-tuple held, so a new
 ///   connection is inspected even if the last one's FIN was lost), an AYAFLOW_PF_FIN marker
 ///   forgets the stream (onClose), data goes to TlsSniTracker::onSegment(); a found SNI is
-///   learned for the server, i.e. the record's destination address and port
+///   learned for the connection, i.e. the record's 5-tuple, client -> server
 ///   (DomainMap::learnSni).
 ///
 /// Streams are keyed client -> server whatever the record's direction (FlowKey local = the
@@ -78,8 +79,8 @@ class PayloadInspector {
   /// DomainMap's own expire() is its owner's job.)
   std::size_t expire(std::uint64_t now_ns) noexcept;
 
-  /// The domain of a flow (key.remote, key.remote_port): the SNI learned for that address
-  /// and port first, else the DNS name of the address. Thread-safe (DomainMap::lookup).
+  /// The domain of a connection: its SNI, else its local end's DNS name for the remote
+  /// address, else any client's. Thread-safe (DomainMap::lookup).
   std::optional<std::string> domainFor(const flow::FlowKey& key) const;
 
   /// Any thread.
@@ -103,7 +104,7 @@ class PayloadInspector {
   void publishTrackerState() noexcept;
 
   void handle(const void* data, std::size_t size, std::uint64_t now_ns);
-  void onDns(const std::uint8_t* data, std::size_t len);
+  void onDns(const flow::IpAddress& destination, const std::uint8_t* data, std::size_t len);
   void onTls(const flow::FlowKey& key, std::uint8_t flags, std::uint32_t seq,
              const std::uint8_t* data, std::size_t len, std::uint64_t now_ns);
 
