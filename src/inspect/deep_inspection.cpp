@@ -30,8 +30,8 @@ std::vector<prometheus::MetricFamily> inspectionCacheFamilies(const InspectionCa
   common::MetricFamilies f;
   using prometheus::MetricType;
   f.add("ayaflow_domain_names",
-        "Names held by deep inspection's domain map, by table (dns: address -> name, at most "
-        "max_dns_entries; sni: address and port -> name, at most max_sni_entries).",
+        "Names held by deep inspection's domain map, by table (dns: (client, address) -> name, "
+        "at most max_dns_entries; sni: connection -> name, at most max_sni_entries).",
         MetricType::Gauge,
         {common::MetricFamilies::sample(MetricType::Gauge, static_cast<double>(s.dns_names),
                                         {{"table", "dns"}}),
