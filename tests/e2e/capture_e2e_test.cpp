@@ -20,6 +20,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "agent_checks.h"
 #include "agent_process.h"
@@ -794,6 +796,51 @@ TEST_F(DeepInspectE2E, TlsSniFromOpenSslClients) {
   agent.waitReady();
   tlsClient(link, "www.example.test");
   EXPECT_EQ(liveDomain(agent, "-> " + link.peerV4() + ":443"), "www.example.test");
+}
+
+TEST_F(DeepInspectE2E, InterleavedConnectionsToOneServerEachKeepTheirOwnSni) {
+  VethPair link(57);
+  startTlsServer(link);
+  AgentProcess agent({"--interface", link.host(), "--quiet", "--deep-inspect"});
+  agent.waitReady();
+  // Three connections from fixed ports to one address:443, all open at once: each hello
+  // is seen while the earlier connections are still live, and each connection's
+  // closing packets come after every hello.
+  const std::vector<std::pair<std::uint16_t, std::string>> clients = {
+      {41001, "a.example.test"}, {41002, "b.example.test"}, {41003, "c.example.test"}};
+  std::vector<std::thread> running;
+  for (const auto& [port, name] : clients) {
+    running.emplace_back([&link, port = port, name = name] {
+      shOutput("sleep 3 | timeout 10 openssl s_client -bind " + link.hostV4() + ":" +
+               std::to_string(port) + " -connect " + link.peerV4() + ":443 -servername " + name +
+               " 2>&1");
+    });
+    const std::string connection = link.hostV4() + ":" + std::to_string(port) + " -> ";
+    EXPECT_EQ(liveDomain(agent, connection), name);  // named before the next one starts
+  }
+  for (const auto& [port, name] : clients) {
+    EXPECT_EQ(liveDomain(agent, link.hostV4() + ":" + std::to_string(port) + " -> "), name);
+  }
+  for (auto& t : running) t.join();
+  for (const auto& [port, name] : clients) {  // still after they all closed
+    EXPECT_EQ(liveDomain(agent, link.hostV4() + ":" + std::to_string(port) + " -> "), name);
+  }
+  agent.signal(SIGTERM);
+  ASSERT_EQ(agent.waitExit(5s), std::optional<int>(0)) << agent.log();
+  // Every stored row of each connection, both directions, carries its own SNI.
+  for (const auto& [port, name] : clients) {
+    const std::string p = std::to_string(port);
+    const auto named =
+        queryRow(agent.dbPath(),
+                 "SELECT COUNT(*), COUNT(domain), MIN(domain), MAX(domain) FROM "
+                 "packets WHERE (src_port = " +
+                     p + " AND dst_port = 443) OR (src_port = 443 AND dst_port = " + p + ")");
+    ASSERT_EQ(named.size(), 4u);
+    EXPECT_GE(std::stoi(named[0]), 6) << port;  // handshake, data and close both ways
+    EXPECT_EQ(named[1], named[0]) << port;      // every row has a domain
+    EXPECT_EQ(named[2], name);
+    EXPECT_EQ(named[3], name);
+  }
 }
 
 TEST_F(DeepInspectE2E, SniPastByte256) {
