@@ -843,6 +843,38 @@ TEST_F(DeepInspectE2E, InterleavedConnectionsToOneServerEachKeepTheirOwnSni) {
   }
 }
 
+TEST_F(DeepInspectE2E, EachClientGetsTheNameItsOwnLookupReturned) {
+  VethPair link(58);
+  const std::string prefix = link.hostV4().substr(0, link.hostV4().rfind('.') + 1);
+  const std::string one = link.hostV4(), two = prefix + "3", three = prefix + "4";
+  sh("ip addr add " + two + "/24 dev " + link.host());
+  sh("ip addr add " + three + "/24 dev " + link.host());
+  NsProcess dns(link,
+                "exec dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces "
+                "--listen-address=" +
+                    link.peerV4() + " --address=/one.example.test/" + link.peerV4() +
+                    " --address=/two.example.test/" + link.peerV4());
+  startTlsServer(link);  // a listener on :443; the clients below send no hello
+  AgentProcess agent({"--interface", link.host(), "--quiet", "--deep-inspect"});
+  agent.waitReady();
+  // Two clients ask for different names of one address.
+  ASSERT_EQ(shOutput("dig +short +time=2 +tries=3 -b " + one + " @" + link.peerV4() +
+                     " one.example.test"),
+            link.peerV4() + "\n");
+  ASSERT_EQ(shOutput("dig +short +time=2 +tries=3 -b " + two + " @" + link.peerV4() +
+                     " two.example.test"),
+            link.peerV4() + "\n");
+  // Plain TCP connections (no ClientHello) from each client and from one that asked nothing.
+  for (const auto& [from, port] :
+       std::vector<std::pair<std::string, int>>{{one, 42001}, {two, 42002}, {three, 42003}}) {
+    shOutput("timeout 5 curl -s --max-time 1 --interface " + from + " --local-port " +
+             std::to_string(port) + " telnet://" + link.peerV4() + ":443 </dev/null 2>&1");
+  }
+  EXPECT_EQ(liveDomain(agent, one + ":42001 -> "), "one.example.test");
+  EXPECT_EQ(liveDomain(agent, two + ":42002 -> "), "two.example.test");
+  EXPECT_EQ(liveDomain(agent, three + ":42003 -> "), "two.example.test");  // the latest answer
+}
+
 TEST_F(DeepInspectE2E, SniPastByte256) {
   VethPair link(15);
   startTlsServer(link);
