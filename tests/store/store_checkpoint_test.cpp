@@ -315,7 +315,10 @@ TEST(StoreCheckpoint, LostCheckpointsAreCaughtUpInPlaceAndAFailedFinalCountsOnly
   EXPECT_EQ(r.final_dropped_rows, kFlows);
   EXPECT_EQ(r.final_stored_packets + r.final_dropped_packets, kRecovered + kFlows);
   EXPECT_EQ(r.packets_in_db_at_end, r.final_stored_packets);
-  EXPECT_GE(r.final_dropped_packets, 1u);
+  // Usually the last packet per flow is among the dropped ones; on a busy machine a 10 ms
+  // checkpoint may have stored some or all of them before the file-size limit: the sum above
+  // holds either way.
+  EXPECT_LE(r.final_dropped_packets, kFlows);
 }
 
 }  // namespace
