@@ -6,15 +6,12 @@
 // wire, as an AF_PACKET socket on the peer end sees them (the segments), exactly.
 #include <gtest/gtest.h>
 #include <linux/ethtool.h>
-#include <linux/sockios.h>
 #include <net/if.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -64,17 +61,7 @@ class IperfServer {
 
 /// `ethtool -K dev gro on` (root namespace) without the tool: on a veth this also turns on
 /// its NAPI receive path, so segments from the peer are merged before the ingress hook.
-void groOn(const std::string& dev) {
-  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  ethtool_value value{ETHTOOL_SGRO, 1};
-  ifreq request{};
-  std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", dev.c_str());
-  request.ifr_data = reinterpret_cast<char*>(&value);
-  const int rc = fd < 0 ? -1 : ioctl(fd, SIOCETHTOOL, &request);
-  const int err = errno;
-  if (fd >= 0) close(fd);
-  if (rc != 0) throw std::runtime_error("gro on " + dev + ": " + std::strerror(err));
-}
+void groOn(const std::string& dev) { ethtoolSet(dev, ETHTOOL_SGRO, 1); }
 
 /// Every connection of /api/live by its "a -> b" string.
 std::map<std::string, json> liveConnections(AgentProcess& agent) {

@@ -442,6 +442,9 @@ TEST_F(HardeningE2E, HostileClientsLeaveHealthAndCaptureAlone) {
     ::send(fd, half.data(), half.size(), MSG_NOSIGNAL);
     slow.fds.push_back(fd);
   }
+  // Both crowds really connected (the kernel completes the handshake before the agent acts).
+  EXPECT_GE(denied.fds.size(), 1000u);
+  EXPECT_GE(slow.fds.size(), 1000u);
   // While both crowds are there, 25 probes answer, and the traffic is counted exactly.
   for (int i = 0; i < 25; ++i) {
     const auto start = std::chrono::steady_clock::now();

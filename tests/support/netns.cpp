@@ -48,21 +48,26 @@ std::string shOutput(const std::string& command) {
   return out;
 }
 
+void ethtoolSet(const std::string& dev, std::uint32_t command, std::uint32_t value) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ethtool_value request_value{command, value};
+  ifreq request{};
+  std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", dev.c_str());
+  request.ifr_data = reinterpret_cast<char*>(&request_value);
+  const int rc = fd < 0 ? -1 : ioctl(fd, SIOCETHTOOL, &request);
+  const int err = errno;
+  if (fd >= 0) close(fd);
+  if (rc != 0) {
+    throw std::runtime_error("ethtool command " + std::to_string(command) + " on " + dev + ": " +
+                             std::strerror(err));
+  }
+}
+
 namespace {
 
 /// `ethtool -K dev tso off` without the tool: TCP super-packets are then segmented in
 /// software (GSO) before the device's capture tap, in the calling thread's namespace.
-void tsoOff(const std::string& dev) {
-  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  ethtool_value value{ETHTOOL_STSO, 0};
-  ifreq request{};
-  std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", dev.c_str());
-  request.ifr_data = reinterpret_cast<char*>(&value);
-  const int rc = fd < 0 ? -1 : ioctl(fd, SIOCETHTOOL, &request);
-  const int err = errno;
-  if (fd >= 0) close(fd);
-  if (rc != 0) throw std::runtime_error("tso off on " + dev + ": " + std::strerror(err));
-}
+void tsoOff(const std::string& dev) { ethtoolSet(dev, ETHTOOL_STSO, 0); }
 
 }  // namespace
 

@@ -20,6 +20,10 @@ void sh(const std::string& command);
 /// Runs a shell command and returns its stdout (exit status ignored).
 std::string shOutput(const std::string& command);
 
+/// One `ethtool -K` setting (an ETHTOOL_S* command and its value) on `dev` in the calling
+/// thread's namespace, without the tool; throws std::runtime_error naming it on failure.
+void ethtoolSet(const std::string& dev, std::uint32_t command, std::uint32_t value);
+
 /// A veth pair: `host` in the root namespace, `peer` inside namespace `ns`.
 /// IPv4 10.213.<n>.1/24 (host) and .2 (peer); IPv6 fd00:213:<n>::1/64 and ::2.
 /// TSO is off on both ends (GSO stays on): a TCP sender's egress hook sees GSO
