@@ -602,5 +602,19 @@ TEST(BpfOverlaySwitch, TheVerifierDropsTheTunnelCodeWhenOff) {
   EXPECT_LT(off.second, on.second);
 }
 
+TEST(BpfOverlaySwitch, EverySwitchOnPassesTheVerifier) {
+  // The largest program: both IP parses with IPv6, deep inspection and the flow table.
+  AYAFLOW_REQUIRE_ROOT();
+  bpf::installLibbpfLogger(false);
+  bpf::ProgramOptions options;
+  options.enable_ipv6 = true;
+  options.deep_inspect = true;
+  options.flow_table = true;
+  options.decapsulate = true;
+  const bpf::BpfProgram program(options);
+  EXPECT_GT(xlatedBytes(program.ingressProgramFd(bpf::LinkLayer::kIpOnly)), 0u);
+  EXPECT_GT(xlatedBytes(program.egressProgramFd()), 0u);
+}
+
 }  // namespace
 }  // namespace ayaflow::test
