@@ -51,7 +51,7 @@ struct parse_ctx {
 	__u32 ip_len;		    /* IPv4 total length, IPv6 payload length + 40 */
 	__u16 l3_proto;		    /* ETH_P_IP or ETH_P_IPV6 */
 	__u8 flags;		    /* AYAFLOW_F_* */
-	__u8 fragmented;	    /* any fragment, the first included: never decapsulated */
+	__u8 fragmented;	    /* a fragment, the first included: never decapsulated */
 } __attribute__((aligned(8)));	    /* word stores into the tuple (map_ipv4) */
 
 struct vlan_tag {
@@ -182,7 +182,9 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct parse_ctx *c
 		if (next == AYAFLOW_IPPROTO_FRAGMENT) {
 			if (bpf_ntohs(ext.frag_off) & 0xfff8)
 				ctx->flags |= AYAFLOW_F_FRAGMENT;
-			ctx->fragmented = 1;
+			/* An offset or M: an atomic fragment (neither) is whole. */
+			if (bpf_ntohs(ext.frag_off) & 0xfff9)
+				ctx->fragmented = 1;
 			off += 8;
 		} else if (next == AYAFLOW_IPPROTO_AH) {
 			off += (ext.hdrlen + 2) * 4;

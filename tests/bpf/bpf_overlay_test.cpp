@@ -396,6 +396,8 @@ TEST_F(BpfOverlayTest, OuterFragmentsAreNotDecapsulated) {
   EXPECT_EQ(first6->flags, 0);
   EXPECT_EQ(first6->tuple.dst_port, kVxlan);
   EXPECT_EQ(first6->pkt_len, 40u + 8u + 8u + payload.size());
+  // An atomic fragment (a fragment header with offset 0 and no more fragments) is whole.
+  expectInner(run(overIpv6(17, udp(kOuterSport, kVxlan, payload), {fragment(0, false)})), udp4());
   // IP-in-IP fragments are not TCP/UDP: nothing, as today.
   EXPECT_FALSE(
       run(concat(ethernet(kEthIp), ipv4(4, "192.168.0.1", "192.168.0.2", udp4().ip, 0, 0x2000))));
