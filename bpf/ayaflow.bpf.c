@@ -87,7 +87,7 @@ static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
  * where the packet counts, because it was counted at an earlier hook on this
  * node or will be at none of this device's hooks.
  */
-static __always_inline bool counted_elsewhere(struct __sk_buff *skb, __u8 direction)
+static __always_inline bool counted_elsewhere(struct __sk_buff *skb, __u8 direction, __u8 flags)
 {
 	__u32 ifindex = skb->ifindex;
 	__u8 *role = bpf_map_lookup_elem(&iface_roles, &ifindex);
@@ -97,8 +97,14 @@ static __always_inline bool counted_elsewhere(struct __sk_buff *skb, __u8 direct
 	if (direction != AYAFLOW_DIR_EGRESS)
 		return false;
 	ifindex = skb->ingress_ifindex;
-	if (ifindex == 0)
-		return false; /* sent by this node */
+	/*
+	 * 0: sent by this node, or sent into a tunnel, whose device clears the
+	 * ingress interface of what it encapsulates. A tunnelled packet without
+	 * a local socket was forwarded into the tunnel; the role under key 0
+	 * says whether it entered the node at a counting hook (a pod's veth).
+	 */
+	if (ifindex == 0 && (!(flags & AYAFLOW_F_TUNNEL) || skb->sk))
+		return false;
 	return bpf_map_lookup_elem(&iface_roles, &ifindex) != NULL;
 }
 
@@ -138,7 +144,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	st = stats_for(&ev);
 	if (!st)
 		return TC_ACT_UNSPEC; /* cannot happen: the overflow array has both slots */
-	if (counted_elsewhere(skb, direction)) {
+	if (counted_elsewhere(skb, direction, ctx.flags)) {
 		st->elsewhere_packets += segs;
 		st->elsewhere_bytes += ev.pkt_len;
 		return TC_ACT_UNSPEC;

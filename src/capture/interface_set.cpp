@@ -16,11 +16,14 @@ std::map<int, std::uint8_t> countingRoles(const std::vector<Link>& links,
                                           const std::set<int>& attached, bool decapsulate) {
   bool other_attached = false;  // an attached interface that is not a bridge or tunnel
   bool uplink_attached = false;
+  bool pod_side_attached = false;  // one that is neither, nor an uplink: a pod's veth
   std::set<int> masters_of_attached;
   for (const Link& link : links) {
     if (attached.count(link.ifindex) == 0) continue;
     if (!isRedeliveryKind(link.kind)) other_attached = true;
-    if (link.default_route || (link.kind.empty() && !link.loopback)) uplink_attached = true;
+    const bool uplink = link.default_route || (link.kind.empty() && !link.loopback);
+    if (uplink) uplink_attached = true;
+    if (!uplink && !isRedeliveryKind(link.kind)) pod_side_attached = true;
     if (link.master != 0) masters_of_attached.insert(link.master);
   }
   std::map<int, std::uint8_t> roles;
@@ -34,6 +37,9 @@ std::map<int, std::uint8_t> countingRoles(const std::vector<Link>& links,
       roles[link.ifindex] = AYAFLOW_ROLE_REENTRY;
     }
   }
+  // Packets a tunnel device encapsulates lose their ingress interface (see the ABI header):
+  // those forwarded into it from a pod were counted at the pod's interface.
+  if (decapsulate && pod_side_attached) roles[0] = AYAFLOW_ROLE_REENTRY;
   return roles;
 }
 

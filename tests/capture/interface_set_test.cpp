@@ -159,11 +159,11 @@ TEST(CountingRoles, PodsBehindABridgeAndAnOverlayOnTheUplink) {
                                    Link(6, "flannel.1", "vxlan"),
                                    Link(7, "docker0", "bridge")};
   const auto roles = countingRoles(links, {2, 4, 5}, true);
-  const std::map<int, std::uint8_t> want = {{2, AYAFLOW_ROLE_COUNT},
-                                            {3, AYAFLOW_ROLE_REENTRY},  // its ports are attached
-                                            {4, AYAFLOW_ROLE_COUNT},
-                                            {5, AYAFLOW_ROLE_COUNT},
-                                            {6, AYAFLOW_ROLE_REENTRY}};  // decapsulated on eth0
+  const std::map<int, std::uint8_t> want = {
+      {0, AYAFLOW_ROLE_REENTRY},                             // into the tunnel
+      {2, AYAFLOW_ROLE_COUNT},   {3, AYAFLOW_ROLE_REENTRY},  // its ports are attached
+      {4, AYAFLOW_ROLE_COUNT},   {5, AYAFLOW_ROLE_COUNT},
+      {6, AYAFLOW_ROLE_REENTRY}};  // decapsulated on eth0
   EXPECT_EQ(roles, want);
   // Without decapsulation the uplink counts the tunnel's outer packets, and the inner ones
   // count again where they leave the node towards a pod.
@@ -179,7 +179,8 @@ TEST(CountingRoles, ABridgeCountsWhenItIsAllThatIsAttached) {
             (std::map<int, std::uint8_t>{{3, AYAFLOW_ROLE_COUNT}}));
   // With its ports attached too, it only passes on what they counted.
   EXPECT_EQ(countingRoles(links, {3, 4}, true),
-            (std::map<int, std::uint8_t>{{3, AYAFLOW_ROLE_OBSERVE}, {4, AYAFLOW_ROLE_COUNT}}));
+            (std::map<int, std::uint8_t>{
+                {0, AYAFLOW_ROLE_REENTRY}, {3, AYAFLOW_ROLE_OBSERVE}, {4, AYAFLOW_ROLE_COUNT}}));
 }
 
 TEST(InterfaceSet, HandsTheAttacherTheRolesAfterEveryChange) {
@@ -188,9 +189,10 @@ TEST(InterfaceSet, HandsTheAttacherTheRolesAfterEveryChange) {
   set.start({Link(1, "lo"), Link(2, "eth0", "", 0, true), Link(3, "cni0", "bridge"),
              Link(4, "veth1", "veth", 3)});
   EXPECT_EQ(attacher.live, (std::set<int>{2, 4}));
-  EXPECT_EQ(attacher.roles,
-            (std::map<int, std::uint8_t>{
-                {2, AYAFLOW_ROLE_COUNT}, {3, AYAFLOW_ROLE_REENTRY}, {4, AYAFLOW_ROLE_COUNT}}));
+  EXPECT_EQ(attacher.roles, (std::map<int, std::uint8_t>{{0, AYAFLOW_ROLE_REENTRY},
+                                                         {2, AYAFLOW_ROLE_COUNT},
+                                                         {3, AYAFLOW_ROLE_REENTRY},
+                                                         {4, AYAFLOW_ROLE_COUNT}}));
   // The pod goes away: its veth and the bridge's role with it.
   set.update({Link(1, "lo"), Link(2, "eth0", "", 0, true), Link(3, "cni0", "bridge")});
   EXPECT_EQ(attacher.roles, (std::map<int, std::uint8_t>{{2, AYAFLOW_ROLE_COUNT}}));

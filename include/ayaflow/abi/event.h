@@ -170,6 +170,11 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, elsewhere_bytes) ==
  *    packets arrive through an attached uplink): what arrives through it is
  *    not counted again on the way out.
  * An attached interface without an entry counts both ways (as before roles).
+ * Key 0 stands for packets that a tunnel device encapsulated for another
+ * node: the device clears their ingress interface, so an egress hook sees
+ * 0. A decapsulated packet (AYAFLOW_F_TUNNEL) with ingress interface 0 and
+ * no local socket was forwarded into the tunnel, and is counted elsewhere
+ * when key 0 has a role (REENTRY: the pods' interfaces are attached).
  */
 #define AYAFLOW_IFACE_ROLES_MAX_ENTRIES 16384
 #define AYAFLOW_ROLE_COUNT 1

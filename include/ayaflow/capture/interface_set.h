@@ -40,7 +40,10 @@ class Attacher {
 /// devices while other interfaces are attached (OBSERVE); a bridge that is not attached but
 /// has an attached port, and, with `decapsulate`, a tunnel device that is not attached while
 /// an uplink (an interface with a default route, or a NIC) is, re-deliver packets counted
-/// already (REENTRY). Other interfaces have no role.
+/// already (REENTRY). Other interfaces have no role. With `decapsulate` and a pod-side
+/// interface attached (neither a bridge or tunnel nor an uplink), key 0 is REENTRY: packets
+/// forwarded into a tunnel device (which clears their ingress interface) were counted at the
+/// pod's interface.
 std::map<int, std::uint8_t> countingRoles(const std::vector<Link>& links,
                                           const std::set<int>& attached, bool decapsulate);
 
