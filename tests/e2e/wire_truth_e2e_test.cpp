@@ -28,6 +28,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <ostream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -178,6 +179,14 @@ class Server {
   pid_t pid_ = -1;
 };
 
+/// The path of an installed program, also from /usr/sbin when PATH lacks it ("" if none).
+std::string binary(const std::string& name) {
+  std::string path = shOutput("command -v " + name + " || { test -x /usr/sbin/" + name +
+                              " && echo /usr/sbin/" + name + "; }");
+  while (!path.empty() && path.back() == '\n') path.pop_back();
+  return path;
+}
+
 /// A temporary directory, removed with everything in it.
 class TempDir {
  public:
@@ -231,7 +240,7 @@ std::unique_ptr<Server> startNginx(const std::string& dir, const std::string& ad
       << "  scgi_temp_path " << dir << "/tmp/scgi;\n"
       << "  server {\n    listen " << listen << ";\n    root " << dir << "/www;\n  }\n}\n";
   return std::make_unique<Server>(
-      std::vector<std::string>{"nginx", "-p", dir, "-c", dir + "/nginx.conf", "-e",
+      std::vector<std::string>{binary("nginx"), "-p", dir, "-c", dir + "/nginx.conf", "-e",
                                dir + "/error.log"},
       link, port, dir + "/server.log");
 }
@@ -247,6 +256,9 @@ struct Case {
   bool aggregated;  // --aggregation-window 1 (per-flow counts in the kernel), else events
   int n;            // VethPair number
 };
+
+/// Test failures name the case, not its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 std::string tupleText(const LinkCounter::Key& k) {
   return endpoint(k.src, k.sport) + " > " + endpoint(k.dst, k.dport) + "/" +
@@ -289,8 +301,7 @@ class WireTruthE2E : public ::testing::TestWithParam<Case> {
   void SetUp() override {
     AYAFLOW_REQUIRE_ROOT();
     const char* tool = GetParam().app == App::Http ? "nginx" : "iperf3";
-    if (shOutput(std::string("command -v ") + tool).empty() ||
-        (GetParam().app == App::Http && shOutput("command -v curl").empty())) {
+    if (binary(tool).empty() || (GetParam().app == App::Http && binary("curl").empty())) {
       if (inCi()) FAIL() << tool << " or curl not installed (scripts/install-deps.sh)";
       GTEST_SKIP() << tool << " or curl not installed (scripts/install-deps.sh)";
     }
