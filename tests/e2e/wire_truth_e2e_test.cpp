@@ -152,6 +152,9 @@ class Server {
         throw std::runtime_error(argv[link != nullptr ? 4 : 0] + " exited: " + output());
       }
       if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid_, SIGKILL);  // no destructor runs for a constructor that throws
+        waitpid(pid_, nullptr, 0);
+        pid_ = -1;
         throw std::runtime_error(argv[0] + " not listening on " + std::to_string(port) +
                                  " after 10 s: " + output());
       }
@@ -357,17 +360,17 @@ TEST_P(WireTruthE2E, AgentEqualsTheDevicesWireExactly) {
        " >/dev/null");
   }
   // The closing handshake follows the client's exit: wait until both ends have seen the same
-  // traffic and it has stopped changing (no assertion on time).
+  // traffic and it has not changed for 300 ms, longer than TCP's longest delayed ACK (200 ms),
+  // so nothing arrives after the captures stop (no assertion on time).
   LinkCounter::Count before{};
+  int quiet = 0;
   const auto deadline = std::chrono::steady_clock::now() + 5s;
-  for (;;) {
+  while (quiet < 3 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(100ms);
     const LinkCounter::Count h = host_tap.total(), p = peer_tap.total();
-    if ((h.packets == p.packets && h.bytes == p.bytes && h.packets == before.packets &&
-         h.bytes == before.bytes) ||
-        std::chrono::steady_clock::now() > deadline) {
-      break;
-    }
+    const bool same = h.packets == p.packets && h.bytes == p.bytes && h.packets == before.packets &&
+                      h.bytes == before.bytes;
+    quiet = same ? quiet + 1 : 0;
     before = h;
   }
   const WireCounter::Result at_host = host_tap.stop();
