@@ -399,6 +399,23 @@ TEST_P(WireTruthE2E, AgentEqualsTheDevicesWireExactly) {
   }
 
   const json stats = waitForStats(agent, wire.packets);
+  // What the agent itself reports losing (events the ring buffer could not hold, packets the
+  // pipeline's hand-off could not take, rows the writer's queue could not take): the totals
+  // above stay exact (kernel counters), but such a loss is missing from its connection or
+  // the stored rows, so a failure below says whether the agent knew.
+  const auto losses = [&] {
+    const std::string m = agent.get("/metrics").body;
+    return "events lost " +
+           std::to_string(metricOrZero(m, "ayaflow_events_lost_total{direction=\"ingress\"}") +
+                          metricOrZero(m, "ayaflow_events_lost_total{direction=\"egress\"}")) +
+           ", pipeline queue_full " +
+           std::to_string(
+               metricOrZero(m, "ayaflow_pipeline_packets_dropped_total{reason=\"queue_full\"}")) +
+           ", rows dropped queue_full " +
+           std::to_string(
+               metricOrZero(m, "ayaflow_storage_rows_dropped_total{reason=\"queue_full\"}"));
+  };
+  const std::string lost = losses();
   EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), wire.packets);
   EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), wire.bytes);
 
@@ -424,7 +441,7 @@ TEST_P(WireTruthE2E, AgentEqualsTheDevicesWireExactly) {
     ASSERT_TRUE(live.count(conn)) << conn << " not in " << agent.get("/api/live").body;
     const json& a = live.at(conn);
     EXPECT_EQ(a.at("packets_count").get<std::uint64_t>(), s.sent.packets + s.received.packets)
-        << conn;
+        << conn << "; " << lost;
     EXPECT_EQ(a.at("bytes_sent").get<std::uint64_t>(), s.sent.bytes) << conn;
     EXPECT_EQ(a.at("bytes_received").get<std::uint64_t>(), s.received.bytes) << conn;
     std::printf("  %s: wire %llu+%llu packets, %llu+%llu bytes (sent+received)\n", conn.c_str(),
@@ -465,7 +482,7 @@ TEST_P(WireTruthE2E, AgentEqualsTheDevicesWireExactly) {
       "%s: wire %llu packets, %llu bytes; agent %llu packets, %llu bytes\n"
       "  host tap: %llu buffers, super %llu in / %llu out (largest %llu segments); "
       "peer tap: %llu buffers, super %llu in / %llu out\n"
-      "  agent super-packets: %llu ingress / %llu egress\n",
+      "  agent super-packets: %llu ingress / %llu egress; %s\n",
       c.name.c_str(), static_cast<unsigned long long>(wire.packets),
       static_cast<unsigned long long>(wire.bytes),
       static_cast<unsigned long long>(stats.at("total_packets").get<std::uint64_t>()),
@@ -477,10 +494,11 @@ TEST_P(WireTruthE2E, AgentEqualsTheDevicesWireExactly) {
       static_cast<unsigned long long>(at_peer.frames),
       static_cast<unsigned long long>(at_peer.super_frames[0]),
       static_cast<unsigned long long>(at_peer.super_frames[1]),
-      static_cast<unsigned long long>(agent_ingress),
-      static_cast<unsigned long long>(agent_egress));
+      static_cast<unsigned long long>(agent_ingress), static_cast<unsigned long long>(agent_egress),
+      lost.c_str());
 
   // The stored rows, once a clean stop has flushed them, per 5-tuple and direction.
+  const std::string lost_before_stop = losses();
   agent.signal(SIGTERM);
   ASSERT_EQ(agent.waitExit(10s), std::optional<int>(0)) << agent.log();
   Counts stored;
@@ -495,7 +513,7 @@ TEST_P(WireTruthE2E, AgentEqualsTheDevicesWireExactly) {
                                                                    : 0)};
     stored[k] = {std::stoull(row[5]), std::stoull(row[6])};
   }
-  EXPECT_EQ(differences(truth, stored, "wire", "stored"), "");
+  EXPECT_EQ(differences(truth, stored, "wire", "stored"), "") << lost_before_stop;
 }
 
 std::vector<Case> cases() {

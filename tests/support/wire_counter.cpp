@@ -83,7 +83,9 @@ std::optional<WireFrame> expandWireFrame(const VnetHeader& vnet, const std::uint
 WireCounter::WireCounter(const std::string& device, const VethPair* link, bool count_ipv6)
     : device_(device), count_ipv6_(count_ipv6) {
   const auto open = [&] {
-    fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    // Protocol 0: the socket receives nothing until bind() names the protocol and the device
+    // (created with ETH_P_ALL it would queue every device's frames until then).
+    fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     if (fd_ < 0) {
       throw std::runtime_error(std::string("AF_PACKET socket: ") + std::strerror(errno));
     }
@@ -106,6 +108,7 @@ WireCounter::WireCounter(const std::string& device, const VethPair* link, bool c
     sll.sll_family = AF_PACKET;
     sll.sll_protocol = htons(ETH_P_ALL);
     sll.sll_ifindex = static_cast<int>(if_nametoindex(device.c_str()));
+    ifindex_ = sll.sll_ifindex;
     if (sll.sll_ifindex == 0 || bind(fd_, reinterpret_cast<sockaddr*>(&sll), sizeof(sll)) != 0) {
       throw std::runtime_error("bind AF_PACKET to " + device + ": " + std::strerror(errno));
     }
@@ -180,7 +183,7 @@ void WireCounter::loop() {
     socklen_t from_len = sizeof(from);
     const ssize_t n = recvfrom(fd_, buf.data(), buf.size(), MSG_DONTWAIT | MSG_TRUNC,
                                reinterpret_cast<sockaddr*>(&from), &from_len);
-    if (n < static_cast<ssize_t>(kVnet + ETH_HLEN)) continue;
+    if (n < static_cast<ssize_t>(kVnet + ETH_HLEN) || from.sll_ifindex != ifindex_) continue;
     const std::size_t captured = std::min(static_cast<std::size_t>(n), buf.size());
     const std::uint16_t ethertype =
         static_cast<std::uint16_t>(buf[kVnet + 12] << 8 | buf[kVnet + 13]);

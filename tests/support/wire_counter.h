@@ -83,6 +83,7 @@ class WireCounter {
   void loop();
   std::string device_;
   int fd_ = -1;
+  int ifindex_ = 0;
   bool count_ipv6_;
   std::thread thread_;
   std::mutex mutex_;
