@@ -17,6 +17,8 @@ packages=(
   jq
   # bench/compare.sh: TCP throughput with and without the agent
   iperf3
+  # tests/e2e/wire_truth_e2e_test: HTTP downloads from a real web server
+  nginx
   # libFuzzer runtime for scripts/fuzz.sh (clang -fsanitize=fuzzer)
   libclang-rt-14-dev
   # /metrics tests (promtool, a real Prometheus server) and bench/bench_http.sh

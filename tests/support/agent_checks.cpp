@@ -60,22 +60,31 @@ std::uint64_t waitForMetric(AgentProcess& agent, const std::string& name, std::u
   return seen;
 }
 
-std::vector<std::string> queryRow(const std::string& db_path, const std::string& sql) {
-  std::vector<std::string> row;
+std::vector<std::vector<std::string>> queryRows(const std::string& db_path,
+                                                const std::string& sql) {
+  std::vector<std::vector<std::string>> rows;
   sqlite3* db = nullptr;
   sqlite3_stmt* st = nullptr;
   if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
     ADD_FAILURE() << db_path << ": " << sqlite3_errmsg(db) << " in " << sql;
-  } else if (sqlite3_step(st) == SQLITE_ROW) {
-    for (int i = 0; i < sqlite3_column_count(st); ++i) {
-      const auto* text = sqlite3_column_text(st, i);
-      row.emplace_back(text != nullptr ? reinterpret_cast<const char*>(text) : "");
+  } else {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      auto& row = rows.emplace_back();
+      for (int i = 0; i < sqlite3_column_count(st); ++i) {
+        const auto* text = sqlite3_column_text(st, i);
+        row.emplace_back(text != nullptr ? reinterpret_cast<const char*>(text) : "");
+      }
     }
   }
   sqlite3_finalize(st);
   sqlite3_close(db);
-  return row;
+  return rows;
+}
+
+std::vector<std::string> queryRow(const std::string& db_path, const std::string& sql) {
+  auto rows = queryRows(db_path, sql);
+  return rows.empty() ? std::vector<std::string>{} : std::move(rows.front());
 }
 
 }  // namespace ayaflow::test

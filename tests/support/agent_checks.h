@@ -40,5 +40,7 @@ std::uint64_t waitForMetric(AgentProcess& agent, const std::string& name, std::u
 /// The first row of `sql` on the agent's database, each column as text
 /// ("" for NULL); empty (and a test failure) if the query fails.
 std::vector<std::string> queryRow(const std::string& db_path, const std::string& sql);
+/// Every row of `sql`, as queryRow.
+std::vector<std::vector<std::string>> queryRows(const std::string& db_path, const std::string& sql);
 
 }  // namespace ayaflow::test
