@@ -88,7 +88,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	__u32 segs, hdr_len;
 	__u64 flags;
 
-	if (parse_packet(skb, &ctx, ip_only, ayaflow_enable_ipv6) < 0)
+	if (parse_packet(skb, &ctx, ip_only, ayaflow_enable_ipv6, ayaflow_decapsulate) < 0)
 		return TC_ACT_UNSPEC;
 	/*
 	 * A GSO super-packet (egress) or GRO-merged packet (ingress) is segs

@@ -15,10 +15,15 @@
  *    `payload_events` (payload.h).
  *  - ayaflow_flow_table: aggregated mode, count packets per flow in the
  *    active flow table instead of sending an event per packet.
+ *  - ayaflow_decapsulate: count a packet carried in one level of VXLAN,
+ *    Geneve or IP-in-IP as the packet inside (its flow, its length), marked
+ *    AYAFLOW_F_TUNNEL, as the pods' own interfaces see it (lib/parse.h,
+ *    parse_packet()). Off: every packet is counted by its outer headers.
  */
 const volatile bool ayaflow_enable_ipv6 = false;
 const volatile bool ayaflow_deep_inspect = false;
 const volatile bool ayaflow_flow_table = false;
+const volatile bool ayaflow_decapsulate = true;
 
 /*
  * Run-time settings in .bss (an mmap-able array map): userspace may change

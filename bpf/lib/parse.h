@@ -5,9 +5,9 @@
  * as well as inline ones, and a short packet simply fails the read.
  *
  * Each step starts at an offset and records where the next header begins,
- * so the same parser can run again from an inner header (after a tunnel
- * header: parse_frame() for an inner Ethernet frame, parse_ip() for an
- * inner IP packet).
+ * so the same IP parser runs again from an inner header: with decapsulation
+ * on, one level of VXLAN, Geneve or IP-in-IP is looked through and the packet
+ * is described by its inner IP and TCP/UDP headers (see parse_packet()).
  */
 #ifndef AYAFLOW_BPF_LIB_PARSE_H
 #define AYAFLOW_BPF_LIB_PARSE_H
@@ -29,10 +29,19 @@
 #define AYAFLOW_MAX_IPV6_EXT_HDRS 8
 
 #define AYAFLOW_IPPROTO_HOPOPTS 0
+#define AYAFLOW_IPPROTO_IPIP 4	/* IPv4 inside */
+#define AYAFLOW_IPPROTO_IPV6 41 /* IPv6 inside */
 #define AYAFLOW_IPPROTO_ROUTING 43
 #define AYAFLOW_IPPROTO_FRAGMENT 44
 #define AYAFLOW_IPPROTO_AH 51
 #define AYAFLOW_IPPROTO_DSTOPTS 60
+
+/* UDP destination ports of the tunnels we look into. */
+#define AYAFLOW_VXLAN_PORT 4789	      /* IANA */
+#define AYAFLOW_VXLAN_LINUX_PORT 8472 /* the Linux default, flannel's and Cilium's */
+#define AYAFLOW_GENEVE_PORT 6081
+#define AYAFLOW_VXLAN_FLAG_I 0x08 /* the VNI is valid */
+#define AYAFLOW_ETH_P_TEB 0x6558  /* Geneve protocol type: an Ethernet frame follows */
 
 /* What the parser learnt about one TCP/UDP packet; offsets from the start of the skb data. */
 struct parse_ctx {
@@ -42,7 +51,8 @@ struct parse_ctx {
 	__u32 ip_len;		    /* IPv4 total length, IPv6 payload length + 40 */
 	__u16 l3_proto;		    /* ETH_P_IP or ETH_P_IPV6 */
 	__u8 flags;		    /* AYAFLOW_F_* */
-};
+	__u8 fragmented;	    /* a fragment, the first included: never decapsulated */
+} __attribute__((aligned(8)));	    /* word stores into the tuple (map_ipv4) */
 
 struct vlan_tag {
 	__be16 tci;
@@ -56,13 +66,18 @@ struct ipv6_ext {
 	__u32 rest;
 };
 
-/* Writes the IPv4 address as ::ffff:a.b.c.d. */
+/*
+ * Writes the IPv4 address as ::ffff:a.b.c.d into a tuple address of a
+ * struct parse_ctx, which is 8-byte aligned: word stores, where a byte array
+ * of unknown alignment would take one store per byte.
+ */
 static __always_inline void map_ipv4(__u8 out[16], __be32 addr)
 {
-	__builtin_memset(out, 0, 10);
-	out[10] = 0xff;
-	out[11] = 0xff;
-	__builtin_memcpy(out + 12, &addr, 4);
+	__u32 *w = (__u32 *)out;
+
+	*(__u64 *)out = 0;
+	w[2] = bpf_htonl(0xffff);
+	w[3] = addr;
 }
 
 /*
@@ -98,8 +113,8 @@ static __always_inline int parse_l2(struct __sk_buff *skb, __u32 off, __u32 *l3_
 
 /*
  * IPv4 at ctx->l3_off: header length from IHL; non-first fragments carry no
- * ports. Sets the addresses, protocol, family, ip_len, flags and l4_off.
- * Returns 0, or -1 (not TCP/UDP, malformed, truncated).
+ * ports. Sets the addresses, protocol (whatever it is), family, ip_len, flags,
+ * fragmented and l4_off. Returns 0, or -1 (malformed, truncated).
  */
 static __always_inline int parse_ipv4(struct __sk_buff *skb, struct parse_ctx *ctx)
 {
@@ -111,8 +126,6 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct parse_ctx *c
 		return -1;
 	if (ip.version != 4 || ip.ihl < 5)
 		return -1;
-	if (ip.protocol != IPPROTO_TCP && ip.protocol != IPPROTO_UDP)
-		return -1;
 	hlen = ip.ihl * 4;
 	tot_len = bpf_ntohs(ip.tot_len);
 	/* GSO / BIG TCP packets may carry 0: use what the skb holds. */
@@ -123,6 +136,8 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct parse_ctx *c
 	ctx->ip_len = tot_len;
 	if (bpf_ntohs(ip.frag_off) & 0x1fff)
 		ctx->flags |= AYAFLOW_F_FRAGMENT;
+	if (bpf_ntohs(ip.frag_off) & 0x3fff) /* MF or an offset */
+		ctx->fragmented = 1;
 	map_ipv4(ctx->tuple.src_addr, ip.saddr);
 	map_ipv4(ctx->tuple.dst_addr, ip.daddr);
 	ctx->l4_off = off + hlen;
@@ -132,8 +147,9 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct parse_ctx *c
 /*
  * IPv6 at ctx->l3_off, with a bounded walk over extension headers (hop-by-hop,
  * routing, fragment, destination options, AH); a fragment header with a
- * non-zero offset marks a later fragment. Sets what parse_ipv4() sets.
- * Returns 0, or -1.
+ * non-zero offset marks a later fragment. Sets what parse_ipv4() sets, the
+ * protocol being the header after the extension headers. Returns 0, or -1
+ * (malformed, truncated, more extension headers than we walk).
  */
 static __always_inline int parse_ipv6(struct __sk_buff *skb, struct parse_ctx *ctx)
 {
@@ -166,6 +182,9 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct parse_ctx *c
 		if (next == AYAFLOW_IPPROTO_FRAGMENT) {
 			if (bpf_ntohs(ext.frag_off) & 0xfff8)
 				ctx->flags |= AYAFLOW_F_FRAGMENT;
+			/* An offset or M: an atomic fragment (neither) is whole. */
+			if (bpf_ntohs(ext.frag_off) & 0xfff9)
+				ctx->fragmented = 1;
 			off += 8;
 		} else if (next == AYAFLOW_IPPROTO_AH) {
 			off += (ext.hdrlen + 2) * 4;
@@ -174,8 +193,10 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct parse_ctx *c
 		}
 		next = ext.nexthdr;
 	}
-	if (next != IPPROTO_TCP && next != IPPROTO_UDP)
-		return -1; /* another protocol, or more extension headers than we walk */
+	if (next == AYAFLOW_IPPROTO_HOPOPTS || next == AYAFLOW_IPPROTO_ROUTING ||
+	    next == AYAFLOW_IPPROTO_FRAGMENT || next == AYAFLOW_IPPROTO_AH ||
+	    next == AYAFLOW_IPPROTO_DSTOPTS)
+		return -1; /* more extension headers than we walk */
 	ctx->tuple.protocol = next;
 	ctx->tuple.addr_type = 6;
 	__builtin_memcpy(ctx->tuple.src_addr, &ip6.saddr, 16);
@@ -185,23 +206,24 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct parse_ctx *c
 }
 
 /*
- * The IP packet at l3_off, l3_proto (host order) saying which version:
- * IPv4, or IPv6 when ipv6 is set, carrying TCP or UDP with readable ports
- * (a non-first fragment has none: its ports stay 0). Writes all of ctx,
- * pads included. Returns 0, or -1 for anything else.
+ * The IP header at l3_off, l3_proto (host order) saying which version:
+ * IPv4, or IPv6 when ipv6 is set. Writes all of ctx, pads included, and for
+ * TCP and UDP the ports (a non-first fragment has none: they stay 0).
+ * Returns 0 whatever the protocol (parse_packet() decides what it takes), or
+ * -1 if the header is not one we read: another version, malformed,
+ * truncated, or TCP/UDP without readable ports.
+ *
+ * A BPF-to-BPF call, not inlined: a tunnelled packet runs it twice, outer and
+ * inner header, and one copy keeps the program small. A static function is
+ * still verified at each call with the caller's values, so what the ipv6
+ * switch turns off is dropped all the same.
  */
-static __always_inline int parse_ip(struct __sk_buff *skb, struct parse_ctx *ctx, __u32 l3_off,
-				    __u16 l3_proto, bool ipv6)
+static __noinline int parse_ip(struct __sk_buff *skb, struct parse_ctx *ctx, __u32 l3_off,
+			       __u32 l3_proto, bool ipv6)
 {
 	__be16 ports[2];
 
 	__builtin_memset(ctx, 0, sizeof(*ctx));
-	/*
-	 * Keep ctx in memory. Split into one register per field (and per byte
-	 * of the IPv4-mapped addresses), it needs all of them live where the
-	 * IPv4 and IPv6 paths join, and the spills made the program ~8% larger.
-	 */
-	asm volatile("" : : "r"(ctx) : "memory");
 	ctx->l3_off = l3_off;
 	ctx->l3_proto = l3_proto;
 	if (l3_proto == ETH_P_IP) {
@@ -213,6 +235,8 @@ static __always_inline int parse_ip(struct __sk_buff *skb, struct parse_ctx *ctx
 	} else {
 		return -1;
 	}
+	if (ctx->tuple.protocol != IPPROTO_TCP && ctx->tuple.protocol != IPPROTO_UDP)
+		return 0;
 	if (ctx->flags & AYAFLOW_F_FRAGMENT)
 		return 0;
 	/* TCP and UDP both start with the two ports. */
@@ -242,29 +266,109 @@ static __always_inline __u32 segment_header_len(struct __sk_buff *skb, const str
 	return len + (doff >> 4) * 4;
 }
 
-/* An Ethernet frame at off (VLAN tags allowed) carrying what parse_ip() takes. */
-static __always_inline int parse_frame(struct __sk_buff *skb, struct parse_ctx *ctx, __u32 off,
-				       bool ipv6)
+/*
+ * Whether the parsed IP packet in ctx is a tunnel we look into, and where
+ * the packet inside begins:
+ *  - IP-in-IP: protocol (IPv4) or next header (IPv6) 4, IPv4 inside, or
+ *    41, IPv6 inside;
+ *  - VXLAN: UDP to port 4789 or 8472, an 8-byte header with the I flag,
+ *    an Ethernet frame inside;
+ *  - Geneve: UDP to port 6081, version 0, 8 bytes plus its options, then
+ *    an Ethernet frame (protocol type 0x6558) or an IP packet (0x0800,
+ *    0x86DD).
+ * Returns 0 and sets *l3_off and *l3_proto to the inner IP header (an inner
+ * frame's VLAN tags skipped; *l3_proto is 0 if the inner frame is too short
+ * for its Ethernet header, so nothing is counted). Returns -1 when there is
+ * no tunnel header we take (another port or protocol, VXLAN without the I
+ * flag, another Geneve version or protocol type, a header or its options
+ * cut short): the packet then stands for itself.
+ */
+static __always_inline int tunnel_inner(struct __sk_buff *skb, const struct parse_ctx *ctx,
+					__u32 *l3_off, __u16 *l3_proto)
 {
-	__u32 l3_off;
-	__u16 l3_proto;
+	__u32 off = ctx->l4_off;
+	__u16 port = ctx->tuple.dst_port;
+	__u8 hdr[8];
+	__u16 proto;
 
-	if (parse_l2(skb, off, &l3_off, &l3_proto) < 0)
+	if (ctx->tuple.protocol == AYAFLOW_IPPROTO_IPIP) {
+		*l3_off = off;
+		*l3_proto = ETH_P_IP;
+		return 0;
+	}
+	if (ctx->tuple.protocol == AYAFLOW_IPPROTO_IPV6) {
+		*l3_off = off;
+		*l3_proto = ETH_P_IPV6;
+		return 0;
+	}
+	if (ctx->tuple.protocol != IPPROTO_UDP)
 		return -1;
-	return parse_ip(skb, ctx, l3_off, l3_proto, ipv6);
+	if (port != AYAFLOW_VXLAN_PORT && port != AYAFLOW_VXLAN_LINUX_PORT &&
+	    port != AYAFLOW_GENEVE_PORT)
+		return -1;
+	off += 8; /* the UDP header */
+	if (bpf_skb_load_bytes(skb, off, hdr, sizeof(hdr)) < 0)
+		return -1;
+	off += sizeof(hdr);
+	if (port == AYAFLOW_GENEVE_PORT) {
+		/* Byte 0: version (2 bits), options length in 4-byte words (6 bits). */
+		if (hdr[0] >> 6)
+			return -1;
+		off += (hdr[0] & 0x3f) * 4;
+		if (off > skb->len)
+			return -1;
+		proto = ((__u16)hdr[2] << 8) | hdr[3];
+		if (proto == ETH_P_IP || proto == ETH_P_IPV6) {
+			*l3_off = off;
+			*l3_proto = proto;
+			return 0;
+		}
+		if (proto != AYAFLOW_ETH_P_TEB)
+			return -1;
+	} else if (!(hdr[0] & AYAFLOW_VXLAN_FLAG_I)) {
+		return -1;
+	}
+	*l3_off = off;
+	*l3_proto = 0;
+	parse_l2(skb, off, l3_off, l3_proto);
+	return 0;
 }
 
 /*
- * The packet as the TC hook sees it. ip_only (a constant per program) is for
- * devices without a link-layer header (tun, WireGuard, ipip, PPP): the
- * packet starts with the IP header and skb->protocol says which.
+ * The packet as the TC hook sees it, into ctx: a TCP or UDP packet over IPv4,
+ * or IPv6 when ipv6 is set. ip_only (a constant per program) is for devices
+ * without a link-layer header (tun, WireGuard, ipip, PPP): the packet starts
+ * with the IP header and skb->protocol says which.
+ *
+ * With decapsulate set, a packet carrying one level of tunnel (see
+ * tunnel_inner()) is described by the packet inside: its addresses, ports,
+ * protocol, family and IP length, with AYAFLOW_F_TUNNEL, as the same packet is
+ * seen on the pod's own interface. If what is inside is not TCP or UDP (ARP,
+ * ICMP), is IPv6 with ipv6 off, or is cut short, nothing is counted, as
+ * nothing would be there either. A fragment of the outer packet (the first
+ * included: the inner packet is incomplete in it) is never looked into.
+ * Returns 0, or -1 when the packet is not counted.
  */
 static __always_inline int parse_packet(struct __sk_buff *skb, struct parse_ctx *ctx, bool ip_only,
-					bool ipv6)
+					bool ipv6, bool decapsulate)
 {
+	__u32 l3_off = 0;
+	__u16 l3_proto;
+
 	if (ip_only)
-		return parse_ip(skb, ctx, 0, bpf_ntohs((__be16)skb->protocol), ipv6);
-	return parse_frame(skb, ctx, 0, ipv6);
+		l3_proto = bpf_ntohs((__be16)skb->protocol);
+	else if (parse_l2(skb, 0, &l3_off, &l3_proto) < 0)
+		return -1;
+	if (parse_ip(skb, ctx, l3_off, l3_proto, ipv6) < 0)
+		return -1;
+	if (decapsulate && !ctx->fragmented && tunnel_inner(skb, ctx, &l3_off, &l3_proto) == 0) {
+		if (parse_ip(skb, ctx, l3_off, l3_proto, ipv6) < 0)
+			return -1;
+		ctx->flags |= AYAFLOW_F_TUNNEL;
+	}
+	if (ctx->tuple.protocol != IPPROTO_TCP && ctx->tuple.protocol != IPPROTO_UDP)
+		return -1;
+	return 0;
 }
 
 #endif /* AYAFLOW_BPF_LIB_PARSE_H */

@@ -101,6 +101,7 @@ bpf::ProgramOptions programOptions(const CaptureOptions& o) {
   p.ring_buffer_size = o.ring_buffer_size;
   p.enable_ipv6 = o.enable_ipv6;
   p.deep_inspect = o.deep_inspect;
+  p.decapsulate = o.decapsulate;
   p.flow_table = o.flow_tables;
   p.flow_table_entries = o.flow_table_size;
   return p;

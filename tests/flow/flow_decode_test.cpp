@@ -271,6 +271,26 @@ TEST(FlowDecode, FlowEntryStandsForItsPackets) {
   EXPECT_EQ(p.firstTimestampNs(), ev.timestamp_ns);
 }
 
+TEST(FlowDecode, TunnelFlagIsKeptAndReadable) {
+  // A decapsulated packet (a later fragment of the inner packet, too): decoded like any.
+  ayaflow_packet_event ev = makeEvent();
+  ev.flags = AYAFLOW_F_TUNNEL | AYAFLOW_F_FRAGMENT;
+  Packet p;
+  ASSERT_EQ(decode(ev, p), DecodeStatus::kOk);
+  EXPECT_EQ(p.flags, AYAFLOW_F_TUNNEL | AYAFLOW_F_FRAGMENT);
+  EXPECT_TRUE(p.tunnelled());
+  EXPECT_EQ(p.length, 1500u);
+  ev.flags = AYAFLOW_F_FRAGMENT;
+  ASSERT_EQ(decode(ev, p), DecodeStatus::kOk);
+  EXPECT_FALSE(p.tunnelled());
+
+  ayaflow_flow_key key = makeFlowKey();
+  key.flags = AYAFLOW_F_TUNNEL;
+  ASSERT_EQ(decodeFlowEntry(key, ayaflow_flow_value{3, 300, 1, 2}, p), DecodeStatus::kOk);
+  EXPECT_TRUE(p.tunnelled());
+  EXPECT_EQ(p.packets, 3u);
+}
+
 TEST(FlowDecode, BadFlowEntriesAreRejectedAndLeaveTheOutputAlone) {
   const ayaflow_flow_value value{1, 60, 1, 1};
   auto check = [&](ayaflow_flow_key key, ayaflow_flow_value v) {

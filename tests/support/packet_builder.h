@@ -137,6 +137,50 @@ inline Bytes tcp(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq, st
   return b;
 }
 
+/// UDP header with the given ports and a length that covers `body`, then `body`.
+inline Bytes udp(std::uint16_t sport, std::uint16_t dport, const Bytes& body) {
+  Bytes b;
+  put16(b, sport);
+  put16(b, dport);
+  put16(b, static_cast<std::uint16_t>(8 + body.size()));
+  put16(b, 0);
+  b.insert(b.end(), body.begin(), body.end());
+  return b;
+}
+
+/// VXLAN header (RFC 7348: flags, 24 reserved bits, 24-bit VNI, 8 reserved bits), then the
+/// inner Ethernet frame. flags 0x08 is the I bit (VNI valid).
+inline Bytes vxlan(std::uint32_t vni, const Bytes& inner_frame, std::uint8_t flags = 0x08) {
+  Bytes b = {flags,
+             0,
+             0,
+             0,
+             static_cast<std::uint8_t>(vni >> 16),
+             static_cast<std::uint8_t>(vni >> 8),
+             static_cast<std::uint8_t>(vni),
+             0};
+  b.insert(b.end(), inner_frame.begin(), inner_frame.end());
+  return b;
+}
+
+/// Geneve header (RFC 8926): version and options length, flags, protocol type (0x6558: an
+/// Ethernet frame follows; 0x0800 / 0x86DD: an IP packet), 24-bit VNI; then `option_words`
+/// 4-byte words of options (one option whose data fills them) and `inner`.
+inline Bytes geneve(std::uint16_t protocol, const Bytes& inner, unsigned option_words = 0,
+                    std::uint8_t version = 0) {
+  Bytes b = {static_cast<std::uint8_t>((version << 6) | (option_words & 0x3f)), 0};
+  put16(b, protocol);
+  b.insert(b.end(), {0, 0x12, 0x34, 0});  // VNI 0x1234
+  if (option_words > 0) {
+    put16(b, 0x0102);                                          // option class
+    b.push_back(0x01);                                         // option type
+    b.push_back(static_cast<std::uint8_t>(option_words - 1));  // data length in words
+    b.insert(b.end(), (option_words - 1) * 4, 0x5a);
+  }
+  b.insert(b.end(), inner.begin(), inner.end());
+  return b;
+}
+
 inline Bytes concat(Bytes a, const Bytes& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;

@@ -37,6 +37,12 @@
 
 /* ayaflow_packet_event.flags */
 #define AYAFLOW_F_FRAGMENT 0x01 /* a non-first IP fragment: ports are 0 */
+/*
+ * Seen inside a tunnel (VXLAN, Geneve, IP-in-IP) and decapsulated: the tuple,
+ * family and length are the inner packet's; the tunnel's own headers are not
+ * counted.
+ */
+#define AYAFLOW_F_TUNNEL 0x02
 
 /*
  * The directional 5-tuple and address family of a packet, embedded unchanged in

@@ -13,7 +13,7 @@ struct ayaflow_bpf;  // bpftool skeleton, only seen by bpf_program.cpp
 
 namespace ayaflow::bpf {
 
-/// Settings that go into the program before load. The three switches are fixed for the
+/// Settings that go into the program before load. The switches are fixed for the
 /// program's lifetime: the verifier drops the code of what is off.
 struct ProgramOptions {
   std::uint32_t ring_buffer_size = 256 * 1024;  // power of two, >= page size
@@ -25,6 +25,10 @@ struct ProgramOptions {
   /// Aggregated mode: count packets per flow in the kernel flow tables (see FlowTables)
   /// instead of sending an event per packet; events only when a table is full.
   bool flow_table = false;
+  /// Count a packet in one level of VXLAN (UDP 4789, 8472), Geneve (UDP 6081) or IP-in-IP
+  /// as the packet inside (its tuple and IP length, flag AYAFLOW_F_TUNNEL), as the pods'
+  /// interfaces see it; off: by its outer headers.
+  bool decapsulate = true;
   /// Entries of each of the two flow tables (kernel memory: ~144 bytes each, preallocated).
   /// Without flow_table the tables get one entry each.
   std::uint32_t flow_table_entries = AYAFLOW_FLOW_TABLE_ENTRIES;

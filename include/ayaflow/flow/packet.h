@@ -68,13 +68,17 @@ struct Packet {
   std::uint64_t firstTimestampNs() const noexcept {
     return first_timestamp_ns != 0 ? first_timestamp_ns : timestamp_ns;
   }
+  /// Seen inside VXLAN, Geneve or IP-in-IP and counted as the packet inside
+  /// (AYAFLOW_F_TUNNEL): the addresses, ports and bytes are the inner packet's.
+  bool tunnelled() const noexcept { return (flags & AYAFLOW_F_TUNNEL) != 0; }
 };
 
 enum class DecodeStatus { kOk, kTooShort, kBadVersion, kBadKind, kBadField };
 
 /// Decodes one ring-buffer record. Checks the size (>= sizeof(ayaflow_packet_event);
 /// longer records are accepted for forward compatibility), abi_version, kind, direction
-/// (0/1), addr_type (4/6) and protocol (6/17). Copies the bytes into a local struct, so
+/// (0/1), addr_type (4/6) and protocol (6/17); flags are copied as they are (AYAFLOW_F_*
+/// bits are informative, none makes a record invalid). Copies the bytes into a local struct, so
 /// data may be unaligned. `out` is written only on kOk. No allocation, no logging:
 /// callers count failures.
 DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) noexcept;

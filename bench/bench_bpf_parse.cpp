@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// The TC classifier's size and per-packet cost (root): loads the program as the agent does
+// (aggregated mode, IPv4 only), prints the translated size of each program and runs crafted
+// frames through BPF_PROG_TEST_RUN `--repeat` times each, several rounds interleaved, so a
+// plain frame and a tunnelled one are compared in one run on the same machine state. The
+// kernel times the repeats itself (test_run's duration: mean ns per run, including the
+// test-run loop's own overhead, which is the same for every frame); compare ratios, not
+// absolute figures.
+//
+//   bench_bpf_parse [--repeat N] [--rounds R] [--ipv6] [--no-decapsulate] [--pause]
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ayaflow/bpf/bpf_program.h"
+#include "packet_builder.h"
+
+namespace {
+
+using ayaflow::test::Bytes;
+using namespace ayaflow::test;
+
+std::uint32_t xlatedBytes(int fd) {
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return 0;
+  return info.xlated_prog_len;
+}
+
+/// Mean ns per run of `repeat` runs of the ingress program on `frame`, as the kernel timed it.
+double nsPerRun(int fd, const Bytes& frame, int repeat) {
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
+              .data_size_in = static_cast<__u32>(frame.size()), .repeat = repeat);
+  const int err = bpf_prog_test_run_opts(fd, &opts);
+  if (err != 0) {
+    std::fprintf(stderr, "test run: %s\n", std::strerror(-err));
+    std::exit(1);
+  }
+  return opts.duration;
+}
+
+/// A VXLAN frame written out by hand (outer Ethernet/IPv4/UDP 4789, VXLAN, inner frame).
+Bytes vxlanByHand(const Bytes& inner_frame) {
+  Bytes udp;
+  put16(udp, 40000);
+  put16(udp, 4789);
+  put16(udp, static_cast<std::uint16_t>(8 + 8 + inner_frame.size()));
+  put16(udp, 0);
+  const Bytes vx = {0x08, 0, 0, 0, 0, 0, 0x2a, 0};
+  return concat(ethernet(0x0800),
+                ipv4(17, "192.168.0.1", "192.168.0.2", concat(concat(udp, vx), inner_frame)));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int repeat = 1000000;
+  bool ipv6 = false;
+  bool pause = false;
+  int rounds = 5;
+  bool decapsulate = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--repeat" && i + 1 < argc) {
+      repeat = std::atoi(argv[++i]);
+    } else if (a == "--rounds" && i + 1 < argc) {
+      rounds = std::atoi(argv[++i]);
+    } else if (a == "--pause") {
+      pause = true;
+    } else if (a == "--ipv6") {
+      ipv6 = true;
+    } else if (a == "--no-decapsulate") {
+      decapsulate = false;
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--repeat N] [--rounds R] [--ipv6] [--no-decapsulate] [--pause]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  ayaflow::bpf::installLibbpfLogger(false);
+  ayaflow::bpf::ProgramOptions options;
+  options.flow_table = true;
+  options.enable_ipv6 = ipv6;
+  options.decapsulate = decapsulate;
+  const ayaflow::bpf::BpfProgram program(options);
+  std::printf("xlated bytes: ayaflow_in %u, ayaflow_eg %u, ayaflow_in_ip %u, ayaflow_eg_ip %u\n",
+              xlatedBytes(program.ingressProgramFd()), xlatedBytes(program.egressProgramFd()),
+              xlatedBytes(program.ingressProgramFd(ayaflow::bpf::LinkLayer::kIpOnly)),
+              xlatedBytes(program.egressProgramFd(ayaflow::bpf::LinkLayer::kIpOnly)));
+
+  if (pause) {
+    std::printf("loaded; press enter\n");
+    std::fflush(stdout);
+    std::getchar();
+  }
+  const Bytes inner =
+      concat(ethernet(0x0800), ipv4(17, "10.244.1.2", "10.244.2.3", l4(17, 5000, 6000, 64)));
+  struct Case {
+    const char* name;
+    Bytes frame;
+    std::vector<double> ns;
+  };
+  std::vector<Case> cases = {
+      {"udp", inner, {}},
+      {"vxlan", vxlanByHand(inner), {}},
+  };
+  const int fd = program.ingressProgramFd();
+  for (int r = 0; r < rounds; ++r) {
+    for (auto& c : cases) c.ns.push_back(nsPerRun(fd, c.frame, repeat));
+  }
+  const auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  // The minimum is the run least disturbed by other work on the machine; the median shows
+  // how stable the figures are.
+  const double base = *std::min_element(cases[0].ns.begin(), cases[0].ns.end());
+  for (const auto& c : cases) {
+    const double m = *std::min_element(c.ns.begin(), c.ns.end());
+    std::printf("%-8s %4zu bytes  min %6.1f ns/run (median %6.1f)  ratio to udp %.3f\n", c.name,
+                c.frame.size(), m, median(c.ns), m / base);
+  }
+  return 0;
+}
