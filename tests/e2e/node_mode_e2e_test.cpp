@@ -13,6 +13,7 @@
 // encapsulated packets over the uplink from node2.
 #include <gtest/gtest.h>
 #include <net/if.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <chrono>
@@ -69,6 +70,50 @@ std::string interfaceSetting() {
     if (name == "AYAFLOW_INTERFACE") return value;
   }
   return "";
+}
+
+/// The configuration file k8s/example.yaml mounts (its ConfigMap's config.yaml), written to a
+/// temporary file for the life of this object.
+class ExampleConfig {
+ public:
+  ExampleConfig() {
+    for (const YAML::Node& doc : YAML::LoadAllFromFile(AYAFLOW_SOURCE_DIR "/k8s/example.yaml")) {
+      if (doc["kind"] && doc["kind"].as<std::string>() == "ConfigMap" &&
+          doc["data"]["config.yaml"]) {
+        text_ = doc["data"]["config.yaml"].as<std::string>();
+      }
+    }
+    char path[] = "/tmp/ayaflow-node-config-XXXXXX";
+    const int fd = mkstemp(path);
+    if (fd < 0) throw std::runtime_error("mkstemp");
+    path_ = path;
+    const bool written =
+        write(fd, text_.data(), text_.size()) == static_cast<ssize_t>(text_.size());
+    close(fd);
+    if (text_.empty() || !written) throw std::runtime_error("no config.yaml in k8s/example.yaml");
+  }
+  ~ExampleConfig() { unlink(path_.c_str()); }
+  ExampleConfig(const ExampleConfig&) = delete;
+  ExampleConfig& operator=(const ExampleConfig&) = delete;
+  const std::string& path() const { return path_; }
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_, path_;
+};
+
+/// The real agent in node1's namespace configured by k8s/example.yaml's file; `args` (flags
+/// win over the file) add to it.
+std::unique_ptr<AgentProcess> startAgentWithExample(const NodeLayout& layout,
+                                                    const ExampleConfig& config,
+                                                    std::vector<std::string> args) {
+  args.push_back("--config");
+  args.push_back(config.path());
+  auto agent = std::make_unique<AgentProcess>(
+      std::move(args), std::vector<std::string>{"ip", "netns", "exec", layout.node(1)},
+      layout.node(1));
+  agent->waitReady();
+  return agent;
 }
 
 /// A connection by its two ends, whichever the agent calls local.
@@ -218,21 +263,35 @@ Endpoint atNode(const NodeLayout& layout, int n, bool v6, std::uint16_t port) {
   return {layout.node(n), NodeLayout::nodeAddr(n, v6), port};
 }
 
-class NodeModeE2E : public ::testing::TestWithParam<bool> {
+/// How the agent is set up: the family of the test traffic and the shipped manifest whose
+/// configuration the agent gets (DaemonSet environment, or example.yaml's file).
+struct Shipped {
+  bool v6;
+  bool example;
+};
+
+class NodeModeE2E : public ::testing::TestWithParam<Shipped> {
  protected:
   void SetUp() override { AYAFLOW_REQUIRE_ROOT(); }
-  bool v6() const { return GetParam(); }
-  std::vector<std::string> familyArgs() const {
-    return v6() ? std::vector<std::string>{"--enable-ipv6"} : std::vector<std::string>{};
+  bool v6() const { return GetParam().v6; }
+  /// The agent as the manifest configures it (the DaemonSet's IPv4-only setting gets
+  /// --enable-ipv6 for IPv6 traffic).
+  std::unique_ptr<AgentProcess> start(const NodeLayout& layout) {
+    if (GetParam().example) return startAgentWithExample(layout, example_, {});
+    return startAgent(
+        layout, v6() ? std::vector<std::string>{"--enable-ipv6"} : std::vector<std::string>{});
   }
+  ExampleConfig example_;
 };
 
 // The table: 400 A->B, 300 A->C, 200 C->B, each once; then the node's own traffic.
 TEST_P(NodeModeE2E, UdpPodTrafficCountedOncePerNode) {
   ASSERT_EQ(interfaceSetting(), "auto") << "the DaemonSet should ship node mode";
+  ASSERT_NE(example_.text().find("\ninterface: auto\n"), std::string::npos)
+      << "example.yaml should ship node mode";
   NodeLayout layout;
   const Pod &a = layout.pod("a"), &b = layout.pod("b"), &c = layout.pod("c");
-  auto agent = startAgent(layout, familyArgs());
+  auto agent = start(layout);
 
   WireCounter wire_a(a.ns, "eth0"), wire_b(b.ns, "eth0"), wire_c(c.ns, "eth0");
   WireCounter uplink(layout.node(1), NodeLayout::kUplink);
@@ -288,7 +347,7 @@ TEST_P(NodeModeE2E, UdpPodTrafficCountedOncePerNode) {
 TEST_P(NodeModeE2E, TcpExchangesCountedOncePerNode) {
   NodeLayout layout;
   const Pod &a = layout.pod("a"), &b = layout.pod("b"), &c = layout.pod("c");
-  auto agent = startAgent(layout, familyArgs());
+  auto agent = start(layout);
 
   WireCounter wire_a(a.ns, "eth0"), wire_b(b.ns, "eth0");
   const Flow ab{at(a, v6(), 7101), at(b, v6(), 7102)};
@@ -330,8 +389,13 @@ TEST_P(NodeModeE2E, TcpExchangesCountedOncePerNode) {
   expectNoOuterFlows(*agent);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, NodeModeE2E, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "IPv6" : "IPv4"; });
+INSTANTIATE_TEST_SUITE_P(Shipped, NodeModeE2E,
+                         ::testing::Values(Shipped{false, false}, Shipped{true, false},
+                                           Shipped{false, true}, Shipped{true, true}),
+                         [](const auto& info) {
+                           return std::string(info.param.v6 ? "IPv6" : "IPv4") +
+                                  (info.param.example ? "ExampleYaml" : "DaemonSetEnv");
+                         });
 
 class NodeModeSingleE2E : public ::testing::Test {
  protected:
