@@ -208,6 +208,9 @@ void NodeLayout::removePod(const std::string& name) {
     }
     shOutput("ip -n " + node(p.node) + " neigh del " + p.v4 + " dev cni0 2>/dev/null");
     shOutput("ip -n " + node(p.node) + " -6 neigh del " + p.v6 + " dev cni0 2>/dev/null");
+    // Deleting the veth removes both ends at once; the namespace alone would go only when
+    // nothing holds it any more (a capture socket inside keeps it, and the veth, alive).
+    sh("ip -n " + node(p.node) + " link del " + p.veth);
     sh("ip netns del " + p.ns);
     pods_.erase(it);
     return;

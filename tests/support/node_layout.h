@@ -75,7 +75,7 @@ class NodeLayout {
   /// Adds a pod on node n (e.g. while an agent runs): its namespace, veth pair on the
   /// bridge, addresses, routes and static neighbours.
   const Pod& addPod(int n, const std::string& name);
-  /// Deletes a pod: its namespace and with it both ends of its veth.
+  /// Deletes a pod: its veth (both ends) and its namespace.
   void removePod(const std::string& name);
 
  private:
