@@ -5,11 +5,13 @@
  * variants ayaflow_in_ip and ayaflow_eg_ip for devices without a
  * link-layer header. For every TCP/UDP packet over IPv4 (and IPv6 when
  * enabled) it counts the packet and its bytes in per-CPU totals (a GSO or
- * GRO skb as the packets it stands for on the wire) and then
- * either adds it to its flow in the active flow table (aggregated mode, see
+ * GRO skb as the packets it stands for on the wire) and then either adds
+ * it to its flow in the active flow table (aggregated mode, see
  * struct ayaflow_flow_key) or writes an ayaflow_packet_event into the
  * `events` ring buffer; a full ring buffer drops the event, never the
- * packet, and is counted.
+ * packet, and is counted. Each packet is counted once per node, at the
+ * first hook of the node it passes (the roles in ayaflow/abi/event.h); at a
+ * later hook it only adds to that hook's elsewhere_* counters.
  *
  * It never changes a packet's fate: every path returns TC_ACT_UNSPEC, which
  * lets the next program on the hook (a CNI's, for example) run and, when it
@@ -80,6 +82,26 @@ static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
 	return 0;
 }
 
+/*
+ * Once per node (roles in ayaflow/abi/event.h): true when this hook is not
+ * where the packet counts, because it was counted at an earlier hook on this
+ * node or will be at none of this device's hooks.
+ */
+static __always_inline bool counted_elsewhere(struct __sk_buff *skb, __u8 direction)
+{
+	__u32 ifindex = skb->ifindex;
+	__u8 *role = bpf_map_lookup_elem(&iface_roles, &ifindex);
+
+	if (role && *role == AYAFLOW_ROLE_OBSERVE)
+		return true;
+	if (direction != AYAFLOW_DIR_EGRESS)
+		return false;
+	ifindex = skb->ingress_ifindex;
+	if (ifindex == 0)
+		return false; /* sent by this node */
+	return bpf_map_lookup_elem(&iface_roles, &ifindex) != NULL;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip_only)
 {
 	struct ayaflow_packet_event ev;
@@ -116,6 +138,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	st = stats_for(&ev);
 	if (!st)
 		return TC_ACT_UNSPEC; /* cannot happen: the overflow array has both slots */
+	if (counted_elsewhere(skb, direction)) {
+		st->elsewhere_packets += segs;
+		st->elsewhere_bytes += ev.pkt_len;
+		return TC_ACT_UNSPEC;
+	}
 	st->packets += segs;
 	st->bytes += ev.pkt_len;
 	if (segs > 1)

@@ -30,6 +30,14 @@ struct {
 	__type(value, struct ayaflow_stats);
 } stats_overflow SEC(".maps");
 
+/* Once per node: ifindex -> AYAFLOW_ROLE_* (see ayaflow/abi/event.h), written by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AYAFLOW_IFACE_ROLES_MAX_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u8);
+} iface_roles SEC(".maps");
+
 /* Deep inspection: payload records; sized by userspace (small when off). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -109,6 +109,7 @@ void addCoreRoutes(Router& router, const LiveSource& source,
                                 {"packets_count", c.packets_count}}}};
       // Present only when known (deep inspection, --resolve-dns).
       if (!c.interface.empty()) entry["interface"] = c.interface;
+      if (!c.interfaces.empty()) entry["interfaces"] = c.interfaces;
       if (c.domain) entry["domain"] = *c.domain;
       if (c.local_hostname) entry["local_hostname"] = *c.local_hostname;
       if (c.remote_hostname) entry["remote_hostname"] = *c.remote_hostname;

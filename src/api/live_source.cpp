@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/api/live_source.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "ayaflow/common/interface_name.h"
@@ -14,7 +15,14 @@ LiveConnection toLiveConnection(const flow::ConnectionEntry& entry) {
   c.bytes_sent = entry.stats.bytes_sent;
   c.bytes_received = entry.stats.bytes_received;
   c.packets_count = entry.stats.packets_count;
-  c.interface = common::interfaceLabel(entry.stats.ifindex);
+  for (const std::uint32_t ifindex : {entry.stats.ifindex_sent, entry.stats.ifindex_received}) {
+    if (ifindex == 0) continue;
+    std::string name = common::interfaceLabel(ifindex);
+    if (std::find(c.interfaces.begin(), c.interfaces.end(), name) == c.interfaces.end()) {
+      c.interfaces.push_back(std::move(name));
+    }
+  }
+  if (!c.interfaces.empty()) c.interface = c.interfaces.front();
   return c;
 }
 

@@ -8,7 +8,9 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -18,6 +20,15 @@
 #include "ayaflow_bpf.skel.h"
 
 namespace ayaflow::bpf {
+
+/// What userspace keeps beside the kernel maps; readTotals() may run on any thread.
+struct BpfProgram::State {
+  std::mutex mu;  // the stats map walk and retirement exclude each other
+  /// Counters of retired interfaces, by direction, protocol and family.
+  std::map<std::tuple<std::uint8_t, std::uint8_t, std::uint8_t>, KernelCounter> retired;
+  std::map<int, std::uint8_t> roles;  // as last written to `iface_roles`
+};
+
 namespace {
 
 bool g_libbpf_verbose = false;
@@ -137,6 +148,7 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
   // quiet periods). Measured with bench/compare.sh: see docs/benchmarks.md.
   skel_->bss->ayaflow_wakeup_bytes = ring_buffer_size_ / 4;
   skel_->bss->ayaflow_payload_wakeup_bytes = payload_ring / 16;
+  state_ = std::make_unique<State>();
   err = ayaflow_bpf::load(skel_.get());
   if (err != 0) {
     AYAFLOW_SYSTEM_ERROR(-err,
@@ -146,6 +158,31 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
 }
 
 BpfProgram::~BpfProgram() = default;
+
+void BpfProgram::setRoles(const std::map<int, std::uint8_t>& roles) {
+  const int fd = bpf_map__fd(skel_->maps.iface_roles);
+  std::map<int, std::uint8_t>& written = state_->roles;
+  for (auto it = written.begin(); it != written.end();) {
+    if (roles.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    const auto key = static_cast<std::uint32_t>(it->first);
+    if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT) {
+      AYAFLOW_SYSTEM_ERROR(errno, "forget the role of ifindex " + std::to_string(key));
+    }
+    it = written.erase(it);
+  }
+  for (const auto& [ifindex, role] : roles) {
+    const auto w = written.find(ifindex);
+    if (w != written.end() && w->second == role) continue;
+    const auto key = static_cast<std::uint32_t>(ifindex);
+    if (bpf_map_update_elem(fd, &key, &role, BPF_ANY) != 0) {
+      AYAFLOW_SYSTEM_ERROR(errno, "set the role of ifindex " + std::to_string(key));
+    }
+    written[ifindex] = role;
+  }
+}
 BpfProgram::BpfProgram(BpfProgram&&) noexcept = default;
 BpfProgram& BpfProgram::operator=(BpfProgram&&) noexcept = default;
 
@@ -219,6 +256,8 @@ KernelTotals BpfProgram::readTotals() const {
       counter.bytes += s.bytes;
       counter.events_lost += s.events_lost;
       counter.super_packets += s.super_packets;
+      counter.elsewhere_packets += s.elsewhere_packets;
+      counter.elsewhere_bytes += s.elsewhere_bytes;
     }
     const int d = counter.direction & 1;
     totals.packets[d] += counter.packets;
@@ -229,7 +268,17 @@ KernelTotals BpfProgram::readTotals() const {
     }
   };
 
-  // Keys are never deleted, so walking with get_next_key sees each once.
+  // Keys are deleted only by retireInterfaces(), under the same lock, so walking with
+  // get_next_key sees each once.
+  std::lock_guard<std::mutex> lock(state_->mu);
+  for (const auto& entry : state_->retired) {
+    const KernelCounter& c = entry.second;
+    const int d = c.direction & 1;
+    totals.packets[d] += c.packets;
+    totals.bytes[d] += c.bytes;
+    totals.events_lost[d] += c.events_lost;
+    totals.counters.push_back(c);
+  }
   ayaflow_stats_key key{};
   ayaflow_stats_key next{};
   const ayaflow_stats_key* prev = nullptr;
@@ -251,6 +300,49 @@ KernelTotals BpfProgram::readTotals() const {
     add(KernelCounter{0, static_cast<std::uint8_t>(dir), 0, 0});
   }
   return totals;
+}
+
+std::size_t BpfProgram::retireInterfaces(const std::set<std::uint32_t>& present) {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) {
+    AYAFLOW_SYSTEM_ERROR(-cpus, "count possible CPUs");
+  }
+  std::lock_guard<std::mutex> lock(state_->mu);
+  std::vector<ayaflow_stats_key> gone;
+  ayaflow_stats_key key{};
+  ayaflow_stats_key next{};
+  const ayaflow_stats_key* prev = nullptr;
+  while (bpf_map_get_next_key(statsMapFd(), prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    if (present.count(key.ifindex) == 0) gone.push_back(key);
+  }
+  if (errno != ENOENT) {
+    AYAFLOW_SYSTEM_ERROR(errno, "walk map 'stats'");
+  }
+  std::vector<ayaflow_stats> per_cpu(static_cast<size_t>(cpus));
+  for (const ayaflow_stats_key& k : gone) {
+    if (bpf_map_lookup_elem(statsMapFd(), &k, per_cpu.data()) != 0) {
+      AYAFLOW_SYSTEM_ERROR(errno, "read map 'stats'");
+    }
+    KernelCounter& r = state_->retired[{k.direction, k.protocol, k.addr_type}];
+    r.ifindex = kRetiredIfindex;
+    r.direction = k.direction;
+    r.protocol = k.protocol;
+    r.addr_type = k.addr_type;
+    for (const auto& s : per_cpu) {
+      r.packets += s.packets;
+      r.bytes += s.bytes;
+      r.events_lost += s.events_lost;
+      r.super_packets += s.super_packets;
+      r.elsewhere_packets += s.elsewhere_packets;
+      r.elsewhere_bytes += s.elsewhere_bytes;
+    }
+    if (bpf_map_delete_elem(statsMapFd(), &k) != 0) {
+      AYAFLOW_SYSTEM_ERROR(errno, "delete from map 'stats'");
+    }
+  }
+  return gone.size();
 }
 
 }  // namespace ayaflow::bpf

@@ -61,11 +61,12 @@ LinkWatcher::LinkWatcher(asio::io_context& io, std::function<void()> on_change)
   if (fd < 0) AYAFLOW_SYSTEM_ERROR(errno, "link notifications: netlink socket");
   sockaddr_nl address{};
   address.nl_family = AF_NETLINK;
-  address.nl_groups = RTMGRP_LINK;
+  // Routes too: `--interface auto` follows the default route (the uplink).
+  address.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
     const int err = errno;
     ::close(fd);
-    AYAFLOW_SYSTEM_ERROR(err, "link notifications: bind RTMGRP_LINK");
+    AYAFLOW_SYSTEM_ERROR(err, "link notifications: bind the link and route groups");
   }
   impl_->descriptor.assign(fd);
 }

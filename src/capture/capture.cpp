@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <optional>
+#include <set>
 // Boost 1.74 Asio uses std::exchange without including <utility> (C++20).
 #include <utility>
 
@@ -116,7 +117,7 @@ struct Capture::Impl {
         options(o),
         program(programOptions(o)),
         attacher(program, o.attach_mode),
-        interfaces(o.interfaces, attacher),
+        interfaces(o.interfaces, attacher, o.decapsulate),
         connections(kConnectionShards, kConnectionInitialCapacity, o.max_connections),
         ingest(connections, history),
         payload(payload_sink),
@@ -158,6 +159,7 @@ struct Capture::Impl {
       if (removed > 0) logger("flow")->debug("expired {} idle connections", removed);
       if (payload != nullptr) payload->onTick(now);
       warnAboutLoss();
+      retireGoneInterfaces();
       // glibc keeps freed heap (expired connections, HTTP bursts, a written window's
       // records) mapped; hand it back right after the expiry pass, so RSS follows the live
       // state rather than its peak.
@@ -184,6 +186,19 @@ struct Capture::Impl {
       }
       scheduleFlowCollection();
     });
+  }
+
+  // The kernel counters of interfaces gone since the last pass (pods deleted) are folded
+  // into one "removed" series: the stats map and the metric series stay bounded under churn.
+  void retireGoneInterfaces() noexcept {
+    try {
+      std::set<std::uint32_t> present;
+      for (const Link& link : listLinks()) present.insert(static_cast<std::uint32_t>(link.ifindex));
+      const std::size_t n = program.retireInterfaces(present);
+      if (n > 0) logger("capture")->debug("retired the counters of {} gone interface keys", n);
+    } catch (const std::exception& e) {
+      logger("capture")->error("{}", e.what());
+    }
   }
 
   // At most one warning per expiry interval, only when events were lost.
@@ -252,8 +267,11 @@ struct Capture::Impl {
     s.events_lost[AYAFLOW_DIR_INGRESS] = t.events_lost[AYAFLOW_DIR_INGRESS];
     s.events_lost[AYAFLOW_DIR_EGRESS] = t.events_lost[AYAFLOW_DIR_EGRESS];
     for (const bpf::KernelCounter& c : t.counters) {
-      s.counters.push_back({common::interfaceLabel(c.ifindex), c.direction, c.protocol, c.addr_type,
-                            c.packets, c.bytes, c.events_lost, c.super_packets});
+      // Interfaces gone (pods deleted) share one series per direction, protocol and family.
+      s.counters.push_back({c.ifindex == bpf::kRetiredIfindex ? std::string("removed")
+                                                              : common::interfaceLabel(c.ifindex),
+                            c.direction, c.protocol, c.addr_type, c.packets, c.bytes, c.events_lost,
+                            c.super_packets, c.elsewhere_packets, c.elsewhere_bytes});
     }
     if (options.deep_inspect) s.payload_events_lost = program.readPayloadTotals().lost;
     if (options.flow_tables) s.flow_table_overflow = program.readFlowTableOverflow();

@@ -23,6 +23,8 @@ struct Sums {
   std::uint64_t bytes = 0;
   std::uint64_t events_lost = 0;
   std::uint64_t super_packets = 0;
+  std::uint64_t elsewhere_packets = 0;
+  std::uint64_t elsewhere_bytes = 0;
 };
 
 void addBreakdown(Families& families, const std::vector<InterfaceCounter>& counters) {
@@ -37,8 +39,10 @@ void addBreakdown(Families& families, const std::vector<InterfaceCounter>& count
     s.bytes += c.bytes;
     s.events_lost += c.events_lost;
     s.super_packets += c.super_packets;
+    s.elsewhere_packets += c.elsewhere_packets;
+    s.elsewhere_bytes += c.elsewhere_bytes;
   }
-  std::vector<ClientMetric> packets, bytes, lost, super_packets;
+  std::vector<ClientMetric> packets, bytes, lost, super_packets, elsewhere_packets, elsewhere_bytes;
   for (const auto& [key, s] : sums) {
     const Families::Labels labels{{"interface", std::get<0>(key)},
                                   {"direction", std::get<1>(key)},
@@ -51,6 +55,10 @@ void addBreakdown(Families& families, const std::vector<InterfaceCounter>& count
         Families::sample(MetricType::Counter, static_cast<double>(s.events_lost), labels));
     super_packets.push_back(
         Families::sample(MetricType::Counter, static_cast<double>(s.super_packets), labels));
+    elsewhere_packets.push_back(
+        Families::sample(MetricType::Counter, static_cast<double>(s.elsewhere_packets), labels));
+    elsewhere_bytes.push_back(
+        Families::sample(MetricType::Counter, static_cast<double>(s.elsewhere_bytes), labels));
   }
   families.add("ayaflow_interface_packets_total",
                "Packets counted by the kernel program, by interface, direction, protocol and "
@@ -69,6 +77,15 @@ void addBreakdown(Families& families, const std::vector<InterfaceCounter>& count
                "saw, by interface, direction, protocol and address family: each is counted in "
                "the packet and byte totals as the segments it stands for on the wire.",
                MetricType::Counter, std::move(super_packets));
+  families.add("ayaflow_interface_elsewhere_packets_total",
+               "Packets that passed this interface's hook but are counted at another hook of the "
+               "node (each packet is counted once per node, where it enters the node or where "
+               "the node sends it), by interface, direction, protocol and address family. "
+               "Packets seen here = ayaflow_interface_packets_total + this.",
+               MetricType::Counter, std::move(elsewhere_packets));
+  families.add("ayaflow_interface_elsewhere_bytes_total",
+               "IP bytes of ayaflow_interface_elsewhere_packets_total.", MetricType::Counter,
+               std::move(elsewhere_bytes));
 }
 
 }  // namespace

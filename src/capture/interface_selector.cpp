@@ -8,9 +8,9 @@
 namespace ayaflow::capture {
 namespace {
 
-bool matchesEntry(const std::string& entry, const std::string& name) {
+bool matchesEntry(std::string_view entry, const std::string& name) {
   if (!InterfaceSelector::isPattern(entry)) return entry == name;
-  return ::fnmatch(entry.c_str(), name.c_str(), 0) == 0;
+  return ::fnmatch(std::string(entry).c_str(), name.c_str(), 0) == 0;
 }
 
 }  // namespace
@@ -19,17 +19,32 @@ bool InterfaceSelector::isPattern(std::string_view entry) noexcept {
   return entry.find_first_of("*?[") != std::string_view::npos;
 }
 
+bool InterfaceSelector::hasAuto() const {
+  return std::find(include.begin(), include.end(), kAuto) != include.end();
+}
+
 bool InterfaceSelector::matches(std::string_view name) const {
   const std::string n(name);
-  const auto hit = [&n](const std::string& entry) { return matchesEntry(entry, n); };
+  const auto hit = [&n](const std::string& entry) {
+    return entry != kAuto && matchesEntry(entry, n);
+  };
   return std::any_of(include.begin(), include.end(), hit) &&
          std::none_of(exclude.begin(), exclude.end(), hit);
+}
+
+bool InterfaceSelector::selects(const Link& link) const {
+  if (matches(link.name)) return true;
+  if (!hasAuto()) return false;
+  const auto hit = [&link](const auto& entry) { return matchesEntry(entry, link.name); };
+  if (std::any_of(exclude.begin(), exclude.end(), hit)) return false;
+  if (link.loopback || isRedeliveryKind(link.kind)) return false;
+  return link.default_route || std::any_of(kAutoPodPatterns.begin(), kAutoPodPatterns.end(), hit);
 }
 
 std::vector<std::string> InterfaceSelector::names() const {
   std::vector<std::string> out;
   for (const std::string& entry : include) {
-    if (!isPattern(entry)) out.push_back(entry);
+    if (entry != kAuto && !isPattern(entry)) out.push_back(entry);
   }
   return out;
 }

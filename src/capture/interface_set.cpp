@@ -1,40 +1,51 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/capture/interface_set.h"
 
-#include <net/if.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <set>
 #include <utility>
 
+#include "ayaflow/abi/event.h"
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/system_error.h"
 
 namespace ayaflow::capture {
 
-std::vector<Link> listLinks() {
-  struct if_nameindex* list = ::if_nameindex();
-  if (list == nullptr) AYAFLOW_SYSTEM_ERROR(errno, "list network interfaces");
-  std::vector<Link> links;
-  for (const struct if_nameindex* i = list; i->if_index != 0 && i->if_name != nullptr; ++i) {
-    links.push_back(Link{static_cast<int>(i->if_index), i->if_name});
+std::map<int, std::uint8_t> countingRoles(const std::vector<Link>& links,
+                                          const std::set<int>& attached, bool decapsulate) {
+  bool other_attached = false;  // an attached interface that is not a bridge or tunnel
+  bool uplink_attached = false;
+  std::set<int> masters_of_attached;
+  for (const Link& link : links) {
+    if (attached.count(link.ifindex) == 0) continue;
+    if (!isRedeliveryKind(link.kind)) other_attached = true;
+    if (link.default_route || (link.kind.empty() && !link.loopback)) uplink_attached = true;
+    if (link.master != 0) masters_of_attached.insert(link.master);
   }
-  ::if_freenameindex(list);
-  std::sort(links.begin(), links.end(),
-            [](const Link& a, const Link& b) { return a.ifindex < b.ifindex; });
-  return links;
+  std::map<int, std::uint8_t> roles;
+  for (const Link& link : links) {
+    const bool redelivers = isRedeliveryKind(link.kind);
+    if (attached.count(link.ifindex) != 0) {
+      roles[link.ifindex] =
+          redelivers && other_attached ? AYAFLOW_ROLE_OBSERVE : AYAFLOW_ROLE_COUNT;
+    } else if (isBridgeKind(link.kind) ? masters_of_attached.count(link.ifindex) != 0
+                                       : redelivers && decapsulate && uplink_attached) {
+      roles[link.ifindex] = AYAFLOW_ROLE_REENTRY;
+    }
+  }
+  return roles;
 }
 
-InterfaceSet::InterfaceSet(InterfaceSelector selector, Attacher& attacher)
-    : selector_(std::move(selector)), attacher_(attacher) {}
+InterfaceSet::InterfaceSet(InterfaceSelector selector, Attacher& attacher, bool decapsulate)
+    : selector_(std::move(selector)), attacher_(attacher), decapsulate_(decapsulate) {}
 
 InterfaceSet::~InterfaceSet() = default;
 
 void InterfaceSet::start(const std::vector<Link>& links) {
   std::vector<const Link*> selected;
   for (const Link& link : links) {
-    if (selector_.matches(link.name)) selected.push_back(&link);
+    if (selector_.selects(link)) selected.push_back(&link);
   }
   // Every interface first: one that cannot be captured on stops start-up before any attach.
   for (const Link* link : selected) attacher_.check(*link);
@@ -71,7 +82,7 @@ void InterfaceSet::update(const std::vector<Link>& links) {
   }
 
   for (const Link& link : links) {
-    if (!selector_.matches(link.name) || attached_.count(link.ifindex) != 0) continue;
+    if (!selector_.selects(link) || attached_.count(link.ifindex) != 0) continue;
     if (const auto f = failed_.find(link.ifindex); f != failed_.end() && f->second == link.name) {
       continue;
     }
@@ -97,11 +108,14 @@ void InterfaceSet::recount(const std::vector<Link>& links) {
   for (std::string& name : selector_.names()) {
     if (selector_.matches(name)) configured.insert(std::move(name));
   }
+  std::set<int> attached;
   for (const Link& link : links) {
-    if (selector_.matches(link.name)) configured.insert(link.name);
+    if (selector_.selects(link)) configured.insert(link.name);
+    if (attached_.count(link.ifindex) != 0) attached.insert(link.ifindex);
   }
   configured_count_.store(configured.size(), std::memory_order_relaxed);
   attached_count_.store(attached_.size(), std::memory_order_relaxed);
+  attacher_.setRoles(countingRoles(links, attached, decapsulate_));
 }
 
 std::size_t InterfaceSet::attached() const noexcept {
@@ -114,7 +128,12 @@ std::size_t InterfaceSet::configured() const noexcept {
 
 std::vector<Link> InterfaceSet::attachedLinks() const {
   std::vector<Link> out;
-  for (const auto& [ifindex, a] : attached_) out.push_back(Link{ifindex, a.name});
+  for (const auto& [ifindex, a] : attached_) {
+    Link link;
+    link.ifindex = ifindex;
+    link.name = a.name;
+    out.push_back(std::move(link));
+  }
   return out;
 }
 

@@ -254,12 +254,15 @@ void ConnectionMap::record(const Packet& p) noexcept {
   const FlowKey key = FlowKey::fromPacket(p);
   const std::uint64_t h = hash(key);
   Shard& shard = shardFor(h);
+  bool flipped = false;  // the packet belongs to the entry of the reversed key
 
-  auto add = [&p](ConnectionStats& s) noexcept {
-    if (p.direction == Direction::kEgress) {
+  auto add = [&p, &flipped](ConnectionStats& s) noexcept {
+    if ((p.direction == Direction::kEgress) != flipped) {
       s.bytes_sent += p.length;
+      s.ifindex_sent = p.ifindex;
     } else {
       s.bytes_received += p.length;
+      s.ifindex_received = p.ifindex;
     }
     if (s.packets_count == 0) {
       s.first_seen_ns = p.firstTimestampNs();
@@ -270,8 +273,34 @@ void ConnectionMap::record(const Packet& p) noexcept {
       s.last_seen_ns = std::max(s.last_seen_ns, p.timestamp_ns);
     }
     s.packets_count += p.packets;
-    s.ifindex = p.ifindex;
   };
+
+  {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    bool found = false;
+    const std::size_t at = shard.probe(key, h, found);
+    if (found) {
+      add(shard.slots[at].stats);
+      return;
+    }
+  }
+  // Both ends on this host (pods of one node, seen where each packet leaves its pod): the
+  // other direction may have made the entry, under the reversed key.
+  {
+    FlowKey reversed = key;
+    std::swap(reversed.local, reversed.remote);
+    std::swap(reversed.local_port, reversed.remote_port);
+    const std::uint64_t rh = hash(reversed);
+    Shard& other = shardFor(rh);
+    std::lock_guard<std::mutex> lock(other.mu);
+    bool found = false;
+    const std::size_t at = other.probe(reversed, rh, found);
+    if (found) {
+      flipped = true;
+      add(other.slots[at].stats);
+      return;
+    }
+  }
 
   {
     std::lock_guard<std::mutex> lock(shard.mu);

@@ -22,7 +22,7 @@ inline capture::CaptureStats distinctCaptureStats() {
   capture::CaptureStats s;
   s.counters = {
       {"eth0", 0, 6, 4, 1000, 640000, 3},
-      {"eth0", 1, 6, 4, 900, 90000, 0, 31},
+      {"eth0", 1, 6, 4, 900, 90000, 0, 31, 23, 2300},
       {"eth0", 0, 17, 6, 50, 6000, 2},
       {"eth1", 1, 17, 4, 7, 700, 0},
   };

@@ -103,7 +103,9 @@ TEST(BpfAbi, BtfMatchesHeader) {
   expectStruct(
       b, "ayaflow_stats", sizeof(ayaflow_stats),
       {AYAFLOW_FIELD(ayaflow_stats, packets), AYAFLOW_FIELD(ayaflow_stats, bytes),
-       AYAFLOW_FIELD(ayaflow_stats, events_lost), AYAFLOW_FIELD(ayaflow_stats, super_packets)});
+       AYAFLOW_FIELD(ayaflow_stats, events_lost), AYAFLOW_FIELD(ayaflow_stats, super_packets),
+       AYAFLOW_FIELD(ayaflow_stats, elsewhere_packets),
+       AYAFLOW_FIELD(ayaflow_stats, elsewhere_bytes)});
   expectStruct(
       b, "ayaflow_payload_stats", sizeof(ayaflow_payload_stats),
       {AYAFLOW_FIELD(ayaflow_payload_stats, events), AYAFLOW_FIELD(ayaflow_payload_stats, lost)});

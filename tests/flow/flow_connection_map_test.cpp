@@ -62,6 +62,28 @@ Packet v6Packet(const char* src, std::uint16_t sport, const char* dst, std::uint
   return p;
 }
 
+TEST(ConnectionMap, BothEndsOnThisHostShareOneEntry) {
+  // Two pods of one node: each direction is counted where it leaves its pod, as ingress on
+  // that pod's interface (ifindex 7 and 8). The first packet makes the entry; the replies,
+  // whose key is the reverse, count in it as the other direction.
+  ConnectionMap map;
+  map.record(v6Packet("fd00::a", 40000, "fd00::b", 53, Direction::kIngress, 70, 10, 7));
+  map.record(v6Packet("fd00::b", 53, "fd00::a", 40000, Direction::kIngress, 200, 20, 8));
+  map.record(v6Packet("fd00::a", 40000, "fd00::b", 53, Direction::kIngress, 71, 30, 7));
+  EXPECT_EQ(map.size(), 1u);
+  const FlowKey key =
+      FlowKey::fromPacket(v6Packet("fd00::a", 40000, "fd00::b", 53, Direction::kIngress, 0, 0, 0));
+  const auto s = map.find(key);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->packets_count, 3u);
+  EXPECT_EQ(s->bytes_received, 141u);  // to the local end, fd00::b (the first packet's dst)
+  EXPECT_EQ(s->bytes_sent, 200u);
+  EXPECT_EQ(s->ifindex_received, 7u);
+  EXPECT_EQ(s->ifindex_sent, 8u);
+  EXPECT_EQ(s->first_seen_ns, 10u);
+  EXPECT_EQ(s->last_seen_ns, 30u);
+}
+
 TEST(ConnectionMap, KnownSequenceGivesExactCounters) {
   ConnectionMap map;
   EXPECT_EQ(map.size(), 0u);
@@ -84,7 +106,8 @@ TEST(ConnectionMap, KnownSequenceGivesExactCounters) {
   EXPECT_EQ(s->packets_count, 4u);
   EXPECT_EQ(s->first_seen_ns, 5u);
   EXPECT_EQ(s->last_seen_ns, 30u);
-  EXPECT_EQ(s->ifindex, 5u);  // the latest recorded packet's
+  EXPECT_EQ(s->ifindex_sent, 4u);      // the latest packet's from the local end
+  EXPECT_EQ(s->ifindex_received, 5u);  // and to it
   EXPECT_EQ(formatConnection(key), "[2001:db8::a]:40000 -> [2001:db8::b]:443");
 
   const auto other = map.find(flowKey(1));
@@ -349,7 +372,7 @@ TEST(ConnectionMap, ShrinksAfterBurstAndKeepsSurvivorsExact) {
       EXPECT_EQ(s->bytes_received, i % 2 == 0 ? 40u : 0u) << i;
       EXPECT_EQ(s->first_seen_ns, i % 2 == 0 ? 0u : i + 1u) << i;
       EXPECT_EQ(s->last_seen_ns, i + 1u) << i;
-      EXPECT_EQ(s->ifindex, 2u) << i;
+      EXPECT_EQ(s->ifindex_sent, 2u) << i;
     }
 
     // The shrunk map works as before: a second burst grows it again, exactly.
@@ -542,7 +565,7 @@ TEST(ConnectionMap, ConcurrentReadersDuringWrites) {
     const bool ok = s.packets_count >= 1 && s.bytes_sent % kLen == 0 &&
                     s.bytes_received % kLen == 0 &&
                     s.bytes_sent + s.bytes_received == s.packets_count * kLen &&
-                    s.first_seen_ns <= s.last_seen_ns && s.ifindex == 2;
+                    s.first_seen_ns <= s.last_seen_ns && (s.ifindex_sent | s.ifindex_received) == 2;
     if (!ok) bad_entries.fetch_add(1, std::memory_order_relaxed);
   };
 

@@ -25,7 +25,7 @@
 #define AYAFLOW_OFFSETOF(type, member) __builtin_offsetof(type, member)
 #endif
 
-#define AYAFLOW_ABI_VERSION 3
+#define AYAFLOW_ABI_VERSION 4
 
 /* ayaflow_packet_event.kind, ayaflow_payload_event.kind */
 #define AYAFLOW_EVENT_PACKET 1
@@ -112,6 +112,11 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, tuple) == 24
  * the CPUs and the keys. When the map is full (AYAFLOW_STATS_MAX_ENTRIES
  * keys) the program counts into the one-entry `stats_overflow` array under
  * the key's direction instead, so totals stay exact.
+ *
+ * Each packet is counted once per node, at the first hook it passes (see
+ * AYAFLOW_ROLE_* below): a packet seen at a hook after it was counted at
+ * another one adds to elsewhere_packets/elsewhere_bytes of this hook's key
+ * instead of packets/bytes, and produces no event.
  */
 #define AYAFLOW_STATS_MAX_ENTRIES 1024
 
@@ -127,7 +132,9 @@ struct ayaflow_stats {
 	__u64 packets;
 	__u64 bytes;
 	__u64 events_lost;
-	__u64 super_packets; /* GSO/GRO skbs with segs > 1 */
+	__u64 super_packets;	 /* GSO/GRO skbs with segs > 1 */
+	__u64 elsewhere_packets; /* passed this hook, counted at another one */
+	__u64 elsewhere_bytes;
 };
 
 AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_stats_key) == 8, "stats key size");
@@ -136,11 +143,38 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, direction) == 4
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, protocol) == 5, "protocol");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, addr_type) == 6, "addr_type");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats_key, pad) == 7, "pad");
-AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_stats) == 32, "stats size");
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_stats) == 48, "stats size");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, packets) == 0, "packets");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, bytes) == 8, "bytes");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, events_lost) == 16, "events_lost");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, super_packets) == 24, "super_packets");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, elsewhere_packets) == 32,
+		      "elsewhere_packets");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, elsewhere_bytes) == 40,
+		      "elsewhere_bytes");
+
+/*
+ * Once per node: the role of each interface the counting rule needs to know,
+ * written by userspace into `iface_roles` (ifindex -> __u8). A packet is
+ * counted at the ingress hook of the interface it enters the node through,
+ * and at an egress hook only if it did not enter through a hook that counts
+ * it or a device that re-delivers such packets (the kernel's ingress_ifindex
+ * of the skb names that interface; 0 for packets the node itself sends).
+ *  - COUNT: an attached interface (a pod's veth, an uplink): counts ingress,
+ *    and what arrives through it is not counted again on the way out.
+ *  - OBSERVE: an attached bridge or tunnel device while interfaces of the
+ *    other kind are attached: it only passes on packets counted elsewhere, so
+ *    it counts nothing (its figures go to elsewhere_*).
+ *  - REENTRY: a device not attached that re-delivers packets already counted
+ *    (a bridge with an attached port, a tunnel device whose encapsulated
+ *    packets arrive through an attached uplink): what arrives through it is
+ *    not counted again on the way out.
+ * An attached interface without an entry counts both ways (as before roles).
+ */
+#define AYAFLOW_IFACE_ROLES_MAX_ENTRIES 16384
+#define AYAFLOW_ROLE_COUNT 1
+#define AYAFLOW_ROLE_OBSERVE 2
+#define AYAFLOW_ROLE_REENTRY 3
 
 /*
  * Deep inspection (--deep-inspect): payload bytes of DNS (UDP port 53, either

@@ -20,7 +20,11 @@ struct LiveConnection {
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_received = 0;
   std::uint64_t packets_count = 0;
-  std::string interface;                       ///< of the latest packet; "" if unknown
+  /// Where the connection's packets are counted: the interface of the local end's packets
+  /// (else of the remote end's); "" if unknown.
+  std::string interface;
+  /// Every interface its packets are counted on (each direction's), without repeats.
+  std::vector<std::string> interfaces;
   std::optional<std::string> domain;           ///< deep inspection: SNI or DNS name of the remote
   std::optional<std::string> local_hostname;   ///< --resolve-dns
   std::optional<std::string> remote_hostname;  ///< --resolve-dns

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "ayaflow/abi/event.h"
@@ -44,7 +46,13 @@ struct KernelCounter {
   std::uint64_t bytes = 0;
   std::uint64_t events_lost = 0;
   std::uint64_t super_packets = 0;  // GSO/GRO skbs that stood for more than one packet
+  /// Passed this hook but counted at another hook of the node (AYAFLOW_ROLE_*).
+  std::uint64_t elsewhere_packets = 0;
+  std::uint64_t elsewhere_bytes = 0;
 };
+
+/// KernelCounter::ifindex of the counters of interfaces that are gone (retireInterfaces()).
+inline constexpr std::uint32_t kRetiredIfindex = 0xffffffffu;
 
 /// Deep-inspection payload records written and lost, summed over CPUs.
 struct PayloadTotals {
@@ -99,12 +107,27 @@ class BpfProgram {
   /// directions. Throws SystemError if a map read fails.
   std::uint64_t readFlowTableOverflow() const;
 
-  /// Reads and sums the per-CPU counters (a few syscalls per interface).
-  /// Throws SystemError if a map read fails.
+  /// Reads and sums the per-CPU counters (a few syscalls per interface). Counters of
+  /// retired interfaces come as one counter per direction, protocol and family with ifindex
+  /// kRetiredIfindex. Throws SystemError if a map read fails.
   KernelTotals readTotals() const;
 
+  /// Folds the kernel counters of every interface not in `present` into the retired
+  /// counters and deletes them from the kernel map, so pods that come and go do not grow the
+  /// map (it holds AYAFLOW_STATS_MAX_ENTRIES keys) or the metric series. Call it for
+  /// interfaces gone for a while (no program still runs for them); totals stay exact and
+  /// never go down (readTotals() and this exclude each other). Returns the keys retired.
+  /// Throws SystemError if a map operation fails.
+  std::size_t retireInterfaces(const std::set<std::uint32_t>& present);
+
+  /// Replaces the once-per-node roles (ifindex -> AYAFLOW_ROLE_*) in the kernel map:
+  /// writes what changed, deletes what is gone. Throws SystemError naming the interface.
+  void setRoles(const std::map<int, std::uint8_t>& roles);
+
  private:
+  struct State;
   SkeletonPtr<ayaflow_bpf> skel_;
+  std::unique_ptr<State> state_;
   std::uint32_t ring_buffer_size_ = 0;
 };
 

@@ -32,7 +32,9 @@ struct InterfaceCounter {
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
   std::uint64_t events_lost = 0;
-  std::uint64_t super_packets = 0;  // GSO/GRO skbs counted as more than one packet
+  std::uint64_t super_packets = 0;      // GSO/GRO skbs counted as more than one packet
+  std::uint64_t elsewhere_packets = 0;  // passed this hook, counted at another of the node
+  std::uint64_t elsewhere_bytes = 0;
 };
 
 /// What the capture counts. Kernel figures come from one read of the per-CPU counters.

@@ -17,8 +17,9 @@ struct CaptureOptions {
   std::uint32_t ring_buffer_size = 256 * 1024;       ///< bytes; power of two >= page size
   bool enable_ipv6 = false;                          ///< IPv6 as well as IPv4
   bool deep_inspect = false;                         ///< DNS/TLS payloads to the payload sink
-  bool decapsulate = true;   ///< count VXLAN/Geneve/IP-in-IP packets as the packet inside
-  bool flow_tables = false;  ///< count flows in the kernel (aggregated mode)
+  /// Parse VXLAN, Geneve and IP-in-IP packets to their inner headers.
+  bool decapsulate = true;
+  bool flow_tables = false;                 ///< count flows in the kernel (aggregated mode)
   std::uint32_t flow_table_size = 16384;    ///< entries per kernel flow table
   std::uint32_t connection_timeout_s = 60;  ///< idle seconds before a live entry goes
   /// Live connections kept at most (>= 1; sensible 1024 .. 4 000 000). A new connection

@@ -5,22 +5,14 @@
 #include <cstddef>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "ayaflow/capture/interface_selector.h"
+#include "ayaflow/capture/link.h"
 
 namespace ayaflow::capture {
-
-/// A network interface as the kernel lists it.
-struct Link {
-  int ifindex = 0;
-  std::string name;
-};
-
-/// Every interface of the caller's network namespace (if_nameindex(3)), by ifindex.
-/// Throws SystemError if the list cannot be read.
-std::vector<Link> listLinks();
 
 /// Our programs on one interface; destroying it detaches them.
 class Attachment {
@@ -38,7 +30,19 @@ class Attacher {
   virtual void check(const Link& link) = 0;
   /// Attaches; throws SystemError naming the interface and the failed step.
   virtual std::unique_ptr<Attachment> attach(const Link& link) = 0;
+  /// The once-per-node roles (ifindex -> AYAFLOW_ROLE_*) after every change: the whole
+  /// table, replacing the previous one. Throws SystemError if the kernel refuses.
+  virtual void setRoles(const std::map<int, std::uint8_t>& roles) { (void)roles; }
 };
+
+/// The once-per-node roles (AYAFLOW_ROLE_* in ayaflow/abi/event.h) of `links`, given which
+/// of them are attached: attached interfaces count (COUNT), except bridges and tunnel
+/// devices while other interfaces are attached (OBSERVE); a bridge that is not attached but
+/// has an attached port, and, with `decapsulate`, a tunnel device that is not attached while
+/// an uplink (an interface with a default route, or a NIC) is, re-deliver packets counted
+/// already (REENTRY). Other interfaces have no role.
+std::map<int, std::uint8_t> countingRoles(const std::vector<Link>& links,
+                                          const std::set<int>& attached, bool decapsulate);
 
 /// The interfaces captured on: follows the kernel's interfaces (fed by the link watcher)
 /// and keeps one Attachment on each interface the selector selects.
@@ -47,6 +51,7 @@ class Attacher {
 ///   is released with a warning; an interface that appears and matches is attached. An
 ///   interface deleted and created again under its name has a new ifindex: it is attached
 ///   again. A failed attach is logged once per (ifindex, name) and retried only for a new one.
+/// - After every change the attacher gets the interfaces' counting roles (countingRoles()).
 /// - configured(): the selector's names plus every other present interface it selects;
 ///   attached() falls short of it while a named interface is missing or an attach failed.
 ///
@@ -54,7 +59,9 @@ class Attacher {
 /// ingest thread); attached() and configured() may be read from any thread.
 class InterfaceSet {
  public:
-  InterfaceSet(InterfaceSelector selector, Attacher& attacher);
+  /// `decapsulate`: the program parses tunnelled packets to their inner headers (see
+  /// countingRoles()).
+  InterfaceSet(InterfaceSelector selector, Attacher& attacher, bool decapsulate = true);
   ~InterfaceSet();
   InterfaceSet(const InterfaceSet&) = delete;
   InterfaceSet& operator=(const InterfaceSet&) = delete;
@@ -84,6 +91,7 @@ class InterfaceSet {
 
   const InterfaceSelector selector_;
   Attacher& attacher_;
+  const bool decapsulate_;
   std::map<int, Attached> attached_;   // by ifindex
   std::map<int, std::string> failed_;  // attach failed for this (ifindex, name): not retried
   bool stopped_ = false;

@@ -15,12 +15,13 @@ namespace ayaflow::capture {
 /// Borrows the program, which must outlive every attachment. Control-plane thread only.
 class TcAttacher final : public Attacher {
  public:
-  TcAttacher(const bpf::BpfProgram& program, bpf::HookMode mode) : program_(program), mode_(mode) {}
+  TcAttacher(bpf::BpfProgram& program, bpf::HookMode mode) : program_(program), mode_(mode) {}
   void check(const Link& link) override;
   std::unique_ptr<Attachment> attach(const Link& link) override;
+  void setRoles(const std::map<int, std::uint8_t>& roles) override { program_.setRoles(roles); }
 
  private:
-  const bpf::BpfProgram& program_;
+  bpf::BpfProgram& program_;
   const bpf::HookMode mode_;
 };
 

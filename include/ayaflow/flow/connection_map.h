@@ -15,12 +15,13 @@ namespace ayaflow::flow {
 
 /// Counters of one connection (both directions).
 struct ConnectionStats {
-  std::uint64_t bytes_sent = 0;      // sum of egress lengths
-  std::uint64_t bytes_received = 0;  // sum of ingress lengths
-  std::uint64_t packets_count = 0;   // both directions; >= 1 for every live entry
-  std::uint64_t first_seen_ns = 0;   // earliest event timestamp (CLOCK_MONOTONIC)
-  std::uint64_t last_seen_ns = 0;    // latest event timestamp (CLOCK_MONOTONIC)
-  std::uint32_t ifindex = 0;         // interface of the latest recorded packet
+  std::uint64_t bytes_sent = 0;        // sum of lengths from the local end
+  std::uint64_t bytes_received = 0;    // sum of lengths to the local end
+  std::uint64_t packets_count = 0;     // both directions; >= 1 for every live entry
+  std::uint64_t first_seen_ns = 0;     // earliest event timestamp (CLOCK_MONOTONIC)
+  std::uint64_t last_seen_ns = 0;      // latest event timestamp (CLOCK_MONOTONIC)
+  std::uint32_t ifindex_sent = 0;      // interface of the latest packet from the local end
+  std::uint32_t ifindex_received = 0;  // interface of the latest packet to the local end
 };
 
 struct ConnectionEntry {
@@ -29,6 +30,11 @@ struct ConnectionEntry {
 };
 
 /// Sharded concurrent map of live connections, one entry per connection (FlowKey).
+/// A packet whose key is absent but whose reversed key (ends swapped) is present belongs to
+/// that entry, in the other direction: when both ends are on this host (two pods of a node,
+/// each direction counted where it leaves its pod, so both as ingress), the first packet
+/// decides which end is `local`. This costs a second lookup only for a connection's first
+/// packets.
 ///
 /// Threads: exactly one writer thread (ingest) calls record() and expire(); any number
 /// of reader threads call size(), top(), snapshot() and find() concurrently with it.

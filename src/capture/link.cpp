@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "ayaflow/capture/link.h"
+
+#include <linux/if.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "ayaflow/common/system_error.h"
+
+namespace ayaflow::capture {
+namespace {
+
+class NetlinkSocket {
+ public:
+  NetlinkSocket() : fd_(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) {
+    if (fd_ < 0) AYAFLOW_SYSTEM_ERROR(errno, "list network interfaces: netlink socket");
+  }
+  ~NetlinkSocket() { ::close(fd_); }
+  NetlinkSocket(const NetlinkSocket&) = delete;
+  NetlinkSocket& operator=(const NetlinkSocket&) = delete;
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// IFLA_INFO_KIND inside a nested IFLA_LINKINFO attribute.
+std::string linkKind(const rtattr* linkinfo) {
+  int len = static_cast<int>(RTA_PAYLOAD(linkinfo));
+  for (const rtattr* a = static_cast<const rtattr*>(RTA_DATA(linkinfo)); RTA_OK(a, len);
+       a = RTA_NEXT(a, len)) {
+    if (a->rta_type == IFLA_INFO_KIND) {
+      const char* s = static_cast<const char*>(RTA_DATA(a));
+      return std::string(s, ::strnlen(s, RTA_PAYLOAD(a)));
+    }
+  }
+  return {};
+}
+
+void parseLink(const nlmsghdr* h, std::vector<Link>& out) {
+  if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;
+  const auto* info = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
+  Link link;
+  link.ifindex = info->ifi_index;
+  link.loopback = (info->ifi_flags & IFF_LOOPBACK) != 0;
+  int len = static_cast<int>(IFLA_PAYLOAD(h));
+  for (const rtattr* a = IFLA_RTA(info); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    switch (a->rta_type) {
+      case IFLA_IFNAME: {
+        const char* s = static_cast<const char*>(RTA_DATA(a));
+        link.name.assign(s, ::strnlen(s, RTA_PAYLOAD(a)));
+        break;
+      }
+      case IFLA_MASTER:
+        if (RTA_PAYLOAD(a) >= sizeof(std::uint32_t)) {
+          std::uint32_t m;
+          std::memcpy(&m, RTA_DATA(a), sizeof m);
+          link.master = static_cast<int>(m);
+        }
+        break;
+      case IFLA_LINKINFO:
+        link.kind = linkKind(a);
+        break;
+      default:
+        break;
+    }
+  }
+  if (link.ifindex > 0 && !link.name.empty()) out.push_back(std::move(link));
+}
+
+std::vector<Link> dumpLinks() {
+  NetlinkSocket sock;
+  struct {
+    nlmsghdr h;
+    ifinfomsg i;
+  } request{};
+  request.h.nlmsg_len = sizeof(request);
+  request.h.nlmsg_type = RTM_GETLINK;
+  request.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  request.h.nlmsg_seq = 1;
+  request.i.ifi_family = AF_UNSPEC;
+  if (::send(sock.fd(), &request, sizeof(request), 0) < 0) {
+    AYAFLOW_SYSTEM_ERROR(errno, "list network interfaces: netlink request");
+  }
+  std::vector<Link> links;
+  // A dump answer's messages are at most a page or two each; 32 KiB holds several.
+  std::vector<char> buf(32768);
+  for (;;) {
+    const ssize_t n = ::recv(sock.fd(), buf.data(), buf.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      AYAFLOW_SYSTEM_ERROR(errno, "list network interfaces: netlink answer");
+    }
+    int left = static_cast<int>(n);
+    for (const auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) return links;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+        AYAFLOW_SYSTEM_ERROR(-e->error, "list network interfaces");
+      }
+      if (h->nlmsg_type == RTM_NEWLINK) parseLink(h, links);
+    }
+    if (n == 0) return links;
+  }
+}
+
+// Interface names with a default route in the main table (IPv4: destination and mask 0;
+// IPv6: ::/0), skipping the kernel's unreachable default on lo.
+std::set<std::string> defaultRouteInterfaces() {
+  std::set<std::string> out;
+  std::ifstream v4("/proc/net/route");
+  std::string line;
+  std::getline(v4, line);  // header
+  while (std::getline(v4, line)) {
+    std::istringstream f(line);
+    std::string iface, dest, gateway, flags, refcnt, use, metric, mask;
+    if (f >> iface >> dest >> gateway >> flags >> refcnt >> use >> metric >> mask &&
+        dest == "00000000" && mask == "00000000") {
+      out.insert(iface);
+    }
+  }
+  std::ifstream v6("/proc/net/ipv6_route");
+  while (std::getline(v6, line)) {
+    std::istringstream f(line);
+    std::string dest, dest_len, src, src_len, next_hop, metric, refcnt, use, flags, iface;
+    if (f >> dest >> dest_len >> src >> src_len >> next_hop >> metric >> refcnt >> use >> flags >>
+            iface &&
+        dest == std::string(32, '0') && dest_len == "00" && iface != "lo") {
+      out.insert(iface);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+bool isBridgeKind(std::string_view kind) noexcept {
+  return kind == "bridge" || kind == "openvswitch" || kind == "vrf";
+}
+
+bool isRedeliveryKind(std::string_view kind) noexcept {
+  static constexpr std::array<std::string_view, 12> kTunnels = {
+      "vxlan",  "geneve", "ipip",      "sit",    "ip6tnl",    "gre",
+      "gretap", "ip6gre", "ip6gretap", "erspan", "ip6erspan", "bareudp"};
+  return isBridgeKind(kind) || std::find(kTunnels.begin(), kTunnels.end(), kind) != kTunnels.end();
+}
+
+std::vector<Link> listLinks() {
+  std::vector<Link> links = dumpLinks();
+  const std::set<std::string> defaults = defaultRouteInterfaces();
+  for (Link& link : links) link.default_route = defaults.count(link.name) != 0;
+  std::sort(links.begin(), links.end(),
+            [](const Link& a, const Link& b) { return a.ifindex < b.ifindex; });
+  return links;
+}
+
+}  // namespace ayaflow::capture
