@@ -251,7 +251,7 @@ void expectNoOuterFlows(AgentProcess& agent) {
     }
     for (const char* node : {"192.168.50.", "[fd00:50::"}) {
       if (conn.find(node) == std::string::npos) continue;
-      // Only the nodes' own test traffic (ports 7011..7016) has node addresses.
+      // Only the nodes' own test traffic (ports 7011..7016) has uplink addresses.
       EXPECT_NE(conn.find(":701"), std::string::npos) << "node-address flow shown: " << conn;
     }
   }
@@ -342,6 +342,17 @@ TEST_P(NodeModeE2E, UdpPodTrafficCountedOncePerNode) {
   expectFlow(*agent, "node from node", in, 50, 50 * len, {NodeLayout::kUplink});
   expectFlow(*agent, "node to its pod", to_pod, 60, 60 * len, {a.veth});
   expectNodeTotals(*agent, 1110, 1110 * len);
+  // The node and a pod of the other node: through the overlay (flannel.1 is not attached), so
+  // counted once at the uplink, decapsulated, both ways.
+  const Endpoint node1{layout.node(1), NodeLayout::bridgeAddr(1, v6()), 0};
+  const Flow to_remote_pod{{node1.ns, node1.addr, 7017}, at(c, v6(), 7018)};
+  const Flow from_remote_pod{at(c, v6(), 7019), {node1.ns, node1.addr, 7020}};
+  udpFlow(to_remote_pod.from, to_remote_pod.to, 40, kPayload);
+  udpFlow(from_remote_pod.from, from_remote_pod.to, 30, kPayload);
+  expectFlow(*agent, "node to a remote pod", to_remote_pod, 40, 40 * len, {NodeLayout::kUplink});
+  expectFlow(*agent, "remote pod to the node", from_remote_pod, 30, 30 * len,
+             {NodeLayout::kUplink});
+  expectNodeTotals(*agent, 1180, 1180 * len);
   expectNoOuterFlows(*agent);
 }
 

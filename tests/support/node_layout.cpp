@@ -80,9 +80,9 @@ NodeLayout::NodeLayout() {
       sh(ipn + "addr add " + nodeV4(n) + "/24 dev eth0");
       sh(ipn + "-6 addr add " + nodeV6(n) + "/64 dev eth0 nodad");
       sh(ipn + "link set eth0 up");
-      sh(ipn + "neigh add " + nodeV4(other) + " lladdr " + uplinkMac(other) +
+      sh(ipn + "neigh replace " + nodeV4(other) + " lladdr " + uplinkMac(other) +
          " dev eth0 nud permanent");
-      sh(ipn + "-6 neigh add " + nodeV6(other) + " lladdr " + uplinkMac(other) +
+      sh(ipn + "-6 neigh replace " + nodeV6(other) + " lladdr " + uplinkMac(other) +
          " dev eth0 nud permanent");
       sh(ipn + "route add default via " + nodeV4(other));
       sh(ipn + "-6 route add default via " + nodeV6(other));
@@ -121,9 +121,10 @@ void NodeLayout::buildNode(int n) {
   const std::string other4 = "10.244." + std::to_string(other) + ".";
   const std::string other6 = "fd00:244:" + std::to_string(other) + "::";
   sh(ipn + "route add " + other4 + "0/24 via " + other4 + "0 dev flannel.1 onlink");
-  sh(ipn + "neigh add " + other4 + "0 lladdr " + vxlanMac(other) + " dev flannel.1 nud permanent");
+  sh(ipn + "neigh replace " + other4 + "0 lladdr " + vxlanMac(other) +
+     " dev flannel.1 nud permanent");
   sh(ipn + "-6 route add " + other6 + "/64 via " + vxlanGatewayV6(other) + " dev flannel.1 onlink");
-  sh(ipn + "-6 neigh add " + vxlanGatewayV6(other) + " lladdr " + vxlanMac(other) +
+  sh(ipn + "-6 neigh replace " + vxlanGatewayV6(other) + " lladdr " + vxlanMac(other) +
      " dev flannel.1 nud permanent");
 }
 
@@ -174,20 +175,20 @@ const Pod& NodeLayout::addPod(int n, const std::string& name) {
     sh(ipp + "-6 addr add " + p->v6 + "/64 dev eth0 nodad");
     sh(ipp + "link set eth0 up");
     const std::string gw4 = podV4(n, 1), gw6 = podV6(n, 1);
-    sh(ipp + "neigh add " + gw4 + " lladdr " + bridgeMac(n) + " dev eth0 nud permanent");
-    sh(ipp + "-6 neigh add " + gw6 + " lladdr " + bridgeMac(n) + " dev eth0 nud permanent");
+    sh(ipp + "neigh replace " + gw4 + " lladdr " + bridgeMac(n) + " dev eth0 nud permanent");
+    sh(ipp + "-6 neigh replace " + gw6 + " lladdr " + bridgeMac(n) + " dev eth0 nud permanent");
     sh(ipp + "route add default via " + gw4);
     sh(ipp + "-6 route add default via " + gw6);
-    sh(ipn + "neigh add " + p->v4 + " lladdr " + p->mac + " dev cni0 nud permanent");
-    sh(ipn + "-6 neigh add " + p->v6 + " lladdr " + p->mac + " dev cni0 nud permanent");
+    sh(ipn + "neigh replace " + p->v4 + " lladdr " + p->mac + " dev cni0 nud permanent");
+    sh(ipn + "-6 neigh replace " + p->v6 + " lladdr " + p->mac + " dev cni0 nud permanent");
     // Pods of one node reach each other directly on the bridge.
     for (const auto& q : pods_) {
       if (q->node != n) continue;
       const std::string ipq = "ip -n " + q->ns + " ";
-      sh(ipp + "neigh add " + q->v4 + " lladdr " + q->mac + " dev eth0 nud permanent");
-      sh(ipp + "-6 neigh add " + q->v6 + " lladdr " + q->mac + " dev eth0 nud permanent");
-      sh(ipq + "neigh add " + p->v4 + " lladdr " + p->mac + " dev eth0 nud permanent");
-      sh(ipq + "-6 neigh add " + p->v6 + " lladdr " + p->mac + " dev eth0 nud permanent");
+      sh(ipp + "neigh replace " + q->v4 + " lladdr " + q->mac + " dev eth0 nud permanent");
+      sh(ipp + "-6 neigh replace " + q->v6 + " lladdr " + q->mac + " dev eth0 nud permanent");
+      sh(ipq + "neigh replace " + p->v4 + " lladdr " + p->mac + " dev eth0 nud permanent");
+      sh(ipq + "-6 neigh replace " + p->v6 + " lladdr " + p->mac + " dev eth0 nud permanent");
     }
   } catch (...) {
     shOutput("ip netns del " + p->ns + " 2>/dev/null");

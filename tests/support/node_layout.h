@@ -70,6 +70,10 @@ class NodeLayout {
   static std::string nodeV4(int n) { return "192.168.50." + std::to_string(n); }
   static std::string nodeV6(int n) { return "fd00:50::" + std::to_string(n); }
   static std::string nodeAddr(int n, bool ipv6) { return ipv6 ? nodeV6(n) : nodeV4(n); }
+  /// node n's address on its pods' bridge (their gateway), also the node's own.
+  static std::string bridgeAddr(int n, bool ipv6) {
+    return ipv6 ? "fd00:244:" + std::to_string(n) + "::1" : "10.244." + std::to_string(n) + ".1";
+  }
 
   const Pod& pod(const std::string& name) const;
   /// Adds a pod on node n (e.g. while an agent runs): its namespace, veth pair on the
