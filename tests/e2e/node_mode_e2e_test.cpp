@@ -241,6 +241,28 @@ void expectNodeTotals(AgentProcess& agent, std::uint64_t packets, std::uint64_t 
   EXPECT_EQ(metricValue(metrics, "ayaflow_bytes_total"), bytes);
 }
 
+/// The UDP series of a per-interface family (ayaflow_interface_*) for one interface and
+/// direction; 0 when absent.
+std::uint64_t interfaceUdp(const std::string& metrics, const std::string& family,
+                           const std::string& ifname, const std::string& direction, bool v6) {
+  const std::uint64_t v =
+      metricValue(metrics, family + "{interface=\"" + ifname + "\",direction=\"" + direction +
+                               "\",protocol=\"udp\",family=\"" + (v6 ? "ipv6" : "ipv4") + "\"}");
+  return v == UINT64_MAX ? 0 : v;
+}
+
+/// The sum of every series of `family`.
+std::uint64_t familySum(const std::string& metrics, const std::string& family) {
+  std::uint64_t sum = 0;
+  const std::string start = "\n" + family + "{";
+  for (std::size_t pos = 0; (pos = metrics.find(start, pos)) != std::string::npos; ++pos) {
+    const std::size_t value_at = metrics.find("} ", pos);
+    if (value_at == std::string::npos) break;
+    sum += static_cast<std::uint64_t>(std::stod(metrics.substr(value_at + 2)));
+  }
+  return sum;
+}
+
 /// No live connection is a tunnel's outer flow (node addresses to a tunnel port).
 void expectNoOuterFlows(AgentProcess& agent) {
   const json live = json::parse(agent.get("/api/live").body);
@@ -329,6 +351,20 @@ TEST_P(NodeModeE2E, UdpPodTrafficCountedOncePerNode) {
   expectFlow(*agent, "from a remote pod", cb, 200, 200 * len, {NodeLayout::kUplink});
   expectNodeTotals(*agent, 900, 900 * len);
   expectNoOuterFlows(*agent);
+  // Per interface: where each packet was counted, and where it passed again.
+  const std::string metrics = agent->get("/metrics").body;
+  EXPECT_EQ(familySum(metrics, "ayaflow_interface_packets_total"), 900u);
+  EXPECT_EQ(interfaceUdp(metrics, "ayaflow_interface_packets_total", a.veth, "ingress", v6()),
+            700u);  // A->B and A->C
+  EXPECT_EQ(interfaceUdp(metrics, "ayaflow_interface_packets_total", NodeLayout::kUplink, "ingress",
+                         v6()),
+            200u);  // C->B
+  EXPECT_EQ(
+      interfaceUdp(metrics, "ayaflow_interface_elsewhere_packets_total", b.veth, "egress", v6()),
+      600u);  // A->B and C->B leaving for pod B
+  EXPECT_EQ(interfaceUdp(metrics, "ayaflow_interface_elsewhere_packets_total", NodeLayout::kUplink,
+                         "egress", v6()),
+            300u);  // A->C leaving in VXLAN
 
   // The node's own traffic (kubelet, hostNetwork pods): out and in by the uplink, and from
   // the node to one of its pods.
