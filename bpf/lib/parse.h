@@ -271,17 +271,17 @@ static __always_inline __u32 segment_header_len(struct __sk_buff *skb, const str
  * the packet inside begins:
  *  - IP-in-IP: protocol (IPv4) or next header (IPv6) 4, IPv4 inside, or
  *    41, IPv6 inside;
- *  - VXLAN: UDP to port 4789 or 8472, an 8-byte header with the I flag,
- *    an Ethernet frame inside;
+ *  - VXLAN: UDP to port 4789 or 8472, an 8-byte header with the I flag
+ *    and every reserved bit zero, an Ethernet frame inside;
  *  - Geneve: UDP to port 6081, version 0, 8 bytes plus its options, then
  *    an Ethernet frame (protocol type 0x6558) or an IP packet (0x0800,
  *    0x86DD).
  * Returns 0 and sets *l3_off and *l3_proto to the inner IP header (an inner
  * frame's VLAN tags skipped; *l3_proto is 0 if the inner frame is too short
  * for its Ethernet header, so nothing is counted). Returns -1 when there is
- * no tunnel header we take (another port or protocol, VXLAN without the I
- * flag, another Geneve version or protocol type, a header or its options
- * cut short): the packet then stands for itself.
+ * no tunnel header we take (another port or protocol, VXLAN flags other than
+ * the I flag alone, another Geneve version or protocol type, a header or its
+ * options cut short): the packet then stands for itself.
  */
 static __always_inline int tunnel_inner(struct __sk_buff *skb, const struct parse_ctx *ctx,
 					__u32 *l3_off, __u16 *l3_proto)
@@ -325,7 +325,12 @@ static __always_inline int tunnel_inner(struct __sk_buff *skb, const struct pars
 		}
 		if (proto != AYAFLOW_ETH_P_TEB)
 			return -1;
-	} else if (!(hdr[0] & AYAFLOW_VXLAN_FLAG_I)) {
+	} else if (hdr[0] != AYAFLOW_VXLAN_FLAG_I || hdr[1] || hdr[2] || hdr[3] || hdr[7]) {
+		/*
+		 * The header a Linux VXLAN device takes without extensions: the
+		 * I flag alone, reserved bits zero. Any other UDP payload to these
+		 * ports (a flood's 'xxxx' has the I bit) stays an ordinary packet.
+		 */
 		return -1;
 	}
 	*l3_off = off;

@@ -426,6 +426,14 @@ TEST_F(BpfOverlayTest, MalformedTunnelHeadersCountTheOuterPacket) {
   // VXLAN without the I flag.
   const Bytes no_i = vxlan(1, frameOf(udp4()), 0x00);
   expectOuterUdp(run(udpOver(false, kVxlan, no_i)), false, kVxlan, no_i.size());
+  // Other flags or reserved bits: not the header a Linux VXLAN device takes (GBP, GPE), and
+  // not what ordinary UDP to these ports should be mistaken for ('x' = 0x78 has the I bit).
+  for (const Bytes& hdr :
+       {Bytes{0x88, 0, 0, 0, 0, 0, 1, 0}, Bytes{0x0c, 0, 0, 3, 0, 0, 1, 0},
+        Bytes{0x08, 1, 0, 0, 0, 0, 1, 0}, Bytes{0x08, 0, 0, 0, 0, 0, 1, 1}, Bytes(8, 'x')}) {
+    const Bytes payload = concat(hdr, frameOf(udp4()));
+    expectOuterUdp(run(udpOver(false, kVxlanLinux, payload)), false, kVxlanLinux, payload.size());
+  }
   // Geneve versions 1 to 3.
   for (const std::uint8_t version : {1, 2, 3}) {
     const Bytes g = geneve(kTeb, frameOf(udp4()), 0, version);
