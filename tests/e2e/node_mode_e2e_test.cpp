@@ -295,6 +295,10 @@ struct Shipped {
   bool example;
 };
 
+void PrintTo(const Shipped& s, std::ostream* os) {
+  *os << (s.v6 ? "IPv6" : "IPv4") << (s.example ? ", example.yaml" : ", DaemonSet environment");
+}
+
 class NodeModeE2E : public ::testing::TestWithParam<Shipped> {
  protected:
   void SetUp() override { AYAFLOW_REQUIRE_ROOT(); }
