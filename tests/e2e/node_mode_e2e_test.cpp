@@ -653,6 +653,8 @@ TEST_F(NodeModeSingleE2E, GeneveAndIpInIpInnerFlowsExact) {
       {"IPv4 in IPv6 (next header 4)", Tunnel::kIpInIp, true, false, 7309, 90},
       {"IPv6 in IPv6 (next header 41)", Tunnel::kIpInIp, true, true, 7311, 80},
       {"VXLAN on 4789", Tunnel::kVxlan4789, false, false, 7313, 70},
+      {"Geneve over IPv6, IPv4 inside", Tunnel::kGeneve, true, false, 7315, 60},
+      {"VXLAN on 4789 over IPv6, IPv6 inside", Tunnel::kVxlan4789, true, true, 7317, 50},
   };
   constexpr std::size_t kPayload = 64;
   std::uint64_t packets = 0, bytes = 0;
