@@ -20,9 +20,19 @@ std::string yesNo(bool value) { return value ? "true" : "false"; }
 // clang-format off
 const Setting kSettings[] = {
   {"-i,--interface", "--interface", "AYAFLOW_INTERFACE", "interface", ValueType::kList,
-   "NAME[,NAME...]", "Interface(s) to attach to; repeat or comma-separate",
+   "NAME[,NAME...]",
+   "Interface(s) to attach to: names, shell patterns (veth*), or auto (pod interfaces and "
+   "uplinks of a Kubernetes node); repeat or comma-separate",
    [](const Raw& r, Config& c) { c.capture.interfaces.include = parseInterfaces(r); },
    [](const Config& c) { return joined(c.capture.interfaces.include); }},
+  {"--exclude-interface", "--exclude-interface", "AYAFLOW_EXCLUDE_INTERFACE", "exclude_interface",
+   ValueType::kList, "NAME[,NAME...]",
+   "Interface(s) never attached to, names or shell patterns; repeat or comma-separate",
+   [](const Raw& r, Config& c) { c.capture.interfaces.exclude = parseInterfaces(r); },
+   [](const Config& c) {
+     return c.capture.interfaces.exclude.empty() ? std::string("none")
+                                                 : joined(c.capture.interfaces.exclude);
+   }},
   {"-p,--port", "--port", "AYAFLOW_PORT", "port", ValueType::kInteger, "PORT", "HTTP port, 1-65535",
    [](const Raw& r, Config& c) { c.http.port = parsePort(r.label, r.single()); },
    [](const Config& c) { return std::to_string(c.http.port); }},
@@ -121,6 +131,10 @@ const Setting kSettings[] = {
    nullptr, "Capture IPv6 as well as IPv4",
    [](const Raw& r, Config& c) { c.capture.enable_ipv6 = parseBool(r.label, r.single()); },
    [](const Config& c) { return yesNo(c.capture.enable_ipv6); }},
+  {"--decapsulate", "--decapsulate", "AYAFLOW_DECAPSULATE", "decapsulate", ValueType::kBoolean,
+   nullptr, "Count VXLAN, Geneve and IP-in-IP packets by their inner headers (default true)",
+   [](const Raw& r, Config& c) { c.capture.decapsulate = parseBool(r.label, r.single()); },
+   [](const Config& c) { return yesNo(c.capture.decapsulate); }},
   {"--resolve-dns", "--resolve-dns", "AYAFLOW_RESOLVE_DNS", "resolve_dns", ValueType::kBoolean,
    nullptr, "Reverse-resolve addresses",
    [](const Raw& r, Config& c) { c.resolve_dns = parseBool(r.label, r.single()); },

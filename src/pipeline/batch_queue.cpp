@@ -33,6 +33,7 @@ bool BatchQueue::push(BatchPtr batch, std::optional<Clock::time_point> room_unti
       return false;
     }
     batches_.push_back(std::move(batch));
+    ++pushed_;
     depth_ += n;
     if (!provisional) final_depth_ += n;
     queued_ += n;
@@ -43,15 +44,24 @@ bool BatchQueue::push(BatchPtr batch, std::optional<Clock::time_point> room_unti
 
 BatchQueue::Item BatchQueue::pop(Clock::time_point deadline) {
   std::unique_lock<std::mutex> lock(mu_);
-  const auto ready = [this] {
-    return !batches_.empty() || closed_ || flush_requested_ != flush_given_ ||
-           sync_requested_ != sync_given_;
+  // A request is due once the batches pushed before it are taken, even while newer ones
+  // wait: a steady stream of batches (checkpoints) must not starve flush() or sync().
+  const auto flush_due = [this] {
+    return flush_requested_ != flush_given_ && taken_ >= flush_mark_;
   };
+  const auto sync_due = [this] { return sync_requested_ != sync_given_ && taken_ >= sync_mark_; };
+  const auto ready = [&] { return !batches_.empty() || closed_ || flush_due() || sync_due(); };
   if (!ready()) work_cv_.wait_until(lock, deadline, ready);
   Item item;
+  const bool answer_flush = flush_due();
+  const bool answer_sync = sync_due();
+  if (answer_flush) item.flush_ticket = flush_given_ = flush_requested_;
+  if (answer_sync) item.sync_ticket = sync_given_ = sync_requested_;
+  if (answer_flush || answer_sync) return item;
   if (!batches_.empty()) {
     item.batch = std::move(batches_.front());
     batches_.pop_front();
+    ++taken_;
     depth_ -= item.batch->size();
     if (item.batch->front().state != RecordState::kProvisional) {
       final_depth_ -= item.batch->size();
@@ -59,9 +69,6 @@ BatchQueue::Item BatchQueue::pop(Clock::time_point deadline) {
     room_cv_.notify_all();
     return item;
   }
-  // Requests are handed out only once the batches before them are taken.
-  if (flush_requested_ != flush_given_) item.flush_ticket = flush_given_ = flush_requested_;
-  if (sync_requested_ != sync_given_) item.sync_ticket = sync_given_ = sync_requested_;
   item.closed = closed_;
   return item;
 }
@@ -91,17 +98,19 @@ void BatchQueue::closeConsumer() {
   room_cv_.notify_all();
 }
 
-void BatchQueue::wait(std::uint64_t& requested, const std::uint64_t& answered) {
+void BatchQueue::wait(std::uint64_t& requested, const std::uint64_t& answered,
+                      std::uint64_t& mark) {
   std::unique_lock<std::mutex> lock(mu_);
   if (consumer_gone_) return;
   const std::uint64_t mine = ++requested;
+  mark = pushed_;
   work_cv_.notify_one();
   done_cv_.wait(lock, [&] { return answered >= mine || consumer_gone_; });
 }
 
-void BatchQueue::flush() { wait(flush_requested_, flush_answered_); }
+void BatchQueue::flush() { wait(flush_requested_, flush_answered_, flush_mark_); }
 
-void BatchQueue::sync() { wait(sync_requested_, sync_answered_); }
+void BatchQueue::sync() { wait(sync_requested_, sync_answered_, sync_mark_); }
 
 void BatchQueue::close() {
   {

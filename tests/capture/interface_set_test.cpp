@@ -2,6 +2,8 @@
 // InterfaceSet with a fake attacher: selection, start-up, hot-plug and failures, no root.
 #include "ayaflow/capture/interface_set.h"
 
+#include "ayaflow/abi/event.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -36,7 +38,10 @@ class FakeAttacher final : public Attacher {
     return std::make_unique<FakeAttachment>(*this, link.ifindex);
   }
 
+  void setRoles(const std::map<int, std::uint8_t>& r) override { roles = r; }
+
   std::set<int> live;  // ifindexes attached now
+  std::map<int, std::uint8_t> roles;
   std::set<std::string> refuse_check, refuse_attach;
   int checks = 0, attaches = 0;
 };
@@ -142,6 +147,53 @@ TEST(ListLinks, ListsThisNamespacesInterfacesWithLoopback) {
   bool lo = false;
   for (const Link& l : links) lo |= l.name == "lo" && l.ifindex > 0;
   EXPECT_TRUE(lo);
+}
+
+TEST(CountingRoles, PodsBehindABridgeAndAnOverlayOnTheUplink) {
+  // A node: uplink eth0 (default route), bridge cni0 with two pod veths, VXLAN flannel.1.
+  const std::vector<Link> links = {Link(1, "lo"),
+                                   Link(2, "eth0", "", 0, true),
+                                   Link(3, "cni0", "bridge"),
+                                   Link(4, "veth1", "veth", 3),
+                                   Link(5, "veth2", "veth", 3),
+                                   Link(6, "flannel.1", "vxlan"),
+                                   Link(7, "docker0", "bridge")};
+  const auto roles = countingRoles(links, {2, 4, 5}, true);
+  const std::map<int, std::uint8_t> want = {{2, AYAFLOW_ROLE_COUNT},
+                                            {3, AYAFLOW_ROLE_REENTRY},  // its ports are attached
+                                            {4, AYAFLOW_ROLE_COUNT},
+                                            {5, AYAFLOW_ROLE_COUNT},
+                                            {6, AYAFLOW_ROLE_REENTRY}};  // decapsulated on eth0
+  EXPECT_EQ(roles, want);
+  // Without decapsulation the uplink counts the tunnel's outer packets, and the inner ones
+  // count again where they leave the node towards a pod.
+  EXPECT_EQ(countingRoles(links, {2, 4, 5}, false).count(6), 0u);
+  // Only the pods' veths: the tunnel's packets were counted nowhere before it.
+  EXPECT_EQ(countingRoles(links, {4, 5}, true).count(6), 0u);
+}
+
+TEST(CountingRoles, ABridgeCountsWhenItIsAllThatIsAttached) {
+  const std::vector<Link> links = {Link(2, "eth0", "", 0, true), Link(3, "docker0", "bridge"),
+                                   Link(4, "veth1", "veth", 3)};
+  EXPECT_EQ(countingRoles(links, {3}, true),
+            (std::map<int, std::uint8_t>{{3, AYAFLOW_ROLE_COUNT}}));
+  // With its ports attached too, it only passes on what they counted.
+  EXPECT_EQ(countingRoles(links, {3, 4}, true),
+            (std::map<int, std::uint8_t>{{3, AYAFLOW_ROLE_OBSERVE}, {4, AYAFLOW_ROLE_COUNT}}));
+}
+
+TEST(InterfaceSet, HandsTheAttacherTheRolesAfterEveryChange) {
+  FakeAttacher attacher;
+  InterfaceSet set(InterfaceSelector{{"auto"}, {}}, attacher);
+  set.start({Link(1, "lo"), Link(2, "eth0", "", 0, true), Link(3, "cni0", "bridge"),
+             Link(4, "veth1", "veth", 3)});
+  EXPECT_EQ(attacher.live, (std::set<int>{2, 4}));
+  EXPECT_EQ(attacher.roles,
+            (std::map<int, std::uint8_t>{
+                {2, AYAFLOW_ROLE_COUNT}, {3, AYAFLOW_ROLE_REENTRY}, {4, AYAFLOW_ROLE_COUNT}}));
+  // The pod goes away: its veth and the bridge's role with it.
+  set.update({Link(1, "lo"), Link(2, "eth0", "", 0, true), Link(3, "cni0", "bridge")});
+  EXPECT_EQ(attacher.roles, (std::map<int, std::uint8_t>{{2, AYAFLOW_ROLE_COUNT}}));
 }
 
 }  // namespace

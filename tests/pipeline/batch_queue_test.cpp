@@ -140,6 +140,30 @@ TEST(BatchQueue, FlushReturnsOnceEveryEarlierBatchIsWritten) {
   EXPECT_EQ(consumer.written, 140u);
 }
 
+TEST(BatchQueue, AStreamOfNewBatchesDoesNotStarveFlushOrSync) {
+  // The producer never lets the queue run empty (checkpoints written more slowly than they
+  // come): flush() and sync() still return once what was pushed before them is written.
+  BatchQueue q(1000000);
+  Consumer consumer(q);
+  std::atomic<bool> stop{false};
+  std::atomic<std::size_t> pushed{0};
+  std::thread producer([&] {
+    while (!stop) {
+      if (q.push(batchOf(1))) ++pushed;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  while (pushed < 20) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const std::size_t before_flush = pushed;
+  q.flush();
+  EXPECT_GE(consumer.written, before_flush);
+  const std::size_t before_sync = pushed;
+  q.sync();
+  EXPECT_GE(consumer.written, before_sync);
+  stop = true;
+  producer.join();
+}
+
 TEST(BatchQueue, SyncAlsoWaitsForTheConsumersOwnWork) {
   BatchQueue q(1000);
   Consumer consumer(q);

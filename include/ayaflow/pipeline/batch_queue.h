@@ -62,8 +62,9 @@ class BatchQueue {
     bool closed = false;             ///< close() was called and every batch was taken
   };
 
-  /// Consumer: the next batch first; with none waiting, an open flush or sync request or the
-  /// end; otherwise waits until one of them or `deadline`, and returns an empty Item then.
+  /// Consumer: an open flush or sync request whose batches (those pushed before it) are all
+  /// taken; else the next batch; else the end; otherwise waits until one of them or
+  /// `deadline`, and returns an empty Item then.
   Item pop(Clock::time_point deadline);
   /// Consumer: flush requests up to `ticket` are answered.
   void done(std::uint64_t ticket);
@@ -82,7 +83,7 @@ class BatchQueue {
   BatchQueueStats stats() const;
 
  private:
-  void wait(std::uint64_t& requested, const std::uint64_t& answered);
+  void wait(std::uint64_t& requested, const std::uint64_t& answered, std::uint64_t& mark);
 
   const std::size_t max_records_;
   mutable std::mutex mu_;
@@ -98,6 +99,9 @@ class BatchQueue {
   std::uint64_t flush_requested_ = 0, flush_answered_ = 0;
   std::uint64_t sync_requested_ = 0, sync_answered_ = 0;
   std::uint64_t flush_given_ = 0, sync_given_ = 0;  // tickets pop() has handed out
+  std::uint64_t pushed_ = 0, taken_ = 0;            // batches, ever
+  // pushed_ when the latest request came: its ticket is due once taken_ reaches it.
+  std::uint64_t flush_mark_ = 0, sync_mark_ = 0;
   std::uint64_t queued_ = 0, dropped_full_ = 0, dropped_closed_ = 0, refused_checkpoint_ = 0;
 };
 
