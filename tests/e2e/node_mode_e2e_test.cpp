@@ -574,6 +574,10 @@ TEST_F(NodeModeSingleE2E, VethChurnIsAttachedCountedAndReleased) {
   const std::uint64_t rss_before = residentKib(agent->pid());
   constexpr int kRounds = 4, kVeths = 50;
   const std::string batch = "/tmp/ayaflow-churn-" + std::to_string(getpid());
+  struct RemoveFile {
+    std::string path;
+    ~RemoveFile() { unlink(path.c_str()); }
+  } remove_batch{batch};
   std::uint64_t sent = 0;
   for (int round = 0; round < kRounds; ++round) {
     // Host ends `vethz...` (selected by auto), peers `pz...` (not selected); one `ip -batch`.
@@ -618,7 +622,6 @@ TEST_F(NodeModeSingleE2E, VethChurnIsAttachedCountedAndReleased) {
     sh("ip -n " + layout.node(1) + " -batch " + batch);
     EXPECT_EQ(waitForMetric(*agent, "ayaflow_interfaces_attached", 3), 3u) << "round " << round;
   }
-  unlink(batch.c_str());
   EXPECT_EQ(totalPackets(*agent), sent);
   const std::string metrics = agent->get("/metrics").body;
   const std::uint64_t rss_after = residentKib(agent->pid());
