@@ -604,7 +604,7 @@ TEST_F(ConfigTest, UnknownYamlKeySuggestsClosest) {
 TEST_F(ConfigTest, UnknownYamlKeyWithoutCloseMatchListsKnownKeys) {
   const std::string msg = yamlError("config: other.yaml\n");
   EXPECT_THAT(msg, StartsWith("config.yaml: unknown key 'config' (known keys: interface, "
-                              "port, listen_address, db_path,"));
+                              "exclude_interface, port, listen_address, db_path,"));
   EXPECT_THAT(msg, HasSubstr("attach_mode)"));
 }
 

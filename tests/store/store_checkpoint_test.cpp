@@ -310,9 +310,12 @@ TEST(StoreCheckpoint, LostCheckpointsAreCaughtUpInPlaceAndAFailedFinalCountsOnly
   EXPECT_EQ(r.packets_after_recovery, kRecovered);
   EXPECT_EQ(r.rows_after_recovery, kFlows);
   EXPECT_EQ(r.duplicates_after_recovery, 0u);
-  // The final records of every flow fail; the packets they add to what the checkpoints
-  // stored (at least the last one per flow) are the ones counted as dropped.
-  EXPECT_EQ(r.final_dropped_rows, kFlows);
+  // The final records fail; the packets they add to what the checkpoints stored (at least
+  // the last one per flow) are the ones counted as dropped. A flow whose last packet a 10 ms
+  // checkpoint stored before the file-size limit (a busy machine) loses nothing, so its
+  // failed final record is not a dropped row.
+  EXPECT_LE(r.final_dropped_rows, kFlows);
+  EXPECT_GE(r.final_dropped_rows, r.final_dropped_packets > 0 ? 1u : 0u);
   EXPECT_EQ(r.final_stored_packets + r.final_dropped_packets, kRecovered + kFlows);
   EXPECT_EQ(r.packets_in_db_at_end, r.final_stored_packets);
   // Usually the last packet per flow is among the dropped ones; on a busy machine a 10 ms
