@@ -32,7 +32,8 @@ TEST(DeployExample, ConfigMapHoldsAValidConfig) {
   EXPECT_NO_THROW(parsed = parseConfig(3, argv, [](const char*) { return std::nullopt; }));
   unlink(path);
   EXPECT_FALSE(parsed.exit_now);
-  EXPECT_EQ(parsed.config.capture.interfaces.include, std::vector<std::string>{"eth0"});
+  // Node mode, as the DaemonSet ships it.
+  EXPECT_EQ(parsed.config.capture.interfaces.include, std::vector<std::string>{"auto"});
   EXPECT_EQ(parsed.config.store.db_path, "/var/lib/ayaflow/traffic.db");
   EXPECT_EQ(parsed.config.capture.ring_buffer_size, 1024u * 1024u);
   EXPECT_TRUE(parsed.config.capture.enable_ipv6);

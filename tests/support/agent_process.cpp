@@ -16,6 +16,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "netns.h"
+
 namespace ayaflow::test {
 
 std::uint16_t freePort() {
@@ -33,7 +35,9 @@ std::uint16_t freePort() {
   return ntohs(a.sin_port);
 }
 
-AgentProcess::AgentProcess(std::vector<std::string> args, std::vector<std::string> prefix) {
+AgentProcess::AgentProcess(std::vector<std::string> args, std::vector<std::string> prefix,
+                           std::string http_netns)
+    : http_netns_(std::move(http_netns)) {
   auto given = std::find(args.begin(), args.end(), std::string("--port"));
   if (given != args.end() && given + 1 != args.end()) {
     port_ = static_cast<std::uint16_t>(std::stoi(*(given + 1)));
@@ -116,7 +120,7 @@ void AgentProcess::waitReady(std::chrono::milliseconds timeout) {
       throw std::runtime_error("agent exited during start-up:\n" + log());
     }
     try {
-      if (httpGet("127.0.0.1", port_, "/api/health", std::chrono::seconds(1)).status == 200) {
+      if (httpGetHere("/api/health", std::chrono::seconds(1)).status == 200) {
         return;
       }
     } catch (const std::exception&) {
@@ -149,7 +153,14 @@ std::optional<int> AgentProcess::waitExit(std::chrono::milliseconds timeout) {
 }
 
 HttpResult AgentProcess::get(const std::string& target) {
-  return httpGet("127.0.0.1", port_, target);
+  return httpGetHere(target, std::chrono::seconds(5));
+}
+
+HttpResult AgentProcess::httpGetHere(const std::string& target, std::chrono::milliseconds timeout) {
+  if (http_netns_.empty()) return httpGet("127.0.0.1", port_, target, timeout);
+  HttpResult result;
+  inNetns(http_netns_, [&] { result = httpGet("127.0.0.1", port_, target, timeout); });
+  return result;
 }
 
 std::string AgentProcess::log() const {

@@ -20,8 +20,13 @@ class AgentProcess {
  public:
   /// Starts build/ayaflow with `args` (plus a free --port unless `args` has one);
   /// output goes to a log file.
-  /// `prefix` runs before the binary (e.g. setpriv to drop capabilities).
-  explicit AgentProcess(std::vector<std::string> args, std::vector<std::string> prefix = {});
+  /// `prefix` runs before the binary (e.g. setpriv to drop capabilities, or
+  /// `ip netns exec NS` to run it in another network namespace).
+  /// `http_netns`: the network namespace (a name under /run/netns) the agent runs in, when
+  /// the prefix put it there: its port is reachable only from inside, so waitReady() and
+  /// get() connect from a thread that entered it. Empty: the caller's namespace.
+  explicit AgentProcess(std::vector<std::string> args, std::vector<std::string> prefix = {},
+                        std::string http_netns = {});
   /// Kills the agent (SIGKILL) if it is still running.
   ~AgentProcess();
   AgentProcess(const AgentProcess&) = delete;
@@ -46,6 +51,9 @@ class AgentProcess {
   std::uint16_t port_ = 0;
   void start();
 
+  HttpResult httpGetHere(const std::string& target, std::chrono::milliseconds timeout);
+
+  std::string http_netns_;
   std::vector<std::string> argv_;  // prefix, binary and arguments, without an automatic --port
   bool auto_port_ = false;
   int port_retries_ = 0;

@@ -108,14 +108,18 @@ std::string VethPair::hostV6() const { return "fd00:213:" + std::to_string(n_) +
 std::string VethPair::peerV6() const { return "fd00:213:" + std::to_string(n_) + "::2"; }
 int VethPair::hostIfindex() const { return static_cast<int>(if_nametoindex(host_.c_str())); }
 
-void VethPair::inNamespace(const std::function<void()>& fn) const {
+void VethPair::inNamespace(const std::function<void()>& fn) const { inNetns(ns_, fn); }
+
+void inNetns(const std::string& ns, const std::function<void()>& fn) {
   std::exception_ptr error;
   std::thread t([&] {
     try {
-      const std::string path = "/run/netns/" + ns_;
+      const std::string path = "/run/netns/" + ns;
       int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
-        throw std::runtime_error("setns " + path + ": " + std::strerror(errno));
+        const int err = errno;
+        if (fd >= 0) close(fd);
+        throw std::runtime_error("setns " + path + ": " + std::strerror(err));
       }
       close(fd);
       fn();

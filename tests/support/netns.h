@@ -24,6 +24,11 @@ std::string shOutput(const std::string& command);
 /// thread's namespace, without the tool; throws std::runtime_error naming it on failure.
 void ethtoolSet(const std::string& dev, std::uint32_t command, std::uint32_t value);
 
+/// Runs fn with the calling thread inside network namespace `ns` (a name under /run/netns,
+/// as `ip netns add` makes), on a helper thread, so the caller's namespace never changes.
+/// Sockets created by fn stay in that namespace. Rethrows what fn throws.
+void inNetns(const std::string& ns, const std::function<void()>& fn);
+
 /// A veth pair: `host` in the root namespace, `peer` inside namespace `ns`.
 /// IPv4 10.213.<n>.1/24 (host) and .2 (peer); IPv6 fd00:213:<n>::1/64 and ::2.
 /// TSO is off on both ends (GSO stays on): a TCP sender's egress hook sees GSO
