@@ -130,6 +130,7 @@ std::string historyJson(const std::vector<flow::HistoryRow>& rows) {
     if (r.src_hostname) row["src_hostname"] = *r.src_hostname;
     if (r.dst_hostname) row["dst_hostname"] = *r.dst_hostname;
     if (r.domain) row["domain"] = *r.domain;
+    if (r.interface) row["interface"] = *r.interface;
     array.push_back(std::move(row));
   }
   // Stored text may come from an old database or an enrichment source: never throw on it.

@@ -53,7 +53,7 @@ Sql buildSql(const flow::HistoryQuery& q) {
   Sql sql;
   sql.text =
       "SELECT id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, "
-      "packet_count, direction, src_hostname, dst_hostname, domain "
+      "packet_count, direction, src_hostname, dst_hostname, domain, interface "
       "FROM packets INDEXED BY idx_timestamp";
   const char* glue = " WHERE ";
   const auto param = [&](Sql::Bind bind) {
@@ -137,6 +137,7 @@ flow::HistoryRow readRow(sqlite3_stmt* raw) {
   r.src_hostname = columnOptional(raw, 10);
   r.dst_hostname = columnOptional(raw, 11);
   r.domain = columnOptional(raw, 12);
+  r.interface = columnOptional(raw, 13);
   return r;
 }
 

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "ayaflow/common/interface_name.h"
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/metrics.h"
 #include "ayaflow/common/thread.h"
@@ -38,8 +39,8 @@ constexpr std::size_t kTrimAfterRows = 8192;
 
 constexpr const char* kInsertSql =
     "INSERT INTO packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, "
-    "packet_count, direction, src_hostname, dst_hostname, domain) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+    "packet_count, direction, src_hostname, dst_hostname, domain, interface) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 // A checkpointed row of an open aggregation window, updated in place by rowid. The timestamp
 // (indexed) is set only when an earlier packet turned up.
@@ -98,10 +99,14 @@ struct SqliteSink::Impl {
   // ---- writer thread ------------------------------------------------------------------
 
   void write(const pipeline::RecordBatch& batch) {
+    interface_names.clear();  // looked up again per batch: interfaces come, go and are renamed
     for (std::size_t done = 0; done < batch.size(); done += options.batch_rows) {
       commitRows(batch.data() + done, std::min(options.batch_rows, batch.size() - done));
     }
   }
+
+  /// Interface names by ifindex for the batch being written (bound without copies).
+  std::unordered_map<std::uint32_t, std::string> interface_names;
 
   /// The row of a checkpointed (flow, window) sum, by its update_key.
   struct WrittenRow {
@@ -135,6 +140,18 @@ struct SqliteSink::Impl {
     bindOptional(insert, 10, src_names ? &src_names->hostname : nullptr);
     bindOptional(insert, 11, dst_names ? &dst_names->hostname : nullptr);
     bindOptional(insert, 12, r.names ? &r.names->domain : nullptr);
+    // Where the flow's packets were counted; the name is looked up here, on the writer
+    // thread (cached), never on the capture path.
+    if (r.ifindex != 0) {
+      auto it = interface_names.find(r.ifindex);
+      if (it == interface_names.end()) {
+        it = interface_names.emplace(r.ifindex, common::interfaceLabel(r.ifindex)).first;
+      }
+      const std::string& name = it->second;
+      sqlite3_bind_text(insert, 13, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    } else {
+      sqlite3_bind_null(insert, 13);
+    }
   }
 
   /// Steps and resets a bound statement; SQLITE_OK when it ran.

@@ -108,6 +108,7 @@ constexpr Column kAddable[] = {
     {"dst_hostname", "dst_hostname TEXT"},
     {"domain", "domain TEXT"},
     {"packet_count", "packet_count INTEGER NOT NULL DEFAULT 1"},
+    {"interface", "interface TEXT"},
 };
 constexpr const char* kRequired[] = {"id", "timestamp", "src_ip", "dst_ip"};
 
@@ -125,7 +126,8 @@ constexpr const char* kCreateTable =
     "src_hostname TEXT, "
     "dst_hostname TEXT, "
     "domain TEXT, "
-    "packet_count INTEGER NOT NULL DEFAULT 1)";
+    "packet_count INTEGER NOT NULL DEFAULT 1, "
+    "interface TEXT)";
 
 std::set<std::string, std::less<>> packetColumns(sqlite3* db, int* rc_out);
 std::string pragmaText(sqlite3* db, const char* sql, int* rc_out);

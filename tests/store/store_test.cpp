@@ -617,17 +617,17 @@ TEST_P(Migration, AddsTheMissingColumnsAndKeepsEveryRow) {
   }
   for (const char* want :
        {"id", "timestamp", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length",
-        "direction", "src_hostname", "dst_hostname", "domain", "packet_count"}) {
+        "direction", "src_hostname", "dst_hostname", "domain", "packet_count", "interface"}) {
     EXPECT_NE(std::find(columns.begin(), columns.end(), want), columns.end()) << want;
   }
-  EXPECT_EQ(columns.size(), 13u);
+  EXPECT_EQ(columns.size(), 14u);
   EXPECT_EQ(db.one("SELECT count(*), sum(packet_count), sum(length) FROM packets WHERE id <= 3"),
             "3|3|1630");
   EXPECT_EQ(db.count("SELECT count(*) FROM sqlite_master WHERE type = 'index'"), 1);
   EXPECT_EQ(db.one("PRAGMA integrity_check"), "ok");
   // A second start finds nothing to migrate.
   { Harness again(optionsFor(path)); }
-  EXPECT_EQ(db.count("SELECT count(*) FROM pragma_table_info('packets')"), 13);
+  EXPECT_EQ(db.count("SELECT count(*) FROM pragma_table_info('packets')"), 14);
 }
 
 INSTANTIATE_TEST_SUITE_P(OriginalSchemas, Migration, ::testing::Values(0, 1), [](const auto& info) {

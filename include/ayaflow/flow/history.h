@@ -28,6 +28,7 @@ struct HistoryRow {
   std::optional<std::string> src_hostname;
   std::optional<std::string> dst_hostname;
   std::optional<std::string> domain;
+  std::optional<std::string> interface;  ///< where its packets were counted (null: older rows)
 };
 
 /// Filters of GET /api/history; all optional except the limit.
