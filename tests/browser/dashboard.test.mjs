@@ -102,8 +102,8 @@ try {
     await page.click('#history-form button[type="submit"]');
     await page.waitForTimeout(500);
     historyRows = await page.$$eval('#history-body tr', (trs, p) => trs.filter((tr) =>
-      tr.children.length === 8 && tr.children[3].textContent.endsWith(':' + p) &&
-      tr.children[1].textContent === 'UDP').length, peerPort);
+      tr.children.length === 9 && tr.children[3].textContent.endsWith(':' + p) &&
+      tr.children[1].textContent === 'UDP' && tr.children[8].textContent !== '—').length, peerPort);
   }
   check(await page.locator('#history-error').textContent() === '', 'history query answered without error');
   check(historyRows > 0, `history filtered by port ${peerPort} and UDP shows ${historyRows} rows`);
