@@ -49,6 +49,18 @@ class Fd {
   int fd_;
 };
 
+/// Adds one key's per-CPU counters to `c`.
+void addPerCpu(KernelCounter& c, const std::vector<ayaflow_stats>& per_cpu) {
+  for (const auto& s : per_cpu) {
+    c.packets += s.packets;
+    c.bytes += s.bytes;
+    c.events_lost += s.events_lost;
+    c.super_packets += s.super_packets;
+    c.elsewhere_packets += s.elsewhere_packets;
+    c.elsewhere_bytes += s.elsewhere_bytes;
+  }
+}
+
 int libbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
   if (level == LIBBPF_DEBUG && !g_libbpf_verbose) {
     return 0;
@@ -251,14 +263,7 @@ KernelTotals BpfProgram::readTotals() const {
   std::vector<ayaflow_stats> per_cpu(static_cast<size_t>(cpus));
   KernelTotals totals;
   auto add = [&](KernelCounter counter) {
-    for (const auto& s : per_cpu) {
-      counter.packets += s.packets;
-      counter.bytes += s.bytes;
-      counter.events_lost += s.events_lost;
-      counter.super_packets += s.super_packets;
-      counter.elsewhere_packets += s.elsewhere_packets;
-      counter.elsewhere_bytes += s.elsewhere_bytes;
-    }
+    addPerCpu(counter, per_cpu);
     const int d = counter.direction & 1;
     totals.packets[d] += counter.packets;
     totals.bytes[d] += counter.bytes;
@@ -330,14 +335,7 @@ std::size_t BpfProgram::retireInterfaces(const std::set<std::uint32_t>& present)
     r.direction = k.direction;
     r.protocol = k.protocol;
     r.addr_type = k.addr_type;
-    for (const auto& s : per_cpu) {
-      r.packets += s.packets;
-      r.bytes += s.bytes;
-      r.events_lost += s.events_lost;
-      r.super_packets += s.super_packets;
-      r.elsewhere_packets += s.elsewhere_packets;
-      r.elsewhere_bytes += s.elsewhere_bytes;
-    }
+    addPerCpu(r, per_cpu);
     if (bpf_map_delete_elem(statsMapFd(), &k) != 0) {
       AYAFLOW_SYSTEM_ERROR(errno, "delete from map 'stats'");
     }
