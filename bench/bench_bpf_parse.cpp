@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "ayaflow/abi/event.h"
 #include "ayaflow/bpf/bpf_program.h"
 #include "packet_builder.h"
 
@@ -34,10 +35,14 @@ std::uint32_t xlatedBytes(int fd) {
   return info.xlated_prog_len;
 }
 
-/// Mean ns per run of `repeat` runs of the ingress program on `frame`, as the kernel timed it.
-double nsPerRun(int fd, const Bytes& frame, int repeat) {
+/// Mean ns per run of `repeat` runs of the program `fd` on `frame`, as the kernel timed it;
+/// the skb entered the node through `ingress_ifindex` (0: sent by the node).
+double nsPerRun(int fd, const Bytes& frame, int repeat, std::uint32_t ingress_ifindex) {
+  __sk_buff ctx{};
+  ctx.ingress_ifindex = ingress_ifindex;
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
-              .data_size_in = static_cast<__u32>(frame.size()), .repeat = repeat);
+              .data_size_in = static_cast<__u32>(frame.size()), .ctx_in = &ctx,
+              .ctx_size_in = sizeof(ctx), .repeat = repeat);
   const int err = bpf_prog_test_run_opts(fd, &opts);
   if (err != 0) {
     std::fprintf(stderr, "test run: %s\n", std::strerror(-err));
@@ -90,7 +95,14 @@ int main(int argc, char** argv) {
   options.flow_table = true;
   options.enable_ipv6 = ipv6;
   options.decapsulate = decapsulate;
-  const ayaflow::bpf::BpfProgram program(options);
+  ayaflow::bpf::BpfProgram program(options);
+  // A node's roles, as the agent sets them with `--interface auto`: the device the test runs
+  // on (lo, ifindex 1) and a pod's veth (1001) count, a bridge (1002) re-delivers.
+  constexpr std::uint32_t kPodVeth = 1001;
+  program.setRoles({{1, AYAFLOW_ROLE_COUNT},
+                    {static_cast<int>(kPodVeth), AYAFLOW_ROLE_COUNT},
+                    {1002, AYAFLOW_ROLE_REENTRY},
+                    {0, AYAFLOW_ROLE_REENTRY}});
   std::printf("xlated bytes: ayaflow_in %u, ayaflow_eg %u, ayaflow_in_ip %u, ayaflow_eg_ip %u\n",
               xlatedBytes(program.ingressProgramFd()), xlatedBytes(program.egressProgramFd()),
               xlatedBytes(program.ingressProgramFd(ayaflow::bpf::LinkLayer::kIpOnly)),
@@ -106,15 +118,26 @@ int main(int argc, char** argv) {
   struct Case {
     const char* name;
     Bytes frame;
+    bool egress;
+    std::uint32_t ingress_ifindex;
     std::vector<double> ns;
   };
+  // udp: a pod's packet where it is counted (its veth's ingress); vxlan: the same packet
+  // arriving from another node on the uplink; eg-node: a packet the node sends (counted at
+  // egress); eg-dup: a pod's packet at the egress of the pod it goes to (counted already:
+  // the once-per-node check ends it). A packet between two pods of one node costs udp +
+  // eg-dup.
   std::vector<Case> cases = {
-      {"udp", inner, {}},
-      {"vxlan", vxlanByHand(inner), {}},
+      {"udp", inner, false, 1, {}},
+      {"vxlan", vxlanByHand(inner), false, 1, {}},
+      {"eg-node", inner, true, 0, {}},
+      {"eg-dup", inner, true, kPodVeth, {}},
   };
-  const int fd = program.ingressProgramFd();
   for (int r = 0; r < rounds; ++r) {
-    for (auto& c : cases) c.ns.push_back(nsPerRun(fd, c.frame, repeat));
+    for (auto& c : cases) {
+      const int fd = c.egress ? program.egressProgramFd() : program.ingressProgramFd();
+      c.ns.push_back(nsPerRun(fd, c.frame, repeat, c.ingress_ifindex));
+    }
   }
   const auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
