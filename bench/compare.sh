@@ -18,6 +18,11 @@
 #   many      (MANY_FLOWS > 0) ceiling and agg with MANY_FLOWS flows, with the default flow
 #             table and with --flow-table-size large enough for every flow
 #   iperf     (IPERF=1 and iperf3 installed) TCP throughput without and with the agent
+#   pods      (PODS=1) node mode: a node namespace routing between two pod namespaces on
+#             veths; the flood goes from pod A to pod B, passing both pods' veths. Nothing
+#             attached, tcpdump on pod A's veth, and the agent in the node namespace with
+#             `--interface auto` and --aggregation-window $WINDOW (kernel.bpf_stats_enabled=1:
+#             the ns per run of each hook), which must count each packet once
 #
 # Each agent run starts a fresh agent (fresh database) and reads /api/stats, /api/live and
 # /metrics 2 s after the flood; during the flood a sampler reads /api/live and /api/stats
@@ -28,7 +33,7 @@
 #
 # Environment: N (3), T (10), FLOWS (32, at most 50 so /api/live lists them all),
 # PAYLOAD (18: 46-byte IP packets, minimum-size Ethernet frames), WINDOW (10),
-# MANY_FLOWS (100000; 0 skips), IPERF (1; 0 skips), AGENT_ARGS (extra agent flags),
+# MANY_FLOWS (100000; 0 skips), IPERF (1; 0 skips), PODS (1; 0 skips), AGENT_ARGS (extra agent flags),
 # DOCS (docs/benchmarks.md next to this script), RAW_OUT (a file to keep the raw results in).
 #
 # On exit, also on failure or Ctrl-C, it removes the namespace and veth, restores
@@ -57,6 +62,7 @@ PAYLOAD=${PAYLOAD:-18}
 WINDOW=${WINDOW:-10}
 MANY_FLOWS=${MANY_FLOWS:-100000}
 IPERF=${IPERF:-1}
+PODS=${PODS:-1}
 # The many-flows scenario also runs with a flow table that holds every flow (a power of two).
 many_table=1024
 while ((many_table < MANY_FLOWS && many_table < 1048576)); do many_table=$((many_table * 2)); done
@@ -86,6 +92,9 @@ if [[ $IPERF == 1 ]] && ! command -v iperf3 >/dev/null; then
 fi
 
 ns=ayfc$$
+node_ns=ayfn$$ # PODS: the node and its two pods
+pod_a=ayfa$$
+pod_b=ayfb$$
 host_if=ayfch$$ # interface names: at most 15 characters
 peer_if=ayfcp$$
 tmp=$(mktemp -d /tmp/ayaflow-compare.XXXXXX)
@@ -101,6 +110,9 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   sysctl -qw kernel.bpf_stats_enabled="$stats_prev" || true
+  ip netns del "$node_ns" 2>/dev/null || true
+  ip netns del "$pod_a" 2>/dev/null || true
+  ip netns del "$pod_b" 2>/dev/null || true
   teardown_test_run "$rc" "${started_pids[@]}"
   exit "$rc"
 }
@@ -336,6 +348,115 @@ run_iperf() { # SCENARIO REP WITH_AGENT
   fi
 }
 
+# --- node mode: two pods routed by a node namespace -----------------------------------
+# Pod A 10.216.1.2 on the node's vetha (10.216.1.1), pod B 10.216.2.2 on vethb (10.216.2.1),
+# as a routed CNI (Calico) lays them out; permanent neighbour entries, no ARP.
+setup_pods() {
+  local ns_ dev mac_a mac_b mac_na mac_nb
+  for ns_ in "$node_ns" "$pod_a" "$pod_b"; do
+    ip netns add "$ns_"
+    ip -n "$ns_" link set lo up
+  done
+  ip link add vetha netns "$node_ns" type veth peer name eth0 netns "$pod_a"
+  ip link add vethb netns "$node_ns" type veth peer name eth0 netns "$pod_b"
+  ip -n "$node_ns" addr add 10.216.1.1/24 dev vetha
+  ip -n "$node_ns" addr add 10.216.2.1/24 dev vethb
+  ip -n "$pod_a" addr add 10.216.1.2/24 dev eth0
+  ip -n "$pod_b" addr add 10.216.2.2/24 dev eth0
+  for dev in vetha vethb; do ip -n "$node_ns" link set "$dev" up; done
+  ip -n "$pod_a" link set eth0 up
+  ip -n "$pod_b" link set eth0 up
+  ip -n "$pod_a" route add default via 10.216.1.1
+  ip -n "$pod_b" route add default via 10.216.2.1
+  ip netns exec "$node_ns" sysctl -qw net.ipv4.ip_forward=1
+  mac() { ip -n "$1" -o link show "$2" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'; }
+  mac_a=$(mac "$pod_a" eth0)
+  mac_b=$(mac "$pod_b" eth0)
+  mac_na=$(mac "$node_ns" vetha)
+  mac_nb=$(mac "$node_ns" vethb)
+  ip -n "$pod_a" neigh replace 10.216.1.1 lladdr "$mac_na" dev eth0 nud permanent
+  ip -n "$pod_b" neigh replace 10.216.2.1 lladdr "$mac_nb" dev eth0 nud permanent
+  ip -n "$node_ns" neigh replace 10.216.1.2 lladdr "$mac_a" dev vetha nud permanent
+  ip -n "$node_ns" neigh replace 10.216.2.2 lladdr "$mac_b" dev vethb nud permanent
+}
+
+# pod_gen FLOWS OUT: the flood from pod A to pod B; sets sent and rate.
+pod_gen() {
+  ip netns exec "$pod_a" "$gen_bin" 10.216.1.2 "10.216.2.2:$FLOOD_PORT" "$T" "$1" "$PAYLOAD" >"$2"
+  sent=$(sed -n 's/.*packets=\([0-9]*\).*/\1/p' "$2")
+  rate=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' "$2")
+}
+
+run_pods_ceiling() { # REP
+  record pods_ceiling "$1" load "$(loadavg)"
+  pod_gen "$FLOWS" "$tmp/gen.out"
+  record pods_ceiling "$1" rate "$rate"
+  record pods_ceiling "$1" sent "$sent"
+}
+
+run_pods_tcpdump() { # REP: tcpdump on pod A's veth sees each packet once
+  local pid t0 t1
+  ip netns exec "$node_ns" tcpdump -i vetha -n -w /dev/null 2>"$tmp/tcpdump.err" &
+  pid=$!
+  started_pids+=("$pid")
+  for _ in $(seq 1 100); do
+    grep -q 'listening on' "$tmp/tcpdump.err" && break
+    sleep 0.1
+  done
+  sleep 0.5
+  t0=$(cpu_ns "$pid")
+  pod_gen "$FLOWS" "$tmp/gen.out"
+  sleep 1
+  t1=$(cpu_ns "$pid")
+  kill -INT "$pid"
+  wait "$pid" || true
+  record pods_tcpdump "$1" rate "$rate"
+  record pods_tcpdump "$1" sent "$sent"
+  record pods_tcpdump "$1" counted "$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$tmp/tcpdump.err")"
+  record pods_tcpdump "$1" cpu_mpkt "$(sec_per_mpkt $((t1 - t0)) "$sent")"
+}
+
+run_pods_agent() { # REP: the agent in the node namespace, as the DaemonSet runs it
+  local r=$1 papi="ip netns exec $node_ns curl -sf http://127.0.0.1:$port" pid p0 p1 t0 t1 id
+  rm -f "$tmp"/traffic.db*
+  ip netns exec "$node_ns" "$agent_bin" --interface auto --listen-address 127.0.0.1 \
+    --port "$port" --db-path "$tmp/traffic.db" --connection-timeout 600 \
+    --aggregation-window "$WINDOW" --quiet $AGENT_ARGS >"$tmp/agent.log" 2>&1 &
+  pid=$!
+  started_pids+=("$pid")
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || { echo "compare: the agent died" >&2; exit 1; }
+    $papi/api/health >/dev/null && break
+    sleep 0.1
+  done
+  sleep 1
+  p0=$($papi/api/stats | jq .total_packets)
+  t0=$(cpu_ns "$pid")
+  pod_gen "$FLOWS" "$tmp/gen.out"
+  sleep 2
+  t1=$(cpu_ns "$pid")
+  p1=$($papi/api/stats | jq .total_packets)
+  $papi/metrics >"$tmp/metrics.txt"
+  record pods_agent "$r" rate "$rate"
+  record pods_agent "$r" sent "$sent"
+  record pods_agent "$r" counted $((p1 - p0))
+  record pods_agent "$r" elsewhere "$(metric_sum ayaflow_interface_elsewhere_packets_total "$tmp/metrics.txt")"
+  record pods_agent "$r" lost "$(metric_sum ayaflow_events_lost_total "$tmp/metrics.txt")"
+  record pods_agent "$r" cpu_mpkt "$(sec_per_mpkt $((t1 - t0)) "$sent")"
+  record pods_agent "$r" rss_kb "$(kb "$pid" VmHWM)"
+  for id in $(cat /proc/"$pid"/fdinfo/* 2>/dev/null | awk '$1 == "prog_id:" {print $2}' | sort -un); do
+    bpftool prog show id "$id" -j | jq -r 'select(.name == "ayaflow_in" or .name == "ayaflow_eg")
+      | "\(.name) \(.run_time_ns // 0) \(.run_cnt // 0)"'
+  done | while read -r name pns pcnt; do
+    record pods_agent "$r" "runs_$name" "$pcnt"
+    record pods_agent "$r" "ns_$name" "$(awk -v a="$pns" -v b="$pcnt" 'BEGIN {printf "%.1f", b ? a / b : 0}')"
+  done
+  kill -TERM "$pid"
+  wait "$pid" || { echo "compare: the agent in the node namespace failed" >&2; exit 1; }
+}
+
+if [[ $PODS == 1 ]]; then setup_pods; fi
+
 started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "compare: N=$N T=${T}s FLOWS=$FLOWS PAYLOAD=$PAYLOAD WINDOW=$WINDOW MANY_FLOWS=$MANY_FLOWS IPERF=$IPERF; load average $load_start" >&2
@@ -356,6 +477,13 @@ for r in $(seq 1 "$N"); do
   if [[ $IPERF == 1 ]]; then
     run_iperf iperf_none "$r" 0
     run_iperf iperf_agent "$r" 1
+  fi
+  if [[ $PODS == 1 ]]; then
+    run_pods_ceiling "$r"
+    run_pods_tcpdump "$r"
+    sysctl -qw kernel.bpf_stats_enabled=1
+    run_pods_agent "$r"
+    sysctl -qw kernel.bpf_stats_enabled="$stats_prev"
   fi
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -450,6 +578,21 @@ out=$tmp/report.md
     echo "| packets counted (both directions) | — | $(cell iperf_agent counted %.0f) |"
     echo "| events lost | — | $(cell iperf_agent lost %.0f) |"
     echo "| agent CPU s per million packets | — | $(cell iperf_agent cpu_mpkt %.3f) |"
+  fi
+  if [[ $PODS == 1 ]]; then
+    echo
+    echo "Node mode: pod A to pod B through a node namespace that routes between their veths; the agent in the node namespace with \`--interface auto --aggregation-window $WINDOW\` (both veths attached; each packet passes both), with \`kernel.bpf_stats_enabled=1\`; tcpdump on pod A's veth:"
+    echo
+    echo "| | nothing attached | tcpdump -i vetha | ayaflow \`--interface auto\` |"
+    echo "|---|---|---|---|"
+    echo "| generator rate, packets/s | $(cell pods_ceiling rate %.0f) | $(cell pods_tcpdump rate %.0f) | $(cell pods_agent rate %.0f) |"
+    echo "| captured / counted ÷ sent (once per node: 1) | — | $(ratio pods_tcpdump counted pods_tcpdump sent | summ %.4f) | $(ratio pods_agent counted pods_agent sent | summ %.6f) |"
+    echo "| passed over at the second veth (ayaflow_interface_elsewhere_packets_total) ÷ sent | — | — | $(ratio pods_agent elsewhere pods_agent sent | summ %.6f) |"
+    echo "| events lost | — | — | $(cell pods_agent lost %.0f) |"
+    echo "| **CPU s per million packets** | — | $(cell pods_tcpdump cpu_mpkt %.3f) | $(cell pods_agent cpu_mpkt %.3f) |"
+    echo "| agent CPU per Mpkt ÷ tcpdump's | — | — | $(ratio pods_agent cpu_mpkt pods_tcpdump cpu_mpkt | summ %.2f) |"
+    echo "| BPF ns per run: ayaflow_in (counts) / ayaflow_eg (passes over) | — | — | $(cell pods_agent ns_ayaflow_in %.1f) / $(cell pods_agent ns_ayaflow_eg %.1f) |"
+    echo "| agent VmHWM | — | — | $(mb_cell pods_agent rss_kb) |"
   fi
   echo
   echo "Issue 7 goals (\`--aggregation-window $WINDOW\`):"
