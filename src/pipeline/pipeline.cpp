@@ -247,7 +247,8 @@ struct Pipeline::Impl {
     if (aggregator && checkpointing()) deadline = std::min(deadline, next_checkpoint);
     if (aggregator) {
       if (const auto end = aggregator->nextWindowEnd()) {
-        deadline = std::min(deadline, now + std::chrono::milliseconds(*end - realtime_ms));
+        deadline = std::min(
+            deadline, now + std::chrono::milliseconds(*end - realtime_ms) + options.window_grace);
       }
     }
     return deadline;
@@ -293,7 +294,7 @@ struct Pipeline::Impl {
         if (flush_now) {
           aggregator->takeAll(pending);
         } else {
-          aggregator->takeClosed(realtime_ms, pending);
+          aggregator->takeClosed(realtime_ms - options.window_grace.count(), pending);
         }
         open_flows.store(aggregator->openFlows(), std::memory_order_relaxed);
         emitPending();

@@ -30,6 +30,10 @@ struct PipelineOptions {
   /// provisional records (SQLite updates their rows in place), so a crash loses at most about
   /// this much instead of a whole window. 0: only when the window ends. Sensible: 1-10 s.
   std::chrono::milliseconds checkpoint_interval{2000};
+  /// Aggregated mode: a window is handed over this long after it ends, so packets still on
+  /// their way (the kernel flow tables are collected once a second, the ring buffer is
+  /// drained within a fraction of one) join its sums rather than make a second record.
+  std::chrono::milliseconds window_grace{1500};
   std::chrono::milliseconds log_interval{10000};  ///< at most one drop warning per interval
   /// flush()/stop(): how long the sinks may take to make room for what is handed over.
   std::chrono::milliseconds drain_timeout{10000};
@@ -66,10 +70,10 @@ std::vector<prometheus::MetricFamily> pipelineFamilies(const PipelineStats& stat
 /// flush(), syncForTest() and stop() from any thread; stats() and metrics() from any.
 ///
 /// Records: raw mode hands a batch over when batch_records are pending or every
-/// batch_interval; aggregated mode hands a window's records over once the window has ended
-/// (or all open sums early when more than max_open_flows are open: totals stay exact, a flow
-/// may then get a second record for the same window); every checkpoint_interval, the open
-/// windows' changed sums go over as provisional records (see FlowRecord). Times: a packet's
+/// batch_interval; aggregated mode hands a window's records over window_grace after the
+/// window has ended (or all open sums early when more than max_open_flows are open: totals stay
+/// exact, a flow may then get a second record for the same window); every checkpoint_interval, the
+/// open windows' changed sums go over as provisional records (see FlowRecord). Times: a packet's
 /// CLOCK_MONOTONIC timestamp_ns becomes Unix ms with the pipeline's CLOCK_REALTIME -
 /// CLOCK_MONOTONIC offset; a packet with timestamp_ns 0 is stamped when the pipeline takes it.
 ///
