@@ -5,6 +5,8 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +26,9 @@ class NetlinkSocket {
  public:
   NetlinkSocket() : fd_(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) {
     if (fd_ < 0) AYAFLOW_SYSTEM_ERROR(errno, "list network interfaces: netlink socket");
+    // The caller is the capture's event loop: a dump that never ends must not stall it.
+    const timeval timeout{2, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   }
   ~NetlinkSocket() { ::close(fd_); }
   NetlinkSocket(const NetlinkSocket&) = delete;
@@ -93,13 +98,21 @@ std::vector<Link> dumpLinks() {
     AYAFLOW_SYSTEM_ERROR(errno, "list network interfaces: netlink request");
   }
   std::vector<Link> links;
-  // A dump answer's messages are at most a page or two each; 32 KiB holds several.
-  std::vector<char> buf(32768);
+  // The kernel sizes a dump's datagrams by the reader's buffer, up to 32 KiB; twice that
+  // leaves room, and a datagram cut short anyway is an error, never a lost NLMSG_DONE.
+  std::vector<char> buf(65536);
   for (;;) {
-    const ssize_t n = ::recv(sock.fd(), buf.data(), buf.size(), 0);
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    const ssize_t n = ::recvmsg(sock.fd(), &msg, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       AYAFLOW_SYSTEM_ERROR(errno, "list network interfaces: netlink answer");
+    }
+    if ((msg.msg_flags & MSG_TRUNC) != 0) {
+      AYAFLOW_SYSTEM_ERROR(EMSGSIZE, "list network interfaces: netlink answer cut short");
     }
     int left = static_cast<int>(n);
     for (const auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
