@@ -165,9 +165,14 @@ metric_sum() { awk -v m="$1" 'index($0, m"{") == 1 || index($0, m" ") == 1 {s +=
 sec_per_mpkt() { awk -v t="$1" -v n="$2" 'BEGIN {printf "%.4f", n ? t / 1e9 / (n / 1e6) : 0}'; }
 ns_to_s() { awk -v t="$1" 'BEGIN {printf "%.3f", t / 1e9}'; }
 
-# gen FLOWS OUT: the flood, in the foreground; sets sent and rate.
+# gen FLOWS OUT [NETNS SRC DST]: the flood, in the foreground (from the host end to the
+# peer, or from SRC to DST inside NETNS); sets sent and rate.
 gen() {
-  "$gen_bin" "$host_ip" "$peer_ip:$FLOOD_PORT" "$T" "$1" "$PAYLOAD" >"$2"
+  if [[ -n ${3:-} ]]; then
+    ip netns exec "$3" "$gen_bin" "$4" "$5:$FLOOD_PORT" "$T" "$1" "$PAYLOAD" >"$2"
+  else
+    "$gen_bin" "$host_ip" "$peer_ip:$FLOOD_PORT" "$T" "$1" "$PAYLOAD" >"$2"
+  fi
   sent=$(sed -n 's/.*packets=\([0-9]*\).*/\1/p' "$2")
   rate=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' "$2")
 }
@@ -181,16 +186,26 @@ run_ceiling() { # SCENARIO REP FLOWS
   record "$1" "$2" load "$l0"
 }
 
-run_tcpdump() { # REP
-  local pid t0 t1 captured dropped
-  tcpdump -i "$host_if" -n -w /dev/null 2>"$tmp/tcpdump.err" &
-  pid=$!
-  started_pids+=("$pid")
+# start_tcpdump IFACE [NETNS]: tcpdump -w /dev/null on IFACE, listening; sets tcpdump_pid.
+start_tcpdump() {
+  if [[ -n ${2:-} ]]; then
+    ip netns exec "$2" tcpdump -i "$1" -n -w /dev/null 2>"$tmp/tcpdump.err" &
+  else
+    tcpdump -i "$1" -n -w /dev/null 2>"$tmp/tcpdump.err" &
+  fi
+  tcpdump_pid=$!
+  started_pids+=("$tcpdump_pid")
   for _ in $(seq 1 100); do
     grep -q 'listening on' "$tmp/tcpdump.err" && break
     sleep 0.1
   done
   sleep 0.5
+}
+
+run_tcpdump() { # REP
+  local pid t0 t1 captured dropped
+  start_tcpdump "$host_if"
+  pid=$tcpdump_pid
   t0=$(cpu_ns "$pid")
   record tcpdump "$1" load "$(loadavg)"
   gen "$FLOWS" "$tmp/gen.out"
@@ -381,11 +396,7 @@ setup_pods() {
 }
 
 # pod_gen FLOWS OUT: the flood from pod A to pod B; sets sent and rate.
-pod_gen() {
-  ip netns exec "$pod_a" "$gen_bin" 10.216.1.2 "10.216.2.2:$FLOOD_PORT" "$T" "$1" "$PAYLOAD" >"$2"
-  sent=$(sed -n 's/.*packets=\([0-9]*\).*/\1/p' "$2")
-  rate=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' "$2")
-}
+pod_gen() { gen "$1" "$2" "$pod_a" 10.216.1.2 10.216.2.2; }
 
 run_pods_ceiling() { # REP
   record pods_ceiling "$1" load "$(loadavg)"
@@ -396,14 +407,8 @@ run_pods_ceiling() { # REP
 
 run_pods_tcpdump() { # REP: tcpdump on pod A's veth sees each packet once
   local pid t0 t1
-  ip netns exec "$node_ns" tcpdump -i vetha -n -w /dev/null 2>"$tmp/tcpdump.err" &
-  pid=$!
-  started_pids+=("$pid")
-  for _ in $(seq 1 100); do
-    grep -q 'listening on' "$tmp/tcpdump.err" && break
-    sleep 0.1
-  done
-  sleep 0.5
+  start_tcpdump vetha "$node_ns"
+  pid=$tcpdump_pid
   t0=$(cpu_ns "$pid")
   pod_gen "$FLOWS" "$tmp/gen.out"
   sleep 1
