@@ -99,7 +99,8 @@ class History {
 /// Holds the pipeline thread in enrich() until released (the drop path's benchmark).
 class Parking final : public ayaflow::enrich::Enricher {
  public:
-  void enrich(const ayaflow::flow::FlowKey&, ayaflow::enrich::ConnectionNames&) const override {
+  void enrich(const ayaflow::flow::FlowKey&, std::int64_t,
+              ayaflow::enrich::ConnectionNames&) const override {
     parked = true;
     while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }

@@ -9,6 +9,8 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache clang llvm bpftool clang-format
   libbpf-dev libelf-dev zlib1g-dev linux-libc-dev libboost-dev libsqlite3-dev
   nlohmann-json3-dev prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
+  # pod names from the container runtime (CRI over gRPC)
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev iproute2
   # deep inspection: end-to-end tests and tests/inspect/data/record.sh
@@ -19,6 +21,8 @@ packages=(
   iperf3
   # tests/e2e/wire_truth_e2e_test: HTTP downloads from a real web server
   nginx
+  # tests/k8s: a real container runtime running pod sandboxes (tests/support/containerd_*)
+  containerd runc containernetworking-plugins busybox-static
   # libFuzzer runtime for scripts/fuzz.sh (clang -fsanitize=fuzzer)
   libclang-rt-14-dev
   # /metrics tests (promtool, a real Prometheus server) and bench/bench_http.sh

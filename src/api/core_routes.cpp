@@ -113,6 +113,8 @@ void addCoreRoutes(Router& router, const LiveSource& source,
       if (c.domain) entry["domain"] = *c.domain;
       if (c.local_hostname) entry["local_hostname"] = *c.local_hostname;
       if (c.remote_hostname) entry["remote_hostname"] = *c.remote_hostname;
+      addEndpointNames(entry, "local_", c.local_pod.get(), c.local_node.get());
+      addEndpointNames(entry, "remote_", c.remote_pod.get(), c.remote_node.get());
       connections.push_back(std::move(entry));
     }
     const auto totals = source.totals();

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/api/live_source.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -8,6 +10,15 @@
 #include "ayaflow/flow/flow_key.h"
 
 namespace ayaflow::api {
+namespace {
+
+std::int64_t clockNs(clockid_t clock) noexcept {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace
 
 LiveConnection toLiveConnection(const flow::ConnectionEntry& entry) {
   LiveConnection c;
@@ -39,14 +50,24 @@ double MapLiveSource::uptimeSeconds() const {
 
 std::vector<LiveConnection> MapLiveSource::topConnections(std::size_t n) const {
   std::vector<LiveConnection> out;
+  // Connections are named for when they were first seen (a pod IP may since have been
+  // reused): their monotonic timestamps in Unix ms.
+  const std::int64_t offset_ns = clockNs(CLOCK_REALTIME) - clockNs(CLOCK_MONOTONIC);
+  const auto unixMs = [offset_ns](std::uint64_t monotonic_ns) {
+    return (static_cast<std::int64_t>(monotonic_ns) + offset_ns) / 1000000;
+  };
   for (const flow::ConnectionEntry& e : map_.top(n)) {
     LiveConnection c = toLiveConnection(e);
     if (enricher_ != nullptr) {
       enrich::ConnectionNames names;
-      enricher_->enrich(e.key, names);
+      enricher_->enrich(e.key, unixMs(e.stats.first_seen_ns), names);
       c.domain = std::move(names.domain);
       c.local_hostname = std::move(names.local.hostname);
       c.remote_hostname = std::move(names.remote.hostname);
+      c.local_pod = std::move(names.local.pod);
+      c.remote_pod = std::move(names.remote.pod);
+      c.local_node = std::move(names.local.node);
+      c.remote_node = std::move(names.remote.node);
     }
     out.push_back(std::move(c));
   }

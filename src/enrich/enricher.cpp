@@ -3,8 +3,9 @@
 
 namespace ayaflow::enrich {
 
-void EnricherChain::enrich(const flow::FlowKey& key, ConnectionNames& names) const {
-  for (const Enricher* link : links_) link->enrich(key, names);
+void EnricherChain::enrich(const flow::FlowKey& key, std::int64_t seen_ms,
+                           ConnectionNames& names) const {
+  for (const Enricher* link : links_) link->enrich(key, seen_ms, names);
 }
 
 }  // namespace ayaflow::enrich

@@ -3,11 +3,13 @@
 
 namespace ayaflow::inspect {
 
-void DomainEnricher::enrich(const flow::FlowKey& key, enrich::ConnectionNames& names) const {
+void DomainEnricher::enrich(const flow::FlowKey& key, std::int64_t /*seen_ms*/,
+                            enrich::ConnectionNames& names) const {
   if (!names.domain) names.domain = domains_.lookup(key);
 }
 
-void ReverseDnsEnricher::enrich(const flow::FlowKey& key, enrich::ConnectionNames& names) const {
+void ReverseDnsEnricher::enrich(const flow::FlowKey& key, std::int64_t /*seen_ms*/,
+                                enrich::ConnectionNames& names) const {
   if (!names.local.hostname) names.local.hostname = resolver_.lookup(key.local);
   if (!names.remote.hostname) names.remote.hostname = resolver_.lookup(key.remote);
 }

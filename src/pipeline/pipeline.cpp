@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include "ayaflow/common/logging.h"
@@ -162,12 +163,19 @@ struct Pipeline::Impl {
     if (aggregator) open_flows.store(aggregator->openFlows(), std::memory_order_relaxed);
   }
 
+  /// Names a record. Records of one connection in one batch share one lookup and one
+  /// ConnectionNames (a raw batch holds many packets of each busy connection).
   void enrich(FlowRecord& r) noexcept {
     try {
-      enrich::ConnectionNames names;
-      enricher->enrich(r.connection(), names);
-      if (!names.empty())
-        r.names = std::make_shared<const enrich::ConnectionNames>(std::move(names));
+      const flow::FlowKey key = r.connection();
+      const auto [it, fresh] = batch_names.try_emplace(key);
+      if (fresh) {
+        enrich::ConnectionNames names;
+        enricher->enrich(key, r.first_ms, names);
+        if (!names.empty())
+          it->second = std::make_shared<const enrich::ConnectionNames>(std::move(names));
+      }
+      r.names = it->second;
     } catch (const std::exception& e) {
       enrichFailed(e.what());
     } catch (...) {
@@ -190,6 +198,7 @@ struct Pipeline::Impl {
     if (pending.empty()) return;
     if (enricher != nullptr) {
       for (FlowRecord& r : pending) enrich(r);
+      batch_names.clear();
     }
     records_emitted.fetch_add(pending.size(), std::memory_order_relaxed);
     publish(std::make_shared<const RecordBatch>(std::move(pending)));
@@ -217,6 +226,7 @@ struct Pipeline::Impl {
     }
     if (enricher != nullptr) {
       for (FlowRecord& r : batch) enrich(r);
+      batch_names.clear();
     }
     checkpoints.fetch_add(1, std::memory_order_relaxed);
     records_checkpointed.fetch_add(batch.size(), std::memory_order_relaxed);
@@ -406,6 +416,10 @@ struct Pipeline::Impl {
   SteadyClock::time_point next_tick;
   SteadyClock::time_point next_checkpoint;
   bool enrich_failure_logged = false;
+  // Pipeline thread: names of the connections of the batch being named (cleared after it).
+  std::unordered_map<flow::FlowKey, std::shared_ptr<const enrich::ConnectionNames>,
+                     flow::FlowKeyHash>
+      batch_names{0, flow::FlowKeyHash{flow::randomHashSeed()}};
   bool reported_once = false;
   SteadyClock::time_point last_report;
   std::uint64_t reported_full = 0;

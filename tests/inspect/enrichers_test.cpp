@@ -29,16 +29,16 @@ TEST(DomainEnricher, NamesTheConnectionSniFirst) {
   domains.learnSni(key("10.0.0.1", "93.184.216.34", 443), "www.example.com");
   const DomainEnricher enricher(domains);
   enrich::ConnectionNames names;
-  enricher.enrich(key("10.0.0.1", "93.184.216.34", 443), names);
+  enricher.enrich(key("10.0.0.1", "93.184.216.34", 443), 0, names);
   EXPECT_EQ(names.domain, "www.example.com");
   names = {};
-  enricher.enrich(key("10.0.0.1", "93.184.216.34", 80), names);
+  enricher.enrich(key("10.0.0.1", "93.184.216.34", 80), 0, names);
   EXPECT_EQ(names.domain, "example.com");
   names = {};
-  enricher.enrich(key("93.184.216.34", "10.0.0.1", 80), names);  // the other way round
+  enricher.enrich(key("93.184.216.34", "10.0.0.1", 80), 0, names);  // the other way round
   EXPECT_FALSE(names.domain);
   names.domain = "earlier.example";  // an earlier source wins
-  enricher.enrich(key("10.0.0.1", "93.184.216.34", 443), names);
+  enricher.enrich(key("10.0.0.1", "93.184.216.34", 443), 0, names);
   EXPECT_EQ(names.domain, "earlier.example");
 }
 
@@ -57,7 +57,7 @@ TEST(DomainEnricher, InterleavedConnectionsToOneServerEachGetTheirOwnName) {
     domains.learnSni(keys[i], snis[i]);
     for (int j = 0; j <= i; ++j) {
       enrich::ConnectionNames names;
-      enricher.enrich(keys[j], names);
+      enricher.enrich(keys[j], 0, names);
       EXPECT_EQ(names.domain, snis[j]) << i << " " << j;
     }
   }
@@ -70,13 +70,13 @@ TEST(DomainEnricher, TwoClientsGotDifferentNamesForOneAddress) {
   domains.learnDns(*flow::IpAddress::parse("10.0.0.2"), server, "two.example.test");
   const DomainEnricher enricher(domains);
   enrich::ConnectionNames names;
-  enricher.enrich(key("10.0.0.1", "10.0.0.7", 443), names);
+  enricher.enrich(key("10.0.0.1", "10.0.0.7", 443), 0, names);
   EXPECT_EQ(names.domain, "one.example.test");
   names = {};
-  enricher.enrich(key("10.0.0.2", "10.0.0.7", 443), names);
+  enricher.enrich(key("10.0.0.2", "10.0.0.7", 443), 0, names);
   EXPECT_EQ(names.domain, "two.example.test");
   names = {};
-  enricher.enrich(key("10.0.0.3", "10.0.0.7", 443), names);  // no own lookup: the latest
+  enricher.enrich(key("10.0.0.3", "10.0.0.7", 443), 0, names);  // no own lookup: the latest
   EXPECT_EQ(names.domain, "two.example.test");
 }
 
@@ -90,10 +90,10 @@ TEST(ReverseDnsEnricher, NamesBothEndsOnceResolved) {
   });
   const ReverseDnsEnricher enricher(resolver);
   enrich::ConnectionNames names;
-  enricher.enrich(key("10.0.0.1", "10.0.0.2", 443), names);  // queues both lookups
+  enricher.enrich(key("10.0.0.1", "10.0.0.2", 443), 0, names);  // queues both lookups
   resolver.waitIdleForTest();
   names = {};
-  enricher.enrich(key("10.0.0.1", "10.0.0.2", 443), names);
+  enricher.enrich(key("10.0.0.1", "10.0.0.2", 443), 0, names);
   EXPECT_EQ(names.local.hostname, "client.example");
   EXPECT_EQ(names.remote.hostname, "server.example");
   EXPECT_FALSE(names.domain);

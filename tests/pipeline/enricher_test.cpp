@@ -11,7 +11,7 @@ class Fixed final : public Enricher {
  public:
   Fixed(std::optional<std::string> domain, std::optional<std::string> remote)
       : domain_(std::move(domain)), remote_(std::move(remote)) {}
-  void enrich(const flow::FlowKey& key, ConnectionNames& names) const override {
+  void enrich(const flow::FlowKey& key, std::int64_t, ConnectionNames& names) const override {
     ++calls;
     last_key = key;
     if (!names.domain) names.domain = domain_;
@@ -35,7 +35,7 @@ TEST(EnricherChain, RunsEverySourceInOrderAndTheFirstNameWins) {
   flow::FlowKey key;
   key.remote_port = 443;
   ConnectionNames names;
-  chain.enrich(key, names);
+  chain.enrich(key, 0, names);
   EXPECT_EQ(names.domain, "first.example");
   EXPECT_EQ(names.remote.hostname, "host.example");
   EXPECT_FALSE(names.local.hostname);
@@ -48,7 +48,7 @@ TEST(EnricherChain, RunsEverySourceInOrderAndTheFirstNameWins) {
 TEST(EnricherChain, AnEmptyChainNamesNothing) {
   EnricherChain chain;
   ConnectionNames names;
-  chain.enrich(flow::FlowKey{}, names);
+  chain.enrich(flow::FlowKey{}, 0, names);
   EXPECT_TRUE(names.empty());
 }
 

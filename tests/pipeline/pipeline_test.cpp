@@ -242,7 +242,8 @@ TEST(Pipeline, ASinkThatLostACheckpointGetsEveryOpenFlowAtTheNext) {
 
 class NamesFromPort final : public enrich::Enricher {
  public:
-  void enrich(const flow::FlowKey& key, enrich::ConnectionNames& names) const override {
+  void enrich(const flow::FlowKey& key, std::int64_t,
+              enrich::ConnectionNames& names) const override {
     if (key.remote_port == 666) throw std::runtime_error("boom");
     if (key.remote_port == 443) {
       names.domain = "example.com";
@@ -281,7 +282,7 @@ TEST(Pipeline, RecordsAreNamedByTheirConnectionAndAFailingSourceCostsOnlyTheName
 /// Holds the pipeline thread inside enrich() until released.
 class Gate final : public enrich::Enricher {
  public:
-  void enrich(const flow::FlowKey&, enrich::ConnectionNames&) const override {
+  void enrich(const flow::FlowKey&, std::int64_t, enrich::ConnectionNames&) const override {
     std::unique_lock<std::mutex> lock(mu);
     entered = true;
     cv.notify_all();

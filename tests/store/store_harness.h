@@ -25,7 +25,8 @@ class FunctionEnricher final : public enrich::Enricher {
  public:
   using Fn = std::function<void(const flow::FlowKey&, enrich::ConnectionNames&)>;
   explicit FunctionEnricher(Fn fn) : fn_(std::move(fn)) {}
-  void enrich(const flow::FlowKey& key, enrich::ConnectionNames& names) const override {
+  void enrich(const flow::FlowKey& key, std::int64_t,
+              enrich::ConnectionNames& names) const override {
     fn_(key, names);
   }
 

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,7 +29,26 @@ struct LiveConnection {
   std::optional<std::string> domain;           ///< deep inspection: SNI or DNS name of the remote
   std::optional<std::string> local_hostname;   ///< --resolve-dns
   std::optional<std::string> remote_hostname;  ///< --resolve-dns
+  /// The node's container runtime (k8s/): the pod, or the node, of each end when known.
+  std::shared_ptr<const enrich::PodName> local_pod, remote_pod;
+  std::shared_ptr<const std::string> local_node, remote_node;
 };
+
+/// Adds the pod and node names of one end to a JSON object as `<prefix>namespace`,
+/// `<prefix>pod`, `<prefix>workload`, `<prefix>workload_kind` and `<prefix>node`, each only
+/// when known. Shared by /api/live and /api/history.
+template <typename Json>
+void addEndpointNames(Json& object, const char* prefix, const enrich::PodName* pod,
+                      const std::string* node) {
+  const std::string p(prefix);
+  if (pod != nullptr) {
+    object[p + "namespace"] = pod->ns;
+    object[p + "pod"] = pod->pod;
+    if (!pod->workload.empty()) object[p + "workload"] = pod->workload;
+    if (!pod->workload_kind.empty()) object[p + "workload_kind"] = pod->workload_kind;
+  }
+  if (node != nullptr) object[p + "node"] = *node;
+}
 
 /// Read-only view of the live state that the core routes serve; implemented by the app
 /// (and by fakes in tests). Methods are called concurrently from HTTP server threads and

@@ -13,7 +13,8 @@ namespace ayaflow::inspect {
 class DomainEnricher final : public enrich::Enricher {
  public:
   explicit DomainEnricher(const DomainMap& domains) : domains_(domains) {}
-  void enrich(const flow::FlowKey& key, enrich::ConnectionNames& names) const override;
+  void enrich(const flow::FlowKey& key, std::int64_t seen_ms,
+              enrich::ConnectionNames& names) const override;
 
  private:
   const DomainMap& domains_;
@@ -25,7 +26,8 @@ class DomainEnricher final : public enrich::Enricher {
 class ReverseDnsEnricher final : public enrich::Enricher {
  public:
   explicit ReverseDnsEnricher(ReverseResolver& resolver) : resolver_(resolver) {}
-  void enrich(const flow::FlowKey& key, enrich::ConnectionNames& names) const override;
+  void enrich(const flow::FlowKey& key, std::int64_t seen_ms,
+              enrich::ConnectionNames& names) const override;
 
  private:
   ReverseResolver& resolver_;
