@@ -378,10 +378,13 @@ std::shared_ptr<const prometheus::Collectable> PodWatcher::metrics() const {
       std::lock_guard<std::mutex> lock(s->mutex);
       st = s->stats;
     }
+    // Only once there is a runtime to reach (configured, or found by "auto"): a host
+    // without one is not a runtime that is down.
+    if (st.endpoint.empty()) return f.take();
     f.gauge("ayaflow_cri_up",
             "1 when the latest read of the node's container runtime (CRI) succeeded; 0 while it "
-            "cannot be reached or none is found (connections are then counted without new pod "
-            "names)",
+            "cannot be reached (connections are then counted without new pod names). Absent "
+            "while --cri-socket auto finds no runtime",
             st.up ? 1.0 : 0.0);
     f.counter("ayaflow_cri_errors_total",
               "Failed calls to the node's container runtime (CRI) while reading pods", st.errors);
