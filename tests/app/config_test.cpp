@@ -591,6 +591,31 @@ TEST_F(ConfigTest, BooleanFlags) {
   EXPECT_FALSE(parse({"--resolve-dns=false"}).config.resolve_dns);
 }
 
+TEST_F(ConfigTest, ContainerRuntimeSocketAndNodeName) {
+  const Config d = parse({}).config;
+  EXPECT_EQ(d.pods.cri_socket, "auto");
+  EXPECT_EQ(d.pods.node_name, "");  // the app takes the host name
+  EXPECT_EQ(parse({"--cri-socket", "NONE"}).config.pods.cri_socket, "none");
+  EXPECT_EQ(parse({"--cri-socket", "/run/k3s/containerd/containerd.sock"}).config.pods.cri_socket,
+            "/run/k3s/containerd/containerd.sock");
+  EXPECT_EQ(parse({"--cri-socket", "unix:///run/crio/crio.sock"}).config.pods.cri_socket,
+            "unix:///run/crio/crio.sock");
+  EXPECT_EQ(parseError({"--cri-socket", "containerd.sock"}),
+            "--cri-socket: 'containerd.sock' is not auto, none, an absolute socket path or "
+            "unix:///path");
+  EXPECT_EQ(parseError({"--cri-socket", "unix://run/x.sock"}),
+            "--cri-socket: 'unix://run/x.sock' is not auto, none, an absolute socket path or "
+            "unix:///path");
+  env_ = {{"AYAFLOW_NODE_NAME", "ip-10-0-1-17.eu-west-1.compute.internal"}};
+  EXPECT_EQ(parse({}).config.pods.node_name, "ip-10-0-1-17.eu-west-1.compute.internal");
+  EXPECT_EQ(parse({"--node-name", "node-b"}).config.pods.node_name, "node-b");
+  EXPECT_EQ(parseError({"--node-name", "Node_A"}),
+            "--node-name: 'Node_A' is not a node name (1-253 characters: lower-case letters, "
+            "digits, '-', '.')");
+  env_.clear();
+  EXPECT_EQ(yamlError("node_name: [a]\n"), "config.yaml: 'node_name' must be a string");
+}
+
 // ---------------------------------------------------------------------------------------------
 // YAML errors
 
