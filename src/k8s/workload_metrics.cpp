@@ -93,18 +93,36 @@ struct WorkloadMetrics::State {
   }
 
   /// Sums one pod end of a record. Writer only (write_mutex held).
-  void add(const enrich::PodName& pod, const enrich::PodName* peer, flow::Direction direction,
+  void add(const std::shared_ptr<const enrich::PodName>& pod,
+           const std::shared_ptr<const enrich::PodName>& peer, flow::Direction direction,
            std::uint64_t packets, std::uint64_t bytes) noexcept {
+    // Most records come from a few (pod, peer) pairs: a cache by the PodName objects'
+    // addresses skips hashing and comparing five strings. Its entries own the PodNames, so an
+    // address in the cache is never reused by another pod.
+    CacheEntry& e = cache[cacheSlot(pod.get(), peer.get(), direction)];
+    if (e.series == nullptr || e.pod != pod || e.peer != peer || e.direction != direction) {
+      Series* series = find(*pod, peer.get(), direction);
+      e.pod = pod;  // copies of shared pointers: no allocation
+      e.peer = peer;
+      e.direction = direction;
+      e.series = series;
+    }
+    e.series->add(packets, bytes);
+    if (e.series == &other[0] || e.series == &other[1]) {
+      overflow.store(overflow.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+  }
+
+  /// The series of a label set: the existing one, a new one below the limit, else _other.
+  Series* find(const enrich::PodName& pod, const enrich::PodName* peer,
+               flow::Direction direction) noexcept {
     const Key key{pod.ns,
                   pod.workload,
                   pod.workload_kind,
                   peer != nullptr ? std::string_view(peer->ns) : std::string_view(),
                   peer != nullptr ? std::string_view(peer->workload) : std::string_view(),
                   direction};
-    if (const auto it = index.find(key); it != index.end()) {
-      it->second->add(packets, bytes);
-      return;
-    }
+    if (const auto it = index.find(key); it != index.end()) return it->second;
     const std::size_t n = count.load(std::memory_order_relaxed);
     if (n < limit) {
       try {
@@ -113,19 +131,23 @@ struct WorkloadMetrics::State {
             std::string(key.peer_ns), std::string(key.peer_workload));
         Series* s = series.get();
         index.emplace(s->key(), s);  // may throw: then nothing is published
-        s->add(packets, bytes);
         slots[n] = std::move(series);
         count.store(n + 1, std::memory_order_release);  // publishes slots[n] to scrapes
-        return;
+        return s;
       } catch (const std::bad_alloc&) {
-        // Out of memory: the record still counts, in the overflow series.
+        // Out of memory: the label set's records still count, in the overflow series.
       }
     }
-    Series& o = other[direction == flow::Direction::kEgress ? 0 : 1];
-    o.add(packets, bytes);
-    other_used[direction == flow::Direction::kEgress ? 0 : 1].store(true,
-                                                                    std::memory_order_release);
-    overflow.store(overflow.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    const int d = direction == flow::Direction::kEgress ? 0 : 1;
+    other_used[d].store(true, std::memory_order_release);
+    return &other[d];
+  }
+
+  static std::size_t cacheSlot(const void* pod, const void* peer, flow::Direction d) noexcept {
+    std::uint64_t h = reinterpret_cast<std::uintptr_t>(pod) * 0x9e3779b97f4a7c15ULL;
+    h ^= reinterpret_cast<std::uintptr_t>(peer) * 0xc2b2ae3d27d4eb4fULL;
+    h ^= static_cast<std::uint64_t>(d) << 40;
+    return static_cast<std::size_t>(h >> 40) & (kCacheSize - 1);
   }
 
   WorkloadSnapshot snapshot() const {
@@ -141,8 +163,19 @@ struct WorkloadMetrics::State {
     return out;
   }
 
+  /// A direct-mapped cache (PodName, peer PodName, direction) -> series.
+  struct CacheEntry {
+    std::shared_ptr<const enrich::PodName> pod, peer;
+    flow::Direction direction = flow::Direction::kEgress;
+    Series* series = nullptr;
+  };
+  // 48 KiB; its entries may keep up to 2048 PodNames of pods already gone alive.
+  static constexpr std::size_t kCacheSize = 1024;
+
   const std::size_t limit;
   std::mutex write_mutex;  // serialises consume() calls
+  // Writer only (write_mutex).
+  std::vector<CacheEntry> cache = std::vector<CacheEntry>(kCacheSize);
   // Writer only (write_mutex).
   std::unordered_map<Key, Series*, KeyHash> index;
   // Allocated once to `limit` entries, never resized: slots [0, count) are published with
@@ -207,10 +240,11 @@ bool WorkloadMetrics::consume(pipeline::BatchPtr batch, Deadline /*room_until*/)
     if (r.state != pipeline::RecordState::kFinal || !r.names) continue;
     const enrich::EndpointNames* src = r.srcNames();
     const enrich::EndpointNames* dst = r.dstNames();
-    const enrich::PodName* src_pod = src != nullptr ? src->pod.get() : nullptr;
-    const enrich::PodName* dst_pod = dst != nullptr ? dst->pod.get() : nullptr;
-    if (src_pod != nullptr) s.add(*src_pod, dst_pod, flow::Direction::kEgress, r.packets, r.bytes);
-    if (dst_pod != nullptr) s.add(*dst_pod, src_pod, flow::Direction::kIngress, r.packets, r.bytes);
+    static const std::shared_ptr<const enrich::PodName> kNone;
+    const auto& src_pod = src != nullptr ? src->pod : kNone;
+    const auto& dst_pod = dst != nullptr ? dst->pod : kNone;
+    if (src_pod) s.add(src_pod, dst_pod, flow::Direction::kEgress, r.packets, r.bytes);
+    if (dst_pod) s.add(dst_pod, src_pod, flow::Direction::kIngress, r.packets, r.bytes);
   }
   return true;
 }

@@ -118,6 +118,26 @@ TEST(WorkloadMetrics, AttributesEachPodEndAndNamesPodPeersOnly) {
   EXPECT_EQ(s.series[0].direction, Direction::kEgress);
 }
 
+TEST(WorkloadMetrics, AnotherPodNameForTheSameEndsCountsForItsOwnWorkload) {
+  // The sink remembers (pod, peer) -> series by the PodName objects: a pod replaced (its IP
+  // reused by a pod of another workload) gets a new PodName and its own series, also when
+  // the old PodName is gone everywhere but in the sink.
+  WorkloadMetrics m;
+  Pod old_pod = pod("shop", "web-7c9f8b6d54-x7k2p", "web", "Deployment");
+  ASSERT_TRUE(m.consume(batch({record(old_pod, kDb, 1, 100)}), std::nullopt));
+  old_pod.reset();
+  const Pod new_pod = pod("shop", "cart-6d9f7c5b8-q2w9z", "cart", "Deployment");
+  ASSERT_TRUE(m.consume(batch({record(new_pod, kDb, 2, 200)}), std::nullopt));
+  ASSERT_TRUE(m.consume(batch({record(new_pod, kDb, 4, 400)}), std::nullopt));
+  const std::map<Labels, Sums> want{
+      {{"shop", "web", "Deployment", Direction::kEgress, "shop", "db"}, {1, 100}},
+      {{"shop", "db", "StatefulSet", Direction::kIngress, "shop", "web"}, {1, 100}},
+      {{"shop", "cart", "Deployment", Direction::kEgress, "shop", "db"}, {6, 600}},
+      {{"shop", "db", "StatefulSet", Direction::kIngress, "shop", "cart"}, {6, 600}},
+  };
+  EXPECT_EQ(bySeries(m.snapshot()), want);
+}
+
 TEST(WorkloadMetrics, IgnoresCheckpoints) {
   WorkloadMetrics m;
   // A window's checkpoints (cumulative sums so far), then its final record.

@@ -61,12 +61,14 @@ std::vector<prometheus::MetricFamily> workloadFamilies(const WorkloadSnapshot& s
 /// direction kept), and ayaflow_workload_series_overflow_total counts it (once per pod end so
 /// summed). Series are never removed (counters), so the sums over all series always equal
 /// the sums over the records, and memory stays bounded by the limit: about 8 bytes per
-/// allowed series up front and a few hundred bytes per series in use.
+/// allowed series up front, a few hundred bytes per series in use, and a fixed cache of
+/// (pod, peer) -> series (48 KiB, which may keep the names of up to 2048 departed pods).
 ///
 /// Provisional records (checkpoints of aggregation windows still open) are ignored: the final
 /// record of a window carries its exact sums. consume() sums synchronously (no thread, no
-/// queue): a hash lookup per pod end, no allocation for a label set already seen; it never
-/// blocks on I/O and never drops.
+/// queue): per pod end a lookup by the PodName objects' addresses, or on a miss a hash of the
+/// label strings; no allocation for a label set already seen. It never blocks on I/O and
+/// never drops.
 ///
 /// Threads: consume() on the pipeline thread (consume() calls are serialised by the sink);
 /// snapshot() and metrics() from any thread, concurrently with consume() and without
