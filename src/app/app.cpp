@@ -8,8 +8,11 @@
 #include <chrono>
 #include <csignal>
 #include <memory>
+#include <string>
 // Boost 1.74 Asio uses std::exchange without including <utility> (C++20).
 #include <utility>
+
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -33,6 +36,8 @@
 #include "ayaflow/inspect/deep_inspection.h"
 #include "ayaflow/inspect/enrichers.h"
 #include "ayaflow/inspect/reverse_resolver.h"
+#include "ayaflow/k8s/name_table.h"
+#include "ayaflow/k8s/pod_watcher.h"
 #include "ayaflow/pipeline/pipeline.h"
 #include "ayaflow/store/history_reader.h"
 #include "ayaflow/store/sqlite_sink.h"
@@ -79,6 +84,11 @@ Config derived(Config c) {
     c.pipeline.max_open_flows = std::max(c.pipeline.max_open_flows, tables);
     c.store.queue_rows = std::max(c.store.queue_rows, c.pipeline.max_open_flows + tables);
   }
+  // Host-network ends are named by the node: the host name unless --node-name says.
+  if (c.pods.node_name.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0) c.pods.node_name = host;
+  }
   return c;
 }
 
@@ -98,6 +108,7 @@ struct App::Impl {
     pipeline->stop();
     history->closeIdle();  // the writer's connection closes last: the WAL is checkpointed
     sqlite->stop();
+    if (pods) pods->stop();
     // A reverse lookup blocked in the system resolver (an unanswering DNS server: 5 s x 2
     // attempts by default, or more) must not hold up the exit; nothing waits for its answer.
     if (resolver && !resolver->stopWithin(std::chrono::milliseconds(500))) {
@@ -126,6 +137,8 @@ struct App::Impl {
   std::unique_ptr<inspect::ReverseResolver> resolver;
   std::unique_ptr<inspect::DomainEnricher> domain_names;
   std::unique_ptr<inspect::ReverseDnsEnricher> host_names;
+  k8s::NameTable pod_names;
+  std::unique_ptr<k8s::PodWatcher> pods;
   enrich::EnricherChain names;
   std::unique_ptr<store::SqliteSink> sqlite;
   std::unique_ptr<store::HistoryReader> history;
@@ -160,6 +173,11 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
     s.host_names = std::make_unique<inspect::ReverseDnsEnricher>(*s.resolver);
     s.names.add(*s.host_names);
   }
+  // Pods and the node, from the node's container runtime.
+  if (c.pods.cri_socket != "none") {
+    s.pods = std::make_unique<k8s::PodWatcher>(c.pods, s.pod_names);
+    s.names.add(s.pod_names);
+  }
   const enrich::Enricher* names = s.names.empty() ? nullptr : &s.names;
 
   // Storage first: a bad database stops start-up before anything is attached.
@@ -188,6 +206,7 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   s.metrics.add(s.capture->metrics());
   s.metrics.add(s.inspection.metrics());
   if (s.resolver) s.metrics.add(s.resolver->metrics());
+  if (s.pods) s.metrics.add(s.pods->metrics());
   s.metrics.add(s.pipeline->metrics());
   s.metrics.add(s.sqlite->metrics());
   s.metrics.add(s.http->metrics());
@@ -208,6 +227,7 @@ int App::run() {
     logger("app")->info("received {}", signo == SIGTERM ? "SIGTERM" : "SIGINT");
     s.shutdown();
   });
+  if (s.pods) s.pods->start();
   s.capture->start();
   s.stream_ticker.start();
   // Start-up is over: the loader, BTF/ELF and configuration parsing are not needed again.

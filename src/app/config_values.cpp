@@ -140,6 +140,29 @@ std::string parseDbPath(const std::string& label, std::string_view text) {
   return std::string(text);
 }
 
+std::string parseCriSocket(const std::string& label, std::string_view text) {
+  const std::string word = lower(text);
+  if (word == "auto" || word == "none") return word;
+  std::string_view path = text;
+  if (path.substr(0, 7) == "unix://") path.remove_prefix(7);
+  if (path.empty() || path.front() != '/' || path.find('\0') != std::string_view::npos) {
+    fail(label, show(text) + " is not auto, none, an absolute socket path or unix:///path");
+  }
+  return std::string(text);
+}
+
+std::string parseNodeName(const std::string& label, std::string_view text) {
+  const bool valid =
+      !text.empty() && text.size() <= 253 && std::all_of(text.begin(), text.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+      });
+  if (!valid) {
+    fail(label, show(text) +
+                    " is not a node name (1-253 characters: lower-case letters, digits, '-', '.')");
+  }
+  return std::string(text);
+}
+
 bpf::HookMode parseAttachMode(const std::string& label, std::string_view text) {
   const std::string word = lower(text);
   if (word == "auto") return bpf::HookMode::kAuto;

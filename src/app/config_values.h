@@ -58,6 +58,10 @@ std::uint32_t parseRingBufferSize(const std::string& label, std::string_view tex
 std::string formatSize(std::uint64_t bytes);
 std::string parseListenAddress(const std::string& label, std::string_view text);
 std::string parseDbPath(const std::string& label, std::string_view text);
+/// "auto", "none", an absolute socket path or "unix:///abs/path".
+std::string parseCriSocket(const std::string& label, std::string_view text);
+/// A Kubernetes node name: 1-253 characters of a-z, 0-9, '-' and '.' (DNS subdomain).
+std::string parseNodeName(const std::string& label, std::string_view text);
 bpf::HookMode parseAttachMode(const std::string& label, std::string_view text);
 /// The kernel's dev_valid_name(): 1..IFNAMSIZ-1 chars, not "." or "..", no '/', ':' or space.
 bool validInterfaceName(std::string_view name);

@@ -139,6 +139,17 @@ const Setting kSettings[] = {
    nullptr, "Reverse-resolve addresses",
    [](const Raw& r, Config& c) { c.resolve_dns = parseBool(r.label, r.single()); },
    [](const Config& c) { return yesNo(c.resolve_dns); }},
+  {"--cri-socket", "--cri-socket", "AYAFLOW_CRI_SOCKET", "cri_socket", ValueType::kString, "PATH",
+   "Container runtime (CRI) socket that names pods: auto (containerd's or CRI-O's default "
+   "socket), a path, or none",
+   [](const Raw& r, Config& c) { c.pods.cri_socket = parseCriSocket(r.label, r.single()); },
+   [](const Config& c) { return c.pods.cri_socket; }},
+  {"--node-name", "--node-name", "AYAFLOW_NODE_NAME", "node_name", ValueType::kString, "NAME",
+   "This node's name for its own addresses",
+   [](const Raw& r, Config& c) { c.pods.node_name = parseNodeName(r.label, r.single()); },
+   [](const Config& c) {
+     return c.pods.node_name.empty() ? std::string("the host name") : c.pods.node_name;
+   }},
   {"--ring-buffer-size", "--ring-buffer-size", "AYAFLOW_RING_BUFFER_SIZE", "ring_buffer_size",
    ValueType::kSize, "BYTES", "Ring buffer size: a power of two from 4K to 1G, K/M/G suffix allowed",
    [](const Raw& r, Config& c) {

@@ -39,8 +39,17 @@ for (const file of process.argv.slice(2)) {
     const hostPaths = (pod.volumes || []).filter((v) => v.hostPath).map((v) => v.hostPath.path);
     expect(file, hostPaths.includes("/sys/fs/bpf"), "/sys/fs/bpf hostPath");
     const mounts = Object.fromEntries((c.volumeMounts || []).map((m) => [m.name, m.mountPath]));
-    const dataVol = (pod.volumes || []).find((v) => v.hostPath && v.hostPath.path !== "/sys/fs/bpf");
+    const dataVol = (pod.volumes || []).find((v) => v.hostPath && v.hostPath.path === "/var/lib/ayaflow");
     expect(file, dataVol && mounts[dataVol.name], "a hostPath volume for the database, mounted");
+    // Pod names: the runtime sockets' directories, read only, at the paths --cri-socket auto
+    // looks at; the node's name from the downward API.
+    for (const dir of ["/run/containerd", "/run/crio"]) {
+      const vol = (pod.volumes || []).find((v) => v.hostPath && v.hostPath.path === dir);
+      const mount = vol && (c.volumeMounts || []).find((m) => m.name === vol.name);
+      expect(file, mount && mount.mountPath === dir && mount.readOnly === true, `${dir} mounted read-only at ${dir}`);
+    }
+    const nodeName = (c.env || []).find((e) => e.name === "AYAFLOW_NODE_NAME");
+    expect(file, nodeName?.valueFrom?.fieldRef?.fieldPath === "spec.nodeName", "AYAFLOW_NODE_NAME from spec.nodeName");
     const env = c.envFrom ? "envFrom" : null;
     const args = (c.args || []).join(" ");
     expect(file, env || args.includes("--config"), "interface chosen through configuration (env ConfigMap or --config)");

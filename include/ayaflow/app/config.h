@@ -9,6 +9,7 @@
 #include "ayaflow/capture/capture_options.h"
 #include "ayaflow/inspect/deep_inspection.h"
 #include "ayaflow/inspect/reverse_resolver.h"
+#include "ayaflow/k8s/pod_watcher.h"
 #include "ayaflow/pipeline/pipeline.h"
 #include "ayaflow/store/store_options.h"
 
@@ -32,6 +33,8 @@ struct Config {
   inspect::DeepInspection::Options inspection;  ///< deep inspection's name tables and streams
   bool resolve_dns = false;  ///< reverse DNS for addresses (inspect::ReverseResolver)
   inspect::ReverseResolver::Options resolver;  ///< its cache and queue, when resolve_dns
+  /// Pod and node names from the container runtime (node_name "": the host name).
+  k8s::PodWatcherOptions pods;
   LogOptions log;
   std::optional<std::string> config_path;  ///< the YAML file that was read, if any
 };
