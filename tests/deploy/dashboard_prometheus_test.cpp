@@ -4,7 +4,8 @@
 // on the dashboard, and every dashboard query, evaluated by Prometheus through its query API
 // after it scraped the agent's real HttpServer with the shipped prometheus.yml and
 // alerts.yml, returns data. No root needed: the metrics come from every component's
-// families over counters that grow at every scrape, served by the route the agent uses.
+// families over counters that grow at every scrape, served by the route the agent uses, and
+// from the workload sink (k8s/) fed named flow records at every scrape.
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -27,6 +28,7 @@
 #include "ayaflow/api/metrics.h"
 #include "ayaflow/api/router.h"
 #include "ayaflow/api/stream_hub.h"
+#include "ayaflow/k8s/workload_metrics.h"
 #include "prometheus_runner.h"
 
 namespace ayaflow::deploy {
@@ -130,9 +132,53 @@ void grow(test::AgentStats& a, std::uint64_t step, const api::HttpServer* server
   a.stream.frames_sent = 2 * step;
 }
 
+/// The ayaflow_workload_* families (registered when the agent names pods): a sink with a
+/// limit of 6 label sets fed at every call with pod-to-pod traffic both ways, traffic to and
+/// from outside and a seventh label set, so every series grows, _other and the overflow too.
+class WorkloadTraffic {
+ public:
+  explicit WorkloadTraffic(common::MetricsRegistry& registry) { registry.add(sink_.metrics()); }
+
+  void feed() {
+    pipeline::RecordBatch b;
+    b.push_back(record(web_, db_, 20, 30000));
+    b.push_back(record(db_, web_, 15, 1200));
+    b.push_back(record(web_, nullptr, 5, 4000));
+    b.push_back(record(nullptr, dns_, 3, 240));
+    b.push_back(record(job_, nullptr, 2, 500));  // the fifth label set: _other
+    sink_.consume(std::make_shared<const pipeline::RecordBatch>(std::move(b)), std::nullopt);
+  }
+
+ private:
+  using Pod = std::shared_ptr<const enrich::PodName>;
+  static Pod pod(const char* ns, const char* name, const char* workload, const char* kind) {
+    return std::make_shared<const enrich::PodName>(enrich::PodName{ns, name, workload, kind});
+  }
+  static pipeline::FlowRecord record(const Pod& src, const Pod& dst, std::uint64_t packets,
+                                     std::uint64_t bytes) {
+    pipeline::FlowRecord r;
+    r.direction = flow::Direction::kEgress;  // names->local is the source
+    r.packets = packets;
+    r.bytes = bytes;
+    auto names = std::make_shared<enrich::ConnectionNames>();
+    names->local.pod = src;
+    names->remote.pod = dst;
+    r.names = std::move(names);
+    return r;
+  }
+
+  k8s::WorkloadMetrics sink_{6};
+  const Pod web_ = pod("shop", "web-7c9f8b6d54-x7k2p", "web", "Deployment");
+  const Pod db_ = pod("shop", "db-0", "db", "StatefulSet");
+  const Pod dns_ = pod("kube-system", "coredns-5d78c9869d-8xkpm", "coredns", "Deployment");
+  const Pod job_ = pod("ops", "backup-28391040-xk2lp", "backup", "CronJob");
+};
+
 TEST(DashboardFamilies, EveryFamilyOfRealMetricsOutputIsQueriedByTheDashboard) {
   test::AgentMetrics agent;
+  WorkloadTraffic workloads(agent.registry);
   grow(agent.stats, 1, nullptr);
+  workloads.feed();
   const std::string text = api::renderMetrics(agent.registry);
   const std::set<std::string> used = dashboardIdentifiers();
   std::istringstream lines(text);
@@ -163,7 +209,10 @@ class RealPrometheus : public ::testing::Test {
       if (inCi()) FAIL() << "prometheus missing; CI=true forbids skipping";
       GTEST_SKIP() << "Debian package `prometheus` not installed";
     }
-    agent_.on_scrape = [this](test::AgentStats& a) { grow(a, ++scrapes_, server_.get()); };
+    agent_.on_scrape = [this](test::AgentStats& a) {
+      grow(a, ++scrapes_, server_.get());
+      workloads_.feed();
+    };
     api::addMetricsRoute(router_, agent_.registry);
     api::HttpServerOptions opts;
     opts.address = kHost;
@@ -174,6 +223,7 @@ class RealPrometheus : public ::testing::Test {
 
   std::atomic<std::uint64_t> scrapes_{0};
   test::AgentMetrics agent_;
+  WorkloadTraffic workloads_{agent_.registry};
   api::Router router_;
   std::unique_ptr<api::HttpServer> server_;
 };
@@ -204,6 +254,10 @@ TEST_F(RealPrometheus, EveryDashboardQueryReturnsDataAndTheAlertRulesEvaluate) {
             "2");
   EXPECT_EQ(prometheus.value("count(count by (interface) (ayaflow_interface_packets_total))"), "2");
   EXPECT_EQ(prometheus.value("count(count by (direction) (ayaflow_events_lost_total))"), "2");
+  // The workload sink: its 6 label sets, two of them with web as the peer.
+  EXPECT_EQ(prometheus.value("count(ayaflow_workload_bytes_total{namespace!=\"_other\"})"), "6");
+  EXPECT_EQ(prometheus.value("ayaflow_workload_series_limit"), "6");
+  EXPECT_EQ(prometheus.value("count(ayaflow_workload_bytes_total{peer_workload=\"web\"})"), "2");
 
   // alerts.yml loaded and every rule evaluated without error.
   for (const std::string& p :
