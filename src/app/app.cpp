@@ -38,6 +38,7 @@
 #include "ayaflow/inspect/reverse_resolver.h"
 #include "ayaflow/k8s/name_table.h"
 #include "ayaflow/k8s/pod_watcher.h"
+#include "ayaflow/k8s/workload_metrics.h"
 #include "ayaflow/pipeline/pipeline.h"
 #include "ayaflow/store/history_reader.h"
 #include "ayaflow/store/sqlite_sink.h"
@@ -139,6 +140,7 @@ struct App::Impl {
   std::unique_ptr<inspect::ReverseDnsEnricher> host_names;
   k8s::NameTable pod_names;
   std::unique_ptr<k8s::PodWatcher> pods;
+  std::unique_ptr<k8s::WorkloadMetrics> workloads;  // a sink the pipeline borrows
   enrich::EnricherChain names;
   std::unique_ptr<store::SqliteSink> sqlite;
   std::unique_ptr<store::HistoryReader> history;
@@ -177,14 +179,16 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   if (c.pods.cri_socket != "none") {
     s.pods = std::make_unique<k8s::PodWatcher>(c.pods, s.pod_names);
     s.names.add(s.pod_names);
+    s.workloads = std::make_unique<k8s::WorkloadMetrics>(c.workload_series_limit);
   }
   const enrich::Enricher* names = s.names.empty() ? nullptr : &s.names;
 
   // Storage first: a bad database stops start-up before anything is attached.
   s.sqlite = std::make_unique<store::SqliteSink>(c.store);
   s.history = std::make_unique<store::HistoryReader>(*s.sqlite);
-  s.pipeline = std::make_unique<pipeline::Pipeline>(
-      c.pipeline, names, std::vector<pipeline::RecordSink*>{s.sqlite.get()});
+  std::vector<pipeline::RecordSink*> sinks{s.sqlite.get()};
+  if (s.workloads) sinks.push_back(s.workloads.get());
+  s.pipeline = std::make_unique<pipeline::Pipeline>(c.pipeline, names, std::move(sinks));
   s.capture = std::make_unique<capture::Capture>(s.io, c.capture, *s.pipeline,
                                                  c.capture.deep_inspect ? &s.inspection : nullptr);
   s.live = std::make_unique<api::MapLiveSource>(
@@ -207,6 +211,7 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   s.metrics.add(s.inspection.metrics());
   if (s.resolver) s.metrics.add(s.resolver->metrics());
   if (s.pods) s.metrics.add(s.pods->metrics());
+  if (s.workloads) s.metrics.add(s.workloads->metrics());
   s.metrics.add(s.pipeline->metrics());
   s.metrics.add(s.sqlite->metrics());
   s.metrics.add(s.http->metrics());

@@ -150,6 +150,15 @@ const Setting kSettings[] = {
    [](const Config& c) {
      return c.pods.node_name.empty() ? std::string("the host name") : c.pods.node_name;
    }},
+  {"--workload-series-limit", "--workload-series-limit", "AYAFLOW_WORKLOAD_SERIES_LIMIT",
+   "workload_series_limit", ValueType::kInteger, "N",
+   "Most (workload, peer) label sets of the ayaflow_workload_* metrics, 0-10000; beyond it their "
+   "traffic is summed into the series labelled _other",
+   [](const Raw& r, Config& c) {
+     c.workload_series_limit = static_cast<std::size_t>(
+         parseRange(r.label, r.single(), 0, 10000, "a number of series"));
+   },
+   [](const Config& c) { return std::to_string(c.workload_series_limit); }},
   {"--ring-buffer-size", "--ring-buffer-size", "AYAFLOW_RING_BUFFER_SIZE", "ring_buffer_size",
    ValueType::kSize, "BYTES", "Ring buffer size: a power of two from 4K to 1G, K/M/G suffix allowed",
    [](const Raw& r, Config& c) {

@@ -367,32 +367,36 @@ PodWatcher::Stats PodWatcher::stats() const {
 
 void PodWatcher::refreshForTest() { impl_->refresh(); }
 
+std::vector<prometheus::MetricFamily> criFamilies(const PodWatcher::Stats& st) {
+  common::MetricFamilies f;
+  // Only once there is a runtime to reach (configured, or found by "auto"): a host without
+  // one is not a runtime that is down.
+  if (st.endpoint.empty()) return f.take();
+  f.gauge("ayaflow_cri_up",
+          "1 when the latest read of the node's container runtime (CRI) succeeded; 0 while it "
+          "cannot be reached (connections are then counted without new pod names). Absent "
+          "while --cri-socket auto finds no runtime",
+          st.up ? 1.0 : 0.0);
+  f.counter("ayaflow_cri_errors_total",
+            "Failed calls to the node's container runtime (CRI) while reading pods", st.errors);
+  f.gauge("ayaflow_cri_pods",
+          "Pods running on this node with their own network namespace whose IPs name "
+          "connections",
+          static_cast<double>(st.pods));
+  return f.take();
+}
+
 std::shared_ptr<const prometheus::Collectable> PodWatcher::metrics() const {
   std::weak_ptr<Impl> weak = impl_;
   return std::make_shared<common::CallbackCollectable>([weak] {
-    common::MetricFamilies f;
     const std::shared_ptr<Impl> s = weak.lock();
-    if (!s) return f.take();
+    if (!s) return std::vector<prometheus::MetricFamily>{};
     Stats st;
     {
       std::lock_guard<std::mutex> lock(s->mutex);
       st = s->stats;
     }
-    // Only once there is a runtime to reach (configured, or found by "auto"): a host
-    // without one is not a runtime that is down.
-    if (st.endpoint.empty()) return f.take();
-    f.gauge("ayaflow_cri_up",
-            "1 when the latest read of the node's container runtime (CRI) succeeded; 0 while it "
-            "cannot be reached (connections are then counted without new pod names). Absent "
-            "while --cri-socket auto finds no runtime",
-            st.up ? 1.0 : 0.0);
-    f.counter("ayaflow_cri_errors_total",
-              "Failed calls to the node's container runtime (CRI) while reading pods", st.errors);
-    f.gauge("ayaflow_cri_pods",
-            "Pods running on this node with their own network namespace whose IPs name "
-            "connections",
-            static_cast<double>(st.pods));
-    return f.take();
+    return criFamilies(st);
   });
 }
 

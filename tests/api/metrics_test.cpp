@@ -46,6 +46,9 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   agent.stats.resolver.evictions = 84;
   agent.stats.resolver_cache_entries = 85;
   agent.stats.resolver_pending = 86;
+  agent.stats.cri.up = false;
+  agent.stats.cri.errors = 87;
+  agent.stats.cri.pods = 88;
   agent.stats.pipeline.packets_dropped_queue_full = 21;
   agent.stats.pipeline.packets_dropped_stopped = 22;
   agent.stats.pipeline.queue_depth = 24;
@@ -91,6 +94,9 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_reverse_dns_cache_evicted_total", "84"},
       {"ayaflow_reverse_dns_cache_entries", "85"},
       {"ayaflow_reverse_dns_pending", "86"},
+      {"ayaflow_cri_up", "0"},
+      {"ayaflow_cri_errors_total", "87"},
+      {"ayaflow_cri_pods", "88"},
       {R"(ayaflow_interface_packets_total{interface="eth0",direction="egress",protocol="tcp",family="ipv4"})",
        "900"},
       {R"(ayaflow_interface_packets_total{interface="eth0",direction="ingress",protocol="tcp",family="ipv4"})",
@@ -216,6 +222,9 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_pipeline_checkpoint_records_total", "counter"},
       {"ayaflow_storage_rows_stored_total", "counter"},
       {"ayaflow_storage_rows_dropped_total", "counter"},
+      {"ayaflow_cri_up", "gauge"},
+      {"ayaflow_cri_errors_total", "counter"},
+      {"ayaflow_cri_pods", "gauge"},
       {"ayaflow_storage_queue_rows", "gauge"},
       {"ayaflow_storage_rows_updated_total", "counter"},
       {"ayaflow_storage_checkpoint_records_refused_total", "counter"},

@@ -63,6 +63,8 @@ std::set<std::string> dashboardIdentifiers() {
 /// Every counter of every component `step` times its base value: successive scrapes see
 /// growing counters, so every rate() is positive. The HTTP server's are the real server's.
 void grow(test::AgentStats& a, std::uint64_t step, const api::HttpServer* server) {
+  a.cri.errors = step;  // a rate to plot
+  a.cri.pods = 10 + step % 3;
   capture::CaptureStats& s = a.capture;
   s = capture::CaptureStats{};
   const char* interfaces[] = {"eth0", "eth1"};

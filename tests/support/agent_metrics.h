@@ -17,6 +17,7 @@
 #include "ayaflow/common/metrics.h"
 #include "ayaflow/inspect/deep_inspection.h"
 #include "ayaflow/inspect/reverse_resolver.h"
+#include "ayaflow/k8s/pod_watcher.h"
 #include "ayaflow/pipeline/pipeline.h"
 #include "ayaflow/store/sqlite_sink.h"
 
@@ -31,6 +32,13 @@ struct AgentStats {
   inspect::ReverseResolver::Counters resolver;
   std::uint64_t resolver_cache_entries = 0;
   std::uint64_t resolver_pending = 0;
+  /// The container runtime's: with an endpoint, as on a node.
+  k8s::PodWatcher::Stats cri = [] {
+    k8s::PodWatcher::Stats st;
+    st.endpoint = "unix:///run/containerd/containerd.sock";
+    st.up = true;
+    return st;
+  }();
   pipeline::PipelineStats pipeline;
   store::SqliteSinkStats storage;
   api::HttpServerStats http;
@@ -61,6 +69,7 @@ class AgentMetrics {
       return inspect::reverseDnsFamilies(stats.resolver, stats.resolver_cache_entries,
                                          stats.resolver_pending);
     });
+    registry.add([this] { return k8s::criFamilies(stats.cri); });
     registry.add([this] { return pipeline::pipelineFamilies(stats.pipeline); });
     registry.add([this] { return store::storageFamilies(stats.storage); });
     registry.add([this] { return api::httpServerFamilies(stats.http); });

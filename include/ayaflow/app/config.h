@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <string>
@@ -35,6 +36,8 @@ struct Config {
   inspect::ReverseResolver::Options resolver;  ///< its cache and queue, when resolve_dns
   /// Pod and node names from the container runtime (node_name "": the host name).
   k8s::PodWatcherOptions pods;
+  /// Label sets of the workload metrics (k8s::WorkloadMetrics) before the rest is summed.
+  std::size_t workload_series_limit = 500;
   LogOptions log;
   std::optional<std::string> config_path;  ///< the YAML file that was read, if any
 };

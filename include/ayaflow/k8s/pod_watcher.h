@@ -6,7 +6,10 @@
 #include <memory>
 #include <string>
 
+#include <vector>
+
 #include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
 
 #include "ayaflow/k8s/name_table.h"
 
@@ -70,5 +73,8 @@ class PodWatcher {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+/// The ayaflow_cri_* families of `stats` (none while no runtime endpoint is known).
+std::vector<prometheus::MetricFamily> criFamilies(const PodWatcher::Stats& stats);
 
 }  // namespace ayaflow::k8s
