@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// The real-containerd fixture itself: pods get addresses on its bridge and talk over it,
+// CRI reports what was asked for, host-local reuses an address when the range holds one,
+// the daemon can go away and come back under running pods, and nothing of it survives its
+// destructor.
+
+#include "containerd_fixture.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+
+#include "netns.h"
+#include "root_guard.h"
+
+namespace ayaflow::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+#define REQUIRE_CONTAINERD()                                                                    \
+  do {                                                                                          \
+    AYAFLOW_REQUIRE_ROOT();                                                                     \
+    if (shOutput("for t in containerd ctr runc containerd-shim-runc-v2 nsenter; do command -v " \
+                 "$t; done | wc -l") != "5\n" ||                                                \
+        !fs::exists("/usr/lib/cni/bridge") || !fs::exists("/bin/busybox")) {                    \
+      if (inCi()) FAIL() << "containerd, runc, CNI plugins or busybox-static missing";          \
+      GTEST_SKIP() << "needs containerd, runc, containernetworking-plugins, busybox-static";    \
+    }                                                                                           \
+  } while (0)
+
+double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+/// True when `ip` lies in the IPv4 subnet "a.b.c.d/len".
+bool inSubnet(const std::string& ip, const std::string& subnet) {
+  const auto slash = subnet.find('/');
+  in_addr a{}, net{};
+  if (inet_pton(AF_INET, ip.c_str(), &a) != 1 ||
+      inet_pton(AF_INET, subnet.substr(0, slash).c_str(), &net) != 1) {
+    return false;
+  }
+  const int len = std::stoi(subnet.substr(slash + 1));
+  const std::uint32_t mask = len == 0 ? 0 : ~std::uint32_t{0} << (32 - len);
+  return (ntohl(a.s_addr) & mask) == (ntohl(net.s_addr) & mask);
+}
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat), to tell it from a later
+/// process with the same PID; empty when it is gone or has exited (a zombie: shims and pause
+/// processes are reparented to PID 1, which reaps them when it gets to it).
+std::string startTime(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos || stat.compare(close, 4, ") Z ") == 0) return "";
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && rest >> field; ++i) {
+  }
+  return field;  // field 22: starttime
+}
+
+/// `count` datagrams from `from` to `to` (port 5000) arrive, each once: the receiving socket
+/// is bound in `to`'s namespace, the sender's in `from`'s.
+void udpBetween(const Containerd::Pod& from, const Containerd::Pod& to, int count) {
+  int rx = -1, tx = -1;
+  inPod(to, [&] { rx = udpSocket(to.ip, 5000); });
+  inPod(from, [&] { tx = udpSocket(from.ip, 0); });
+  for (int i = 0; i < count; ++i) udpSend(tx, to.ip, 5000, 100);
+  udpReceive(rx, count);
+  close(tx);
+  close(rx);
+}
+
+/// Interfaces enslaved to the bridge (the pods' host-side veths).
+std::set<std::string> bridgePorts(const std::string& bridge) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/sys/class/net/" + bridge + "/brif", ec)) {
+    out.insert(e.path().filename());
+  }
+  return out;
+}
+
+TEST(ContainerdFixture, PodsGetAddressesTalkOverTheBridgeAndAreListedWithLabels) {
+  REQUIRE_CONTAINERD();
+  Containerd runtime;
+  std::cout << "fixture start " << runtime.startTime().count() << " ms (pause image import "
+            << runtime.imageTime().count() << " ms), " << runtime.runtimeVersion() << ", subnet "
+            << runtime.subnet() << ", bridge " << runtime.bridge() << "\n";
+  EXPECT_NE(runtime.runtimeVersion().find("containerd"), std::string::npos);
+
+  auto t = Clock::now();
+  const auto web = runtime.runPod({"web-7d9f8c-abcde", "shop", "", {{"app", "web"}}, {}});
+  const double web_ms = ms(Clock::now() - t);
+  t = Clock::now();
+  const auto db =
+      runtime.runPod({"db-0", "data", "", {{"app", "db"}, {"tier", "storage"}}, {{"a", "b"}}});
+  const double db_ms = ms(Clock::now() - t);
+  std::cout << "runPod " << web_ms << " ms, " << db_ms << " ms\n";
+  RecordProperty("fixture_start_ms", static_cast<int>(runtime.startTime().count()));
+  RecordProperty("run_pod_ms", static_cast<int>(web_ms));
+
+  // Distinct addresses on the subnet, neither the gateway's.
+  EXPECT_NE(web.ip, db.ip);
+  EXPECT_TRUE(inSubnet(web.ip, runtime.subnet())) << web.ip;
+  EXPECT_TRUE(inSubnet(db.ip, runtime.subnet())) << db.ip;
+  EXPECT_NE(web.ip, runtime.gateway());
+  EXPECT_GT(web.pid, 0);
+  EXPECT_NE(web.netns, db.netns);
+
+  // Independently of CRI: the address is on the pod's eth0, the gateway on the bridge, and
+  // each pod hangs on the bridge by its own veth.
+  EXPECT_NE(podShOutput(web, "ip -4 -o addr show dev eth0").find(" " + web.ip + "/"),
+            std::string::npos);
+  EXPECT_NE(
+      shOutput("ip -4 -o addr show dev " + runtime.bridge()).find(" " + runtime.gateway() + "/"),
+      std::string::npos);
+  EXPECT_EQ(bridgePorts(runtime.bridge()).size(), 2u);
+
+  // Traffic over the bridge: ping both ways and to the gateway, exact UDP datagrams.
+  podSh(web, "busybox ping -c 1 -W 5 " + db.ip);
+  podSh(db, "busybox ping -c 1 -W 5 " + web.ip);
+  podSh(web, "busybox ping -c 1 -W 5 " + runtime.gateway());
+  udpBetween(web, db, 20);
+  udpBetween(db, web, 7);
+
+  // ListPodSandbox gives back names, namespaces, labels and annotations.
+  const auto listed = runtime.listPods();
+  ASSERT_EQ(listed.size(), 2u);
+  for (const auto& l : listed) {
+    EXPECT_TRUE(l.ready);
+    if (l.id == web.id) {
+      EXPECT_EQ(l.name, "web-7d9f8c-abcde");
+      EXPECT_EQ(l.ns, "shop");
+      EXPECT_EQ(l.uid, web.uid);
+      EXPECT_EQ(l.labels, (std::map<std::string, std::string>{{"app", "web"}}));
+    } else {
+      EXPECT_EQ(l.id, db.id);
+      EXPECT_EQ(l.name, "db-0");
+      EXPECT_EQ(l.ns, "data");
+      EXPECT_EQ(l.labels, (std::map<std::string, std::string>{{"app", "db"}, {"tier", "storage"}}));
+      EXPECT_EQ(l.annotations, (std::map<std::string, std::string>{{"a", "b"}}));
+    }
+  }
+
+  // Stop: the pause process goes (it exits on the signal), the pod stays listed, not ready.
+  const std::string web_start = startTime(web.pid);
+  t = Clock::now();
+  runtime.stopPod(web.id);
+  std::cout << "stopPod " << ms(Clock::now() - t) << " ms\n";
+  EXPECT_NE(startTime(web.pid), web_start) << "pause process " << web.pid << " survived";
+  for (const auto& l : runtime.listPods()) {
+    EXPECT_EQ(l.ready, l.id != web.id) << l.name;
+  }
+  runtime.removePod(web.id);
+  EXPECT_EQ(runtime.listPods().size(), 1u);
+  EXPECT_FALSE(fs::exists(web.netns));
+  EXPECT_EQ(bridgePorts(runtime.bridge()).size(), 1u);
+}
+
+TEST(ContainerdFixture, HostNetworkPodSharesTheNodesNamespace) {
+  REQUIRE_CONTAINERD();
+  Containerd runtime;
+  Containerd::PodSpec spec{"node-agent", "kube-system", "", {}, {}};
+  spec.host_network = true;
+  const auto pod = runtime.runPod(spec);
+  EXPECT_EQ(pod.ip, "");
+  struct stat pod_ns {
+  }, own_ns{};
+  ASSERT_EQ(stat(pod.netns.c_str(), &pod_ns), 0) << pod.netns;
+  ASSERT_EQ(stat("/proc/self/ns/net", &own_ns), 0);
+  EXPECT_EQ(pod_ns.st_ino, own_ns.st_ino);
+}
+
+TEST(ContainerdFixture, OneAddressRangeGivesTheAddressToTheNextPod) {
+  REQUIRE_CONTAINERD();
+  ContainerdOptions options;
+  options.subnet = Containerd::freeSubnet();
+  const std::string base = options.subnet.substr(0, options.subnet.rfind('.') + 1);
+  options.range_start = options.range_end = base + "10";
+  Containerd runtime(options);
+
+  const auto first = runtime.runPod({"first", "default", "", {}, {}});
+  EXPECT_EQ(first.ip, base + "10");
+  // The range is used up: the runtime says why.
+  try {
+    runtime.runPod({"second", "default", "", {}, {}});
+    ADD_FAILURE() << "a second pod got an address from a one-address range";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("no IP addresses available"), std::string::npos)
+        << e.what();
+  }
+  runtime.removePod(first.id);
+  const auto third = runtime.runPod({"third", "default", "", {}, {}});
+  EXPECT_EQ(third.ip, base + "10");
+  podSh(third, "busybox ping -c 1 -W 5 " + runtime.gateway());
+}
+
+TEST(ContainerdFixture, PodsOutliveTheDaemonWhichComesBackWithThem) {
+  REQUIRE_CONTAINERD();
+  Containerd runtime;
+  const auto a = runtime.runPod({"a", "default", "", {{"k", "a"}}, {}});
+  const auto b = runtime.runPod({"b", "default", "", {{"k", "b"}}, {}});
+  const std::string a_start = startTime(a.pid), b_start = startTime(b.pid);
+  const int old_daemon = runtime.daemonPid();
+  ASSERT_TRUE(runtime.answers());
+
+  runtime.stopDaemon();
+  EXPECT_FALSE(runtime.daemonRunning());
+  EXPECT_EQ(startTime(old_daemon), "");
+  EXPECT_FALSE(runtime.answers());
+  EXPECT_EQ(kill(old_daemon, 0), -1);
+  // Pods keep running and talking.
+  EXPECT_EQ(startTime(a.pid), a_start);
+  EXPECT_EQ(startTime(b.pid), b_start);
+  EXPECT_EQ(runtime.shimPids().size(), 2u);
+  udpBetween(a, b, 5);
+
+  const auto t = Clock::now();
+  runtime.startDaemon();
+  std::cout << "startDaemon " << ms(Clock::now() - t) << " ms\n";
+  EXPECT_TRUE(runtime.answers());
+  EXPECT_NE(runtime.daemonPid(), old_daemon);
+  const auto listed = runtime.listPods();
+  ASSERT_EQ(listed.size(), 2u);
+  for (const auto& l : listed) {
+    EXPECT_TRUE(l.ready) << l.name;
+    EXPECT_EQ(l.labels.at("k"), l.name);
+  }
+  // And it still runs new pods next to the old ones.
+  const auto c = runtime.runPod({"c", "default", "", {}, {}});
+  udpBetween(c, a, 3);
+}
+
+TEST(ContainerdFixture, NothingRemainsAfterTheDestructor) {
+  REQUIRE_CONTAINERD();
+  int daemon = 0;
+  std::vector<std::pair<int, std::string>> processes;  // PID, start time
+  std::vector<std::string> netns, mounts;
+  std::string bridge, dir, network;
+  {
+    Containerd runtime;
+    const auto a = runtime.runPod({"a", "default", "", {}, {}});
+    const auto b = runtime.runPod({"b", "default", "", {}, {}});
+    const auto c = runtime.runPod({"c", "default", "", {}, {}});
+    runtime.stopPod(c.id);  // one stopped, not removed
+    daemon = runtime.daemonPid();
+    processes.emplace_back(daemon, startTime(daemon));
+    for (int pid : runtime.shimPids()) processes.emplace_back(pid, startTime(pid));
+    for (const auto& p : {a, b}) processes.emplace_back(p.pid, startTime(p.pid));
+    EXPECT_EQ(processes.size(), 1u + 2u + 2u);  // the stopped pod's shim is gone
+    netns = runtime.netnsPaths();
+    mounts = runtime.mounts();
+    EXPECT_FALSE(mounts.empty());
+    bridge = runtime.bridge();
+    dir = runtime.dir();
+    network = runtime.cniNetwork();
+    ASSERT_TRUE(fs::exists("/sys/class/net/" + bridge));
+    // The hard way out: the daemon is down when the fixture goes.
+    runtime.stopDaemon();
+  }
+  for (const auto& [pid, start] : processes) {
+    EXPECT_NE(startTime(pid), start) << "process " << pid << " still runs";
+  }
+  std::ifstream in("/proc/self/mountinfo");
+  const std::string mountinfo((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+  EXPECT_EQ(mountinfo.find(dir), std::string::npos) << mountinfo;
+  for (const auto& ns : netns) {
+    EXPECT_FALSE(fs::exists(ns)) << ns;
+    EXPECT_EQ(mountinfo.find(ns), std::string::npos) << ns;
+  }
+  EXPECT_FALSE(fs::exists("/sys/class/net/" + bridge));
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_EQ(shOutput("ls /var/lib/cni/results 2>/dev/null | grep -c '^" + network + "-'"), "0\n");
+  // No process at all names the fixture's directory (daemon, shims, runc).
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    std::ifstream cmd(e.path() / "cmdline");
+    const std::string line((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(line.find(dir), std::string::npos) << e.path() << ": " << line;
+  }
+}
+
+TEST(ContainerdFixture, SequentialFixturesReuseThePauseImage) {
+  REQUIRE_CONTAINERD();
+  for (int i = 0; i < 2; ++i) {
+    Containerd runtime;
+    const auto t = Clock::now();
+    const auto pod = runtime.runPod({"p" + std::to_string(i), "default", "", {}, {}});
+    std::cout << "fixture " << i << ": start " << runtime.startTime().count() << " ms (image "
+              << runtime.imageTime().count() << " ms), runPod " << ms(Clock::now() - t) << " ms\n";
+    EXPECT_TRUE(inSubnet(pod.ip, runtime.subnet()));
+  }
+}
+
+}  // namespace
+}  // namespace ayaflow::test

@@ -1,0 +1,645 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#include "containerd_fixture.h"
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "cri_api.grpc.pb.h"
+#include "netns.h"
+
+extern char** environ;
+
+namespace ayaflow::test {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// The sandbox image's name in the private store (sandbox_image in the configuration).
+constexpr const char* kPauseImage = "ayaflow.test/pause:1";
+
+std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+void writeFile(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  if (!out) {
+    throw std::runtime_error("cannot write " + path);
+  }
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// SHA-256 of a file as hex, by coreutils (the blobs of an OCI layout are named by it).
+std::string sha256(const std::string& path) {
+  const std::string out = shOutput("sha256sum " + quote(path));
+  if (out.size() < 64) {
+    throw std::runtime_error("sha256sum " + path + ": " + out);
+  }
+  return out.substr(0, 64);
+}
+
+/// Moves `file` into the layout's blob store; returns its descriptor fields.
+nlohmann::json addBlob(const std::string& layout, const std::string& file,
+                       const std::string& media_type) {
+  const std::string digest = sha256(file);
+  const auto size = fs::file_size(file);
+  fs::rename(file, layout + "/blobs/sha256/" + digest);
+  return {{"mediaType", media_type}, {"digest", "sha256:" + digest}, {"size", size}};
+}
+
+std::string ociArchitecture() {
+  utsname u{};
+  ::uname(&u);
+  const std::string m = u.machine;
+  if (m == "x86_64") return "amd64";
+  if (m == "aarch64") return "arm64";
+  if (m.rfind("arm", 0) == 0) return "arm";
+  return m;
+}
+
+/// The pause image as an OCI image-layout tar, built once per process (a test binary may
+/// run several fixtures) in its own temporary directory, removed at exit.
+///
+/// One layer: the static busybox with sh and sleep links. PID 1 of a PID namespace ignores
+/// signals it has no handler for, so a plain `sleep` would outlive SIGTERM; the shell traps
+/// TERM and INT and exits, which ends the sandbox at once (containerd 1.6 kills the sandbox
+/// with SIGKILL on StopPodSandbox anyway; this keeps a SIGTERM from anyone else prompt too).
+const std::string& pauseImageTar() {
+  static std::once_flag once;
+  static std::string tar;
+  static std::string dir;
+  std::call_once(once, [] {
+    char tmpl[] = "/tmp/ayaflow-pause-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) {
+      throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+    }
+    dir = tmpl;
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    });
+    const std::string rootfs = dir + "/rootfs", layout = dir + "/layout";
+    fs::create_directories(rootfs + "/bin");
+    fs::create_directories(layout + "/blobs/sha256");
+    fs::copy_file("/bin/busybox", rootfs + "/bin/busybox");
+    fs::create_symlink("busybox", rootfs + "/bin/sh");
+    fs::create_symlink("busybox", rootfs + "/bin/sleep");
+    // Reproducible: the same bytes (and digests) every time.
+    sh("tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C " + quote(rootfs) +
+       " -cf " + quote(dir + "/layer.tar") + " bin");
+    const auto layer =
+        addBlob(layout, dir + "/layer.tar", "application/vnd.oci.image.layer.v1.tar");
+    const std::string arch = ociArchitecture();
+    const nlohmann::json config = {
+        {"architecture", arch},
+        {"os", "linux"},
+        {"config",
+         {{"Entrypoint", {"/bin/sh", "-c", "trap 'exit 0' TERM INT; sleep 2147483647 & wait"}}}},
+        {"rootfs", {{"type", "layers"}, {"diff_ids", {layer["digest"]}}}}};
+    writeFile(dir + "/config.json", config.dump());
+    const auto config_desc =
+        addBlob(layout, dir + "/config.json", "application/vnd.oci.image.config.v1+json");
+    const nlohmann::json manifest = {{"schemaVersion", 2},
+                                     {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                     {"config", config_desc},
+                                     {"layers", {layer}}};
+    writeFile(dir + "/manifest.json", manifest.dump());
+    auto manifest_desc =
+        addBlob(layout, dir + "/manifest.json", "application/vnd.oci.image.manifest.v1+json");
+    manifest_desc["platform"] = {{"architecture", arch}, {"os", "linux"}};
+    // ctr names the image after this annotation.
+    manifest_desc["annotations"] = {{"io.containerd.image.name", kPauseImage},
+                                    {"org.opencontainers.image.ref.name", "1"}};
+    writeFile(layout + "/index.json",
+              nlohmann::json{{"schemaVersion", 2}, {"manifests", {manifest_desc}}}.dump());
+    writeFile(layout + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+    tar = dir + "/pause.tar";
+    sh("tar -C " + quote(layout) + " -cf " + quote(tar) + " .");
+  });
+  return tar;
+}
+
+std::atomic<int> g_subnets{0};
+
+}  // namespace
+
+std::string Containerd::freeSubnet() {
+  const int n = g_subnets.fetch_add(1);
+  const std::string routes = shOutput("ip -4 route show table all 2>/dev/null");
+  const int pid = static_cast<int>(::getpid());
+  for (int i = 0; i < 4096; ++i) {
+    const int k = (pid + n * 97 + i) % 4096;  // 10.224.0.0/12 holds 4096 /24s
+    const std::string net =
+        "10." + std::to_string(224 + k / 256) + "." + std::to_string(k % 256) + ".";
+    if (routes.find(net) == std::string::npos) {
+      return net + "0/24";
+    }
+  }
+  throw std::runtime_error("no free /24 under 10.224.0.0/12");
+}
+
+namespace {
+
+std::atomic<int> g_fixtures{0};
+
+/// The first host address of an IPv4 subnet "a.b.c.d/len" (host-local's default gateway).
+std::string firstHost(const std::string& subnet) {
+  const auto slash = subnet.find('/');
+  const std::string base = subnet.substr(0, slash);
+  const auto dot = base.rfind('.');
+  return base.substr(0, dot + 1) + std::to_string(std::stoi(base.substr(dot + 1)) + 1);
+}
+
+std::string status(const std::string& what, const grpc::Status& s) {
+  return what + ": " + s.error_message() + " (gRPC code " + std::to_string(s.error_code()) + ")";
+}
+
+std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + timeout);
+  return ctx;
+}
+
+}  // namespace
+
+/// The gRPC side, hidden here so users of the header need neither gRPC nor the CRI types.
+struct Containerd::Rpc {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<runtime::v1::RuntimeService::Stub> stub;
+
+  explicit Rpc(const std::string& endpoint) {
+    // A fresh channel per daemon start: a channel that saw the socket vanish would wait out
+    // its reconnect backoff.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+    channel = grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
+    stub = runtime::v1::RuntimeService::NewStub(channel);
+  }
+};
+
+std::string Containerd::socketPath() const { return dir_ + "/containerd.sock"; }
+
+std::string Containerd::log() const {
+  std::string text = readFile(dir_ + "/containerd.log");
+  if (text.size() > 6000) {
+    text = "..." + text.substr(text.size() - 6000);
+  }
+  return text;
+}
+
+Containerd::Containerd(ContainerdOptions options) {
+  const auto t0 = Clock::now();
+  const int n = g_fixtures.fetch_add(1);
+  char tmpl[] = "/tmp/ayaflow-ctrd-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+  }
+  dir_ = tmpl;
+  const std::string tag = std::to_string(::getpid()) + "-" + std::to_string(n);
+  // Interface names have at most 15 characters: "afc" + PID (up to 7 digits) + "-" + n.
+  bridge_ = ("afc" + tag).substr(0, 15);
+  network_ = "ayaflow-test-" + tag;
+  try {
+    subnet_ = options.subnet.empty() ? freeSubnet() : options.subnet;
+    gateway_ = firstHost(subnet_);
+    writeConfig(options);
+    spawnDaemon();
+    waitForCri();
+    const auto t1 = Clock::now();
+    sh("ctr --address " + quote(socketPath()) +
+       " --namespace k8s.io images import --snapshotter native " + quote(pauseImageTar()) +
+       " >/dev/null");
+    image_time_ = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t1);
+    auto ctx = context(std::chrono::seconds(5));
+    runtime::v1::VersionRequest req;
+    runtime::v1::VersionResponse resp;
+    const auto s = rpc_->stub->Version(ctx.get(), req, &resp);
+    if (!s.ok()) {
+      throw std::runtime_error(status("Version", s));
+    }
+    runtime_version_ = resp.runtime_name() + " " + resp.runtime_version();
+  } catch (const std::exception& e) {
+    const std::string message = std::string("containerd fixture: ") + e.what() +
+                                (fs::exists(dir_ + "/containerd.log") ? "\n" + log() : "");
+    cleanup();
+    throw std::runtime_error(message);
+  }
+  start_time_ = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+}
+
+Containerd::~Containerd() { cleanup(); }
+
+void Containerd::writeConfig(const ContainerdOptions& options) {
+  fs::create_directories(dir_ + "/cni/net.d");
+  // The CRI plugin's sandbox image must be local (nothing can be pulled); without
+  // restrict_oom_score_adj runc fails ("can't get final child's PID from pipe") where the
+  // sandbox may not lower its oom_score_adj; the native snapshotter needs no overlay support.
+  // runc's state (Root) is private too, so `runc list` of anyone else never shows our pods.
+  std::ostringstream c;
+  c << "version = 2\n"
+    << "root = \"" << dir_ << "/root\"\n"
+    << "state = \"" << dir_ << "/state\"\n"
+    << "disabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\", "
+       "\"io.containerd.snapshotter.v1.zfs\", \"io.containerd.snapshotter.v1.aufs\", "
+       "\"io.containerd.snapshotter.v1.devmapper\", \"io.containerd.tracing.processor.v1.otlp\", "
+       "\"io.containerd.internal.v1.tracing\"]\n"
+    << "[grpc]\n  address = \"" << socketPath() << "\"\n"
+    << "[ttrpc]\n  address = \"" << socketPath() << ".ttrpc\"\n"
+    << "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"" << dir_ << "/opt\"\n"
+    << "[plugins.\"io.containerd.grpc.v1.cri\"]\n"
+    << "  sandbox_image = \"" << kPauseImage << "\"\n"
+    << "  restrict_oom_score_adj = true\n"
+    << "  stream_server_address = \"127.0.0.1\"\n"
+    << "  stream_server_port = \"0\"\n"
+    << "  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"
+    << "    snapshotter = \"native\"\n"
+    << "    default_runtime_name = \"runc\"\n"
+    << "    [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n"
+    << "      runtime_type = \"io.containerd.runc.v2\"\n"
+    << "      [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n"
+    << "        Root = \"" << dir_ << "/runc\"\n"
+    << "  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n"
+    << "    bin_dir = \"" << options.cni_bin_dir << "\"\n"
+    << "    conf_dir = \"" << dir_ << "/cni/net.d\"\n";
+  writeFile(dir_ + "/config.toml", c.str());
+
+  nlohmann::json range = {{"subnet", subnet_}};
+  if (!options.range_start.empty()) range["rangeStart"] = options.range_start;
+  if (!options.range_end.empty()) range["rangeEnd"] = options.range_end;
+  const nlohmann::json conflist = {
+      {"cniVersion", "0.4.0"},
+      {"name", network_},
+      {"plugins",
+       {{{"type", "bridge"},
+         {"bridge", bridge_},
+         {"isGateway", true},
+         {"ipMasq", false},
+         {"ipam",
+          {{"type", "host-local"}, {"ranges", {{range}}}, {"dataDir", dir_ + "/cni/ipam"}}}},
+        {{"type", "loopback"}}}}};
+  writeFile(dir_ + "/cni/net.d/10-ayaflow.conflist", conflist.dump(2));
+}
+
+void Containerd::spawnDaemon() {
+  const std::string config = dir_ + "/config.toml", logfile = dir_ + "/containerd.log";
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, logfile.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  std::vector<std::string> args = {"containerd", "--config", config};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int err = ::posix_spawnp(&pid, "containerd", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (err != 0) {
+    throw std::runtime_error(std::string("cannot start containerd: ") + std::strerror(err));
+  }
+  daemon_pid_ = pid;
+}
+
+bool Containerd::answers() {
+  if (!rpc_) return false;
+  auto ctx = context(std::chrono::milliseconds(500));
+  runtime::v1::VersionRequest req;
+  runtime::v1::VersionResponse resp;
+  return rpc_->stub->Version(ctx.get(), req, &resp).ok();
+}
+
+void Containerd::waitForCri() {
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  rpc_ = std::make_unique<Rpc>(endpoint());
+  while (true) {
+    int wstatus = 0;
+    if (::waitpid(daemon_pid_, &wstatus, WNOHANG) == daemon_pid_) {
+      daemon_pid_ = 0;
+      throw std::runtime_error("containerd exited during start");
+    }
+    if (fs::exists(socketPath())) {
+      auto ctx = context(std::chrono::milliseconds(500));
+      ctx->set_wait_for_ready(true);
+      runtime::v1::VersionRequest req;
+      runtime::v1::VersionResponse resp;
+      const auto s = rpc_->stub->Version(ctx.get(), req, &resp);
+      if (s.ok()) return;
+      if (Clock::now() > deadline) throw std::runtime_error(status("CRI Version", s));
+    } else if (Clock::now() > deadline) {
+      throw std::runtime_error("no socket " + socketPath() + " after 30 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void Containerd::stopDaemon() {
+  if (daemon_pid_ <= 0) return;
+  rpc_.reset();
+  ::kill(daemon_pid_, SIGTERM);
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  int wstatus = 0;
+  while (::waitpid(daemon_pid_, &wstatus, WNOHANG) == 0) {
+    if (Clock::now() > deadline) {
+      ::kill(daemon_pid_, SIGKILL);
+      ::waitpid(daemon_pid_, &wstatus, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  daemon_pid_ = 0;
+}
+
+void Containerd::startDaemon() {
+  if (daemon_pid_ > 0) return;
+  try {
+    spawnDaemon();
+    waitForCri();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("containerd fixture: ") + e.what() + "\n" + log());
+  }
+}
+
+std::vector<int> Containerd::shimPids() const {
+  // A shim's command line names the daemon's socket: `containerd-shim-runc-v2 -namespace
+  // k8s.io -id ID -address SOCKET`.
+  std::vector<int> pids;
+  const std::string needle = " " + socketPath() + " ";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = readFile("/proc/" + name + "/cmdline");
+    for (char& c : cmdline) {
+      if (c == '\0') c = ' ';
+    }
+    cmdline += ' ';
+    if (cmdline.find("containerd-shim") != std::string::npos &&
+        cmdline.find(needle) != std::string::npos) {
+      pids.push_back(std::stoi(name));
+    }
+  }
+  return pids;
+}
+
+Containerd::Pod Containerd::runPod(const PodSpec& spec) {
+  if (!rpc_) throw std::runtime_error("runPod: the daemon is stopped");
+  static std::atomic<int> uids{0};
+  runtime::v1::RunPodSandboxRequest req;
+  auto* config = req.mutable_config();
+  auto* meta = config->mutable_metadata();
+  meta->set_name(spec.name);
+  meta->set_namespace_(spec.ns);
+  meta->set_uid(spec.uid.empty()
+                    ? "uid-" + std::to_string(::getpid()) + "-" + std::to_string(uids.fetch_add(1))
+                    : spec.uid);
+  meta->set_attempt(0);
+  config->set_hostname(spec.host_network ? "" : spec.name);
+  config->mutable_labels()->insert(spec.labels.begin(), spec.labels.end());
+  config->mutable_annotations()->insert(spec.annotations.begin(), spec.annotations.end());
+  config->mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
+      spec.host_network ? runtime::v1::NODE : runtime::v1::POD);
+  runtime::v1::RunPodSandboxResponse resp;
+  auto ctx = context(std::chrono::seconds(60));
+  auto s = rpc_->stub->RunPodSandbox(ctx.get(), req, &resp);
+  if (!s.ok()) throw std::runtime_error(status("RunPodSandbox " + spec.name, s));
+
+  Pod pod;
+  pod.id = resp.pod_sandbox_id();
+  pod.name = spec.name;
+  pod.ns = spec.ns;
+  pod.uid = meta->uid();
+  runtime::v1::PodSandboxStatusRequest sreq;
+  sreq.set_pod_sandbox_id(pod.id);
+  sreq.set_verbose(true);
+  runtime::v1::PodSandboxStatusResponse sresp;
+  auto sctx = context(std::chrono::seconds(10));
+  s = rpc_->stub->PodSandboxStatus(sctx.get(), sreq, &sresp);
+  if (!s.ok()) throw std::runtime_error(status("PodSandboxStatus " + spec.name, s));
+  pod.ip = sresp.status().network().ip();
+  // Verbose status carries containerd's view as JSON: the pause PID and the OCI spec, whose
+  // network namespace path (/var/run/netns/cni-..., a bind mount containerd keeps until
+  // RemovePodSandbox) stays valid while the daemon is down and across restarts, unlike
+  // /proc/PID/ns/net, which dies with the pause process.
+  const auto it = sresp.info().find("info");
+  if (it != sresp.info().end()) {
+    const auto info = nlohmann::json::parse(it->second, nullptr, false);
+    if (!info.is_discarded()) {
+      pod.pid = info.value("pid", 0);
+      const auto& namespaces = info["runtimeSpec"]["linux"]["namespaces"];
+      if (namespaces.is_array()) {
+        for (const auto& ns : namespaces) {
+          if (ns.value("type", "") == "network") pod.netns = ns.value("path", "");
+        }
+      }
+    }
+  }
+  if (pod.netns.empty() && pod.pid > 0) pod.netns = "/proc/" + std::to_string(pod.pid) + "/ns/net";
+  if (pod.netns.empty()) {
+    throw std::runtime_error("PodSandboxStatus " + spec.name + ": no network namespace in info");
+  }
+  if (!spec.host_network) netns_paths_.push_back(pod.netns);
+  return pod;
+}
+
+void Containerd::stopPod(const std::string& id) {
+  if (!rpc_) throw std::runtime_error("stopPod: the daemon is stopped");
+  runtime::v1::StopPodSandboxRequest req;
+  req.set_pod_sandbox_id(id);
+  runtime::v1::StopPodSandboxResponse resp;
+  auto ctx = context(std::chrono::seconds(30));
+  const auto s = rpc_->stub->StopPodSandbox(ctx.get(), req, &resp);
+  if (!s.ok()) throw std::runtime_error(status("StopPodSandbox " + id, s));
+}
+
+void Containerd::removePod(const std::string& id) {
+  stopPod(id);
+  runtime::v1::RemovePodSandboxRequest req;
+  req.set_pod_sandbox_id(id);
+  runtime::v1::RemovePodSandboxResponse resp;
+  auto ctx = context(std::chrono::seconds(30));
+  const auto s = rpc_->stub->RemovePodSandbox(ctx.get(), req, &resp);
+  if (!s.ok()) throw std::runtime_error(status("RemovePodSandbox " + id, s));
+}
+
+std::vector<Containerd::Listed> Containerd::listPods() {
+  if (!rpc_) throw std::runtime_error("listPods: the daemon is stopped");
+  runtime::v1::ListPodSandboxRequest req;
+  runtime::v1::ListPodSandboxResponse resp;
+  auto ctx = context(std::chrono::seconds(10));
+  const auto s = rpc_->stub->ListPodSandbox(ctx.get(), req, &resp);
+  if (!s.ok()) throw std::runtime_error(status("ListPodSandbox", s));
+  std::vector<Listed> out;
+  for (const auto& item : resp.items()) {
+    Listed l;
+    l.id = item.id();
+    l.name = item.metadata().name();
+    l.ns = item.metadata().namespace_();
+    l.uid = item.metadata().uid();
+    l.ready = item.state() == runtime::v1::SANDBOX_READY;
+    l.labels.insert(item.labels().begin(), item.labels().end());
+    l.annotations.insert(item.annotations().begin(), item.annotations().end());
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::vector<std::string> Containerd::mounts() const {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  const std::string prefix = dir_ + "/";
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    fields >> id >> parent >> dev >> root >> point;
+    if (point.rfind(prefix, 0) == 0) out.push_back(point);
+  }
+  return out;
+}
+
+void Containerd::cleanup() noexcept {
+  auto warn = [](const std::string& what) {
+    std::cerr << "containerd fixture cleanup: " << what << "\n";
+  };
+  // The runtime undoes what it did (pause processes, shims, CNI, mounts, netns) best, so
+  // sandboxes go through CRI first; a stopped daemon comes back for that.
+  try {
+    if (daemon_pid_ <= 0 && !dir_.empty() && fs::exists(dir_ + "/config.toml") &&
+        (!shimPids().empty() || !netns_paths_.empty())) {
+      startDaemon();
+    }
+    if (rpc_) {
+      for (const auto& pod : listPods()) {
+        try {
+          removePod(pod.id);
+        } catch (const std::exception& e) {
+          warn(e.what());
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    warn(e.what());
+  }
+  stopDaemon();
+  if (dir_.empty()) return;
+  // A shim exits on its own shortly after its sandbox is removed; give it that time before
+  // treating it as left over.
+  try {
+    const auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (!shimPids().empty() && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  } catch (const std::exception& e) {
+    warn(e.what());
+  }
+
+  // Whatever is left (a daemon that would not start, a call that failed): shims and their
+  // children (the pause processes), then mounts, namespaces and the bridge.
+  try {
+    for (int shim : shimPids()) {
+      warn("killing leftover shim " + std::to_string(shim));
+      std::error_code ec;
+      for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+        const std::string name = entry.path().filename();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        const std::string stat = readFile("/proc/" + name + "/stat");
+        const auto close = stat.rfind(')');
+        if (close == std::string::npos) continue;
+        std::istringstream rest(stat.substr(close + 2));
+        char state = 0;
+        int ppid = 0;
+        rest >> state >> ppid;
+        if (ppid == shim) ::kill(std::stoi(name), SIGKILL);
+      }
+      ::kill(shim, SIGKILL);
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (!shimPids().empty() && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  } catch (const std::exception& e) {
+    warn(e.what());
+  }
+  try {
+    auto points = mounts();
+    for (auto it = points.rbegin(); it != points.rend(); ++it) {
+      warn("unmounting " + *it);
+      ::umount2(it->c_str(), MNT_DETACH);
+    }
+    for (const auto& ns : netns_paths_) {
+      if (ns.rfind("/proc/", 0) == 0 || !fs::exists(ns)) continue;
+      warn("removing network namespace " + ns);
+      ::umount2(ns.c_str(), MNT_DETACH);
+      std::error_code ec;
+      fs::remove(ns, ec);
+    }
+    if (fs::exists("/sys/class/net/" + bridge_)) {
+      shOutput("ip link del " + quote(bridge_) + " 2>&1");
+    }
+    // libcni caches each attachment's result by network name; DEL removes it, but not when
+    // DEL never ran.
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator("/var/lib/cni/results", ec)) {
+      if (entry.path().filename().string().rfind(network_ + "-", 0) == 0) {
+        fs::remove(entry.path(), ec);
+      }
+    }
+    if (mounts().empty()) {
+      fs::remove_all(dir_, ec);
+    } else {
+      warn("mounts remain under " + dir_ + ": leaving it");
+    }
+  } catch (const std::exception& e) {
+    warn(e.what());
+  }
+}
+
+void inPod(const Containerd::Pod& pod, const std::function<void()>& fn) { inNetns(pod.netns, fn); }
+
+void podSh(const Containerd::Pod& pod, const std::string& command) {
+  sh("nsenter --net=" + quote(pod.netns) + " sh -c " + quote(command));
+}
+
+std::string podShOutput(const Containerd::Pod& pod, const std::string& command) {
+  return shOutput("nsenter --net=" + quote(pod.netns) + " sh -c " + quote(command));
+}
+
+}  // namespace ayaflow::test
