@@ -12,11 +12,14 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "netns.h"
 #include "root_guard.h"
@@ -124,7 +127,7 @@ TEST(ContainerdFixture, PodsGetAddressesTalkOverTheBridgeAndAreListedWithLabels)
   EXPECT_NE(
       shOutput("ip -4 -o addr show dev " + runtime.bridge()).find(" " + runtime.gateway() + "/"),
       std::string::npos);
-  EXPECT_EQ(bridgePorts(runtime.bridge()).size(), 2u);
+  EXPECT_EQ(bridgePorts(runtime.bridge()), (std::set<std::string>{web.host_veth, db.host_veth}));
 
   // Traffic over the bridge: ping both ways and to the gateway, exact UDP datagrams.
   podSh(web, "busybox ping -c 1 -W 5 " + db.ip);
@@ -164,7 +167,23 @@ TEST(ContainerdFixture, PodsGetAddressesTalkOverTheBridgeAndAreListedWithLabels)
   runtime.removePod(web.id);
   EXPECT_EQ(runtime.listPods().size(), 1u);
   EXPECT_FALSE(fs::exists(web.netns));
-  EXPECT_EQ(bridgePorts(runtime.bridge()).size(), 1u);
+  EXPECT_EQ(bridgePorts(runtime.bridge()), std::set<std::string>{db.host_veth});
+}
+
+TEST(ContainerdFixture, PauseProcessExitsOnSigterm) {
+  REQUIRE_CONTAINERD();
+  Containerd runtime;
+  const auto pod = runtime.runPod({"p", "default", "", {}, {}});
+  const std::string start = startTime(pod.pid);
+  ASSERT_NE(start, "");
+  // PID 1 of a PID namespace ignores signals it has no handler for; the pause image's
+  // entrypoint handles SIGTERM, so the sandbox ends without a SIGKILL.
+  ASSERT_EQ(kill(pod.pid, SIGTERM), 0);
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (startTime(pod.pid) == start && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(startTime(pod.pid), start) << "pause process ignored SIGTERM";
 }
 
 TEST(ContainerdFixture, HostNetworkPodSharesTheNodesNamespace) {
@@ -241,54 +260,140 @@ TEST(ContainerdFixture, PodsOutliveTheDaemonWhichComesBackWithThem) {
   udpBetween(c, a, 3);
 }
 
+/// What a fixture puts on the machine, written down while it runs, to check afterwards that
+/// none of it is left.
+struct Traces {
+  std::string dir, bridge, network, cgroup, socket;
+  std::vector<std::string> netns, sandboxes;
+  std::vector<std::pair<int, std::string>> processes;  // PID, start time
+
+  Traces() = default;
+  explicit Traces(const Containerd& c)
+      : dir(c.dir()),
+        bridge(c.bridge()),
+        network(c.cniNetwork()),
+        cgroup(c.cgroupParent()),
+        socket(c.socketPath()),
+        netns(c.netnsPaths()),
+        sandboxes(c.sandboxIds()) {
+    if (c.daemonRunning()) addProcess(c.daemonPid());
+    for (int pid : c.shimPids()) addProcess(pid);
+  }
+  void addProcess(int pid) { processes.emplace_back(pid, startTime(pid)); }
+
+  /// While the fixture runs: everything is where it should be.
+  void expectPresent() const {
+    EXPECT_TRUE(fs::exists(dir));
+    EXPECT_TRUE(fs::exists("/sys/class/net/" + bridge));
+    for (const auto& ns : netns) EXPECT_TRUE(fs::exists(ns)) << ns;
+    for (const auto& [pid, start] : processes) EXPECT_NE(start, "") << pid;
+    bool cgroup_seen = false;
+    for (const auto& h : fs::directory_iterator("/sys/fs/cgroup")) {
+      cgroup_seen = cgroup_seen || fs::exists(h.path().string() + cgroup);
+    }
+    EXPECT_TRUE(cgroup_seen) << cgroup;
+  }
+
+  void expectGone() const {
+    for (const auto& [pid, start] : processes) {
+      EXPECT_NE(startTime(pid), start) << "process " << pid << " still runs";
+    }
+    std::ifstream in("/proc/self/mountinfo");
+    const std::string mountinfo((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+    EXPECT_EQ(mountinfo.find(dir), std::string::npos) << mountinfo;
+    for (const auto& ns : netns) {
+      EXPECT_FALSE(fs::exists(ns)) << ns;
+      EXPECT_EQ(mountinfo.find(ns), std::string::npos) << ns;
+    }
+    EXPECT_FALSE(fs::exists("/sys/class/net/" + bridge));
+    EXPECT_FALSE(fs::exists(dir));
+    // No cgroup, CNI result or shim socket of it; no process naming its directory.
+    std::error_code ec;
+    EXPECT_FALSE(fs::exists("/sys/fs/cgroup" + cgroup));
+    for (const auto& h : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+      EXPECT_FALSE(fs::exists(h.path().string() + cgroup)) << h.path() << cgroup;
+    }
+    for (const auto& e : fs::directory_iterator("/var/lib/cni/results", ec)) {
+      const std::string name = e.path().filename();
+      EXPECT_NE(name.rfind(network + "-", 0), 0u) << name;
+      for (const auto& id : sandboxes) EXPECT_EQ(name.find(id), std::string::npos) << name;
+    }
+    for (const auto& id : sandboxes) {
+      const std::string hash =
+          shOutput("printf %s '" + socket + "/k8s.io/" + id + "' | sha256sum").substr(0, 64);
+      EXPECT_FALSE(fs::exists("/run/containerd/s/" + hash)) << "shim socket of " << id;
+    }
+    for (const auto& e : fs::directory_iterator("/proc", ec)) {
+      std::ifstream cmd(e.path() / "cmdline");
+      const std::string line((std::istreambuf_iterator<char>(cmd)),
+                             std::istreambuf_iterator<char>());
+      EXPECT_EQ(line.find(dir), std::string::npos) << e.path() << ": " << line;
+    }
+  }
+};
+
 TEST(ContainerdFixture, NothingRemainsAfterTheDestructor) {
   REQUIRE_CONTAINERD();
-  int daemon = 0;
-  std::vector<std::pair<int, std::string>> processes;  // PID, start time
-  std::vector<std::string> netns, mounts;
-  std::string bridge, dir, network;
+  Traces traces;
   {
     Containerd runtime;
     const auto a = runtime.runPod({"a", "default", "", {}, {}});
     const auto b = runtime.runPod({"b", "default", "", {}, {}});
     const auto c = runtime.runPod({"c", "default", "", {}, {}});
+    traces = Traces(runtime);
+    for (const auto& pod : {a, b, c}) traces.addProcess(pod.pid);
+    EXPECT_EQ(traces.processes.size(), 1u + 3u + 3u);  // daemon, shims, pause processes
+    EXPECT_FALSE(runtime.mounts().empty());
+    traces.expectPresent();
     runtime.stopPod(c.id);  // one stopped, not removed
-    daemon = runtime.daemonPid();
-    processes.emplace_back(daemon, startTime(daemon));
-    for (int pid : runtime.shimPids()) processes.emplace_back(pid, startTime(pid));
-    for (const auto& p : {a, b}) processes.emplace_back(p.pid, startTime(p.pid));
-    EXPECT_EQ(processes.size(), 1u + 2u + 2u);  // the stopped pod's shim is gone
-    netns = runtime.netnsPaths();
-    mounts = runtime.mounts();
-    EXPECT_FALSE(mounts.empty());
-    bridge = runtime.bridge();
-    dir = runtime.dir();
-    network = runtime.cniNetwork();
-    ASSERT_TRUE(fs::exists("/sys/class/net/" + bridge));
     // The hard way out: the daemon is down when the fixture goes.
     runtime.stopDaemon();
   }
-  for (const auto& [pid, start] : processes) {
-    EXPECT_NE(startTime(pid), start) << "process " << pid << " still runs";
+  traces.expectGone();
+}
+
+TEST(ContainerdFixture, FixtureOfAKilledTestIsRemovedByTheNext) {
+  REQUIRE_CONTAINERD();
+  if (std::getenv("AYAFLOW_FIXTURE_ABANDON") != nullptr) {
+    // The child's part: a fixture with a pod, then death without destructors.
+    auto* runtime = new Containerd;
+    const auto pod = runtime->runPod({"orphan", "default", "", {}, {}});
+    Traces traces(*runtime);
+    traces.addProcess(pod.pid);
+    nlohmann::json out = {{"dir", traces.dir},
+                          {"bridge", traces.bridge},
+                          {"network", traces.network},
+                          {"cgroup", traces.cgroup},
+                          {"socket", traces.socket},
+                          {"netns", traces.netns},
+                          {"sandboxes", traces.sandboxes},
+                          {"processes", traces.processes}};
+    std::cout << "ABANDONED " << out.dump() << std::endl;
+    ::kill(::getpid(), SIGKILL);
   }
-  std::ifstream in("/proc/self/mountinfo");
-  const std::string mountinfo((std::istreambuf_iterator<char>(in)),
-                              std::istreambuf_iterator<char>());
-  EXPECT_EQ(mountinfo.find(dir), std::string::npos) << mountinfo;
-  for (const auto& ns : netns) {
-    EXPECT_FALSE(fs::exists(ns)) << ns;
-    EXPECT_EQ(mountinfo.find(ns), std::string::npos) << ns;
-  }
-  EXPECT_FALSE(fs::exists("/sys/class/net/" + bridge));
-  EXPECT_FALSE(fs::exists(dir));
-  EXPECT_EQ(shOutput("ls /var/lib/cni/results 2>/dev/null | grep -c '^" + network + "-'"), "0\n");
-  // No process at all names the fixture's directory (daemon, shims, runc).
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc", ec)) {
-    std::ifstream cmd(e.path() / "cmdline");
-    const std::string line((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-    EXPECT_EQ(line.find(dir), std::string::npos) << e.path() << ": " << line;
-  }
+  const std::string self = fs::read_symlink("/proc/self/exe");
+  const std::string out =
+      shOutput("AYAFLOW_FIXTURE_ABANDON=1 " + self +
+               " --gtest_filter=ContainerdFixture.FixtureOfAKilledTestIsRemovedByTheNext 2>&1");
+  const auto at = out.find("ABANDONED ");
+  ASSERT_NE(at, std::string::npos) << out;
+  const auto j = nlohmann::json::parse(out.substr(at + 10, out.find('\n', at) - at - 10));
+  Traces traces;
+  traces.dir = j["dir"];
+  traces.bridge = j["bridge"];
+  traces.network = j["network"];
+  traces.cgroup = j["cgroup"];
+  traces.socket = j["socket"];
+  traces.netns = j["netns"].get<std::vector<std::string>>();
+  traces.sandboxes = j["sandboxes"].get<std::vector<std::string>>();
+  traces.processes = j["processes"].get<std::vector<std::pair<int, std::string>>>();
+  ASSERT_EQ(traces.processes.size(), 3u);  // daemon, shim, pause
+  traces.expectPresent();
+
+  { Containerd next; }  // its constructor removes the orphan
+
+  traces.expectGone();
 }
 
 TEST(ContainerdFixture, SequentialFixturesReuseThePauseImage) {

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <net/if.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
@@ -37,6 +38,9 @@ namespace {
 
 /// The sandbox image's name in the private store (sandbox_image in the configuration).
 constexpr const char* kPauseImage = "ayaflow.test/pause:1";
+/// A fixture's directory, and the per-process one of the pause image.
+constexpr const char* kDirPrefix = "/tmp/ayaflow-ctrd-";
+constexpr const char* kPauseDirPrefix = "/tmp/ayaflow-pause-";
 
 std::string quote(const std::string& s) {
   std::string out = "'";
@@ -63,6 +67,19 @@ std::string readFile(const std::string& path) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+/// Field 22 of /proc/PID/stat (start time in clock ticks since boot): with the PID, names a
+/// process for good. Empty when there is no such process.
+std::string processStart(int pid) {
+  const std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return "";
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && rest >> field; ++i) {
+  }
+  return field;
 }
 
 /// SHA-256 of a file as hex, by coreutils (the blobs of an OCI layout are named by it).
@@ -105,8 +122,11 @@ const std::string& pauseImageTar() {
   static std::string tar;
   static std::string dir;
   std::call_once(once, [] {
-    char tmpl[] = "/tmp/ayaflow-pause-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) {
+    // Named after this process (PID and start time): when it dies without running atexit
+    // handlers, sweepStale() of a later fixture removes the directory.
+    std::string tmpl = std::string(kPauseDirPrefix) + std::to_string(::getpid()) + "-" +
+                       processStart(::getpid()) + "-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) {
       throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
     }
     dir = tmpl;
@@ -196,6 +216,193 @@ std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout) 
   return ctx;
 }
 
+void warn(const std::string& what) { std::cerr << "containerd fixture cleanup: " << what << "\n"; }
+
+int parentPid(int pid) {
+  const std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close + 2));
+  char state = 0;
+  int ppid = 0;
+  rest >> state >> ppid;
+  return ppid;
+}
+
+std::vector<int> allPids() {
+  std::vector<int> pids;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename();
+    if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) {
+      pids.push_back(std::stoi(name));
+    }
+  }
+  return pids;
+}
+
+/// Processes (other than this one) whose command line, arguments joined by spaces and
+/// followed by one, contains every one of `needles`.
+std::vector<int> processesNaming(const std::vector<std::string>& needles) {
+  std::vector<int> pids;
+  for (int pid : allPids()) {
+    if (pid == ::getpid()) continue;
+    std::string cmdline = readFile("/proc/" + std::to_string(pid) + "/cmdline");
+    if (cmdline.empty()) continue;  // kernel thread or zombie
+    for (char& c : cmdline) {
+      if (c == '\0') c = ' ';
+    }
+    if (cmdline.back() != ' ') cmdline += ' ';
+    bool all = true;
+    for (const auto& n : needles) all = all && cmdline.find(n) != std::string::npos;
+    if (all) pids.push_back(pid);
+  }
+  return pids;
+}
+
+std::vector<std::string> mountsUnder(const std::string& dir) {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  const std::string prefix = dir + "/";
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    fields >> id >> parent >> dev >> root >> point;
+    if (point.rfind(prefix, 0) == 0) out.push_back(point);
+  }
+  return out;
+}
+
+/// What a fixture may leave on the machine, by name.
+struct Leftovers {
+  std::string dir, bridge, network, cgroup;
+  std::vector<std::string> netns, sandboxes;
+};
+
+/// Removes the cgroup `path` and the ones under it in every hierarchy (v1 and v2); cgroups
+/// with processes stay (rmdir fails).
+void removeCgroups(const std::string& path) {
+  std::error_code ec;
+  std::vector<std::string> roots = {"/sys/fs/cgroup"};
+  for (const auto& h : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+    if (h.is_directory(ec)) roots.push_back(h.path());
+  }
+  for (const auto& root : roots) {
+    const std::string top = root + path;
+    if (!fs::is_directory(top, ec)) continue;
+    std::vector<std::string> dirs = {top};
+    for (auto it = fs::recursive_directory_iterator(top, ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory(ec) && !it->is_symlink(ec)) dirs.push_back(it->path());
+    }
+    for (auto d = dirs.rbegin(); d != dirs.rend(); ++d) ::rmdir(d->c_str());  // deepest first
+  }
+}
+
+/// Removes whatever a fixture left behind when CRI could not clean up (a daemon that would
+/// not start, a failed call, a test process killed mid-test): processes that name its
+/// directory (daemon, shims) and their children (the pause processes), mounts under the
+/// directory, the pods' network namespaces, the bridge, libcni's cached results, the shims'
+/// sockets, the pods' cgroups, the directory. Only ever things named after this fixture or
+/// its sandboxes.
+void removeLeftovers(const Leftovers& l) noexcept {
+  const std::string& dir = l.dir;
+  try {
+    const auto owned = processesNaming({" " + dir + "/"});
+    if (!owned.empty()) {
+      const auto pids = allPids();
+      for (int p : owned) {
+        warn("killing leftover process " + std::to_string(p));
+        for (int child : pids) {
+          if (parentPid(child) == p) ::kill(child, SIGKILL);
+        }
+        ::kill(p, SIGKILL);
+      }
+      const auto deadline = Clock::now() + std::chrono::seconds(5);
+      while (!processesNaming({" " + dir + "/"}).empty() && Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  } catch (const std::exception& e) {
+    warn(e.what());
+  }
+  try {
+    auto points = mountsUnder(dir);
+    for (auto it = points.rbegin(); it != points.rend(); ++it) {
+      warn("unmounting " + *it);
+      ::umount2(it->c_str(), MNT_DETACH);
+    }
+    for (const auto& ns : l.netns) {
+      if (ns.rfind("/proc/", 0) == 0 || !fs::exists(ns)) continue;
+      warn("removing network namespace " + ns);
+      ::umount2(ns.c_str(), MNT_DETACH);
+      std::error_code ec;
+      fs::remove(ns, ec);
+    }
+    if (!l.bridge.empty() && fs::exists("/sys/class/net/" + l.bridge)) {
+      shOutput("ip link del " + quote(l.bridge) + " 2>&1");
+    }
+    // libcni caches each attachment's result as NETWORK-SANDBOX-IFNAME (containerd names its
+    // loopback network cni-loopback); DEL removes it, but not when DEL never ran.
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator("/var/lib/cni/results", ec)) {
+      const std::string name = entry.path().filename();
+      bool ours = !l.network.empty() && name.rfind(l.network + "-", 0) == 0;
+      for (const auto& id : l.sandboxes)
+        ours = ours || name.find("-" + id + "-") != std::string::npos;
+      if (ours) fs::remove(entry.path(), ec);
+    }
+    // A shim listens on /run/containerd/s/<sha256 of "ADDRESS/NAMESPACE/ID"> (containerd
+    // 1.6 and 1.7) and removes it when it exits normally.
+    for (const auto& id : l.sandboxes) {
+      const std::string key = dir + "/containerd.sock/k8s.io/" + id;
+      const std::string hash = shOutput("printf %s " + quote(key) + " | sha256sum").substr(0, 64);
+      fs::remove("/run/containerd/s/" + hash, ec);
+    }
+    if (!l.cgroup.empty()) removeCgroups(l.cgroup);
+    if (mountsUnder(dir).empty()) {
+      fs::remove_all(dir, ec);
+    } else {
+      warn("mounts remain under " + dir + ": leaving it");
+    }
+  } catch (const std::exception& e) {
+    warn(e.what());
+  }
+}
+
+/// Fixtures of test processes that died without their destructors (killed by a timeout, a
+/// crash): each directory's fixture.json names its owner (PID and start time) and what to
+/// remove. Directories of live owners, and ones still without the file, are not touched.
+/// Pause image directories of dead processes go too.
+void sweepStale() noexcept {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/tmp", ec)) {
+    const std::string dir = entry.path();
+    if (dir.rfind(kPauseDirPrefix, 0) == 0) {
+      // ayaflow-pause-PID-START-XXXXXX
+      std::istringstream name(dir.substr(std::strlen(kPauseDirPrefix)));
+      int pid = 0;
+      char dash = 0;
+      std::string start;
+      if (name >> pid >> dash && std::getline(name, start, '-') && processStart(pid) != start) {
+        fs::remove_all(dir, ec);
+      }
+      continue;
+    }
+    if (dir.rfind(kDirPrefix, 0) != 0) continue;
+    const auto state = nlohmann::json::parse(readFile(dir + "/fixture.json"), nullptr, false);
+    if (state.is_discarded() || !state.is_object()) continue;
+    const int owner = state.value("pid", 0);
+    if (owner <= 0 || processStart(owner) == state.value("start", "")) continue;
+    warn("removing the fixture " + dir + " of process " + std::to_string(owner) +
+         ", which is gone");
+    removeLeftovers({dir, state.value("bridge", ""), state.value("network", ""),
+                     state.value("cgroup", ""), state.value("netns", std::vector<std::string>{}),
+                     state.value("sandboxes", std::vector<std::string>{})});
+  }
+}
+
 }  // namespace
 
 /// The gRPC side, hidden here so users of the header need neither gRPC nor the CRI types.
@@ -216,7 +423,7 @@ struct Containerd::Rpc {
 
 std::string Containerd::socketPath() const { return dir_ + "/containerd.sock"; }
 
-std::string Containerd::log() const {
+std::string Containerd::daemonLog() const {
   std::string text = readFile(dir_ + "/containerd.log");
   if (text.size() > 6000) {
     text = "..." + text.substr(text.size() - 6000);
@@ -226,9 +433,10 @@ std::string Containerd::log() const {
 
 Containerd::Containerd(ContainerdOptions options) {
   const auto t0 = Clock::now();
+  sweepStale();
   const int n = g_fixtures.fetch_add(1);
-  char tmpl[] = "/tmp/ayaflow-ctrd-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) {
+  std::string tmpl = std::string(kDirPrefix) + "XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
     throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
   }
   dir_ = tmpl;
@@ -237,6 +445,7 @@ Containerd::Containerd(ContainerdOptions options) {
   bridge_ = ("afc" + tag).substr(0, 15);
   network_ = "ayaflow-test-" + tag;
   try {
+    saveState();
     subnet_ = options.subnet.empty() ? freeSubnet() : options.subnet;
     gateway_ = firstHost(subnet_);
     writeConfig(options);
@@ -257,7 +466,7 @@ Containerd::Containerd(ContainerdOptions options) {
     runtime_version_ = resp.runtime_name() + " " + resp.runtime_version();
   } catch (const std::exception& e) {
     const std::string message = std::string("containerd fixture: ") + e.what() +
-                                (fs::exists(dir_ + "/containerd.log") ? "\n" + log() : "");
+                                (fs::exists(dir_ + "/containerd.log") ? "\n" + daemonLog() : "");
     cleanup();
     throw std::runtime_error(message);
   }
@@ -393,30 +602,14 @@ void Containerd::startDaemon() {
     spawnDaemon();
     waitForCri();
   } catch (const std::exception& e) {
-    throw std::runtime_error(std::string("containerd fixture: ") + e.what() + "\n" + log());
+    throw std::runtime_error(std::string("containerd fixture: ") + e.what() + "\n" + daemonLog());
   }
 }
 
 std::vector<int> Containerd::shimPids() const {
   // A shim's command line names the daemon's socket: `containerd-shim-runc-v2 -namespace
   // k8s.io -id ID -address SOCKET`.
-  std::vector<int> pids;
-  const std::string needle = " " + socketPath() + " ";
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = readFile("/proc/" + name + "/cmdline");
-    for (char& c : cmdline) {
-      if (c == '\0') c = ' ';
-    }
-    cmdline += ' ';
-    if (cmdline.find("containerd-shim") != std::string::npos &&
-        cmdline.find(needle) != std::string::npos) {
-      pids.push_back(std::stoi(name));
-    }
-  }
-  return pids;
+  return processesNaming({"containerd-shim", " " + socketPath() + " "});
 }
 
 Containerd::Pod Containerd::runPod(const PodSpec& spec) {
@@ -434,6 +627,8 @@ Containerd::Pod Containerd::runPod(const PodSpec& spec) {
   config->set_hostname(spec.host_network ? "" : spec.name);
   config->mutable_labels()->insert(spec.labels.begin(), spec.labels.end());
   config->mutable_annotations()->insert(spec.annotations.begin(), spec.annotations.end());
+  // Its own cgroup parent, so what a killed test leaves is found (and no kubelet's is used).
+  config->mutable_linux()->set_cgroup_parent(cgroupParent());
   config->mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
       spec.host_network ? runtime::v1::NODE : runtime::v1::POD);
   runtime::v1::RunPodSandboxResponse resp;
@@ -443,6 +638,8 @@ Containerd::Pod Containerd::runPod(const PodSpec& spec) {
 
   Pod pod;
   pod.id = resp.pod_sandbox_id();
+  sandboxes_.push_back(pod.id);
+  saveState();
   pod.name = spec.name;
   pod.ns = spec.ns;
   pod.uid = meta->uid();
@@ -475,7 +672,20 @@ Containerd::Pod Containerd::runPod(const PodSpec& spec) {
   if (pod.netns.empty()) {
     throw std::runtime_error("PodSandboxStatus " + spec.name + ": no network namespace in info");
   }
-  if (!spec.host_network) netns_paths_.push_back(pod.netns);
+  if (!spec.host_network) {
+    netns_paths_.push_back(pod.netns);
+    saveState();
+    // "2: eth0@if17: ..." inside the pod: 17 is the host end's ifindex.
+    const std::string link = podShOutput(pod, "ip -o link show dev eth0");
+    const auto at = link.find("@if");
+    char name[IF_NAMESIZE] = {};
+    if (at == std::string::npos ||
+        ::if_indextoname(static_cast<unsigned>(std::atoi(link.c_str() + at + 3)), name) ==
+            nullptr) {
+      throw std::runtime_error("pod " + spec.name + ": no host end of eth0 in: " + link);
+    }
+    pod.host_veth = name;
+  }
   return pod;
 }
 
@@ -521,24 +731,18 @@ std::vector<Containerd::Listed> Containerd::listPods() {
   return out;
 }
 
-std::vector<std::string> Containerd::mounts() const {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  const std::string prefix = dir_ + "/";
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point;
-    fields >> id >> parent >> dev >> root >> point;
-    if (point.rfind(prefix, 0) == 0) out.push_back(point);
-  }
-  return out;
+std::vector<std::string> Containerd::mounts() const { return mountsUnder(dir_); }
+
+void Containerd::saveState() const {
+  const nlohmann::json state = {{"pid", ::getpid()},        {"start", processStart(::getpid())},
+                                {"bridge", bridge_},        {"network", network_},
+                                {"cgroup", cgroupParent()}, {"netns", netns_paths_},
+                                {"sandboxes", sandboxes_}};
+  writeFile(dir_ + "/fixture.json.new", state.dump());
+  fs::rename(dir_ + "/fixture.json.new", dir_ + "/fixture.json");
 }
 
 void Containerd::cleanup() noexcept {
-  auto warn = [](const std::string& what) {
-    std::cerr << "containerd fixture cleanup: " << what << "\n";
-  };
   // The runtime undoes what it did (pause processes, shims, CNI, mounts, netns) best, so
   // sandboxes go through CRI first; a stopped daemon comes back for that.
   try {
@@ -570,66 +774,7 @@ void Containerd::cleanup() noexcept {
   } catch (const std::exception& e) {
     warn(e.what());
   }
-
-  // Whatever is left (a daemon that would not start, a call that failed): shims and their
-  // children (the pause processes), then mounts, namespaces and the bridge.
-  try {
-    for (int shim : shimPids()) {
-      warn("killing leftover shim " + std::to_string(shim));
-      std::error_code ec;
-      for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-        const std::string name = entry.path().filename();
-        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        const std::string stat = readFile("/proc/" + name + "/stat");
-        const auto close = stat.rfind(')');
-        if (close == std::string::npos) continue;
-        std::istringstream rest(stat.substr(close + 2));
-        char state = 0;
-        int ppid = 0;
-        rest >> state >> ppid;
-        if (ppid == shim) ::kill(std::stoi(name), SIGKILL);
-      }
-      ::kill(shim, SIGKILL);
-    }
-    const auto deadline = Clock::now() + std::chrono::seconds(5);
-    while (!shimPids().empty() && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  } catch (const std::exception& e) {
-    warn(e.what());
-  }
-  try {
-    auto points = mounts();
-    for (auto it = points.rbegin(); it != points.rend(); ++it) {
-      warn("unmounting " + *it);
-      ::umount2(it->c_str(), MNT_DETACH);
-    }
-    for (const auto& ns : netns_paths_) {
-      if (ns.rfind("/proc/", 0) == 0 || !fs::exists(ns)) continue;
-      warn("removing network namespace " + ns);
-      ::umount2(ns.c_str(), MNT_DETACH);
-      std::error_code ec;
-      fs::remove(ns, ec);
-    }
-    if (fs::exists("/sys/class/net/" + bridge_)) {
-      shOutput("ip link del " + quote(bridge_) + " 2>&1");
-    }
-    // libcni caches each attachment's result by network name; DEL removes it, but not when
-    // DEL never ran.
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator("/var/lib/cni/results", ec)) {
-      if (entry.path().filename().string().rfind(network_ + "-", 0) == 0) {
-        fs::remove(entry.path(), ec);
-      }
-    }
-    if (mounts().empty()) {
-      fs::remove_all(dir_, ec);
-    } else {
-      warn("mounts remain under " + dir_ + ": leaving it");
-    }
-  } catch (const std::exception& e) {
-    warn(e.what());
-  }
+  removeLeftovers({dir_, bridge_, network_, cgroupParent(), netns_paths_, sandboxes_});
 }
 
 void inPod(const Containerd::Pod& pod, const std::function<void()>& fn) { inNetns(pod.netns, fn); }

@@ -14,6 +14,8 @@
 //
 // Not thread-safe: one thread drives a fixture at a time. Fixtures may follow each other (the
 // image is built once per process) or run side by side (each has its own subnet and bridge).
+// A test process killed before its destructors ran (a timeout, a crash) leaves its fixture
+// behind; the next fixture constructed on the machine removes it.
 
 #include <chrono>
 #include <functional>
@@ -47,9 +49,10 @@ class Containerd {
   };
   struct Pod {
     std::string id, name, ns, uid;
-    std::string ip;     // from PodSandboxStatus; empty with host_network
-    std::string netns;  // a path usable by setns (inNetns(), nsenter --net=)
-    int pid = 0;        // the sandbox's PID 1 (the pause process), as the host sees it
+    std::string ip;         // from PodSandboxStatus; empty with host_network
+    std::string netns;      // a path usable by setns (inNetns(), nsenter --net=)
+    int pid = 0;            // the sandbox's PID 1 (the pause process), as the host sees it
+    std::string host_veth;  // the host end of the pod's eth0 (on bridge()); empty with host_network
   };
   /// A pod as ListPodSandbox returns it.
   struct Listed {
@@ -64,9 +67,9 @@ class Containerd {
   /// daemon's log) when it cannot; nothing is left behind then.
   explicit Containerd(ContainerdOptions options = {});
   /// Stops and removes every sandbox (restarting the daemon for that if it was stopped),
-  /// stops the daemon, then removes what might be left of it: its shims (found by this
-  /// daemon's socket in their command line) and their children, mounts under its directory,
-  /// its pods' network namespaces, the bridge, CNI result cache entries, the directory.
+  /// stops the daemon, then removes what might be left of it: processes naming its directory
+  /// (shims) and their children, mounts under its directory, its pods' network namespaces,
+  /// the bridge, CNI result cache entries, the directory.
   ~Containerd();
   Containerd(const Containerd&) = delete;
   Containerd& operator=(const Containerd&) = delete;
@@ -83,6 +86,8 @@ class Containerd {
   const std::string& bridge() const { return bridge_; }    // the CNI bridge's name
   const std::string& gateway() const { return gateway_; }  // its address (first of the subnet)
   const std::string& cniNetwork() const { return network_; }
+  /// The pods' cgroup parent ("/ayaflow-test-PID-N", cgroupfs driver).
+  std::string cgroupParent() const { return "/" + network_; }
   /// What CRI Version said at start: "containerd 1.6.20~ds1" (runtime name and version).
   const std::string& runtimeVersion() const { return runtime_version_; }
 
@@ -113,6 +118,11 @@ class Containerd {
   /// CRI Version with a short deadline: false while the runtime is unreachable.
   bool answers();
 
+  /// The end of the daemon's log (stdout and stderr), for a failing test's message.
+  std::string daemonLog() const;
+
+  /// Every sandbox ID runPod started.
+  const std::vector<std::string>& sandboxIds() const { return sandboxes_; }
   /// Every network namespace path handed out by runPod (kept after removePod, so a test can
   /// check that it is gone).
   const std::vector<std::string>& netnsPaths() const { return netns_paths_; }
@@ -125,12 +135,14 @@ class Containerd {
   void spawnDaemon();
   void waitForCri();
   void cleanup() noexcept;
-  std::string log() const;
+  /// fixture.json in dir(): owner and what to remove, for the sweep of a later fixture when
+  /// this process dies without its destructor.
+  void saveState() const;
 
   std::string dir_, subnet_, bridge_, gateway_, network_, runtime_version_;
   int daemon_pid_ = 0;
   std::unique_ptr<Rpc> rpc_;
-  std::vector<std::string> netns_paths_;
+  std::vector<std::string> netns_paths_, sandboxes_;
   std::chrono::milliseconds start_time_{0}, image_time_{0};
 };
 
