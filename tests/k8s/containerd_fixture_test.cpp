@@ -22,24 +22,12 @@
 #include <thread>
 
 #include "netns.h"
-#include "root_guard.h"
 
 namespace ayaflow::test {
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-#define REQUIRE_CONTAINERD()                                                                    \
-  do {                                                                                          \
-    AYAFLOW_REQUIRE_ROOT();                                                                     \
-    if (shOutput("for t in containerd ctr runc containerd-shim-runc-v2 nsenter; do command -v " \
-                 "$t; done | wc -l") != "5\n" ||                                                \
-        !fs::exists("/usr/lib/cni/bridge") || !fs::exists("/bin/busybox")) {                    \
-      if (inCi()) FAIL() << "containerd, runc, CNI plugins or busybox-static missing";          \
-      GTEST_SKIP() << "needs containerd, runc, containernetworking-plugins, busybox-static";    \
-    }                                                                                           \
-  } while (0)
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -94,12 +82,14 @@ std::set<std::string> bridgePorts(const std::string& bridge) {
 }
 
 TEST(ContainerdFixture, PodsGetAddressesTalkOverTheBridgeAndAreListedWithLabels) {
-  REQUIRE_CONTAINERD();
+  AYAFLOW_REQUIRE_CONTAINERD();
   Containerd runtime;
   std::cout << "fixture start " << runtime.startTime().count() << " ms (pause image import "
             << runtime.imageTime().count() << " ms), " << runtime.runtimeVersion() << ", subnet "
             << runtime.subnet() << ", bridge " << runtime.bridge() << "\n";
   EXPECT_NE(runtime.runtimeVersion().find("containerd"), std::string::npos);
+  EXPECT_NE(runtime.ctr("--namespace k8s.io images ls -q").find("ayaflow.test/pause:1"),
+            std::string::npos);
 
   auto t = Clock::now();
   const auto web = runtime.runPod({"web-7d9f8c-abcde", "shop", "", {{"app", "web"}}, {}});
@@ -171,7 +161,7 @@ TEST(ContainerdFixture, PodsGetAddressesTalkOverTheBridgeAndAreListedWithLabels)
 }
 
 TEST(ContainerdFixture, PauseProcessExitsOnSigterm) {
-  REQUIRE_CONTAINERD();
+  AYAFLOW_REQUIRE_CONTAINERD();
   Containerd runtime;
   const auto pod = runtime.runPod({"p", "default", "", {}, {}});
   const std::string start = startTime(pod.pid);
@@ -187,7 +177,7 @@ TEST(ContainerdFixture, PauseProcessExitsOnSigterm) {
 }
 
 TEST(ContainerdFixture, HostNetworkPodSharesTheNodesNamespace) {
-  REQUIRE_CONTAINERD();
+  AYAFLOW_REQUIRE_CONTAINERD();
   Containerd runtime;
   Containerd::PodSpec spec{"node-agent", "kube-system", "", {}, {}};
   spec.host_network = true;
@@ -201,7 +191,7 @@ TEST(ContainerdFixture, HostNetworkPodSharesTheNodesNamespace) {
 }
 
 TEST(ContainerdFixture, OneAddressRangeGivesTheAddressToTheNextPod) {
-  REQUIRE_CONTAINERD();
+  AYAFLOW_REQUIRE_CONTAINERD();
   ContainerdOptions options;
   options.subnet = Containerd::freeSubnet();
   const std::string base = options.subnet.substr(0, options.subnet.rfind('.') + 1);
@@ -225,7 +215,7 @@ TEST(ContainerdFixture, OneAddressRangeGivesTheAddressToTheNextPod) {
 }
 
 TEST(ContainerdFixture, PodsOutliveTheDaemonWhichComesBackWithThem) {
-  REQUIRE_CONTAINERD();
+  AYAFLOW_REQUIRE_CONTAINERD();
   Containerd runtime;
   const auto a = runtime.runPod({"a", "default", "", {{"k", "a"}}, {}});
   const auto b = runtime.runPod({"b", "default", "", {{"k", "b"}}, {}});
@@ -334,7 +324,7 @@ struct Traces {
 };
 
 TEST(ContainerdFixture, NothingRemainsAfterTheDestructor) {
-  REQUIRE_CONTAINERD();
+  AYAFLOW_REQUIRE_CONTAINERD();
   Traces traces;
   {
     Containerd runtime;
@@ -354,7 +344,7 @@ TEST(ContainerdFixture, NothingRemainsAfterTheDestructor) {
 }
 
 TEST(ContainerdFixture, FixtureOfAKilledTestIsRemovedByTheNext) {
-  REQUIRE_CONTAINERD();
+  AYAFLOW_REQUIRE_CONTAINERD();
   if (std::getenv("AYAFLOW_FIXTURE_ABANDON") != nullptr) {
     // The child's part: a fixture with a pod, then death without destructors.
     auto* runtime = new Containerd;
@@ -397,7 +387,7 @@ TEST(ContainerdFixture, FixtureOfAKilledTestIsRemovedByTheNext) {
 }
 
 TEST(ContainerdFixture, SequentialFixturesReuseThePauseImage) {
-  REQUIRE_CONTAINERD();
+  AYAFLOW_REQUIRE_CONTAINERD();
   for (int i = 0; i < 2; ++i) {
     Containerd runtime;
     const auto t = Clock::now();

@@ -452,9 +452,7 @@ Containerd::Containerd(ContainerdOptions options) {
     spawnDaemon();
     waitForCri();
     const auto t1 = Clock::now();
-    sh("ctr --address " + quote(socketPath()) +
-       " --namespace k8s.io images import --snapshotter native " + quote(pauseImageTar()) +
-       " >/dev/null");
+    importImage(pauseImageTar());
     image_time_ = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t1);
     auto ctx = context(std::chrono::seconds(5));
     runtime::v1::VersionRequest req;
@@ -775,6 +773,32 @@ void Containerd::cleanup() noexcept {
     warn(e.what());
   }
   removeLeftovers({dir_, bridge_, network_, cgroupParent(), netns_paths_, sandboxes_});
+}
+
+std::string containerdMissing() {
+  std::string missing;
+  for (const char* tool : {"containerd", "ctr", "runc", "containerd-shim-runc-v2", "nsenter"}) {
+    if (shOutput(std::string("command -v ") + tool).empty()) missing += std::string(" ") + tool;
+  }
+  for (const char* file : {"/usr/lib/cni/bridge", "/usr/lib/cni/host-local",
+                           "/usr/lib/cni/loopback", "/bin/busybox"}) {
+    if (!fs::exists(file)) missing += std::string(" ") + file;
+  }
+  return missing.empty() ? "" : "containerd fixture needs:" + missing;
+}
+
+std::string Containerd::ctr(const std::string& args) const {
+  const std::string out =
+      shOutput("ctr --address " + quote(socketPath()) + " " + args + " 2>&1; echo \"rc=$?\"");
+  const auto pos = out.rfind("rc=");
+  if (pos == std::string::npos || out.compare(pos, 5, "rc=0\n") != 0) {
+    throw std::runtime_error("ctr " + args + ": " + out);
+  }
+  return out.substr(0, pos);
+}
+
+void Containerd::importImage(const std::string& archive) const {
+  ctr("--namespace k8s.io images import --snapshotter native " + quote(archive));
 }
 
 void inPod(const Containerd::Pod& pod, const std::function<void()>& fn) { inNetns(pod.netns, fn); }

@@ -24,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "root_guard.h"
+
 namespace ayaflow::test {
 
 struct ContainerdOptions {
@@ -113,6 +115,13 @@ class Containerd {
   void stopPod(const std::string& id);
   /// StopPodSandbox + RemovePodSandbox.
   void removePod(const std::string& id);
+  /// Runs `ctr --address SOCKET ARGS` against this daemon (e.g. "-n k8s.io images ls -q");
+  /// returns its output (stdout and stderr), throws with it on failure.
+  std::string ctr(const std::string& args) const;
+  /// Imports an image archive (OCI or Docker format, as `podman save` writes) into the CRI
+  /// plugin's namespace (k8s.io), unpacked for the native snapshotter.
+  void importImage(const std::string& archive) const;
+
   /// ListPodSandbox (all pods, any state).
   std::vector<Listed> listPods();
   /// CRI Version with a short deadline: false while the runtime is unreachable.
@@ -146,6 +155,10 @@ class Containerd {
   std::chrono::milliseconds start_time_{0}, image_time_{0};
 };
 
+/// Empty when this machine can run the fixture (containerd, ctr, runc, the runc shim, nsenter,
+/// the CNI bridge plugin, a static /bin/busybox); otherwise what is missing.
+std::string containerdMissing();
+
 /// Runs fn on a helper thread inside the pod's network namespace (see inNetns()).
 void inPod(const Containerd::Pod& pod, const std::function<void()>& fn);
 /// Runs a shell command inside the pod's network namespace (nsenter --net=); the host's
@@ -155,3 +168,16 @@ void podSh(const Containerd::Pod& pod, const std::string& command);
 std::string podShOutput(const Containerd::Pod& pod, const std::string& command);
 
 }  // namespace ayaflow::test
+
+/// For tests that need the fixture: root (AYAFLOW_REQUIRE_ROOT) and the packages. Without
+/// them the test skips, and fails under CI=true.
+#define AYAFLOW_REQUIRE_CONTAINERD()                                            \
+  do {                                                                          \
+    AYAFLOW_REQUIRE_ROOT();                                                     \
+    const std::string ayaflow_missing_ = ::ayaflow::test::containerdMissing();  \
+    if (!ayaflow_missing_.empty()) {                                            \
+      if (::ayaflow::test::inCi()) FAIL() << ayaflow_missing_ << " (CI=true)";  \
+      GTEST_SKIP() << ayaflow_missing_ << " (Debian: containerd runc "          \
+                   << "containernetworking-plugins busybox-static util-linux)"; \
+    }                                                                           \
+  } while (0)
