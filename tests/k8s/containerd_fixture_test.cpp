@@ -61,11 +61,14 @@ std::string startTime(int pid) {
 
 /// `count` datagrams from `from` to `to` (port 5000) arrive, each once: the receiving socket
 /// is bound in `to`'s namespace, the sender's in `from`'s.
-void udpBetween(const Containerd::Pod& from, const Containerd::Pod& to, int count) {
+void udpBetween(const Containerd::Pod& from, const Containerd::Pod& to, int count,
+                bool v6 = false) {
+  const std::string& src = v6 ? from.ip6 : from.ip;
+  const std::string& dst = v6 ? to.ip6 : to.ip;
   int rx = -1, tx = -1;
-  inPod(to, [&] { rx = udpSocket(to.ip, 5000); });
-  inPod(from, [&] { tx = udpSocket(from.ip, 0); });
-  for (int i = 0; i < count; ++i) udpSend(tx, to.ip, 5000, 100);
+  inPod(to, [&] { rx = udpSocket(dst, 5000); });
+  inPod(from, [&] { tx = udpSocket(src, 0); });
+  for (int i = 0; i < count; ++i) udpSend(tx, dst, 5000, 100);
   udpReceive(rx, count);
   close(tx);
   close(rx);
@@ -89,6 +92,11 @@ TEST(ContainerdFixture, PodsGetAddressesTalkOverTheBridgeAndAreListedWithLabels)
             << runtime.subnet() << ", bridge " << runtime.bridge() << "\n";
   EXPECT_NE(runtime.runtimeVersion().find("containerd"), std::string::npos);
   EXPECT_NE(runtime.ctr("--namespace k8s.io images ls -q").find("ayaflow.test/pause:1"),
+            std::string::npos);
+
+  // The bridge is there, up, with the gateway address, before any pod.
+  EXPECT_NE(shOutput("ip -4 -o addr show dev " + runtime.bridge() + " up")
+                .find(" " + runtime.gateway() + "/"),
             std::string::npos);
 
   auto t = Clock::now();
@@ -118,6 +126,7 @@ TEST(ContainerdFixture, PodsGetAddressesTalkOverTheBridgeAndAreListedWithLabels)
       shOutput("ip -4 -o addr show dev " + runtime.bridge()).find(" " + runtime.gateway() + "/"),
       std::string::npos);
   EXPECT_EQ(bridgePorts(runtime.bridge()), (std::set<std::string>{web.host_veth, db.host_veth}));
+  EXPECT_EQ(web.ip6, "");
 
   // Traffic over the bridge: ping both ways and to the gateway, exact UDP datagrams.
   podSh(web, "busybox ping -c 1 -W 5 " + db.ip);
@@ -174,6 +183,56 @@ TEST(ContainerdFixture, PauseProcessExitsOnSigterm) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_NE(startTime(pod.pid), start) << "pause process ignored SIGTERM";
+}
+
+TEST(ContainerdFixture, DualStackPodsGetBothAddressesAndTalkOverIpv6) {
+  AYAFLOW_REQUIRE_CONTAINERD();
+  ContainerdOptions options;
+  options.ipv6 = true;
+  Containerd runtime(options);
+  const auto a = runtime.runPod({"a", "default", "", {}, {}});
+  const auto b = runtime.runPod({"b", "default", "", {}, {}});
+  EXPECT_TRUE(inSubnet(a.ip, runtime.subnet())) << a.ip;
+  ASSERT_FALSE(a.ip6.empty());
+  ASSERT_FALSE(b.ip6.empty());
+  EXPECT_NE(a.ip6, b.ip6);
+  const std::string prefix6 = runtime.subnet6().substr(0, runtime.subnet6().find("::") + 1);
+  EXPECT_EQ(a.ip6.rfind(prefix6, 0), 0u) << a.ip6 << " not in " << runtime.subnet6();
+  EXPECT_NE(podShOutput(a, "ip -6 -o addr show dev eth0").find(" " + a.ip6 + "/"),
+            std::string::npos);
+  podSh(a, "busybox ping -6 -c 1 -W 5 " + runtime.gateway6());
+  udpBetween(a, b, 9, true);
+  udpBetween(b, a, 4, true);
+  udpBetween(a, b, 2);
+}
+
+/// The /tmp/ayaflow-ctrd-* directories (fixtures of this and other test processes).
+std::set<std::string> fixtureDirs() {
+  std::set<std::string> out;
+  for (const auto& e : fs::directory_iterator("/tmp")) {
+    if (e.path().filename().string().rfind("ayaflow-ctrd-", 0) == 0) out.insert(e.path());
+  }
+  return out;
+}
+
+TEST(ContainerdFixture, ASubnetInUseFailsTheConstructorWhichLeavesNothing) {
+  AYAFLOW_REQUIRE_CONTAINERD();
+  Containerd first;
+  const auto dirs = fixtureDirs();
+  const auto links = shOutput("ip -o link show | cut -d: -f2");
+  ContainerdOptions options;
+  options.subnet = first.subnet();
+  try {
+    Containerd second(options);
+    ADD_FAILURE() << "two fixtures on " << first.subnet();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("is in use"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(fixtureDirs(), dirs);
+  EXPECT_EQ(shOutput("ip -o link show | cut -d: -f2"), links);
+  // The first one is untouched.
+  const auto pod = first.runPod({"p", "default", "", {}, {}});
+  podSh(pod, "busybox ping -c 1 -W 5 " + first.gateway());
 }
 
 TEST(ContainerdFixture, HostNetworkPodSharesTheNodesNamespace) {

@@ -11,8 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -197,6 +199,18 @@ std::string Containerd::freeSubnet() {
 namespace {
 
 std::atomic<int> g_fixtures{0};
+
+/// The IPv6 /64 that goes with an IPv4 /24 from freeSubnet(): 10.B.C.0/24 -> fd00:ac:B:C::/64
+/// (B and C in hex), so it is as unique as the IPv4 one.
+std::string v6For(const std::string& subnet) {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (std::sscanf(subnet.c_str(), "%u.%u.%u.%u", &a, &b, &c, &d) != 4) {
+    throw std::runtime_error("not an IPv4 subnet: " + subnet);
+  }
+  char out[64];
+  std::snprintf(out, sizeof out, "fd00:ac:%x:%x::/64", b, c);
+  return out;
+}
 
 /// The first host address of an IPv4 subnet "a.b.c.d/len" (host-local's default gateway).
 std::string firstHost(const std::string& subnet) {
@@ -446,8 +460,7 @@ Containerd::Containerd(ContainerdOptions options) {
   network_ = "ayaflow-test-" + tag;
   try {
     saveState();
-    subnet_ = options.subnet.empty() ? freeSubnet() : options.subnet;
-    gateway_ = firstHost(subnet_);
+    createBridge(options);
     writeConfig(options);
     spawnDaemon();
     waitForCri();
@@ -472,6 +485,34 @@ Containerd::Containerd(ContainerdOptions options) {
 }
 
 Containerd::~Containerd() { cleanup(); }
+
+void Containerd::createBridge(const ContainerdOptions& options) {
+  // The bridge exists (up, with the gateway addresses) from the start rather than from the
+  // first pod: bridge() and gateway() are usable at once (an agent can attach before pods
+  // come), and the subnet's route claims it against another fixture picking the same one.
+  // The CNI bridge plugin takes an existing bridge that already has its gateway address.
+  for (int attempt = 0;; ++attempt) {
+    subnet_ = options.subnet.empty() ? freeSubnet() : options.subnet;
+    gateway_ = firstHost(subnet_);
+    const std::string prefix = subnet_.substr(subnet_.find('/'));
+    sh("ip link add name " + quote(bridge_) + " type bridge");
+    sh("ip addr add " + gateway_ + prefix + " dev " + quote(bridge_));
+    if (options.ipv6) {
+      subnet6_ = options.subnet6.empty() ? v6For(subnet_) : options.subnet6;
+      gateway6_ = subnet6_.substr(0, subnet6_.find('/')) + "1";
+      sh("ip addr add " + gateway6_ + subnet6_.substr(subnet6_.find('/')) + " dev " +
+         quote(bridge_) + " nodad");
+    }
+    sh("ip link set " + quote(bridge_) + " up");
+    // Another process may have taken the same subnet between our look and our address.
+    const std::string users = shOutput("ip -4 -o addr show to " + subnet_);
+    if (std::count(users.begin(), users.end(), '\n') == 1) return;
+    sh("ip link del " + quote(bridge_));
+    if (!options.subnet.empty() || attempt == 5) {
+      throw std::runtime_error("subnet " + subnet_ + " is in use: " + users);
+    }
+  }
+}
 
 void Containerd::writeConfig(const ContainerdOptions& options) {
   fs::create_directories(dir_ + "/cni/net.d");
@@ -510,6 +551,9 @@ void Containerd::writeConfig(const ContainerdOptions& options) {
   nlohmann::json range = {{"subnet", subnet_}};
   if (!options.range_start.empty()) range["rangeStart"] = options.range_start;
   if (!options.range_end.empty()) range["rangeEnd"] = options.range_end;
+  // host-local: a list of range sets, one address from each.
+  auto ranges = nlohmann::json::array({nlohmann::json::array({range})});
+  if (options.ipv6) ranges.push_back(nlohmann::json::array({nlohmann::json{{"subnet", subnet6_}}}));
   const nlohmann::json conflist = {
       {"cniVersion", "0.4.0"},
       {"name", network_},
@@ -518,8 +562,7 @@ void Containerd::writeConfig(const ContainerdOptions& options) {
          {"bridge", bridge_},
          {"isGateway", true},
          {"ipMasq", false},
-         {"ipam",
-          {{"type", "host-local"}, {"ranges", {{range}}}, {"dataDir", dir_ + "/cni/ipam"}}}},
+         {"ipam", {{"type", "host-local"}, {"ranges", ranges}, {"dataDir", dir_ + "/cni/ipam"}}}},
         {{"type", "loopback"}}}}};
   writeFile(dir_ + "/cni/net.d/10-ayaflow.conflist", conflist.dump(2));
 }
@@ -648,7 +691,13 @@ Containerd::Pod Containerd::runPod(const PodSpec& spec) {
   auto sctx = context(std::chrono::seconds(10));
   s = rpc_->stub->PodSandboxStatus(sctx.get(), sreq, &sresp);
   if (!s.ok()) throw std::runtime_error(status("PodSandboxStatus " + spec.name, s));
-  pod.ip = sresp.status().network().ip();
+  // With dual stack, one address per range set: IPv4 first (ip), then IPv6 (additional_ips).
+  std::vector<std::string> ips = {sresp.status().network().ip()};
+  for (const auto& more : sresp.status().network().additional_ips()) ips.push_back(more.ip());
+  for (const auto& ip : ips) {
+    auto& slot = ip.find(':') != std::string::npos ? pod.ip6 : pod.ip;
+    if (slot.empty()) slot = ip;
+  }
   // Verbose status carries containerd's view as JSON: the pause PID and the OCI spec, whose
   // network namespace path (/var/run/netns/cni-..., a bind mount containerd keeps until
   // RemovePodSandbox) stays valid while the daemon is down and across restarts, unlike

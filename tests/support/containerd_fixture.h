@@ -36,6 +36,10 @@ struct ContainerdOptions {
   /// so a released address is not reused at once; a range of one address (start == end)
   /// gives a new pod the address of a removed one.
   std::string range_start, range_end;
+  /// Dual stack: pods also get an IPv6 address (Pod::ip6) from subnet6, by default the /64
+  /// fd00:ac:B:C::/64 that goes with the IPv4 subnet 10.B.C.0/24 (B, C in hex).
+  bool ipv6 = false;
+  std::string subnet6;
   /// Where the CNI plugins are.
   std::string cni_bin_dir = "/usr/lib/cni";
 };
@@ -52,6 +56,7 @@ class Containerd {
   struct Pod {
     std::string id, name, ns, uid;
     std::string ip;         // from PodSandboxStatus; empty with host_network
+    std::string ip6;        // with ContainerdOptions::ipv6 (PodSandboxStatus additional_ips)
     std::string netns;      // a path usable by setns (inNetns(), nsenter --net=)
     int pid = 0;            // the sandbox's PID 1 (the pause process), as the host sees it
     std::string host_veth;  // the host end of the pod's eth0 (on bridge()); empty with host_network
@@ -63,9 +68,10 @@ class Containerd {
     std::map<std::string, std::string> labels, annotations;
   };
 
-  /// Writes the configuration and the CNI conflist (bridge with isGateway, ipMasq false and
-  /// host-local IPAM with its own dataDir, then loopback), starts the daemon, imports the
-  /// pause image and returns once CRI answers Version. Throws std::runtime_error (with the
+  /// Creates the bridge (up, with the gateway address), writes the configuration and the CNI
+  /// conflist (bridge with isGateway, ipMasq false and host-local IPAM with its own dataDir,
+  /// then loopback), starts the daemon, imports the pause image and returns once CRI answers
+  /// Version. Throws std::runtime_error (with the
   /// daemon's log) when it cannot; nothing is left behind then.
   explicit Containerd(ContainerdOptions options = {});
   /// Stops and removes every sandbox (restarting the daemon for that if it was stopped),
@@ -87,6 +93,8 @@ class Containerd {
   const std::string& subnet() const { return subnet_; }
   const std::string& bridge() const { return bridge_; }    // the CNI bridge's name
   const std::string& gateway() const { return gateway_; }  // its address (first of the subnet)
+  const std::string& subnet6() const { return subnet6_; }  // with ContainerdOptions::ipv6
+  const std::string& gateway6() const { return gateway6_; }
   const std::string& cniNetwork() const { return network_; }
   /// The pods' cgroup parent ("/ayaflow-test-PID-N", cgroupfs driver).
   std::string cgroupParent() const { return "/" + network_; }
@@ -140,6 +148,7 @@ class Containerd {
 
  private:
   struct Rpc;
+  void createBridge(const ContainerdOptions& options);
   void writeConfig(const ContainerdOptions& options);
   void spawnDaemon();
   void waitForCri();
@@ -148,7 +157,7 @@ class Containerd {
   /// this process dies without its destructor.
   void saveState() const;
 
-  std::string dir_, subnet_, bridge_, gateway_, network_, runtime_version_;
+  std::string dir_, subnet_, bridge_, gateway_, subnet6_, gateway6_, network_, runtime_version_;
   int daemon_pid_ = 0;
   std::unique_ptr<Rpc> rpc_;
   std::vector<std::string> netns_paths_, sandboxes_;
