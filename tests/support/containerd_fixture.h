@@ -9,8 +9,9 @@
 // containerd (if any) is never touched. Nothing is pulled: the sandbox ("pause") image is
 // built from the static busybox of Debian's `busybox-static` and imported with `ctr`.
 //
-// Needs root, `containerd`, `ctr`, `runc`, `containerd-shim-runc-v2` on PATH, the CNI plugins
-// (`containernetworking-plugins`, in /usr/lib/cni) and a static /bin/busybox.
+// Needs root, `containerd`, `ctr`, `runc`, `containerd-shim-runc-v2` and `nsenter` on PATH,
+// the CNI plugins (`containernetworking-plugins`, in /usr/lib/cni) and a static /bin/busybox
+// (AYAFLOW_REQUIRE_CONTAINERD() below checks).
 //
 // Not thread-safe: one thread drives a fixture at a time. Fixtures may follow each other (the
 // image is built once per process) or run side by side (each has its own subnet and bridge).
@@ -55,9 +56,12 @@ class Containerd {
   };
   struct Pod {
     std::string id, name, ns, uid;
-    std::string ip;         // from PodSandboxStatus; empty with host_network
-    std::string ip6;        // with ContainerdOptions::ipv6 (PodSandboxStatus additional_ips)
-    std::string netns;      // a path usable by setns (inNetns(), nsenter --net=)
+    std::string ip;   // from PodSandboxStatus; empty with host_network
+    std::string ip6;  // with ContainerdOptions::ipv6 (PodSandboxStatus additional_ips)
+    // A path usable by setns (inNetns(), nsenter --net=): /var/run/netns/cni-..., which
+    // containerd keeps until RemovePodSandbox, valid while the daemon is down; with
+    // host_network /proc/PID/ns/net (the node's).
+    std::string netns;
     int pid = 0;            // the sandbox's PID 1 (the pause process), as the host sees it
     std::string host_veth;  // the host end of the pod's eth0 (on bridge()); empty with host_network
   };
@@ -71,13 +75,13 @@ class Containerd {
   /// Creates the bridge (up, with the gateway address), writes the configuration and the CNI
   /// conflist (bridge with isGateway, ipMasq false and host-local IPAM with its own dataDir,
   /// then loopback), starts the daemon, imports the pause image and returns once CRI answers
-  /// Version. Throws std::runtime_error (with the
-  /// daemon's log) when it cannot; nothing is left behind then.
+  /// Version. Throws std::runtime_error (with the daemon's log) when it cannot, e.g. when
+  /// an explicit subnet is in use; nothing is left behind then.
   explicit Containerd(ContainerdOptions options = {});
   /// Stops and removes every sandbox (restarting the daemon for that if it was stopped),
   /// stops the daemon, then removes what might be left of it: processes naming its directory
   /// (shims) and their children, mounts under its directory, its pods' network namespaces,
-  /// the bridge, CNI result cache entries, the directory.
+  /// the bridge, CNI result cache entries, shim sockets, the pods' cgroups, the directory.
   ~Containerd();
   Containerd(const Containerd&) = delete;
   Containerd& operator=(const Containerd&) = delete;
@@ -116,7 +120,8 @@ class Containerd {
   std::vector<int> shimPids() const;
 
   /// RunPodSandbox then PodSandboxStatus (verbose, for the netns and PID). Throws
-  /// std::runtime_error with the runtime's message.
+  /// std::runtime_error with the runtime's message. This and the other CRI calls below
+  /// throw while the daemon is stopped.
   Pod runPod(const PodSpec& spec);
   /// StopPodSandbox: the pause process is killed, the pod's network is torn down (its IP
   /// released); the pod stays listed as NOTREADY.
