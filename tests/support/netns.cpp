@@ -114,7 +114,8 @@ void inNetns(const std::string& ns, const std::function<void()>& fn) {
   std::exception_ptr error;
   std::thread t([&] {
     try {
-      const std::string path = "/run/netns/" + ns;
+      // A name under /run/netns, or a path (a pod's /var/run/netns/cni-..., /proc/PID/ns/net).
+      const std::string path = ns.rfind('/', 0) == 0 ? ns : "/run/netns/" + ns;
       int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
         const int err = errno;

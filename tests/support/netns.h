@@ -25,7 +25,8 @@ std::string shOutput(const std::string& command);
 void ethtoolSet(const std::string& dev, std::uint32_t command, std::uint32_t value);
 
 /// Runs fn with the calling thread inside network namespace `ns` (a name under /run/netns,
-/// as `ip netns add` makes), on a helper thread, so the caller's namespace never changes.
+/// as `ip netns add` makes, or an absolute path such as /proc/PID/ns/net), on a helper
+/// thread, so the caller's namespace never changes.
 /// Sockets created by fn stay in that namespace. Rethrows what fn throws.
 void inNetns(const std::string& ns, const std::function<void()>& fn);
 
