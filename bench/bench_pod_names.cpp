@@ -25,6 +25,9 @@
 
 #include "agent_checks.h"
 #include "agent_process.h"
+#include "ayaflow/k8s/cri_client.h"
+#include "ayaflow/k8s/name_table.h"
+#include "ayaflow/k8s/pod_watcher.h"
 #include "containerd_fixture.h"
 #include "netns.h"
 
@@ -60,7 +63,7 @@ Usage usageOf(pid_t pid) {
 }
 
 struct Run {
-  double packets = 0, cpu_per_mpkt = 0;
+  double packets = 0, cpu_per_mpkt = 0, idle_cpu_per_s = 0;
   std::uint64_t rss_kib = 0, hwm_kib = 0, pods_known = 0;
 };
 
@@ -99,6 +102,37 @@ int main(int argc, char** argv) {
     const double setup_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%d pods running (%.0f s to start)\n", pods, setup_s);
+    // The pod watcher's own cost, on this thread: one CRI pod list, and one whole refresh
+    // (the list, the node's addresses, the index when something changed).
+    {
+      ayaflow::k8s::CriClient cri(runtime.endpoint());
+      ayaflow::k8s::NameTable table;
+      ayaflow::k8s::PodWatcherOptions o;
+      o.cri_socket = runtime.endpoint();
+      o.node_name = "bench-node";
+      ayaflow::k8s::PodWatcher watcher(o, table);
+      watcher.refreshForTest();  // learns every pod (a status call each)
+      const auto cpuNow = [] {
+        timespec ts{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+      };
+      constexpr int kRounds = 50;
+      double c0 = cpuNow();
+      const auto w0 = std::chrono::steady_clock::now();
+      std::size_t listed = 0;
+      for (int i = 0; i < kRounds; ++i) listed += cri.listSandboxes().size();
+      const double list_cpu = (cpuNow() - c0) / kRounds;
+      const double list_wall =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count() / kRounds;
+      c0 = cpuNow();
+      for (int i = 0; i < kRounds; ++i) watcher.refreshForTest();
+      const double refresh_cpu = (cpuNow() - c0) / kRounds;
+      std::printf(
+          "pod watcher: ListPodSandbox of %zu pods %.2f ms CPU (%.2f ms wall); a refresh with "
+          "nothing new %.2f ms CPU (its thread; gRPC's own threads not included)\n",
+          listed / kRounds, list_cpu * 1e3, list_wall * 1e3, refresh_cpu * 1e3);
+    }
     const Containerd::Pod& sender = all[0];
     const Containerd::Pod& receiver = all[1];
     // The receiver drops what nobody reads: the kernel answers nothing (no ICMP for a bound
@@ -121,6 +155,11 @@ int main(int argc, char** argv) {
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
       }
+      // Idle: what the agent costs with no traffic (the pod watcher's polling, with names).
+      const Usage idle0 = usageOf(agent.pid());
+      std::this_thread::sleep_for(std::chrono::seconds(5));
+      const Usage idle1 = usageOf(agent.pid());
+      r.idle_cpu_per_s = (idle1.cpu_s - idle0.cpu_s) / 5;
       const Usage before = usageOf(agent.pid());
       const std::string out = ayaflow::test::podShOutput(
           sender, std::string(AYAFLOW_FLOOD_BINARY) + " " + sender.ip + " " + receiver.ip +
@@ -134,29 +173,33 @@ int main(int argc, char** argv) {
       r.hwm_kib = after.hwm_kib;
       agent.signal(SIGTERM);
       agent.waitExit(std::chrono::seconds(10));
-      std::printf("  %-5s window=%-2d packets=%.0f cpu/Mpkt=%.3f s rss=%.1f MiB peak=%.1f MiB%s\n",
-                  names ? "names" : "none", window, r.packets, r.cpu_per_mpkt,
-                  static_cast<double>(r.rss_kib) / 1024, static_cast<double>(r.hwm_kib) / 1024,
-                  names ? (" pods_known=" + std::to_string(r.pods_known)).c_str() : "");
+      std::printf(
+          "  %-5s window=%-2d idle cpu=%.1f ms/s packets=%.0f cpu/Mpkt=%.3f s rss=%.1f MiB "
+          "peak=%.1f MiB%s\n",
+          names ? "names" : "none", window, r.idle_cpu_per_s * 1e3, r.packets, r.cpu_per_mpkt,
+          static_cast<double>(r.rss_kib) / 1024, static_cast<double>(r.hwm_kib) / 1024,
+          names ? (" pods_known=" + std::to_string(r.pods_known)).c_str() : "");
       std::fflush(stdout);
       return r;
     };
 
     std::printf("%d s at %d packets/s per run, %d repetitions, alternating\n", seconds, rate, reps);
     for (const int window : {0, 10}) {
-      double cpu[2] = {0, 0}, rss[2] = {0, 0}, hwm[2] = {0, 0};
+      double cpu[2] = {0, 0}, rss[2] = {0, 0}, hwm[2] = {0, 0}, idle[2] = {0, 0};
       for (int rep = 0; rep < reps; ++rep) {
         for (const bool names : {false, true}) {
           const Run r = run(names, window);
           cpu[names] += r.cpu_per_mpkt / reps;
+          idle[names] += r.idle_cpu_per_s * 1e3 / reps;
           rss[names] += static_cast<double>(r.rss_kib) / 1024 / reps;
           hwm[names] += static_cast<double>(r.hwm_kib) / 1024 / reps;
         }
       }
       std::printf(
-          "window=%d: without names cpu/Mpkt %.3f s, RSS %.1f MiB (peak %.1f); with %d pods "
-          "known %.3f s, RSS %.1f MiB (peak %.1f); ratio %.2f\n",
-          window, cpu[0], rss[0], hwm[0], pods, cpu[1], rss[1], hwm[1], cpu[1] / cpu[0]);
+          "window=%d: without names cpu/Mpkt %.3f s, idle %.1f ms/s, RSS %.1f MiB (peak %.1f); "
+          "with %d pods known %.3f s, idle %.1f ms/s, RSS %.1f MiB (peak %.1f); ratio %.2f\n",
+          window, cpu[0], idle[0], rss[0], hwm[0], pods, cpu[1], idle[1], rss[1], hwm[1],
+          cpu[1] / cpu[0]);
     }
     ::close(sink);
   } catch (const std::exception& e) {

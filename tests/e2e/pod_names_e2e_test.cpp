@@ -282,11 +282,11 @@ TEST_F(PodNamesE2E, PodToPodTrafficIsNamedAndExactInLiveRowsFiltersAndMetrics) {
     EXPECT_EQ(r.status, 200) << query << ": " << r.body;
     return json::parse(r.body);
   };
-  for (const std::string& q : {"namespace=shop", "namespace=data", "pod=db-0",
-                               "pod=web-7d9f8c6b5d-abcde", "workload=web", "workload=db"}) {
+  for (const char* q : {"namespace=shop", "namespace=data", "pod=db-0", "pod=web-7d9f8c6b5d-abcde",
+                        "workload=web", "workload=db"}) {
     EXPECT_EQ(history(q).size(), static_cast<std::size_t>(kOut + kBack)) << q;
   }
-  for (const std::string& q : {"namespace=kube-system", "pod=db-1", "workload=web-7d9f8c6b5d"}) {
+  for (const char* q : {"namespace=kube-system", "pod=db-1", "workload=web-7d9f8c6b5d"}) {
     EXPECT_EQ(history(q).size(), 0u) << q;
   }
   const json one = history("pod=db-0&direction=ingress");
