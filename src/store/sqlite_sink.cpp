@@ -37,19 +37,40 @@ using SteadyClock = std::chrono::steady_clock;
 // A batch at least this large is followed by malloc_trim() once written.
 constexpr std::size_t kTrimAfterRows = 8192;
 
+// The Kubernetes names of one end, five parameters from ?n: namespace, pod, workload,
+// workload kind, node (see bindEndpoint()).
+constexpr int kEndpointParams = 5;
+
 constexpr const char* kInsertSql =
     "INSERT INTO packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, "
-    "packet_count, direction, src_hostname, dst_hostname, domain, interface) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    "packet_count, direction, src_hostname, dst_hostname, domain, interface, "
+    "src_namespace, src_pod, src_workload, src_workload_kind, src_node, "
+    "dst_namespace, dst_pod, dst_workload, dst_workload_kind, dst_node) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+    "?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+constexpr int kInsertSrcNames = 14;
+constexpr int kInsertDstNames = kInsertSrcNames + kEndpointParams;
 
 // A checkpointed row of an open aggregation window, updated in place by rowid. The timestamp
-// (indexed) is set only when an earlier packet turned up.
+// (indexed) is set only when an earlier packet turned up. A Kubernetes name already stored
+// stays when the newer record has none (the name source failed, or no longer remembers
+// the pod): every record of the row describes the same connection at the same time.
+#define AYAFLOW_UPDATE_NAMES                                                                   \
+  "src_namespace = coalesce(?8, src_namespace), src_pod = coalesce(?9, src_pod), "             \
+  "src_workload = coalesce(?10, src_workload), "                                               \
+  "src_workload_kind = coalesce(?11, src_workload_kind), src_node = coalesce(?12, src_node), " \
+  "dst_namespace = coalesce(?13, dst_namespace), dst_pod = coalesce(?14, dst_pod), "           \
+  "dst_workload = coalesce(?15, dst_workload), "                                               \
+  "dst_workload_kind = coalesce(?16, dst_workload_kind), dst_node = coalesce(?17, dst_node)"
 constexpr const char* kUpdateSql =
     "UPDATE packets SET length = ?1, packet_count = ?2, src_hostname = ?3, dst_hostname = ?4, "
-    "domain = ?5 WHERE id = ?6";
+    "domain = ?5, " AYAFLOW_UPDATE_NAMES " WHERE id = ?6";
 constexpr const char* kUpdateWithTimeSql =
     "UPDATE packets SET length = ?1, packet_count = ?2, src_hostname = ?3, dst_hostname = ?4, "
-    "domain = ?5, timestamp = ?7 WHERE id = ?6";
+    "domain = ?5, timestamp = ?7, " AYAFLOW_UPDATE_NAMES " WHERE id = ?6";
+#undef AYAFLOW_UPDATE_NAMES
+constexpr int kUpdateSrcNames = 8;
+constexpr int kUpdateDstNames = kUpdateSrcNames + kEndpointParams;
 
 // A checkpointed row whose window ended this long ago without its final record (the final
 // batch was dropped or failed) is forgotten; checked at most once per interval.
@@ -84,6 +105,28 @@ void bindOptional(sqlite3_stmt* stmt, int index, const std::optional<std::string
   } else {
     sqlite3_bind_null(stmt, index);
   }
+}
+
+/// Text that is unknown when empty (NULL, never ''), bound without a copy.
+void bindName(sqlite3_stmt* stmt, int index, const std::string& text) {
+  if (text.empty()) {
+    sqlite3_bind_null(stmt, index);
+  } else {
+    bindText(stmt, index, text.data(), text.size());
+  }
+}
+
+/// Binds one end's Kubernetes names to parameters first..first+4 (namespace, pod, workload,
+/// workload kind, node), NULL where unknown. The strings belong to the record's shared
+/// names, which outlive the statement's step: bound without copies.
+void bindEndpoint(sqlite3_stmt* stmt, int first, const enrich::EndpointNames* names) {
+  static const std::string kNone;
+  const enrich::PodName* pod = names != nullptr ? names->pod.get() : nullptr;
+  bindName(stmt, first, pod != nullptr ? pod->ns : kNone);
+  bindName(stmt, first + 1, pod != nullptr ? pod->pod : kNone);
+  bindName(stmt, first + 2, pod != nullptr ? pod->workload : kNone);
+  bindName(stmt, first + 3, pod != nullptr ? pod->workload_kind : kNone);
+  bindName(stmt, first + 4, names != nullptr && names->node ? *names->node : kNone);
 }
 
 }  // namespace
@@ -152,6 +195,8 @@ struct SqliteSink::Impl {
     } else {
       sqlite3_bind_null(insert, 13);
     }
+    bindEndpoint(insert, kInsertSrcNames, src_names);
+    bindEndpoint(insert, kInsertDstNames, dst_names);
   }
 
   /// Steps and resets a bound statement; SQLITE_OK when it ran.
@@ -177,6 +222,8 @@ struct SqliteSink::Impl {
     bindOptional(stmt, 5, r.names ? &r.names->domain : nullptr);
     sqlite3_bind_int64(stmt, 6, row.rowid);
     if (earlier) sqlite3_bind_int64(stmt, 7, r.first_ms);
+    bindEndpoint(stmt, kUpdateSrcNames, src_names);
+    bindEndpoint(stmt, kUpdateDstNames, dst_names);
     const int rc = run(stmt);
     *updated = rc == SQLITE_OK && sqlite3_changes(write_db.get()) > 0;
     return rc;
