@@ -13,9 +13,11 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "ayaflow/common/metrics.h"
 #include "ayaflow/flow/names.h"
@@ -23,8 +25,12 @@
 namespace ayaflow::api {
 namespace {
 
-constexpr std::string_view kKnown[] = {"limit", "since",    "until",    "ip",
-                                       "port",  "protocol", "direction"};
+constexpr std::string_view kKnown[] = {"limit",    "since",     "until",     "ip",  "port",
+                                       "protocol", "direction", "namespace", "pod", "workload"};
+
+/// Longest Kubernetes name: a DNS subdomain (pod and most workload names; namespaces, DNS
+/// labels, stop at 63).
+constexpr std::size_t kMaxNameLength = 253;
 
 /// The value as the user sent it, quoted and shortened for an error message.
 std::string shown(std::string_view value) {
@@ -65,6 +71,21 @@ bool allDigits(std::string_view s) {
   return true;
 }
 
+/// Why `value` (given for `name`) cannot be a Kubernetes name, or nullopt. Names are matched
+/// exactly, so only what no stored name can be is refused: too long, or holding a control
+/// character (not echoed: error messages and logs stay on one line).
+std::optional<std::string> badName(const std::string& name, std::string_view value) {
+  if (value.size() > kMaxNameLength) {
+    return name + ": " + shown(value) + " is longer than " + std::to_string(kMaxNameLength) +
+           " characters";
+  }
+  for (const char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return name + ": holds a control character";
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& request) {
@@ -77,7 +98,8 @@ std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& r
     }
     if (which == std::size(kKnown)) {
       return "unknown parameter " + shown(name) +
-             " (known: limit, since, until, ip, port, protocol, direction)";
+             " (known: limit, since, until, ip, port, protocol, direction, namespace, pod, "
+             "workload)";
     }
     if (seen[which]) return name + ": given more than once";
     seen[which] = true;
@@ -105,9 +127,12 @@ std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& r
     } else if (name == "protocol") {
       q.protocol = flow::parseProtocol(value);
       if (!q.protocol) return "protocol: " + shown(value) + " is not tcp, udp, 6 or 17";
-    } else {  // direction
+    } else if (name == "direction") {
       q.direction = flow::parseDirection(value);
       if (!q.direction) return "direction: " + shown(value) + " is not ingress or egress";
+    } else {  // namespace, pod, workload: exact text as the container runtime gave it
+      if (auto error = badName(name, value)) return std::move(*error);
+      (name == "namespace" ? q.ns : name == "pod" ? q.pod : q.workload) = value;
     }
   }
   if (q.since_ms && q.until_ms && *q.since_ms > *q.until_ms) {
@@ -131,6 +156,20 @@ std::string historyJson(const std::vector<flow::HistoryRow>& rows) {
     if (r.dst_hostname) row["dst_hostname"] = *r.dst_hostname;
     if (r.domain) row["domain"] = *r.domain;
     if (r.interface) row["interface"] = *r.interface;
+    // Kubernetes names, as /api/live names its ends (addEndpointNames), only when known.
+    const auto name = [&row](const char* key, const std::optional<std::string>& value) {
+      if (value) row[key] = *value;
+    };
+    name("src_namespace", r.src_namespace);
+    name("src_pod", r.src_pod);
+    name("src_workload", r.src_workload);
+    name("src_workload_kind", r.src_workload_kind);
+    name("src_node", r.src_node);
+    name("dst_namespace", r.dst_namespace);
+    name("dst_pod", r.dst_pod);
+    name("dst_workload", r.dst_workload);
+    name("dst_workload_kind", r.dst_workload_kind);
+    name("dst_node", r.dst_node);
     array.push_back(std::move(row));
   }
   // Stored text may come from an old database or an enrichment source: never throw on it.

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,7 +54,9 @@ Sql buildSql(const flow::HistoryQuery& q) {
   Sql sql;
   sql.text =
       "SELECT id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, "
-      "packet_count, direction, src_hostname, dst_hostname, domain, interface "
+      "packet_count, direction, src_hostname, dst_hostname, domain, interface, "
+      "src_namespace, src_pod, src_workload, src_workload_kind, src_node, "
+      "dst_namespace, dst_pod, dst_workload, dst_workload_kind, dst_node "
       "FROM packets INDEXED BY idx_timestamp";
   const char* glue = " WHERE ";
   const auto param = [&](Sql::Bind bind) {
@@ -77,6 +80,15 @@ Sql buildSql(const flow::HistoryQuery& q) {
   }
   if (q.protocol) clause("protocol = " + param({true, 0, flow::protocolColumn(*q.protocol)}));
   if (q.direction) clause("direction = " + param({true, 0, flow::directionName(*q.direction)}));
+  // Kubernetes names: either end. No index: checked on the rows the walk visits.
+  const auto either = [&](const char* column, const std::optional<std::string>& value) {
+    if (!value) return;
+    const std::string p = param({true, 0, *value});
+    clause(std::string("(src_") + column + " = " + p + " OR dst_" + column + " = " + p + ")");
+  };
+  either("namespace", q.ns);
+  either("pod", q.pod);
+  either("workload", q.workload);
   const std::size_t limit = std::clamp<std::size_t>(q.limit, 1, flow::HistoryQuery::kMaxLimit);
   sql.text += " ORDER BY timestamp DESC, id DESC LIMIT " +
               param({false, static_cast<std::int64_t>(limit), {}});
@@ -138,6 +150,16 @@ flow::HistoryRow readRow(sqlite3_stmt* raw) {
   r.dst_hostname = columnOptional(raw, 11);
   r.domain = columnOptional(raw, 12);
   r.interface = columnOptional(raw, 13);
+  r.src_namespace = columnOptional(raw, 14);
+  r.src_pod = columnOptional(raw, 15);
+  r.src_workload = columnOptional(raw, 16);
+  r.src_workload_kind = columnOptional(raw, 17);
+  r.src_node = columnOptional(raw, 18);
+  r.dst_namespace = columnOptional(raw, 19);
+  r.dst_pod = columnOptional(raw, 20);
+  r.dst_workload = columnOptional(raw, 21);
+  r.dst_workload_kind = columnOptional(raw, 22);
+  r.dst_node = columnOptional(raw, 23);
   return r;
 }
 

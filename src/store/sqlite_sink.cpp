@@ -37,19 +37,50 @@ using SteadyClock = std::chrono::steady_clock;
 // A batch at least this large is followed by malloc_trim() once written.
 constexpr std::size_t kTrimAfterRows = 8192;
 
-constexpr const char* kInsertSql =
-    "INSERT INTO packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, "
-    "packet_count, direction, src_hostname, dst_hostname, domain, interface) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+// Rows whose ends have no Kubernetes names use the statements without the name columns:
+// the same row (the columns stay NULL, or keep what an earlier record stored), without
+// binding and clearing ten more parameters per row.
+#define AYAFLOW_INSERT_COLUMNS                                                             \
+  "INSERT INTO packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, " \
+  "packet_count, direction, src_hostname, dst_hostname, domain, interface"
+#define AYAFLOW_INSERT_VALUES "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13"
+constexpr const char* kInsertSql = AYAFLOW_INSERT_COLUMNS ") " AYAFLOW_INSERT_VALUES ")";
+constexpr const char* kInsertNamesSql = AYAFLOW_INSERT_COLUMNS
+    ", src_namespace, src_pod, src_workload, src_workload_kind, src_node, "
+    "dst_namespace, dst_pod, dst_workload, dst_workload_kind, dst_node) " AYAFLOW_INSERT_VALUES
+    ", ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+#undef AYAFLOW_INSERT_VALUES
+#undef AYAFLOW_INSERT_COLUMNS
+
+// The Kubernetes names of one end, five parameters from ?n: namespace, pod, workload,
+// workload kind, node (see bindEndpoint()).
+constexpr int kEndpointParams = 5;
+constexpr int kInsertSrcNames = 14;
+constexpr int kInsertDstNames = kInsertSrcNames + kEndpointParams;
 
 // A checkpointed row of an open aggregation window, updated in place by rowid. The timestamp
-// (indexed) is set only when an earlier packet turned up.
-constexpr const char* kUpdateSql =
-    "UPDATE packets SET length = ?1, packet_count = ?2, src_hostname = ?3, dst_hostname = ?4, "
-    "domain = ?5 WHERE id = ?6";
-constexpr const char* kUpdateWithTimeSql =
-    "UPDATE packets SET length = ?1, packet_count = ?2, src_hostname = ?3, dst_hostname = ?4, "
-    "domain = ?5, timestamp = ?7 WHERE id = ?6";
+// (indexed) is set only when an earlier packet turned up. A Kubernetes name already stored
+// stays when the newer record has none (the name source failed, or no longer remembers
+// the pod): every record of the row describes the same connection at the same time.
+#define AYAFLOW_UPDATE                                                                        \
+  "UPDATE packets SET length = ?1, packet_count = ?2, src_hostname = ?3, dst_hostname = ?4, " \
+  "domain = ?5"
+#define AYAFLOW_UPDATE_NAMES                                                                   \
+  ", src_namespace = coalesce(?8, src_namespace), src_pod = coalesce(?9, src_pod), "           \
+  "src_workload = coalesce(?10, src_workload), "                                               \
+  "src_workload_kind = coalesce(?11, src_workload_kind), src_node = coalesce(?12, src_node), " \
+  "dst_namespace = coalesce(?13, dst_namespace), dst_pod = coalesce(?14, dst_pod), "           \
+  "dst_workload = coalesce(?15, dst_workload), "                                               \
+  "dst_workload_kind = coalesce(?16, dst_workload_kind), dst_node = coalesce(?17, dst_node)"
+// Indexed by [the timestamp moves][the record has names].
+constexpr const char* kUpdateSql[2][2] = {
+    {AYAFLOW_UPDATE " WHERE id = ?6", AYAFLOW_UPDATE AYAFLOW_UPDATE_NAMES " WHERE id = ?6"},
+    {AYAFLOW_UPDATE ", timestamp = ?7 WHERE id = ?6",
+     AYAFLOW_UPDATE ", timestamp = ?7" AYAFLOW_UPDATE_NAMES " WHERE id = ?6"}};
+#undef AYAFLOW_UPDATE_NAMES
+#undef AYAFLOW_UPDATE
+constexpr int kUpdateSrcNames = 8;
+constexpr int kUpdateDstNames = kUpdateSrcNames + kEndpointParams;
 
 // A checkpointed row whose window ended this long ago without its final record (the final
 // batch was dropped or failed) is forgotten; checked at most once per interval.
@@ -84,6 +115,35 @@ void bindOptional(sqlite3_stmt* stmt, int index, const std::optional<std::string
   } else {
     sqlite3_bind_null(stmt, index);
   }
+}
+
+/// Text that is unknown when empty (NULL, never ''), bound without a copy.
+void bindName(sqlite3_stmt* stmt, int index, const std::string& text) {
+  if (text.empty()) {
+    sqlite3_bind_null(stmt, index);
+  } else {
+    bindText(stmt, index, text.data(), text.size());
+  }
+}
+
+/// True when either end of `r` has a Kubernetes name (a pod or the node).
+bool hasK8sNames(const pipeline::FlowRecord& r) noexcept {
+  if (!r.names) return false;
+  const enrich::ConnectionNames& n = *r.names;
+  return n.local.pod || n.local.node || n.remote.pod || n.remote.node;
+}
+
+/// Binds one end's Kubernetes names to parameters first..first+4 (namespace, pod, workload,
+/// workload kind, node), NULL where unknown. The strings belong to the record's shared
+/// names, which outlive the statement's step: bound without copies.
+void bindEndpoint(sqlite3_stmt* stmt, int first, const enrich::EndpointNames* names) {
+  static const std::string kNone;
+  const enrich::PodName* pod = names != nullptr ? names->pod.get() : nullptr;
+  bindName(stmt, first, pod != nullptr ? pod->ns : kNone);
+  bindName(stmt, first + 1, pod != nullptr ? pod->pod : kNone);
+  bindName(stmt, first + 2, pod != nullptr ? pod->workload : kNone);
+  bindName(stmt, first + 3, pod != nullptr ? pod->workload_kind : kNone);
+  bindName(stmt, first + 4, names != nullptr && names->node ? *names->node : kNone);
 }
 
 }  // namespace
@@ -123,8 +183,9 @@ struct SqliteSink::Impl {
   };
 
   /// Binds the INSERT's parameters for `r`, formatting text into the caller's buffers.
-  void bindInsert(sqlite3_stmt* insert, const pipeline::FlowRecord& r, char* src, char* dst,
-                  char* protocol) {
+  /// `named`: `insert` is the statement with the name columns.
+  void bindInsert(sqlite3_stmt* insert, bool named, const pipeline::FlowRecord& r, char* src,
+                  char* dst, char* protocol) {
     const enrich::EndpointNames* src_names = r.srcNames();
     const enrich::EndpointNames* dst_names = r.dstNames();
     const char* direction = flow::directionName(r.direction);
@@ -152,6 +213,10 @@ struct SqliteSink::Impl {
     } else {
       sqlite3_bind_null(insert, 13);
     }
+    if (named) {
+      bindEndpoint(insert, kInsertSrcNames, src_names);
+      bindEndpoint(insert, kInsertDstNames, dst_names);
+    }
   }
 
   /// Steps and resets a bound statement; SQLITE_OK when it ran.
@@ -167,7 +232,8 @@ struct SqliteSink::Impl {
   /// (retention deleted it), so the caller inserts a new one.
   int update(const pipeline::FlowRecord& r, const WrittenRow& row, bool* updated) {
     const bool earlier = r.first_ms < row.first_ms;
-    sqlite3_stmt* stmt = earlier ? update_time_stmt.get() : update_stmt.get();
+    const bool named = hasK8sNames(r);
+    sqlite3_stmt* stmt = update_stmts[earlier][named].get();
     const enrich::EndpointNames* src_names = r.srcNames();
     const enrich::EndpointNames* dst_names = r.dstNames();
     sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(r.bytes));
@@ -177,6 +243,10 @@ struct SqliteSink::Impl {
     bindOptional(stmt, 5, r.names ? &r.names->domain : nullptr);
     sqlite3_bind_int64(stmt, 6, row.rowid);
     if (earlier) sqlite3_bind_int64(stmt, 7, r.first_ms);
+    if (named) {
+      bindEndpoint(stmt, kUpdateSrcNames, src_names);
+      bindEndpoint(stmt, kUpdateDstNames, dst_names);
+    }
     const int rc = run(stmt);
     *updated = rc == SQLITE_OK && sqlite3_changes(write_db.get()) > 0;
     return rc;
@@ -187,7 +257,6 @@ struct SqliteSink::Impl {
   /// the transaction has committed.
   void commitRows(const pipeline::FlowRecord* rows, std::size_t n) {
     sqlite3* db = write_db.get();
-    sqlite3_stmt* insert = insert_stmt.get();
     int rc = detail::exec(db, "BEGIN");
     std::uint64_t packets = 0;  // packets the transaction adds to the database
     std::uint64_t inserted = 0, updated = 0;
@@ -210,7 +279,9 @@ struct SqliteSink::Impl {
         }
       }
       if (rc == SQLITE_OK && !done) {
-        bindInsert(insert, r, src, dst, protocol);
+        const bool named = hasK8sNames(r);
+        sqlite3_stmt* insert = named ? insert_names_stmt.get() : insert_stmt.get();
+        bindInsert(insert, named, r, src, dst, protocol);
         rc = run(insert);
         row.rowid = sqlite3_last_insert_rowid(db);
         row.first_ms = r.first_ms;
@@ -410,8 +481,10 @@ struct SqliteSink::Impl {
     }
     reportDrops(SteadyClock::now(), /*force=*/true);
     insert_stmt.reset();
-    update_stmt.reset();
-    update_time_stmt.reset();
+    insert_names_stmt.reset();
+    for (auto& by_names : update_stmts) {
+      for (StmtPtr& stmt : by_names) stmt.reset();
+    }
     retention_stmt.reset();
     keys.reset();
     write_db.reset();
@@ -457,8 +530,8 @@ struct SqliteSink::Impl {
   // Writer thread only (set up before it starts).
   DbPtr write_db;
   StmtPtr insert_stmt;
-  StmtPtr update_stmt;
-  StmtPtr update_time_stmt;
+  StmtPtr insert_names_stmt;
+  StmtPtr update_stmts[2][2];  // as kUpdateSql
   StmtPtr retention_stmt;
   // Rows of open aggregation windows written at a checkpoint, by update_key: at most one per
   // open (flow, window) sum (plus, for 10 minutes, those whose final record was lost; never
@@ -486,8 +559,13 @@ SqliteSink::SqliteSink(StoreOptions options) : impl_(std::make_unique<Impl>(std:
   detail::checkBeforeOpen(s.loc);
   s.write_db = detail::openWriter(s.loc);
   s.insert_stmt = detail::prepare(s.write_db.get(), kInsertSql, s.loc.display);
-  s.update_stmt = detail::prepare(s.write_db.get(), kUpdateSql, s.loc.display);
-  s.update_time_stmt = detail::prepare(s.write_db.get(), kUpdateWithTimeSql, s.loc.display);
+  s.insert_names_stmt = detail::prepare(s.write_db.get(), kInsertNamesSql, s.loc.display);
+  for (int earlier = 0; earlier < 2; ++earlier) {
+    for (int named = 0; named < 2; ++named) {
+      s.update_stmts[earlier][named] =
+          detail::prepare(s.write_db.get(), kUpdateSql[earlier][named], s.loc.display);
+    }
+  }
   s.retention_stmt = detail::prepare(s.write_db.get(), kRetentionSql, s.loc.display);
   s.keys.emplace(s.write_db.get(), s.loc.display, s.options.keys_per_bucket);
   s.writer = std::thread([impl = impl_.get()] { impl->run(); });

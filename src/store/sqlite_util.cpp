@@ -96,8 +96,9 @@ struct Column {
   const char* decl;  // for ALTER TABLE ADD COLUMN
 };
 
-// Columns the original's schemas may lack, with what to add. Everything else (id,
-// timestamp, src_ip, dst_ip, ...) has been there since its first release.
+// Columns an older database may lack (the original's schemas, or ayaflow's own before a
+// column was added), with what to add. Everything else (id, timestamp, src_ip, dst_ip, ...)
+// has been there since the original's first release.
 constexpr Column kAddable[] = {
     {"src_port", "src_port INTEGER"},
     {"dst_port", "dst_port INTEGER"},
@@ -109,6 +110,17 @@ constexpr Column kAddable[] = {
     {"domain", "domain TEXT"},
     {"packet_count", "packet_count INTEGER NOT NULL DEFAULT 1"},
     {"interface", "interface TEXT"},
+    // Kubernetes names of each end (k8s/): NULL when unknown and in older rows.
+    {"src_namespace", "src_namespace TEXT"},
+    {"src_pod", "src_pod TEXT"},
+    {"src_workload", "src_workload TEXT"},
+    {"src_workload_kind", "src_workload_kind TEXT"},
+    {"src_node", "src_node TEXT"},
+    {"dst_namespace", "dst_namespace TEXT"},
+    {"dst_pod", "dst_pod TEXT"},
+    {"dst_workload", "dst_workload TEXT"},
+    {"dst_workload_kind", "dst_workload_kind TEXT"},
+    {"dst_node", "dst_node TEXT"},
 };
 constexpr const char* kRequired[] = {"id", "timestamp", "src_ip", "dst_ip"};
 
@@ -127,7 +139,17 @@ constexpr const char* kCreateTable =
     "dst_hostname TEXT, "
     "domain TEXT, "
     "packet_count INTEGER NOT NULL DEFAULT 1, "
-    "interface TEXT)";
+    "interface TEXT, "
+    "src_namespace TEXT, "
+    "src_pod TEXT, "
+    "src_workload TEXT, "
+    "src_workload_kind TEXT, "
+    "src_node TEXT, "
+    "dst_namespace TEXT, "
+    "dst_pod TEXT, "
+    "dst_workload TEXT, "
+    "dst_workload_kind TEXT, "
+    "dst_node TEXT)";
 
 std::set<std::string, std::less<>> packetColumns(sqlite3* db, int* rc_out);
 std::string pragmaText(sqlite3* db, const char* sql, int* rc_out);

@@ -108,6 +108,77 @@ try {
   check(await page.locator('#history-error').textContent() === '', 'history query answered without error');
   check(historyRows > 0, `history filtered by port ${peerPort} and UDP shows ${historyRows} rows`);
 
+  // Kubernetes names. The agent on this veth has no pods to name, so the API's answers are
+  // extended here (the real live list plus two named connections; named history rows): the
+  // page must show each end as namespace/pod (workload and kind on hover) or node/<name>,
+  // and pass the history name filters on.
+  const podToPod = {
+    connection: '10.244.1.5:40000 -> 10.244.2.9:5432',
+    stats: { bytes_sent: 1200, bytes_received: 3400, packets_count: 4321 },
+    interface: 'veth-k8s', interfaces: ['veth-k8s'],
+    local_namespace: 'shop', local_pod: 'web-7d9f8-x2x4q', local_workload: 'web', local_workload_kind: 'Deployment',
+    remote_namespace: 'db', remote_pod: 'pg-0', remote_workload: 'pg', remote_workload_kind: 'StatefulSet',
+  };
+  const podToNode = {
+    connection: '10.244.1.6:40001 -> 192.168.1.10:10250',
+    stats: { bytes_sent: 10, bytes_received: 20, packets_count: 3 },
+    local_namespace: 'tools', local_pod: 'debug', remote_node: 'node-a',
+  };
+  const liveRoute = /\/api\/live$/;
+  await page.route(liveRoute, async (route) => {
+    const real = await (await route.fetch()).json();
+    real.connections.push(podToPod, podToNode);
+    await route.fulfill({ json: real });
+  });
+  const namedSel = `#live-body tr[data-connection="${podToPod.connection}"]`;
+  await page.waitForSelector(namedSel + ' .k8s', { timeout: 10000 });
+  const liveNames = await page.locator(namedSel + ' .k8s').textContent();
+  check(liveNames === 'shop/web-7d9f8-x2x4q → db/pg-0', `live row names both pods (${liveNames})`);
+  const liveTitles = await page.$$eval(namedSel + ' .k8s .end', (els) => els.map((e) => e.title));
+  check(liveTitles.join('|') === 'workload web (Deployment)|workload pg (StatefulSet)', `workload and kind on hover (${liveTitles.join('|')})`);
+  const nodeNames = await page.locator(`#live-body tr[data-connection="${podToNode.connection}"] .k8s`).textContent();
+  check(nodeNames === 'tools/debug → node/node-a', `a pod-to-node row names the node (${nodeNames})`);
+  const plainNames = await page.locator(rowSel + ' .k8s').count();
+  check(plainNames === 0, 'a connection without names has no name line');
+  await page.fill('#live-filter', 'pg-0');
+  const byPod = await page.$$eval('#live-body tr[data-connection]', (trs) => trs.map((tr) => tr.dataset.connection));
+  check(byPod.length === 1 && byPod[0] === podToPod.connection, 'the filter box matches pod names');
+  await page.fill('#live-filter', 'StatefulSet');
+  check(await page.locator('#live-body tr[data-connection]').count() === 1, 'the filter box matches workload kinds');
+  await page.fill('#live-filter', '');
+
+  let historyUrl = null;
+  const historyRoute = /\/api\/history\?/;
+  await page.route(historyRoute, async (route) => {
+    historyUrl = new URL(route.request().url());
+    await route.fulfill({ json: [
+      { id: 2, timestamp: Date.now(), src_ip: '10.244.1.5', dst_ip: '10.244.2.9', src_port: 40000, dst_port: 5432,
+        protocol: 'TCP', length: 1500, packet_count: 3, direction: 'egress', interface: 'veth-k8s',
+        src_namespace: 'shop', src_pod: 'web-7d9f8-x2x4q', src_workload: 'web', src_workload_kind: 'Deployment',
+        dst_namespace: 'db', dst_pod: 'pg-0', dst_workload: 'pg', dst_workload_kind: 'StatefulSet' },
+      { id: 1, timestamp: Date.now() - 1000, src_ip: '10.244.1.6', dst_ip: '192.168.1.10', src_port: 40001, dst_port: 10250,
+        protocol: 'TCP', length: 60, packet_count: 1, direction: 'egress',
+        src_namespace: 'tools', src_pod: 'debug', dst_node: 'node-a' },
+    ] });
+  });
+  await page.fill('#history-form input[name="port"]', '');
+  await page.selectOption('#history-form select[name="protocol"]', '');
+  await page.fill('#history-form input[name="namespace"]', 'shop');
+  await page.fill('#history-form input[name="workload"]', 'web');
+  await page.click('#history-form button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll('#history-body td.src .k8s').length === 2, null, { timeout: 10000 });
+  const params = historyUrl ? historyUrl.searchParams : new URLSearchParams();
+  check(params.get('namespace') === 'shop' && params.get('workload') === 'web' && !params.has('pod'),
+    `history filters sent as namespace=shop&workload=web (${historyUrl && historyUrl.search})`);
+  const historyNames = await page.$$eval('#history-body tr', (trs) => trs.map((tr) =>
+    [...tr.querySelectorAll('.k8s .end')].map((e) => e.textContent + (e.title ? ' [' + e.title + ']' : '')).join(' | ')));
+  check(historyNames[0] === 'shop/web-7d9f8-x2x4q [workload web (Deployment)] | db/pg-0 [workload pg (StatefulSet)]',
+    `history row names source and destination pods (${historyNames[0]})`);
+  check(historyNames[1] === 'tools/debug | node/node-a [the node itself]', `history row names a pod and the node (${historyNames[1]})`);
+  const srcText = await page.$eval('#history-body tr td.src', (td) => td.firstChild.textContent);
+  check(srcText === '10.244.1.5:40000', 'the address stays the cell\'s first line');
+  check(await page.locator('#history-error').textContent() === '', 'named history answered without error');
+
   await page.screenshot({ path: join(shotDir, 'dashboard-laptop.png'), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(300);
@@ -115,6 +186,8 @@ try {
   check(overflow <= 0, `no horizontal scrolling on a phone-sized viewport (overflow ${overflow}px)`);
   await page.screenshot({ path: join(shotDir, 'dashboard-phone.png'), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });
+  await page.unroute(liveRoute);
+  await page.unroute(historyRoute);
 
   check(problems.length === 0, 'no page errors or CSP violations' + (problems.length ? ': ' + problems.join('; ') : ''));
   if (controlDir) {

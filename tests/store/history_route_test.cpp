@@ -38,6 +38,23 @@ TEST(HistoryParams, Defaults) {
   const HistoryQuery q = parsedOk("");
   EXPECT_EQ(q.limit, 100u);
   EXPECT_FALSE(q.since_ms || q.until_ms || q.ip || q.port || q.protocol || q.direction);
+  EXPECT_FALSE(q.ns || q.pod || q.workload);
+}
+
+TEST(HistoryParams, KubernetesNamesAreTakenAsGiven) {
+  EXPECT_EQ(parsedOk("?namespace=kube-system").ns, "kube-system");
+  EXPECT_EQ(parsedOk("?pod=coredns-5d78c9869d-8xk2p").pod, "coredns-5d78c9869d-8xk2p");
+  EXPECT_EQ(parsedOk("?workload=coredns").workload, "coredns");
+  // Exact text: no case folding or trimming; percent-decoded like every value.
+  EXPECT_EQ(parsedOk("?workload=CoreDNS").workload, "CoreDNS");
+  EXPECT_EQ(parsedOk("?pod=a%20b").pod, "a b");
+  EXPECT_EQ(parsedOk("?pod=" + std::string(253, 'p')).pod, std::string(253, 'p'));
+  const HistoryQuery all = parsedOk("?namespace=shop&pod=web-0&workload=web&ip=10.0.0.1&limit=3");
+  EXPECT_EQ(all.ns, "shop");
+  EXPECT_EQ(all.pod, "web-0");
+  EXPECT_EQ(all.workload, "web");
+  EXPECT_EQ(all.ip, flow::IpAddress::parse("10.0.0.1"));
+  EXPECT_EQ(all.limit, 3u);
 }
 
 TEST(HistoryParams, EveryGoodValue) {
@@ -124,7 +141,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"?direction=in", "direction"}, BadCase{"?direction=both", "direction"},
         BadCase{"?direction=", "direction"}, BadCase{"?unknown=1", "unknown parameter 'unknown'"},
         BadCase{"?Limit=5", "unknown parameter 'Limit'"},
-        BadCase{"?limit=5&offset=10", "unknown parameter 'offset'"}),
+        BadCase{"?limit=5&offset=10", "unknown parameter 'offset'"},
+        BadCase{"?namespace=", "namespace: empty value"}, BadCase{"?namespace", "namespace"},
+        BadCase{"?pod=", "pod: empty value"}, BadCase{"?workload=", "workload: empty value"},
+        BadCase{"?namespace=a&namespace=b", "namespace: given more than once"},
+        BadCase{"?pod=a&pod=a", "pod: given more than once"},
+        BadCase{"?workload=a&workload=b", "workload: given more than once"},
+        BadCase{"?pod=a%0Ab", "pod: holds a control character"},
+        BadCase{"?namespace=%01", "namespace: holds a control character"},
+        BadCase{"?workload=a%7F", "workload: holds a control character"},
+        BadCase{"?Namespace=a", "unknown parameter 'Namespace'"},
+        BadCase{"?ns=a", "unknown parameter 'ns'"}),
     [](const auto& info) { return "case" + std::to_string(info.index); });
 
 TEST(HistoryRoute, PassesTheParsedQueryAndRendersRows) {
@@ -167,6 +194,71 @@ TEST(HistoryRoute, PassesTheParsedQueryAndRendersRows) {
       "dst_ip":"2.2.2.2","src_port":0,"dst_port":0,"protocol":null,"length":0,
       "packet_count":1,"direction":null})"));
   EXPECT_FALSE(body[1].contains("src_hostname"));
+}
+
+TEST(HistoryParams, ANameOver253CharactersIs400) {
+  for (const char* name : {"namespace", "pod", "workload"}) {
+    const std::string target = "/api/history?" + std::string(name) + "=" + std::string(254, 'x');
+    auto r = parseHistoryQuery(get(target));
+    ASSERT_TRUE(std::holds_alternative<std::string>(r)) << name;
+    const std::string& error = std::get<std::string>(r);
+    EXPECT_EQ(error.rfind(std::string(name) + ": '", 0), 0u) << error;
+    EXPECT_NE(error.find("is longer than 253 characters"), std::string::npos) << error;
+    EXPECT_LT(error.size(), 150u) << "the value is shortened in the message";
+
+    Router router;
+    addHistoryRoute(router, [](const HistoryQuery&) { return std::vector<flow::HistoryRow>{}; });
+    const Response response = router.route(get(target));
+    EXPECT_EQ(response.status, 400u);
+    EXPECT_EQ(json::parse(response.body)["error"], error);
+  }
+}
+
+TEST(HistoryRoute, RendersEachEndsKubernetesNamesOnlyWhenKnown) {
+  Router router;
+  HistoryQuery seen;
+  addHistoryRoute(router, [&](const HistoryQuery& q) {
+    seen = q;
+    flow::HistoryRow pods;  // pod to pod
+    pods.id = 7;
+    pods.src_ip = "10.244.1.5";
+    pods.dst_ip = "10.244.2.9";
+    pods.protocol = "TCP";
+    pods.direction = "egress";
+    pods.src_namespace = "shop";
+    pods.src_pod = "web-7d9f8-x2x4q";
+    pods.src_workload = "web";
+    pods.src_workload_kind = "Deployment";
+    pods.dst_namespace = "db";
+    pods.dst_pod = "pg-0";
+    pods.dst_workload = "pg";
+    pods.dst_workload_kind = "StatefulSet";
+    flow::HistoryRow node;  // a bare pod (no kind known) to the node itself
+    node.id = 6;
+    node.src_ip = "10.244.1.6";
+    node.dst_ip = "192.168.1.10";
+    node.src_namespace = "tools";
+    node.src_pod = "debug";
+    node.dst_node = "node-a";
+    return std::vector<flow::HistoryRow>{pods, node};
+  });
+  const Response r = router.route(get("/api/history?namespace=shop&pod=web-7d9f8-x2x4q"));
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(seen.ns, "shop");
+  EXPECT_EQ(seen.pod, "web-7d9f8-x2x4q");
+  EXPECT_FALSE(seen.workload.has_value());
+  const json body = json::parse(r.body);
+  ASSERT_EQ(body.size(), 2u);
+  EXPECT_EQ(body[0], json::parse(R"({"id":7,"timestamp":0,"src_ip":"10.244.1.5",
+      "dst_ip":"10.244.2.9","src_port":0,"dst_port":0,"protocol":"TCP","length":0,
+      "packet_count":1,"direction":"egress","src_namespace":"shop",
+      "src_pod":"web-7d9f8-x2x4q","src_workload":"web","src_workload_kind":"Deployment",
+      "dst_namespace":"db","dst_pod":"pg-0","dst_workload":"pg",
+      "dst_workload_kind":"StatefulSet"})"));
+  EXPECT_EQ(body[1], json::parse(R"({"id":6,"timestamp":0,"src_ip":"10.244.1.6",
+      "dst_ip":"192.168.1.10","src_port":0,"dst_port":0,"protocol":null,"length":0,
+      "packet_count":1,"direction":null,"src_namespace":"tools","src_pod":"debug",
+      "dst_node":"node-a"})"));
 }
 
 TEST(HistoryRoute, EmptyHistoryIsAnEmptyArray) {

@@ -567,8 +567,9 @@ TEST(Store, AQueryOverItsTimeBudgetFailsWithEtimedout) {
 // ---------------------------------------------------------------------------------------
 // Migration from the original's schemas
 
-// The original v0.1.0 schema (no hostname, direction, domain or packet_count columns) and
-// the v0.1.1 one (hostnames added).
+// The original v0.1.0 schema (no hostname, direction, domain or packet_count columns), the
+// v0.1.1 one (hostnames added), and ayaflow's own before the Kubernetes names (with its
+// address and port summary).
 const char* const kOriginalSchemas[] = {
     "CREATE TABLE packets (id INTEGER PRIMARY KEY, timestamp INTEGER NOT NULL, src_ip TEXT NOT "
     "NULL, dst_ip TEXT NOT NULL, src_port INTEGER, dst_port INTEGER, protocol TEXT, length "
@@ -577,6 +578,14 @@ const char* const kOriginalSchemas[] = {
     "NULL, dst_ip TEXT NOT NULL, src_port INTEGER, dst_port INTEGER, protocol TEXT, length "
     "INTEGER, src_hostname TEXT, dst_hostname TEXT); CREATE INDEX IF NOT EXISTS idx_timestamp "
     "ON packets(timestamp);",
+    "CREATE TABLE packets (id INTEGER PRIMARY KEY, timestamp INTEGER NOT NULL, src_ip TEXT NOT "
+    "NULL, dst_ip TEXT NOT NULL, src_port INTEGER, dst_port INTEGER, protocol TEXT, length "
+    "INTEGER, direction TEXT, src_hostname TEXT, dst_hostname TEXT, domain TEXT, packet_count "
+    "INTEGER NOT NULL DEFAULT 1, interface TEXT); CREATE INDEX IF NOT EXISTS idx_timestamp ON "
+    "packets(timestamp); CREATE TABLE packets_keys (epoch INTEGER NOT NULL, k NOT NULL, bucket "
+    "INTEGER NOT NULL, PRIMARY KEY (epoch, k, bucket)) WITHOUT ROWID; CREATE TABLE "
+    "ayaflow_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID; INSERT INTO ayaflow_meta VALUES "
+    "('keys_from_ms', -9223372036854775808);",
 };
 
 class Migration : public ::testing::TestWithParam<int> {};
@@ -595,13 +604,26 @@ TEST_P(Migration, AddsTheMissingColumnsAndKeepsEveryRow) {
         "(1700000000002, '10.0.0.3', '8.8.8.8', 5353, 53, 'UDP', 70)");
   }
   {
-    Harness store(optionsFor(path));
+    HarnessOptions o = optionsFor(path);
+    // Ingress: the source 10.0.0.1 is the remote end.
+    const auto pod = std::make_shared<const enrich::PodName>(
+        enrich::PodName{"shop", "web-0", "web", "StatefulSet"});
+    o.enrich = [pod](const flow::FlowKey&, enrich::ConnectionNames& names) {
+      names.remote.pod = pod;
+    };
+    Harness store(o);
     store.submit(makePacket(1, 2, 3, 6, Direction::kIngress, 99));
     store.flush();
     const auto rows = store.query(limit(10));
     ASSERT_EQ(rows.size(), 4u);
     EXPECT_EQ(rows[0].length, 99u);
     EXPECT_EQ(rows[0].direction, "ingress");
+    EXPECT_EQ(rows[0].src_pod, "web-0");  // the new columns are written
+    EXPECT_EQ(rows[0].src_workload_kind, "StatefulSet");
+    EXPECT_FALSE(rows[0].dst_pod.has_value());
+    HistoryQuery by_pod = limit(10);
+    by_pod.pod = "web-0";
+    EXPECT_EQ(store.query(by_pod).size(), 1u);
     const flow::HistoryRow& old = rows[1];
     EXPECT_EQ(old.timestamp_ms, 1700000000002);
     EXPECT_EQ(old.src_ip, "10.0.0.3");
@@ -609,30 +631,61 @@ TEST_P(Migration, AddsTheMissingColumnsAndKeepsEveryRow) {
     EXPECT_EQ(old.packet_count, 1u);
     EXPECT_EQ(old.direction, "");  // unknown in the original's rows
     EXPECT_FALSE(old.domain.has_value());
+    EXPECT_FALSE(old.src_namespace || old.src_pod || old.src_workload || old.src_workload_kind ||
+                 old.src_node || old.dst_namespace || old.dst_pod || old.dst_workload ||
+                 old.dst_workload_kind || old.dst_node);
   }
   RawDb db(path);
   std::vector<std::string> columns;
   for (const auto& row : db.rows("SELECT name FROM pragma_table_info('packets') ORDER BY cid")) {
     columns.push_back(row);
   }
-  for (const char* want :
-       {"id", "timestamp", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length",
-        "direction", "src_hostname", "dst_hostname", "domain", "packet_count", "interface"}) {
+  for (const char* want : {"id",
+                           "timestamp",
+                           "src_ip",
+                           "dst_ip",
+                           "src_port",
+                           "dst_port",
+                           "protocol",
+                           "length",
+                           "direction",
+                           "src_hostname",
+                           "dst_hostname",
+                           "domain",
+                           "packet_count",
+                           "interface",
+                           "src_namespace",
+                           "src_pod",
+                           "src_workload",
+                           "src_workload_kind",
+                           "src_node",
+                           "dst_namespace",
+                           "dst_pod",
+                           "dst_workload",
+                           "dst_workload_kind",
+                           "dst_node"}) {
     EXPECT_NE(std::find(columns.begin(), columns.end(), want), columns.end()) << want;
   }
-  EXPECT_EQ(columns.size(), 14u);
+  EXPECT_EQ(columns.size(), 24u);
+  EXPECT_EQ(db.count("SELECT count(*) FROM packets WHERE id <= 3 AND coalesce(src_namespace, "
+                     "src_pod, src_workload, src_workload_kind, src_node, dst_namespace, "
+                     "dst_pod, dst_workload, dst_workload_kind, dst_node) IS NOT NULL"),
+            0);
   EXPECT_EQ(db.one("SELECT count(*), sum(packet_count), sum(length) FROM packets WHERE id <= 3"),
             "3|3|1630");
   EXPECT_EQ(db.count("SELECT count(*) FROM sqlite_master WHERE type = 'index'"), 1);
   EXPECT_EQ(db.one("PRAGMA integrity_check"), "ok");
   // A second start finds nothing to migrate.
   { Harness again(optionsFor(path)); }
-  EXPECT_EQ(db.count("SELECT count(*) FROM pragma_table_info('packets')"), 14);
+  EXPECT_EQ(db.count("SELECT count(*) FROM pragma_table_info('packets')"), 24);
 }
 
-INSTANTIATE_TEST_SUITE_P(OriginalSchemas, Migration, ::testing::Values(0, 1), [](const auto& info) {
-  return info.param == 0 ? std::string("v0_1_0") : "v0_1_1";
-});
+std::string schemaName(const ::testing::TestParamInfo<int>& info) {
+  static const char* const kNames[] = {"v0_1_0", "v0_1_1", "ayaflow_before_k8s_names"};
+  return kNames[info.param];
+}
+
+INSTANTIATE_TEST_SUITE_P(OriginalSchemas, Migration, ::testing::Values(0, 1, 2), schemaName);
 
 TEST(Store, AForeignPacketsTableIsRefusedAndLeftUntouched) {
   TempDir dir;

@@ -35,12 +35,17 @@ using HistoryQueryFn = std::function<std::vector<flow::HistoryRow>(const flow::H
 ///   port       1..65535; rows from or to it
 ///   protocol   tcp, udp (any case), 6 or 17
 ///   direction  ingress or egress (any case)
+///   namespace, pod, workload
+///              a Kubernetes name (exact, case-sensitive; 1..253 characters, no control
+///              characters); rows where either end has it
 std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& request);
 
 /// The JSON array GET /api/history answers: one object per row with id, timestamp (Unix ms),
 /// src_ip, dst_ip, src_port, dst_port, protocol, length, packet_count, direction;
-/// src_hostname, dst_hostname and domain only when set. An empty protocol or direction (a
-/// row migrated from a database that had no such column) is null.
+/// src_hostname, dst_hostname, domain, interface and each end's Kubernetes names
+/// (src_namespace, src_pod, src_workload, src_workload_kind, src_node, and the same with
+/// dst_) only when set. An empty protocol or direction (a row migrated from a database that
+/// had no such column) is null.
 std::string historyJson(const std::vector<flow::HistoryRow>& rows);
 
 struct HistoryRouteOptions {

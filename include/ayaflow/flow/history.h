@@ -29,6 +29,11 @@ struct HistoryRow {
   std::optional<std::string> dst_hostname;
   std::optional<std::string> domain;
   std::optional<std::string> interface;  ///< where its packets were counted (null: older rows)
+  /// Kubernetes names of each end when known (null: unknown, or rows written before them):
+  /// the pod's namespace, name, owning workload and its kind, or the node's name when the
+  /// end is the node itself.
+  std::optional<std::string> src_namespace, src_pod, src_workload, src_workload_kind, src_node;
+  std::optional<std::string> dst_namespace, dst_pod, dst_workload, dst_workload_kind, dst_node;
 };
 
 /// Filters of GET /api/history; all optional except the limit.
@@ -42,6 +47,11 @@ struct HistoryQuery {
   std::optional<std::uint16_t> port;     ///< src_port or dst_port equals it
   std::optional<std::uint8_t> protocol;  ///< 6 or 17
   std::optional<Direction> direction;
+  /// Kubernetes names, exact text, each checked on its own: rows where either end has it.
+  /// Checked on the rows the walk visits (no index or summary behind them).
+  std::optional<std::string> ns;        ///< src_namespace or dst_namespace equals it
+  std::optional<std::string> pod;       ///< src_pod or dst_pod equals it
+  std::optional<std::string> workload;  ///< src_workload or dst_workload equals it
 };
 
 }  // namespace ayaflow::flow
