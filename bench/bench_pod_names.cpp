@@ -25,6 +25,7 @@
 
 #include "agent_checks.h"
 #include "agent_process.h"
+#include "ayaflow/capture/link.h"
 #include "ayaflow/k8s/cri_client.h"
 #include "ayaflow/k8s/name_table.h"
 #include "ayaflow/k8s/pod_watcher.h"
@@ -110,6 +111,7 @@ int main(int argc, char** argv) {
       ayaflow::k8s::PodWatcherOptions o;
       o.cri_socket = runtime.endpoint();
       o.node_name = "bench-node";
+      o.node_addresses = ayaflow::capture::listAddresses;
       ayaflow::k8s::PodWatcher watcher(o, table);
       watcher.refreshForTest();  // learns every pod (a status call each)
       const auto cpuNow = [] {

@@ -29,6 +29,7 @@
 #include "ayaflow/api/stream_hub.h"
 #include "ayaflow/bpf/bpf_program.h"
 #include "ayaflow/capture/capture.h"
+#include "ayaflow/capture/link.h"
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/memory.h"
 #include "ayaflow/common/metrics.h"
@@ -177,7 +178,9 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   }
   // Pods and the node, from the node's container runtime.
   if (c.pods.cri_socket != "none") {
-    s.pods = std::make_unique<k8s::PodWatcher>(c.pods, s.pod_names);
+    k8s::PodWatcherOptions pods = c.pods;
+    pods.node_addresses = capture::listAddresses;
+    s.pods = std::make_unique<k8s::PodWatcher>(std::move(pods), s.pod_names);
     s.names.add(s.pod_names);
     s.workloads = std::make_unique<k8s::WorkloadMetrics>(c.workload_series_limit);
   }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/capture/link.h"
 
+#include <arpa/inet.h>
 #include <linux/if.h>
+#include <linux/if_addr.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
@@ -83,21 +85,22 @@ void parseLink(const nlmsghdr* h, std::vector<Link>& out) {
   if (link.ifindex > 0 && !link.name.empty()) out.push_back(std::move(link));
 }
 
-std::vector<Link> dumpLinks() {
+/// Runs an rtnetlink dump of `type` and hands each answer message to `parse`. Throws
+/// SystemError (`what` names the dump) on an error, a timeout or a datagram cut short.
+template <typename Header, typename Parse>
+void dump(std::uint16_t type, const char* what, Parse parse) {
   NetlinkSocket sock;
   struct {
     nlmsghdr h;
-    ifinfomsg i;
+    Header body;
   } request{};
   request.h.nlmsg_len = sizeof(request);
-  request.h.nlmsg_type = RTM_GETLINK;
+  request.h.nlmsg_type = type;
   request.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   request.h.nlmsg_seq = 1;
-  request.i.ifi_family = AF_UNSPEC;
   if (::send(sock.fd(), &request, sizeof(request), 0) < 0) {
-    AYAFLOW_SYSTEM_ERROR(errno, "list network interfaces: netlink request");
+    AYAFLOW_SYSTEM_ERROR(errno, std::string(what) + ": netlink request");
   }
-  std::vector<Link> links;
   // The kernel sizes a dump's datagrams by the reader's buffer, up to 32 KiB; twice that
   // leaves room, and a datagram cut short anyway is an error, never a lost NLMSG_DONE.
   std::vector<char> buf(65536);
@@ -109,22 +112,44 @@ std::vector<Link> dumpLinks() {
     const ssize_t n = ::recvmsg(sock.fd(), &msg, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
-      AYAFLOW_SYSTEM_ERROR(errno, "list network interfaces: netlink answer");
+      AYAFLOW_SYSTEM_ERROR(errno, std::string(what) + ": netlink answer");
     }
     if ((msg.msg_flags & MSG_TRUNC) != 0) {
-      AYAFLOW_SYSTEM_ERROR(EMSGSIZE, "list network interfaces: netlink answer cut short");
+      AYAFLOW_SYSTEM_ERROR(EMSGSIZE, std::string(what) + ": netlink answer cut short");
     }
     int left = static_cast<int>(n);
     for (const auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
          h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type == NLMSG_DONE) return links;
+      if (h->nlmsg_type == NLMSG_DONE) return;
       if (h->nlmsg_type == NLMSG_ERROR) {
         const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-        AYAFLOW_SYSTEM_ERROR(-e->error, "list network interfaces");
+        AYAFLOW_SYSTEM_ERROR(-e->error, what);
       }
-      if (h->nlmsg_type == RTM_NEWLINK) parseLink(h, links);
+      parse(h);
     }
-    if (n == 0) return links;
+    if (n == 0) return;
+  }
+}
+
+void parseAddress(const nlmsghdr* h, std::vector<flow::IpAddress>& out) {
+  if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) return;
+  const auto* info = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
+  int len = static_cast<int>(IFA_PAYLOAD(h));
+  for (const rtattr* a = IFA_RTA(info); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    // IFA_LOCAL is the address itself on point-to-point links (IFA_ADDRESS is the peer);
+    // elsewhere they are equal or only IFA_ADDRESS is given.
+    if (a->rta_type != IFA_ADDRESS && a->rta_type != IFA_LOCAL) continue;
+    flow::IpAddress ip;
+    if (info->ifa_family == AF_INET && RTA_PAYLOAD(a) == 4) {
+      std::uint32_t v4;
+      std::memcpy(&v4, RTA_DATA(a), 4);
+      ip = flow::IpAddress::fromV4(ntohl(v4));
+    } else if (info->ifa_family == AF_INET6 && RTA_PAYLOAD(a) == 16) {
+      std::memcpy(ip.bytes.data(), RTA_DATA(a), 16);
+    } else {
+      continue;
+    }
+    if (std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
   }
 }
 
@@ -170,12 +195,21 @@ bool isRedeliveryKind(std::string_view kind) noexcept {
 }
 
 std::vector<Link> listLinks() {
-  std::vector<Link> links = dumpLinks();
+  std::vector<Link> links;
+  dump<ifinfomsg>(RTM_GETLINK, "list network interfaces", [&](const nlmsghdr* h) {
+    if (h->nlmsg_type == RTM_NEWLINK) parseLink(h, links);
+  });
   const std::set<std::string> defaults = defaultRouteInterfaces();
   for (Link& link : links) link.default_route = defaults.count(link.name) != 0;
   std::sort(links.begin(), links.end(),
             [](const Link& a, const Link& b) { return a.ifindex < b.ifindex; });
   return links;
+}
+
+std::vector<flow::IpAddress> listAddresses() {
+  std::vector<flow::IpAddress> out;
+  dump<ifaddrmsg>(RTM_GETADDR, "list addresses", [&](const nlmsghdr* h) { parseAddress(h, out); });
+  return out;
 }
 
 }  // namespace ayaflow::capture

@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 #include "ayaflow/k8s/pod_watcher.h"
 
-#include <ifaddrs.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -35,27 +32,6 @@ std::int64_t nowMs() {
 bool isSocket(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-/// The addresses of the agent's network namespace (the node's, with hostNetwork: true).
-std::set<std::array<std::uint8_t, 16>> nodeAddresses() {
-  std::set<std::array<std::uint8_t, 16>> out;
-  ifaddrs* list = nullptr;
-  if (::getifaddrs(&list) != 0) return out;
-  for (const ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
-    if (a->ifa_addr == nullptr) continue;
-    if (a->ifa_addr->sa_family == AF_INET) {
-      const auto* sin = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
-      out.insert(flow::IpAddress::fromV4(ntohl(sin->sin_addr.s_addr)).bytes);
-    } else if (a->ifa_addr->sa_family == AF_INET6) {
-      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr);
-      flow::IpAddress ip;
-      std::memcpy(ip.bytes.data(), &sin6->sin6_addr, 16);
-      out.insert(ip.bytes);
-    }
-  }
-  ::freeifaddrs(list);
-  return out;
 }
 
 }  // namespace
@@ -148,13 +124,18 @@ struct PodWatcher::Impl {
       }
     }
     changed = prune(now) || changed;
-    std::vector<std::array<std::uint8_t, 16>> addrs;
-    if (node) {
-      const auto set = nodeAddresses();
-      addrs.assign(set.begin(), set.end());
-      if (addrs != node_addrs) {
-        node_addrs = std::move(addrs);
-        changed = true;
+    if (node && options.node_addresses) {
+      try {
+        std::vector<flow::IpAddress> addrs = options.node_addresses();
+        std::sort(
+            addrs.begin(), addrs.end(),
+            [](const flow::IpAddress& x, const flow::IpAddress& y) { return x.bytes < y.bytes; });
+        if (addrs != node_addrs) {
+          node_addrs = std::move(addrs);
+          changed = true;
+        }
+      } catch (const std::exception& e) {
+        logger("k8s")->debug("pod names: the node's addresses: {}", e.what());
       }
     }
     if (changed || !published) publishIndex();
@@ -249,11 +230,7 @@ struct PodWatcher::Impl {
       std::sort(tenures.begin(), tenures.end(),
                 [](const Tenure& a, const Tenure& b) { return a.from_ms < b.from_ms; });
     }
-    for (const auto& bytes : node_addrs) {
-      flow::IpAddress ip;
-      ip.bytes = bytes;
-      index->node_addresses.emplace(ip, true);
-    }
+    for (const flow::IpAddress& ip : node_addrs) index->node_addresses.emplace(ip, true);
     index->node = node;
     table.publish(std::move(index));
     published = true;
@@ -317,7 +294,7 @@ struct PodWatcher::Impl {
 
   // Refresh thread only.
   std::map<std::string, Known> known;
-  std::vector<std::array<std::uint8_t, 16>> node_addrs;
+  std::vector<flow::IpAddress> node_addrs;  // sorted
   bool published = false;
   bool outage_reported = false;
   bool reported_missing = false;

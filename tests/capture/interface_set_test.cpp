@@ -149,6 +149,18 @@ TEST(ListLinks, ListsThisNamespacesInterfacesWithLoopback) {
   EXPECT_TRUE(lo);
 }
 
+TEST(ListAddresses, ListsThisNamespacesAddressesWithLoopbacksOnce) {
+  const std::vector<flow::IpAddress> addrs = listAddresses();
+  const auto has = [&](const char* text) {
+    return std::count(addrs.begin(), addrs.end(), *flow::IpAddress::parse(text));
+  };
+  EXPECT_EQ(has("127.0.0.1"), 1);
+  // Each address once, although IPv4 gives both IFA_ADDRESS and IFA_LOCAL.
+  for (const flow::IpAddress& a : addrs) {
+    EXPECT_EQ(std::count(addrs.begin(), addrs.end(), a), 1) << a.toString();
+  }
+}
+
 TEST(CountingRoles, PodsBehindABridgeAndAnOverlayOnTheUplink) {
   // A node: uplink eth0 (default route), bridge cni0 with two pod veths, VXLAN flannel.1.
   const std::vector<Link> links = {Link(1, "lo"),

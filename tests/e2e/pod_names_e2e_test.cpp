@@ -289,10 +289,15 @@ TEST_F(PodNamesE2E, PodToPodTrafficIsNamedAndExactInLiveRowsFiltersAndMetrics) {
   for (const char* q : {"namespace=kube-system", "pod=db-1", "workload=web-7d9f8c6b5d"}) {
     EXPECT_EQ(history(q).size(), 0u) << q;
   }
-  const json one = history("pod=db-0&direction=ingress");
-  ASSERT_FALSE(one.empty());
-  EXPECT_EQ(one.front().value("src_workload_kind", ""), "Deployment");
-  EXPECT_EQ(one.front().value("dst_workload_kind", ""), "StatefulSet");
+  // Each row names its own source and destination; both directions are ingress (each
+  // packet is counted where it leaves its pod, entering the node).
+  const json both = history("pod=db-0&direction=ingress");
+  ASSERT_EQ(both.size(), static_cast<std::size_t>(kOut + kBack));
+  for (const json& row : both) {
+    const bool from_web = row.at("src_port") == 41000;
+    EXPECT_EQ(row.value("src_workload_kind", ""), from_web ? "Deployment" : "StatefulSet");
+    EXPECT_EQ(row.value("dst_workload_kind", ""), from_web ? "StatefulSet" : "Deployment");
+  }
   EXPECT_EQ(agent_->get("/api/history?namespace=").status, 400);
 
   // Workload metrics: each end's view of the traffic, exact.

@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "ayaflow/flow/packet.h"
+
 namespace ayaflow::capture {
 
 /// A network interface of the agent's network namespace, as rtnetlink lists it, with what
@@ -38,5 +40,9 @@ bool isBridgeKind(std::string_view kind) noexcept;
 /// the default routes of /proc/net/route and /proc/net/ipv6_route. Throws SystemError if the
 /// interfaces cannot be listed; a missing route table only leaves default_route false.
 std::vector<Link> listLinks();
+
+/// Every IPv4 and IPv6 address of the caller's network namespace (an RTM_GETADDR dump: no
+/// link details, so cheap however many pod interfaces the node has). Throws SystemError.
+std::vector<flow::IpAddress> listAddresses();
 
 }  // namespace ayaflow::capture

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,9 @@ struct PodWatcherOptions {
   std::string cri_socket = "auto";
   /// The node's name for its own addresses; "" names no end by node.
   std::string node_name;
+  /// The node's own addresses (those of the agent's network namespace, with hostNetwork),
+  /// read at every refresh; unset: none. May throw (that refresh keeps the previous ones).
+  std::function<std::vector<flow::IpAddress>()> node_addresses;
   /// How often the pod list is read (and sooner on the runtime's container events).
   std::chrono::milliseconds refresh{1000};
   /// Deadline of each CRI call.
