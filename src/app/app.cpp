@@ -194,6 +194,8 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   s.pipeline = std::make_unique<pipeline::Pipeline>(c.pipeline, names, std::move(sinks));
   s.capture = std::make_unique<capture::Capture>(s.io, c.capture, *s.pipeline,
                                                  c.capture.deep_inspect ? &s.inspection : nullptr);
+  // A new pod interface means a new pod: read the runtime's pods at once.
+  if (s.pods) s.capture->onInterfacesChanged([pods = s.pods.get()] { pods->refreshSoon(); });
   s.live = std::make_unique<api::MapLiveSource>(
       [capture = s.capture.get()] {
         const capture::Capture::Totals t = capture->totals();

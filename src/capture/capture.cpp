@@ -145,6 +145,7 @@ struct Capture::Impl {
     } catch (const std::exception& e) {
       logger("capture")->error("{}", e.what());
     }
+    if (interfaces_changed) interfaces_changed();
   }
 
   void scheduleExpiry() {
@@ -304,6 +305,7 @@ struct Capture::Impl {
   std::optional<PayloadReader> payload_reader_sink;
   std::optional<bpf::FlowTables> flow_tables;  // aggregated mode only
   std::unique_ptr<bpf::LinkWatcher> link_watcher;
+  std::function<void()> interfaces_changed;
   std::unique_ptr<bpf::RingBufferReader> reader;
   std::unique_ptr<bpf::RingBufferReader> payload_reader;
   asio::steady_timer expiry_timer;
@@ -317,6 +319,10 @@ Capture::Capture(asio::io_context& io, const CaptureOptions& options, flow::Pack
 Capture::~Capture() = default;
 
 void Capture::start() { impl_->start(); }
+
+void Capture::onInterfacesChanged(std::function<void()> fn) {
+  impl_->interfaces_changed = std::move(fn);
+}
 
 void Capture::stop() { impl_->stop(); }
 

@@ -138,6 +138,13 @@ struct PodWatcher::Impl {
         logger("k8s")->debug("pod names: the node's addresses: {}", e.what());
       }
     }
+    // The node's addresses are named only on a Kubernetes node: once there is a container
+    // runtime to read (configured, or found by "auto"). A plain host shows no names.
+    const bool name_node = node != nullptr && cri != nullptr;
+    if (name_node != node_named) {
+      node_named = name_node;
+      changed = true;
+    }
     if (changed || !published) publishIndex();
   }
 
@@ -231,7 +238,7 @@ struct PodWatcher::Impl {
                 [](const Tenure& a, const Tenure& b) { return a.from_ms < b.from_ms; });
     }
     for (const flow::IpAddress& ip : node_addrs) index->node_addresses.emplace(ip, true);
-    index->node = node;
+    if (node_named) index->node = node;
     table.publish(std::move(index));
     published = true;
   }
@@ -248,7 +255,13 @@ struct PodWatcher::Impl {
         logger("k8s")->error("pod names: refresh failed: {}", e.what());
       }
       lock.lock();
-      cv.wait_for(lock, options.refresh, [this] { return stopping || wake; });
+      // After a nudge (a new pod interface), read again every 200 ms for a few seconds: the
+      // runtime reports the pod's IP only once its network is set up.
+      const auto now = std::chrono::steady_clock::now();
+      const auto wait = now < burst_until ? std::min<std::chrono::milliseconds>(
+                                                options.refresh, std::chrono::milliseconds(200))
+                                          : options.refresh;
+      cv.wait_for(lock, wait, [this] { return stopping || wake; });
     }
   }
 
@@ -285,6 +298,7 @@ struct PodWatcher::Impl {
   void refreshSoon() {
     std::lock_guard<std::mutex> lock(mutex);
     wake = true;
+    burst_until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     cv.notify_all();
   }
 
@@ -296,15 +310,17 @@ struct PodWatcher::Impl {
   std::map<std::string, Known> known;
   std::vector<flow::IpAddress> node_addrs;  // sorted
   bool published = false;
+  bool node_named = false;
   bool outage_reported = false;
   bool reported_missing = false;
 
   mutable std::mutex mutex;
   std::condition_variable cv, events_cv;
-  bool stopping = false;               // mutex
-  bool wake = false;                   // mutex
-  std::shared_ptr<CriClient> current;  // mutex
-  Stats stats;                         // mutex
+  bool stopping = false;                              // mutex
+  bool wake = false;                                  // mutex
+  std::chrono::steady_clock::time_point burst_until;  // mutex
+  std::shared_ptr<CriClient> current;                 // mutex
+  Stats stats;                                        // mutex
   std::thread refresher, events;
 };
 

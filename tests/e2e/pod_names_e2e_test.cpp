@@ -11,8 +11,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -25,6 +27,7 @@
 #include "agent_process.h"
 #include "containerd_fixture.h"
 #include "netns.h"
+#include "prometheus_runner.h"
 #include "root_guard.h"
 
 namespace ayaflow::test {
@@ -163,6 +166,21 @@ class PodNamesE2E : public ::testing::Test {
     return pod;
   }
 
+  /// Sends one datagram from `pod`:port to db and waits until /api/live names its end by
+  /// the pod: the agent knows the pod.
+  static bool waitNamed(const Pod& pod, std::uint16_t port) {
+    int a = -1;
+    inPod(pod, [&] { a = udpSocket(pod.ip, port); });
+    udpSend(a, db_->ip, 42999, 1);
+    ::close(a);
+    return eventually([&] {
+      const json e = liveEntry(pod.ip, port, db_->ip, 42999);
+      if (e.is_null()) return false;
+      const bool local = e.at("connection").get<std::string>().rfind(pod.ip + ":", 0) == 0;
+      return endNames(e, local ? "local_" : "remote_").pod == pod.name;
+    });
+  }
+
   static double metric(const std::string& name) {
     const std::string text = agent_->get("/metrics").body;
     const std::uint64_t v = metricValue(text, name);
@@ -245,7 +263,7 @@ TEST_F(PodNamesE2E, PodToPodTrafficIsNamedAndExactInLiveRowsFiltersAndMetrics) {
     entry = liveEntry(web_->ip, 41000, db_->ip, 42000);
     return !entry.is_null() && entry.at("stats").at("packets_count") == kOut + kBack;
   })) << agent_->get("/api/live").body;
-  const bool db_local = entry.at("connection").get<std::string>().rfind(db_->ip, 0) == 0;
+  const bool db_local = entry.at("connection").get<std::string>().rfind(db_->ip + ":", 0) == 0;
   const EndNames db = endNames(entry, db_local ? "local_" : "remote_");
   const EndNames web = endNames(entry, db_local ? "remote_" : "local_");
   EXPECT_EQ(web.ns, "shop");
@@ -321,6 +339,35 @@ TEST_F(PodNamesE2E, PodToPodTrafficIsNamedAndExactInLiveRowsFiltersAndMetrics) {
             kBack);
   EXPECT_EQ(workload("ayaflow_workload_bytes_total", "shop", "web", "ingress", "data", "db"),
             bytes_back);
+
+  // A real Prometheus scrapes the agent: the dashboard's workload and runtime panels have
+  // data, and its sums are the agent's.
+  const std::string binary = AYAFLOW_PROMETHEUS;
+  if (binary.empty() || ::access(binary.c_str(), X_OK) != 0) {
+    if (inCi()) FAIL() << "prometheus missing; CI=true forbids skipping";
+    GTEST_SKIP() << "Debian package `prometheus` not installed";
+  }
+  const std::string monitoring = std::string(AYAFLOW_SOURCE_DIR) + "/monitoring";
+  PrometheusRunner prometheus({binary, monitoring, "127.0.0.1:" + std::to_string(agent_->port())});
+  ASSERT_TRUE(prometheus.waitReady()) << prometheus.log();
+  ASSERT_TRUE(prometheus.waitForScrapes(2, std::chrono::seconds(20))) << prometheus.log();
+  std::vector<DashboardQuery> queries =
+      dashboardQueries(monitoring + "/grafana/dashboards/ayaflow.json");
+  queries.erase(std::remove_if(queries.begin(), queries.end(),
+                               [](const DashboardQuery& q) {
+                                 return q.expr.find("ayaflow_workload_") == std::string::npos &&
+                                        q.expr.find("ayaflow_cri_") == std::string::npos;
+                               }),
+                queries.end());
+  EXPECT_GE(queries.size(), 7u);
+  for (const std::string& p :
+       queriesWithoutData(prometheus, queries, Clock::now() + std::chrono::seconds(20))) {
+    ADD_FAILURE() << p;
+  }
+  EXPECT_EQ(prometheus.value(R"(sum(ayaflow_workload_packets_total{namespace="shop", )"
+                             R"(workload="web", direction="egress", peer_workload="db"}))"),
+            std::to_string(kOut));
+  EXPECT_EQ(prometheus.value("ayaflow_cri_pods"), "2");
 }
 
 TEST_F(PodNamesE2E, TheNodesOwnAddressIsNamedByTheNode) {
@@ -341,7 +388,7 @@ TEST_F(PodNamesE2E, TheNodesOwnAddressIsNamedByTheNode) {
     return !entry.is_null() && entry.at("stats").at("packets_count") == kOut + kBack;
   })) << agent_->get("/api/live").body;
   const bool node_local =
-      entry.at("connection").get<std::string>().rfind(runtime_->gateway(), 0) == 0;
+      entry.at("connection").get<std::string>().rfind(runtime_->gateway() + ":", 0) == 0;
   const EndNames node = endNames(entry, node_local ? "local_" : "remote_");
   const EndNames web = endNames(entry, node_local ? "remote_" : "local_");
   EXPECT_EQ(node.node, kNode);
@@ -391,11 +438,14 @@ TEST_F(PodNamesE2E, NewPodsReusedAddressesAndARuntimeThatGoesAwayAreAllNamedRigh
   runtime_->removePod(web_->id);
   const Pod web2 = runPod(webSpec("fghij"));
   ASSERT_EQ(web2.ip, old_ip) << "the range has one free address: the removed pod's";
+  // Records are named when they are written: wait until the agent knows the new pod (within
+  // about a second), as a pod's containers start after its sandbox.
+  ASSERT_TRUE(waitNamed(web2, 41299)) << agent_->get("/api/live").body << agent_->log();
   exchange(web2, 41201, *db_, 42201, 9, 80, 3, 80);
   const auto live_pod = [&](std::uint16_t port) {
     const json e = liveEntry(old_ip, port, db_->ip, static_cast<std::uint16_t>(port + 1000));
     if (e.is_null()) return std::string("(none)");
-    const bool web_local = e.at("connection").get<std::string>().rfind(old_ip, 0) == 0;
+    const bool web_local = e.at("connection").get<std::string>().rfind(old_ip + ":", 0) == 0;
     return endNames(e, web_local ? "local_" : "remote_").pod;
   };
   ASSERT_TRUE(eventually([&] { return live_pod(41201) == "web-7d9f8c6b5d-fghij"; }))
@@ -437,7 +487,8 @@ TEST_F(PodNamesE2E, NewPodsReusedAddressesAndARuntimeThatGoesAwayAreAllNamedRigh
         exchange(late_pod, 41300, *db_, 42300, 1, 10, 1, 10);
         const json e = liveEntry(late_pod.ip, 41300, db_->ip, 42300);
         if (e.is_null()) return false;
-        const bool late_local = e.at("connection").get<std::string>().rfind(late_pod.ip, 0) == 0;
+        const bool late_local =
+            e.at("connection").get<std::string>().rfind(late_pod.ip + ":", 0) == 0;
         return endNames(e, late_local ? "local_" : "remote_").ns == "late";
       },
       std::chrono::seconds(5)))

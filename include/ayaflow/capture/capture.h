@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,11 @@ class Capture {
 
   /// Starts reading, following interfaces and the timers.
   void start();
+
+  /// Calls `fn` (on the io_context's thread, after the interfaces were followed) whenever
+  /// the node's interfaces change: a pod's interface appearing means a new pod. Set before
+  /// start(); fn must not block.
+  void onInterfacesChanged(std::function<void()> fn);
 
   /// Detaches (no new packets), collects the kernel flow tables, drains the ring buffers
   /// and logs what was counted. Idempotent.

@@ -20,7 +20,8 @@ struct PodWatcherOptions {
   /// "auto" (the first of defaultCriSockets() that exists, looked for again until one
   /// does), a socket path or "unix://" endpoint, or "none" (no pod names).
   std::string cri_socket = "auto";
-  /// The node's name for its own addresses; "" names no end by node.
+  /// The node's name for its own addresses, once there is a runtime to read (on a plain
+  /// host, without one, nothing is named); "" names no end by node.
   std::string node_name;
   /// The node's own addresses (those of the agent's network namespace, with hostNetwork),
   /// read at every refresh; unset: none. May throw (that refresh keeps the previous ones).
