@@ -21,6 +21,8 @@ packages=(
   iperf3
   # tests/e2e/wire_truth_e2e_test: HTTP downloads from a real web server
   nginx
+  # a test whose agent does not stop in time prints its threads (gdb)
+  gdb
   # tests/k8s: a real container runtime running pod sandboxes (tests/support/containerd_*)
   containerd runc containernetworking-plugins busybox-static
   # libFuzzer runtime for scripts/fuzz.sh (clang -fsanitize=fuzzer)

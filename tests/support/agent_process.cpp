@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -145,11 +146,20 @@ std::optional<int> AgentProcess::waitExit(std::chrono::milliseconds timeout) {
       return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
     if (std::chrono::steady_clock::now() >= deadline) {
+      // Still running: say where each of its threads is, for the failure's report.
+      std::fprintf(stderr, "agent %d did not exit in time; its threads:\n%s\nits log:\n%s\n",
+                   static_cast<int>(pid_), threadStacks(pid_).c_str(), log().c_str());
       return std::nullopt;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return std::nullopt;
+}
+
+std::string threadStacks(pid_t pid) {
+  if (::access("/usr/bin/gdb", X_OK) != 0) return "(no gdb to show them)";
+  return shOutput("timeout 30 /usr/bin/gdb -p " + std::to_string(pid) +
+                  " -batch -ex 'thread apply all bt' 2>&1 | grep -E '^(Thread|#)'");
 }
 
 HttpResult AgentProcess::get(const std::string& target) {

@@ -13,6 +13,9 @@
 
 namespace ayaflow::test {
 
+/// Every thread's stack of a running process (gdb, when installed), for a test's report.
+std::string threadStacks(pid_t pid);
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 std::uint16_t freePort();
 
@@ -36,7 +39,8 @@ class AgentProcess {
   void waitReady(std::chrono::milliseconds timeout = std::chrono::seconds(15));
   /// Sends a signal.
   void signal(int signo);
-  /// Waits for exit; returns the exit status (or 128 + signal), nullopt on timeout.
+  /// Waits for exit; returns the exit status (or 128 + signal), nullopt on timeout (and then
+  /// prints the agent's thread stacks and log to stderr).
   std::optional<int> waitExit(std::chrono::milliseconds timeout);
   HttpResult get(const std::string& target);
   std::uint16_t port() const { return port_; }
