@@ -39,8 +39,8 @@ class AgentProcess {
   void waitReady(std::chrono::milliseconds timeout = std::chrono::seconds(15));
   /// Sends a signal.
   void signal(int signo);
-  /// Waits for exit; returns the exit status (or 128 + signal), nullopt on timeout (and then
-  /// prints the agent's thread stacks and log to stderr).
+  /// Waits for exit; returns the exit status (or 128 + signal), nullopt on timeout (and then,
+  /// for a timeout of 1 s or more, prints the agent's thread stacks and log to stderr).
   std::optional<int> waitExit(std::chrono::milliseconds timeout);
   HttpResult get(const std::string& target);
   std::uint16_t port() const { return port_; }
