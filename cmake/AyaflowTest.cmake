@@ -6,17 +6,21 @@
 #              | COMMAND <command> <arg>...   # a script; exit 0 passes
 #                [LIBS <target>...] [DEFINITIONS <def>...] [INCLUDES <dir>...]
 #                [TIMEOUT <seconds>] [SERIAL] [AGENT] [SKIP_RETURN_CODE <code>]
-#                [RESOURCE_LOCK <lock>...])
+#                [RESOURCE_LOCK <lock>...]
+#                [FIXTURES_SETUP <fixture>...] [FIXTURES_REQUIRED <fixture>...])
 #
 # Tiers (labels): unit = no root, no network; api = the real HTTP server on loopback;
 # deploy = manifests, image recipe, monitoring configuration; root = the kernel and network
 # namespaces (skips without root outside CI, fails under CI=true).
 # AGENT: the test runs the built agent (AYAFLOW_BINARY is its path). Every binary also gets
 # AYAFLOW_SOURCE_DIR. SERIAL: never alongside another test (namespaces, many sockets).
+# FIXTURES_SETUP / FIXTURES_REQUIRED: ctest fixtures (a test that makes something once, e.g.
+# the container image, and the tests that need it; selecting the latter runs the former).
 # Source files are listed explicitly: a renamed or missing file fails the configure step.
 function(ayaflow_test name)
   cmake_parse_arguments(ARG "SERIAL;AGENT" "LABEL;TIMEOUT;SKIP_RETURN_CODE"
-    "SOURCES;COMMAND;LIBS;DEFINITIONS;INCLUDES;RESOURCE_LOCK" ${ARGN})
+    "SOURCES;COMMAND;LIBS;DEFINITIONS;INCLUDES;RESOURCE_LOCK;FIXTURES_SETUP;FIXTURES_REQUIRED"
+    ${ARGN})
   if(NOT ARG_LABEL MATCHES "^(unit|api|deploy|root)$")
     message(FATAL_ERROR "ayaflow_test(${name}): LABEL must be unit, api, deploy or root")
   endif()
@@ -36,6 +40,11 @@ function(ayaflow_test name)
   if(ARG_RESOURCE_LOCK)
     list(APPEND props RESOURCE_LOCK "${ARG_RESOURCE_LOCK}")
   endif()
+  foreach(kind SETUP REQUIRED)
+    if(ARG_FIXTURES_${kind})
+      list(APPEND props FIXTURES_${kind} "${ARG_FIXTURES_${kind}}")
+    endif()
+  endforeach()
   if(ARG_COMMAND)
     add_test(NAME ${name} COMMAND ${ARG_COMMAND})
     set_tests_properties(${name} PROPERTIES ${props})

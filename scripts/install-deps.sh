@@ -25,6 +25,9 @@ packages=(
   gdb
   # tests/k8s: a real container runtime running pod sandboxes (tests/support/containerd_*)
   containerd runc containernetworking-plugins busybox-static
+  # scripts/image.sh and the image tests: build docker/Dockerfile without Docker (podman, with
+  # a Debian 12 base made by mmdebstrap when none can be pulled)
+  podman mmdebstrap uidmap
   # libFuzzer runtime for scripts/fuzz.sh (clang -fsanitize=fuzzer)
   libclang-rt-14-dev
   # /metrics tests (promtool, a real Prometheus server) and bench/bench_http.sh
