@@ -233,11 +233,7 @@ struct PodWatcher::Impl {
         index->pods[ip].push_back(Tenure{k.pod, k.from_ms, k.until_ms});
       }
     }
-    for (auto& [ip, tenures] : index->pods) {
-      std::sort(tenures.begin(), tenures.end(),
-                [](const Tenure& a, const Tenure& b) { return a.from_ms < b.from_ms; });
-    }
-    for (const flow::IpAddress& ip : node_addrs) index->node_addresses.emplace(ip, true);
+    index->node_addresses.insert(node_addrs.begin(), node_addrs.end());
     if (node_named) index->node = node;
     table.publish(std::move(index));
     published = true;

@@ -40,7 +40,7 @@ TEST(NameTable, NamesBothEndsByPodAndTheNodeByItsAddresses) {
   index->pods[ip("10.1.0.2")].push_back({web, 1000});
   index->pods[ip("fd00::2")].push_back({web, 1000});
   index->pods[ip("10.1.0.3")].push_back({db, 1000});
-  index->node_addresses.emplace(ip("192.168.1.10"), true);
+  index->node_addresses.insert(ip("192.168.1.10"));
   index->node = std::make_shared<const std::string>("node-a");
   NameTable table;
   table.publish(index);

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "ayaflow/enrich/enricher.h"
@@ -28,10 +29,10 @@ struct NameIndex {
   struct AddressHash {
     std::size_t operator()(const flow::IpAddress& a) const noexcept;
   };
-  /// Tenures of each pod address, oldest first.
+  /// Tenures of each pod address, in no particular order.
   std::unordered_map<flow::IpAddress, std::vector<Tenure>, AddressHash> pods;
   /// The node's own addresses (a host-network pod has them too) and the node's name.
-  std::unordered_map<flow::IpAddress, bool, AddressHash> node_addresses;
+  std::unordered_set<flow::IpAddress, AddressHash> node_addresses;
   std::shared_ptr<const std::string> node;
 };
 
