@@ -10,6 +10,7 @@
 #include "ayaflow/enrich/enricher.h"
 #include "ayaflow/flow/flow_key.h"
 #include "ayaflow/flow/packet.h"
+#include "ayaflow/flow/tcp.h"
 
 namespace ayaflow::pipeline {
 
@@ -45,6 +46,15 @@ struct FlowRecord {
   flow::Direction direction = flow::Direction::kIngress;
   std::uint8_t flags = 0;  ///< AYAFLOW_F_* of the first packet
   RecordState state = RecordState::kFinal;
+  /// TCP health (0 where unknown or not TCP); see flow/tcp.h and docs/api.md.
+  /// Flags of the record's packets OR-ed, synthetic SYN-ACK/FIN-ACK/RST-ACK bits included.
+  std::uint16_t tcp_flags = 0;
+  flow::TcpState tcp_state =
+      flow::TcpState::kUnknown;  ///< the connection's, after the latest packet
+  flow::RttKind rtt_kind = flow::RttKind::kNone;
+  std::uint32_t rtt_us = 0;       ///< the latest RTT figure of the connection, of kind rtt_kind
+  std::uint32_t retransmits = 0;  ///< segments the local socket retransmitted in this record
+  std::uint32_t drops = 0;        ///< packets of this flow the kernel dropped (with a reason)
   /// Aggregated mode: identifies one (flow, window) sum across its provisional records and
   /// its final one (unique within a pipeline's life, never 0). 0 in raw mode.
   std::uint64_t update_key = 0;
