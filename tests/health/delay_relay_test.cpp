@@ -17,56 +17,6 @@
 namespace ayaflow::test {
 namespace {
 
-int tcpListen(const std::string& addr, std::uint16_t port) {
-  const bool v6 = addr.find(':') != std::string::npos;
-  const int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_storage ss{};
-  socklen_t len;
-  if (v6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(port);
-    inet_pton(AF_INET6, addr.c_str(), &a->sin6_addr);
-    len = sizeof(*a);
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(port);
-    inet_pton(AF_INET, addr.c_str(), &a->sin_addr);
-    len = sizeof(*a);
-  }
-  const int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd, 8) != 0) {
-    throw std::runtime_error(std::string("listen: ") + std::strerror(errno));
-  }
-  return fd;
-}
-
-int tcpConnect(const std::string& addr, std::uint16_t port) {
-  const bool v6 = addr.find(':') != std::string::npos;
-  const int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_storage ss{};
-  socklen_t len;
-  if (v6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(port);
-    inet_pton(AF_INET6, addr.c_str(), &a->sin6_addr);
-    len = sizeof(*a);
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(port);
-    inet_pton(AF_INET, addr.c_str(), &a->sin_addr);
-    len = sizeof(*a);
-  }
-  if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
-  }
-  return fd;
-}
-
 void roundTrip(const DelayedLink& link, bool v6) {
   int listener = -1;
   link.inB([&] { listener = tcpListen(v6 ? link.v6B() : link.v4B(), 5001); });

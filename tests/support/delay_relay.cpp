@@ -242,6 +242,62 @@ std::uint64_t snmpCounter(const std::string& ns, const std::string& section,
   throw std::runtime_error("no " + section + " " + field + " in /proc/net/snmp of " + ns);
 }
 
+namespace {
+
+socklen_t socketAddress(const std::string& addr, std::uint16_t port, sockaddr_storage& ss) {
+  ss = sockaddr_storage{};
+  if (addr.find(':') != std::string::npos) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, addr.c_str(), &a->sin6_addr);
+    return sizeof(*a);
+  }
+  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+  a->sin_family = AF_INET;
+  a->sin_port = htons(port);
+  inet_pton(AF_INET, addr.c_str(), &a->sin_addr);
+  return sizeof(*a);
+}
+
+}  // namespace
+
+int tcpListen(const std::string& addr, std::uint16_t port) {
+  sockaddr_storage ss;
+  const socklen_t len = socketAddress(addr, port, ss);
+  const int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd, 16) != 0) {
+    const int err = errno;
+    if (fd >= 0) close(fd);
+    throw std::runtime_error("listen on " + addr + ":" + std::to_string(port) + ": " +
+                             std::strerror(err));
+  }
+  return fd;
+}
+
+int tcpConnect(const std::string& addr, std::uint16_t port) {
+  sockaddr_storage ss;
+  const socklen_t len = socketAddress(addr, port, ss);
+  const int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    const int err = errno;
+    if (fd >= 0) close(fd);
+    throw std::runtime_error("connect to " + addr + ":" + std::to_string(port) + ": " +
+                             std::strerror(err));
+  }
+  return fd;
+}
+
+std::uint16_t localPort(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+}
+
 void nftIn(const std::string& ns, const std::string& script) {
   char path[] = "/tmp/ayaflow-nft-XXXXXX";
   const int fd = mkstemp(path);

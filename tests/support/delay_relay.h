@@ -67,6 +67,14 @@ class DelayedLink {
 std::uint64_t snmpCounter(const std::string& ns, const std::string& section,
                           const std::string& field);
 
+/// A listening TCP socket bound to addr:port (IPv4 or IPv6 by the address's text), in the
+/// calling thread's namespace. Throws on failure.
+int tcpListen(const std::string& addr, std::uint16_t port);
+/// A TCP socket connected to addr:port (blocking connect). Throws on failure.
+int tcpConnect(const std::string& addr, std::uint16_t port);
+/// The local and remote port of a connected socket.
+std::uint16_t localPort(int fd);
+
 /// Runs an nft script (several commands, newline-separated) inside namespace `ns`.
 void nftIn(const std::string& ns, const std::string& script);
 
