@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * ayaflow kernel tracing probes: TCP smoothed RTT, retransmissions and
+ * packet drops with the kernel's reason, kept in maps that userspace reads
+ * about once a second (src/health). Each probe is a separate program that
+ * userspace loads only when switched on and present in the running kernel
+ * (a missing hook is left out, the others still load):
+ *  - RTT: fentry/tcp_rcv_established (or tp_btf/tcp_probe where fentry
+ *    cannot attach) runs for each segment an established socket receives
+ *    and costs one socket-local storage lookup and a clock read; only when
+ *    the socket's last sample is older than ayaflow_rtt_interval_ns does it
+ *    read srtt_us and write sock_health. tp_btf/inet_sock_set_state takes a
+ *    last sample when a socket leaves ESTABLISHED.
+ *  - Retransmissions: tp_btf/tcp_retransmit_skb adds the segments of each
+ *    retransmitted skb (tcp_skb_pcount) that left the socket.
+ *  - Drops: tp_btf/kfree_skb with its reason (kernel >= 5.17), for IPv4 and
+ *    IPv6 TCP/UDP packets, per flow and reason; see drop_is_noise().
+ * The programs only read: they never change what the kernel does.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#include "ayaflow/abi/health.h"
+#include "kernel_types.h"
+#include "lib/map_helpers.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define TCP_ESTABLISHED 1
+#define SKB_HEADER_UNSET 0xffff
+
+/* Load-time setting (.rodata): at most one RTT sample per socket per interval. */
+const volatile __u64 ayaflow_rtt_interval_ns = 1000000000ULL;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, AYAFLOW_SOCK_HEALTH_ENTRIES); /* userspace may resize */
+	__type(key, struct ayaflow_tuple);
+	__type(value, struct ayaflow_sock_health);
+} sock_health SEC(".maps");
+
+/*
+ * A plain hash, not LRU: an entry is never evicted before userspace has read
+ * it (it prunes idle ones), so a flow's count only grows; a drop that finds
+ * the map full is counted in drop_flow_overflow instead.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AYAFLOW_DROP_FLOW_ENTRIES); /* userspace may resize */
+	__type(key, struct ayaflow_drop_key);
+	__type(value, struct ayaflow_drop_value);
+} drop_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, AYAFLOW_DROP_REASON_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} drop_totals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ayaflow_health_totals);
+} health_totals SEC(".maps");
+
+/* Per socket: bpf_ktime_get_ns() of its last RTT sample (freed with the socket). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} rtt_last SEC(".maps");
+
+static __always_inline struct ayaflow_health_totals *totals(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&health_totals, &zero);
+}
+
+/* IPv4 as ::ffff:a.b.c.d, as in every ayaflow tuple. */
+static __always_inline void mapped_v4(__u8 *dst, __be32 addr)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &addr, 4);
+}
+
+static __always_inline int is_mapped_v4(const __u8 *a)
+{
+	__u64 lo;
+	__u32 mid;
+
+	__builtin_memcpy(&lo, a, 8);
+	__builtin_memcpy(&mid, a + 8, 4);
+	return lo == 0 && mid == bpf_htonl(0x0000ffff);
+}
+
+/*
+ * The socket's tuple seen from the socket: src = local address and port,
+ * dst = remote. An IPv6 socket talking to an IPv4 peer (v4-mapped
+ * addresses) is named as IPv4, as the packets on the wire are. Returns -1
+ * for families other than IPv4/IPv6.
+ */
+static __always_inline int sock_tuple(const struct sock *sk, struct ayaflow_tuple *t)
+{
+	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	__builtin_memset(t, 0, sizeof(*t));
+	if (family == AF_INET) {
+		mapped_v4(t->src_addr, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
+		mapped_v4(t->dst_addr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+		t->addr_type = 4;
+	} else if (family == AF_INET6) {
+		/* bpf_core_read with the size: BPF_CORE_READ_INTO would take sizeof(*array), 1 byte
+		 */
+		bpf_core_read(t->src_addr, sizeof(t->src_addr), &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(t->dst_addr, sizeof(t->dst_addr), &sk->__sk_common.skc_v6_daddr);
+		t->addr_type = is_mapped_v4(t->dst_addr) ? 4 : 6;
+	} else {
+		return -1;
+	}
+	t->src_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dst_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	t->protocol = IPPROTO_TCP;
+	return 0;
+}
+
+static __always_inline struct ayaflow_sock_health *sock_entry(const struct ayaflow_tuple *key)
+{
+	struct ayaflow_sock_health init = {};
+
+	return map_lookup_or_init(&sock_health, key, &init);
+}
+
+/* Writes the socket's smoothed RTT into its sock_health entry. */
+static __always_inline void rtt_sample(const struct sock *sk, __u64 now)
+{
+	struct ayaflow_health_totals *tot;
+	struct ayaflow_sock_health *h;
+	struct ayaflow_tuple key;
+	__u32 srtt = BPF_CORE_READ((const struct tcp_sock *)sk, srtt_us) >> 3;
+
+	if (srtt == 0 || sock_tuple(sk, &key) != 0)
+		return;
+	h = sock_entry(&key);
+	tot = totals();
+	if (!h) {
+		if (tot)
+			tot->sock_overflow++;
+		return;
+	}
+	h->srtt_us = srtt;
+	h->sample_ns = now;
+	if (tot)
+		tot->rtt_samples++;
+}
+
+/* Per received segment: a sample only when this socket's last one is old enough. */
+static __always_inline void rtt_maybe_sample(struct sock *sk)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *last = bpf_sk_storage_get(&rtt_last, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!last || (*last != 0 && now - *last < ayaflow_rtt_interval_ns))
+		return;
+	*last = now;
+	rtt_sample(sk, now);
+}
+
+SEC("fentry/tcp_rcv_established")
+int BPF_PROG(ayaflow_rtt_fentry, struct sock *sk, struct sk_buff *skb)
+{
+	rtt_maybe_sample(sk);
+	return 0;
+}
+
+/* The same where fentry cannot attach: tcp_probe fires at the start of tcp_rcv_established. */
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(ayaflow_rtt_tp, struct sock *sk, struct sk_buff *skb)
+{
+	rtt_maybe_sample(sk);
+	return 0;
+}
+
+/* A last sample as the socket leaves ESTABLISHED (closing, reset): cheap, state changes are rare.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(ayaflow_rtt_close, struct sock *sk, int oldstate, int newstate)
+{
+	if (oldstate != TCP_ESTABLISHED ||
+	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	rtt_sample(sk, bpf_ktime_get_ns());
+	return 0;
+}
+
+static __always_inline void count_retransmit(const struct sock *sk, const struct sk_buff *skb)
+{
+	unsigned long cb = (unsigned long)skb + bpf_core_field_offset(struct sk_buff, cb);
+	__u32 segs = BPF_CORE_READ((const struct tcp_skb_cb *)cb, tcp_gso_segs);
+	struct ayaflow_health_totals *tot = totals();
+	struct ayaflow_sock_health *h;
+	struct ayaflow_tuple key;
+
+	if (segs == 0)
+		segs = 1; /* tcp_skb_pcount() of a buffer not yet sized is 1 */
+	if (tot)
+		tot->retrans_segs += segs;
+	if (sock_tuple(sk, &key) != 0)
+		return;
+	h = sock_entry(&key);
+	if (h)
+		__sync_fetch_and_add(&h->retrans_segs, segs);
+	else if (tot)
+		tot->sock_overflow++;
+}
+
+/*
+ * Since 6.13 the tracepoint fires for every attempt with its error; the
+ * segments counted are those that left the socket (err == 0). TcpRetransSegs
+ * also counts the rare attempts whose transmit then failed locally (they are
+ * in TCPRetransFail as well).
+ */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(ayaflow_retransmit, const struct sock *sk, const struct sk_buff *skb, int err)
+{
+	if (err == 0)
+		count_retransmit(sk, skb);
+	return 0;
+}
+
+/* Before 6.13: (sk, skb), fired only for a retransmission that was sent. */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(ayaflow_retransmit_old, const struct sock *sk, const struct sk_buff *skb)
+{
+	count_retransmit(sk, skb);
+	return 0;
+}
+
+/*
+ * Not drops of traffic, so not counted (reasons resolved in the running
+ * kernel's enum, never numbers):
+ *  - SKB_CONSUMED (and SKB_NOT_DROPPED_YET): a buffer freed after use; some
+ *    paths free consumed buffers through kfree_skb_reason(SKB_CONSUMED).
+ *  - NOT_SPECIFIED: every plain kfree_skb() call; most are ordinary frees
+ *    (clones, queue purges, closed sockets' queues), not lost packets. The
+ *    peers found the same: counted, it buries the real drops.
+ *  - OTHERHOST: a frame for another host's MAC address that a device in
+ *    promiscuous mode (a capture, a bridge port's relay) delivered to the
+ *    stack, which rightly discards it; the packet was never this node's.
+ */
+static __always_inline int drop_is_noise(__u32 reason)
+{
+	if (reason == 0 ||
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+		return 1;
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_CONSUMED) &&
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
+		return 1;
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_OTHERHOST) &&
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_OTHERHOST))
+		return 1;
+	return 0;
+}
+
+/* IPv4 header fields read (no options needed: the transport offset comes from ihl). */
+struct ipv4_head {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__be16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+struct ipv6_head {
+	__be32 ver_tc_flow;
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/*
+ * The dropped packet's tuple and IP length, from its headers in the buffer
+ * (skb->head + network_header / transport_header). Returns -1 for anything
+ * but a first (or only) fragment of IPv4/IPv6 TCP or UDP, or when the
+ * headers are not set or not readable (a buffer dropped before the IP layer
+ * parsed it, for example). IPv6 extension headers are passed over only when
+ * the kernel has already set the transport header behind them.
+ */
+static __always_inline int drop_tuple(const struct sk_buff *skb, struct ayaflow_tuple *t,
+				      __u32 *ip_len)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 th = BPF_CORE_READ(skb, transport_header);
+	__be16 proto = BPF_CORE_READ(skb, protocol);
+	__u16 ports[2];
+	__u8 l4;
+
+	if (nh == SKB_HEADER_UNSET)
+		return -1;
+	__builtin_memset(t, 0, sizeof(*t));
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct ipv4_head ip;
+
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh) != 0 ||
+		    (ip.ver_ihl >> 4) != 4)
+			return -1;
+		if (ip.frag_off & bpf_htons(0x1fff))
+			return -1; /* a later fragment: no ports */
+		l4 = ip.protocol;
+		mapped_v4(t->src_addr, ip.saddr);
+		mapped_v4(t->dst_addr, ip.daddr);
+		t->addr_type = 4;
+		*ip_len = bpf_ntohs(ip.tot_len);
+		if (th == SKB_HEADER_UNSET || th <= nh)
+			th = nh + (ip.ver_ihl & 0x0f) * 4;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6_head ip6;
+
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh) != 0 ||
+		    (bpf_ntohl(ip6.ver_tc_flow) >> 28) != 6)
+			return -1;
+		l4 = ip6.nexthdr;
+		__builtin_memcpy(t->src_addr, ip6.saddr, 16);
+		__builtin_memcpy(t->dst_addr, ip6.daddr, 16);
+		t->addr_type = 6;
+		*ip_len = bpf_ntohs(ip6.payload_len) + 40;
+		if (th == SKB_HEADER_UNSET || th <= nh)
+			th = nh + 40;
+		else if (l4 != IPPROTO_TCP && l4 != IPPROTO_UDP)
+			return -1; /* extension headers: the protocol is further on; not worth a
+				      walk */
+	} else {
+		return -1;
+	}
+	if (l4 != IPPROTO_TCP && l4 != IPPROTO_UDP)
+		return -1;
+	if (bpf_probe_read_kernel(ports, sizeof(ports), head + th) != 0)
+		return -1;
+	t->src_port = bpf_ntohs(ports[0]);
+	t->dst_port = bpf_ntohs(ports[1]);
+	t->protocol = l4;
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(ayaflow_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	struct ayaflow_drop_value init = {};
+	struct ayaflow_health_totals *tot;
+	struct ayaflow_drop_value *v;
+	struct ayaflow_drop_key key;
+	__u32 slot = reason;
+	__u32 ip_len = 0;
+	__u64 *total;
+
+	if (drop_is_noise(reason))
+		return 0;
+	if (drop_tuple(skb, &key.tuple, &ip_len) != 0)
+		return 0;
+	if (slot >= AYAFLOW_DROP_REASON_SLOTS)
+		slot = AYAFLOW_DROP_REASON_SLOTS - 1;
+	total = bpf_map_lookup_elem(&drop_totals, &slot);
+	if (total)
+		*total += 1;
+	key.reason = reason;
+	key.pad = 0;
+	v = map_lookup_or_init(&drop_flows, &key, &init);
+	if (!v) {
+		tot = totals();
+		if (tot)
+			tot->drop_flow_overflow++;
+		return 0;
+	}
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, ip_len);
+	v->last_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// The tracing probes' /metrics families, read from the kernel at each scrape.
+//
+// Absent vs zero: ayaflow_health_probe_up{probe} is 1 for a probe that is attached and 0
+// for one switched on that the kernel lacks (so an alert can tell "no drops" from "cannot
+// see drops"); a probe switched off has no sample at all. The figures of a probe that is
+// not attached (ayaflow_drops_total, ayaflow_tcp_retransmits_total) are absent rather than
+// a misleading 0.
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ayaflow/common/metrics.h"
+#include "ayaflow/health/health_probes.h"
+
+namespace ayaflow::health {
+
+std::shared_ptr<const prometheus::Collectable> HealthProbes::metrics() const {
+  return std::make_shared<const common::CallbackCollectable>([this] {
+    using prometheus::MetricType;
+    using Families = common::MetricFamilies;
+    Families families;
+    std::vector<prometheus::ClientMetric> up;
+    for (Probe probe : kProbes) {
+      const ProbeStatus& s = status(probe);
+      if (!s.enabled) continue;
+      up.push_back(Families::sample(MetricType::Gauge, s.attached ? 1.0 : 0.0,
+                                    {{"probe", probeName(probe)}}));
+    }
+    families.add("ayaflow_health_probe_up",
+                 "Kernel tracing probes: 1 attached, 0 switched on but missing in this kernel "
+                 "(absent when switched off).",
+                 MetricType::Gauge, std::move(up));
+    if (status(Probe::Drops).attached) {
+      // Bounded by the kernel's enum (a few hundred values at most): only reasons seen.
+      std::vector<std::pair<std::string, std::uint64_t>> named;
+      for (const auto& [slot, count] : dropTotals()) {
+        named.emplace_back(slot == AYAFLOW_DROP_REASON_SLOTS - 1 && !reasonNames().all().count(slot)
+                               ? std::string("OTHER")
+                               : reasonNames().name(slot),
+                           count);
+      }
+      std::vector<prometheus::ClientMetric> drops;
+      for (const auto& [name, count] : named) {
+        drops.push_back(
+            Families::sample(MetricType::Counter, static_cast<double>(count), {{"reason", name}}));
+      }
+      families.add("ayaflow_drops_total",
+                   "IPv4/IPv6 TCP and UDP packets the kernel dropped on this node, by the "
+                   "kernel's drop reason (skb:kfree_skb; exact; ordinary frees without a reason "
+                   "are not drops and not counted).",
+                   MetricType::Counter, std::move(drops));
+      const HealthTotals t = totals();
+      families.counter("ayaflow_drop_flows_overflow_total",
+                       "Drops counted in ayaflow_drops_total but not attributed to a flow: the "
+                       "kernel's drop_flows map was full.",
+                       t.drop_flow_overflow);
+    }
+    if (status(Probe::Retransmits).attached) {
+      families.counter("ayaflow_tcp_retransmits_total",
+                       "TCP segments retransmitted by this node's sockets (tcp:tcp_retransmit_skb, "
+                       "segments of each retransmitted buffer; exact).",
+                       totals().retrans_segs);
+    }
+    return families.take();
+  });
+}
+
+}  // namespace ayaflow::health
