@@ -46,8 +46,8 @@ bool HealthCollector::DropKeyEq::operator()(const ayaflow_drop_key& a,
   return std::memcmp(&a, &b, sizeof(a)) == 0;
 }
 
-HealthCollector::HealthCollector(HealthProbes& probes, CollectorOptions options)
-    : probes_(probes), options_(options) {}
+HealthCollector::HealthCollector(HealthMaps& maps, CollectorOptions options)
+    : maps_(maps), options_(options) {}
 
 std::size_t HealthCollector::collect(const Sink& sink) { return collect(sink, monotonicNs()); }
 
@@ -58,7 +58,7 @@ std::size_t HealthCollector::collect(const Sink& sink, std::uint64_t now_ns) {
   std::size_t delivered = 0;
   HealthUpdate update;
 
-  probes_.forEachSocket([&](const ayaflow_tuple& key, const ayaflow_sock_health& value) {
+  maps_.forEachSocket([&](const ayaflow_tuple& key, const ayaflow_sock_health& value) {
     auto [it, inserted] = sockets_.try_emplace(key);
     SocketState& st = it->second;
     if (inserted) st.changed_ns = now_ns;
@@ -82,7 +82,7 @@ std::size_t HealthCollector::collect(const Sink& sink, std::uint64_t now_ns) {
   });
 
   drop_deltas_.clear();  // keeps its buckets: no allocation in the steady state
-  probes_.forEachDrop([&](const ayaflow_drop_key& key, const ayaflow_drop_value& value) {
+  maps_.forEachDrop([&](const ayaflow_drop_key& key, const ayaflow_drop_value& value) {
     auto [it, inserted] = drops_.try_emplace(key);
     DropState& st = it->second;
     if (inserted) st.changed_ns = now_ns;
@@ -137,8 +137,8 @@ std::size_t HealthCollector::collect(const Sink& sink, std::uint64_t now_ns) {
       ++it;
     }
   }
-  if (!stale_sockets_.empty()) probes_.removeSockets(stale_sockets_);
-  if (!stale_drops_.empty()) probes_.removeDrops(stale_drops_);
+  if (!stale_sockets_.empty()) maps_.removeSockets(stale_sockets_);
+  if (!stale_drops_.empty()) maps_.removeDrops(stale_drops_);
   return delivered;
 }
 

@@ -37,11 +37,12 @@ struct CollectorOptions {
 /// kernel totals stay exact regardless). Memory is bounded by the maps' sizes: state for a
 /// key the map no longer holds is forgotten at the next collect(); buffers are reused.
 /// Cost: one walk of each map (see HealthProbes), a hash lookup per entry.
+/// HealthCollector does not own `maps`, which must outlive it.
 class HealthCollector {
  public:
   using Sink = std::function<void(const HealthUpdate&)>;
 
-  explicit HealthCollector(HealthProbes& probes, CollectorOptions options = {});
+  explicit HealthCollector(HealthMaps& maps, CollectorOptions options = {});
 
   /// Calls sink once per socket with a new retransmission or RTT sample and once per drop
   /// tuple with new drops (reasons merged: drops/drop_bytes summed, drop_reason the most
@@ -83,7 +84,7 @@ class HealthCollector {
     std::uint32_t top_reason = 0;
   };
 
-  HealthProbes& probes_;
+  HealthMaps& maps_;
   CollectorOptions options_;
   std::uint64_t generation_ = 0;
   std::unordered_map<ayaflow_tuple, SocketState, TupleHash, TupleEq> sockets_;

@@ -58,6 +58,23 @@ struct HealthTotals {
   std::uint64_t sock_overflow = 0;
 };
 
+/// The probes' per-flow maps as the collector reads them (HealthProbes reads the kernel's;
+/// a test can give its own).
+class HealthMaps {
+ public:
+  using SocketVisitor = std::function<void(const ayaflow_tuple&, const ayaflow_sock_health&)>;
+  using DropVisitor = std::function<void(const ayaflow_drop_key&, const ayaflow_drop_value&)>;
+  virtual ~HealthMaps() = default;
+  /// Every sock_health / drop_flows entry (nothing when the map is not loaded). Entries
+  /// added or removed during the walk may be missed or seen once more.
+  virtual void forEachSocket(const SocketVisitor& visit) const = 0;
+  virtual void forEachDrop(const DropVisitor& visit) const = 0;
+  /// Deletes entries (the collector prunes keys idle for long). A drop or retransmission
+  /// racing with the deletion is lost for its flow, never for the totals.
+  virtual void removeSockets(const std::vector<ayaflow_tuple>& keys) = 0;
+  virtual void removeDrops(const std::vector<ayaflow_drop_key>& keys) = 0;
+};
+
 /// Owns the probes' BPF object: loads it and attaches the switched-on probes in the
 /// constructor, detaches and unloads in the destructor.
 ///
@@ -66,7 +83,7 @@ struct HealthTotals {
 /// collector's). Costs: forEachSocket/forEachDrop read the whole map (one syscall per 256
 /// entries with batch lookup, else two per entry); dropTotals() one syscall per reason slot
 /// (512, reading every CPU's value); totals() one syscall.
-class HealthProbes {
+class HealthProbes final : public HealthMaps {
  public:
   /// Throws SystemError only for real failures (out of memory, no permission to load BPF);
   /// never for a hook the kernel lacks.
@@ -80,21 +97,15 @@ class HealthProbes {
   /// The running kernel's drop reason names (read once at start when drops are attached).
   const DropReasonNames& reasonNames() const { return reason_names_; }
 
-  using SocketVisitor = std::function<void(const ayaflow_tuple&, const ayaflow_sock_health&)>;
-  using DropVisitor = std::function<void(const ayaflow_drop_key&, const ayaflow_drop_value&)>;
-  /// Every sock_health / drop_flows entry (nothing when the map is not loaded). Entries
-  /// added or removed during the walk may be missed or seen once more.
-  void forEachSocket(const SocketVisitor& visit) const;
-  void forEachDrop(const DropVisitor& visit) const;
+  void forEachSocket(const SocketVisitor& visit) const override;
+  void forEachDrop(const DropVisitor& visit) const override;
   /// Exact drops per reason slot (index = reason; the last slot holds every reason at or
   /// above AYAFLOW_DROP_REASON_SLOTS - 1), summed over CPUs; only slots with drops.
   std::vector<std::pair<std::uint32_t, std::uint64_t>> dropTotals() const;
   HealthTotals totals() const;
 
-  /// Deletes entries (the collector prunes keys idle for long). A drop or retransmission
-  /// racing with the deletion is lost for its flow, never for the totals.
-  void removeSockets(const std::vector<ayaflow_tuple>& keys);
-  void removeDrops(const std::vector<ayaflow_drop_key>& keys);
+  void removeSockets(const std::vector<ayaflow_tuple>& keys) override;
+  void removeDrops(const std::vector<ayaflow_drop_key>& keys) override;
 
   /// ayaflow_drops_total{reason}, ayaflow_tcp_retransmits_total,
   /// ayaflow_health_probe_up{probe}, ayaflow_drop_flows_overflow_total (see
