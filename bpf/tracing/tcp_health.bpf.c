@@ -179,7 +179,7 @@ static __always_inline void rtt_maybe_sample(struct sock *sk)
 }
 
 SEC("fentry/tcp_rcv_established")
-int BPF_PROG(ayaflow_rtt_fentry, struct sock *sk, struct sk_buff *skb)
+int BPF_PROG(ayaflow_rtt_fe, struct sock *sk, struct sk_buff *skb)
 {
 	rtt_maybe_sample(sk);
 	return 0;
@@ -196,7 +196,7 @@ int BPF_PROG(ayaflow_rtt_tp, struct sock *sk, struct sk_buff *skb)
 /* A last sample as the socket leaves ESTABLISHED (closing, reset): cheap, state changes are rare.
  */
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(ayaflow_rtt_close, struct sock *sk, int oldstate, int newstate)
+int BPF_PROG(ayaflow_rtt_end, struct sock *sk, int oldstate, int newstate)
 {
 	if (oldstate != TCP_ESTABLISHED ||
 	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
@@ -233,7 +233,7 @@ static __always_inline void count_retransmit(const struct sock *sk, const struct
  * in TCPRetransFail as well).
  */
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(ayaflow_retransmit, const struct sock *sk, const struct sk_buff *skb, int err)
+int BPF_PROG(ayaflow_rtx, const struct sock *sk, const struct sk_buff *skb, int err)
 {
 	if (err == 0)
 		count_retransmit(sk, skb);
@@ -242,7 +242,7 @@ int BPF_PROG(ayaflow_retransmit, const struct sock *sk, const struct sk_buff *sk
 
 /* Before 6.13: (sk, skb), fired only for a retransmission that was sent. */
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(ayaflow_retransmit_old, const struct sock *sk, const struct sk_buff *skb)
+int BPF_PROG(ayaflow_rtx_old, const struct sock *sk, const struct sk_buff *skb)
 {
 	count_retransmit(sk, skb);
 	return 0;

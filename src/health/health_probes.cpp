@@ -21,11 +21,11 @@ namespace ayaflow::health {
 namespace {
 
 // Program names in bpf/tracing/tcp_health.bpf.c.
-constexpr const char* kRttFentry = "ayaflow_rtt_fentry";
+constexpr const char* kRttFentry = "ayaflow_rtt_fe";
 constexpr const char* kRttTracepoint = "ayaflow_rtt_tp";
-constexpr const char* kRttClose = "ayaflow_rtt_close";
-constexpr const char* kRetransmit = "ayaflow_retransmit";
-constexpr const char* kRetransmitOld = "ayaflow_retransmit_old";
+constexpr const char* kRttClose = "ayaflow_rtt_end";
+constexpr const char* kRetransmit = "ayaflow_rtx";
+constexpr const char* kRetransmitOld = "ayaflow_rtx_old";
 constexpr const char* kDrop = "ayaflow_drop";
 
 struct Candidate {
