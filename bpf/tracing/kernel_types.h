@@ -32,7 +32,8 @@ struct sock {
 } __attribute__((preserve_access_index));
 
 struct tcp_sock {
-	__u32 srtt_us; /* smoothed RTT << 3, in microseconds */
+	__u32 srtt_us;	     /* smoothed RTT << 3, in microseconds */
+	__u32 total_retrans; /* retransmitted segments, grows with TcpRetransSegs */
 } __attribute__((preserve_access_index));
 
 struct sk_buff {

@@ -17,6 +17,7 @@
  *    IPv6 TCP/UDP packets, per flow and reason; see drop_is_noise().
  * The programs only read: they never change what the kernel does.
  */
+#include <stdbool.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -34,10 +35,15 @@
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
 #define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
 #define SKB_HEADER_UNSET 0xffff
 
 /* Load-time setting (.rodata): at most one RTT sample per socket per interval. */
 const volatile __u64 ayaflow_rtt_interval_ns = 1000000000ULL;
+/* What the state-change program does (userspace sets them for the probes switched on). */
+const volatile bool ayaflow_state_rtt = false;
+const volatile bool ayaflow_state_rtx = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -72,13 +78,24 @@ struct {
 	__type(value, struct ayaflow_health_totals);
 } health_totals SEC(".maps");
 
-/* Per socket: jiffies of its last RTT sample (freed with the socket). */
+/*
+ * Per socket, freed with it (never evicted):
+ *  - rtt_last: jiffies of its last RTT sample;
+ *  - rtx_seen: tcp_sock.total_retrans at its last retransmission event, valid when
+ *    rtx_known (set when the socket starts connecting, or at its first event).
+ */
+struct sock_state {
+	__u64 rtt_last;
+	__u32 rtx_seen;
+	__u32 rtx_known;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, __u64);
-} rtt_last SEC(".maps");
+	__type(value, struct sock_state);
+} sock_state SEC(".maps");
 
 static __always_inline struct ayaflow_health_totals *totals(void)
 {
@@ -208,18 +225,18 @@ static __always_inline __u64 rtt_gap_jiffies(void)
 /* Per received segment: a sample only when this socket's last one is old enough. */
 static __always_inline void rtt_maybe_sample(struct sock *sk)
 {
-	__u64 *last = bpf_sk_storage_get(&rtt_last, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct sock_state *st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	__u64 gap, now;
 
-	if (!last)
+	if (!st)
 		return;
 	gap = rtt_gap_jiffies();
 	if (!gap)
 		return;
 	now = bpf_jiffies64();
-	if (*last != 0 && now - *last < gap)
+	if (st->rtt_last != 0 && now - st->rtt_last < gap)
 		return;
-	*last = now;
+	st->rtt_last = now;
 	rtt_sample(sk, bpf_ktime_get_ns());
 }
 
@@ -238,28 +255,68 @@ int BPF_PROG(ayaflow_rtt_tp, struct sock *sk, struct sk_buff *skb)
 	return 0;
 }
 
-/* A last sample as the socket leaves ESTABLISHED (closing, reset): cheap, state changes are rare.
+/*
+ * TCP state changes (rare next to segments), for both other probes:
+ *  - RTT (ayaflow_state_rtt): a last sample as the socket leaves ESTABLISHED;
+ *  - retransmits (ayaflow_state_rtx): a socket that starts connecting (SYN_SENT) or is
+ *    created by a listener (SYN_RECV) has retransmitted nothing yet: from here on its
+ *    retransmissions are counted from the kernel's own per-socket count (count_retransmit).
  */
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(ayaflow_rtt_end, struct sock *sk, int oldstate, int newstate)
+int BPF_PROG(ayaflow_state, struct sock *sk, int oldstate, int newstate)
 {
-	if (oldstate != TCP_ESTABLISHED ||
-	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+	struct sock_state *st;
+
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	rtt_sample(sk, bpf_ktime_get_ns());
+	if (ayaflow_state_rtt && oldstate == TCP_ESTABLISHED) {
+		rtt_sample(sk, bpf_ktime_get_ns());
+		return 0;
+	}
+	if (ayaflow_state_rtx && (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV)) {
+		st = bpf_sk_storage_get(&sock_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (st) {
+			st->rtx_seen = BPF_CORE_READ((const struct tcp_sock *)sk, total_retrans);
+			st->rtx_known = 1;
+		}
+	}
 	return 0;
 }
 
-static __always_inline void count_retransmit(const struct sock *sk, const struct sk_buff *skb)
+/*
+ * The segments a retransmission event adds to the kernel's count (TcpRetransSegs, and the
+ * socket's tcp_sock.total_retrans, which grow together): the growth of total_retrans since
+ * the socket's previous event. That is exact whatever the event's outcome: the kernel counts
+ * an attempt before transmitting it, so an attempt whose transmit then fails is counted
+ * (and, before 6.13, fires no event: the next event catches up). For a socket older than
+ * the probe, its first event has no previous value: it counts the segments of this
+ * retransmission if it was sent (`sent`), and later events are exact.
+ */
+static __always_inline void count_retransmit(const struct sock *sk, const struct sk_buff *skb,
+					     bool sent)
 {
 	unsigned long cb = (unsigned long)skb + bpf_core_field_offset(struct sk_buff, cb);
-	__u32 segs = BPF_CORE_READ((const struct tcp_skb_cb *)cb, tcp_gso_segs);
+	struct sock_state *st =
+	    bpf_sk_storage_get(&sock_state, (struct sock *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	__u32 total = BPF_CORE_READ((const struct tcp_sock *)sk, total_retrans);
 	struct ayaflow_health_totals *tot = totals();
 	struct ayaflow_sock_health *h;
 	struct ayaflow_tuple key;
+	__u32 segs = 0;
 
+	if (st && st->rtx_known) {
+		segs = total - st->rtx_seen;
+	} else if (sent) {
+		segs = BPF_CORE_READ((const struct tcp_skb_cb *)cb, tcp_gso_segs);
+		if (segs == 0)
+			segs = 1; /* tcp_skb_pcount() of a buffer not yet sized is 1 */
+	}
+	if (st) {
+		st->rtx_seen = total;
+		st->rtx_known = 1;
+	}
 	if (segs == 0)
-		segs = 1; /* tcp_skb_pcount() of a buffer not yet sized is 1 */
+		return;
 	if (tot)
 		tot->retrans_segs += segs;
 	if (sock_tuple(sk, &key) != 0)
@@ -271,17 +328,11 @@ static __always_inline void count_retransmit(const struct sock *sk, const struct
 		tot->sock_overflow++;
 }
 
-/*
- * Since 6.13 the tracepoint fires for every attempt with its error; the
- * segments counted are those that left the socket (err == 0). TcpRetransSegs
- * also counts the rare attempts whose transmit then failed locally (they are
- * in TCPRetransFail as well).
- */
+/* Since 6.13 the tracepoint fires for every attempt, with its error. */
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(ayaflow_rtx, const struct sock *sk, const struct sk_buff *skb, int err)
 {
-	if (err == 0)
-		count_retransmit(sk, skb);
+	count_retransmit(sk, skb, err == 0);
 	return 0;
 }
 
@@ -289,7 +340,7 @@ int BPF_PROG(ayaflow_rtx, const struct sock *sk, const struct sk_buff *skb, int 
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(ayaflow_rtx_old, const struct sock *sk, const struct sk_buff *skb)
 {
-	count_retransmit(sk, skb);
+	count_retransmit(sk, skb, true);
 	return 0;
 }
 
@@ -353,10 +404,11 @@ struct ipv6_head {
 static __always_inline int drop_tuple(const struct sk_buff *skb, struct ayaflow_tuple *t,
 				      __u32 *ip_len)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 th = BPF_CORE_READ(skb, transport_header);
-	__be16 proto = BPF_CORE_READ(skb, protocol);
+	/* skb is a trusted pointer here: plain loads, no helper call per field */
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
+	__u16 th = skb->transport_header;
+	__be16 proto = skb->protocol;
 	__u16 ports[2];
 	__u8 l4;
 

@@ -23,7 +23,7 @@ namespace {
 // Program names in bpf/tracing/tcp_health.bpf.c.
 constexpr const char* kRttFentry = "ayaflow_rtt_fe";
 constexpr const char* kRttTracepoint = "ayaflow_rtt_tp";
-constexpr const char* kRttClose = "ayaflow_rtt_end";
+constexpr const char* kStateChange = "ayaflow_state";
 constexpr const char* kRetransmit = "ayaflow_rtx";
 constexpr const char* kRetransmitOld = "ayaflow_rtx_old";
 constexpr const char* kDrop = "ayaflow_drop";
@@ -70,6 +70,8 @@ void onlyAutoload(ayaflow_health_bpf* skel, const std::vector<const char*>& prog
 int tryProgram(const char* program) {
   QuietLibbpf quiet;
   Skeleton skel = openSkeleton();
+  skel->rodata->ayaflow_state_rtt = true;  // every path of the program must load
+  skel->rodata->ayaflow_state_rtx = true;
   bpf_map__set_max_entries(skel->maps.sock_health, 1);
   bpf_map__set_max_entries(skel->maps.drop_flows, 1);
   onlyAutoload(skel.get(), {program});
@@ -192,16 +194,19 @@ HealthProbes::HealthProbes(const HealthOptions& options) {
     }
     chosen.push_back(picked[i]->program);
   }
-  // The last RTT sample as a socket leaves ESTABLISHED is a bonus: without it, RTT still works.
-  if (picked[0] != nullptr) {
-    int error = tryProgram(kRttClose);
-    if (error == 0) {
-      chosen.push_back(kRttClose);
-    } else {
-      log->info("no final RTT sample at close: tp_btf/inet_sock_set_state does not attach ({})",
+  // TCP state changes serve the other two: a last RTT sample as a socket leaves ESTABLISHED,
+  // and the start of a socket's retransmission count. Both probes work without it (no final
+  // sample; a new socket's first retransmission counted only if it was sent).
+  bool state_change = false;
+  if (picked[0] != nullptr || picked[1] != nullptr) {
+    const int error = tryProgram(kStateChange);
+    state_change = error == 0;
+    if (!state_change) {
+      log->info("no TCP state changes: tp_btf/inet_sock_set_state does not attach ({})",
                 std::strerror(-error));
     }
   }
+  if (state_change) chosen.push_back(kStateChange);
   if (chosen.empty()) {
     // Every enabled probe refused with EPERM: that is missing privileges, not missing hooks.
     bool all_eperm = true, any = false;
@@ -217,6 +222,8 @@ HealthProbes::HealthProbes(const HealthOptions& options) {
   }
 
   skel_ = openSkeleton();
+  skel_->rodata->ayaflow_state_rtt = picked[0] != nullptr;
+  skel_->rodata->ayaflow_state_rtx = picked[1] != nullptr;
   skel_->rodata->ayaflow_rtt_interval_ns =
       static_cast<std::uint64_t>(options.rtt_sample_interval.count()) * 1000000ULL;
   int err = bpf_map__set_max_entries(skel_->maps.sock_health, std::max(1u, options.socket_entries));
@@ -244,12 +251,10 @@ HealthProbes::HealthProbes(const HealthOptions& options) {
     status_[i].attached = true;
     status_[i].attach_point = picked[i]->attach_point;
   }
-  if (picked[0] != nullptr && status_[0].attached) {
-    for (const char* name : chosen) {
-      if (std::strcmp(name, kRttClose) != 0) continue;
-      bpf_link* link = bpf_program__attach(bpf_object__find_program_by_name(skel_->obj, name));
-      if (link != nullptr) links_.push_back(link);
-    }
+  if (state_change && (status_[0].attached || status_[1].attached)) {
+    bpf_link* link =
+        bpf_program__attach(bpf_object__find_program_by_name(skel_->obj, kStateChange));
+    if (link != nullptr) links_.push_back(link);
   }
   if (status_[2].attached) reason_names_ = DropReasonNames::fromKernel();
   for (int i = 0; i < 3; ++i) {

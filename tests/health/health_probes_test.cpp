@@ -236,16 +236,18 @@ TEST(HealthProbes, RetransmitsEqualSenderTcpRetransSegs) {
   DelayedLink link(std::chrono::microseconds(0));
   HealthOptions options;
   options.rtt = false;
-  options.drops = false;
   HealthProbes probes(options);
   ASSERT_TRUE(probes.status(Probe::Retransmits).attached);
+  ASSERT_TRUE(probes.status(Probe::Drops).attached);
   HealthCollector collector(probes);
-  // Loss after the sender's own transmit: the receiver's input drops 3 % of what arrives.
+  // Loss after the sender's own transmit: the receiver's input drops 3 % of what arrives,
+  // and counts what it drops.
   nftIn(link.nsB(),
         "table inet ayaloss {\n"
+        "  counter lost {}\n"
         "  chain input {\n"
         "    type filter hook input priority 0;\n"
-        "    tcp dport 5002 numgen random mod 100 < 3 drop\n"
+        "    tcp dport 5002 numgen random mod 100 < 3 counter name lost drop\n"
         "  }\n"
         "}\n");
   const std::uint64_t retrans_before = snmpCounter(link.nsA(), "Tcp", "RetransSegs");
@@ -255,6 +257,9 @@ TEST(HealthProbes, RetransmitsEqualSenderTcpRetransSegs) {
   const int server = accept(listener, nullptr, nullptr);
   ASSERT_GE(server, 0);
   const ayaflow_tuple client_socket = tupleOf(link.v4A(), localPort(client), link.v4B(), 5002, 6);
+  // The sender's packets as they arrive at the receiver: the same tuple, packet oriented.
+  const ayaflow_tuple data_flow = client_socket;
+  Seen dropped;
   constexpr std::size_t kTotal = 8u << 20;
   std::atomic<bool> sent{false};
   std::thread sender([&] {
@@ -277,7 +282,8 @@ TEST(HealthProbes, RetransmitsEqualSenderTcpRetransSegs) {
     const ssize_t n = recv(server, buf.data(), buf.size(), 0);
     if (n <= 0) break;
     received += static_cast<std::size_t>(n);
-    collectInto(collector, client_socket, true, seen);  // deltas while it runs, too
+    // Deltas while it runs, too.
+    collectAll(collector, {Want{client_socket, true, &seen}, Want{data_flow, false, &dropped}});
   }
   sender.join();
   EXPECT_EQ(received, kTotal);
@@ -285,7 +291,27 @@ TEST(HealthProbes, RetransmitsEqualSenderTcpRetransSegs) {
   ASSERT_EQ(send(server, &byte, 1, 0), 1);
   ASSERT_EQ(recv(client, &byte, 1, MSG_WAITALL), 1);
   const std::uint64_t kernel = snmpCounter(link.nsA(), "Tcp", "RetransSegs") - retrans_before;
-  collectInto(collector, client_socket, true, seen);
+  collectAll(collector, {Want{client_socket, true, &seen}, Want{data_flow, false, &dropped}});
+  const std::uint64_t lost = nftCounterPackets(link.nsB(), "ayaloss", "lost");
+  std::printf("dropped by nftables: probe %llu (%s), nft counter %llu\n",
+              static_cast<unsigned long long>(dropped.drops),
+              probes.reasonNames().name(dropped.drop_reason).c_str(),
+              static_cast<unsigned long long>(lost));
+  // Exact per reason from the map itself (a retransmission whose transmit failed in the
+  // sender's namespace is a drop of this flow too, with another reason).
+  std::map<std::string, std::uint64_t> by_reason;
+  std::uint64_t all_reasons = 0;
+  probes.forEachDrop([&](const ayaflow_drop_key& k, const ayaflow_drop_value& v) {
+    if (!sameTuple(k.tuple, data_flow)) return;
+    by_reason[probes.reasonNames().name(k.reason)] += v.packets;
+    all_reasons += v.packets;
+  });
+  for (const auto& [name, n] : by_reason) {
+    std::printf("  drops of the data flow, reason %s: %llu\n", name.c_str(),
+                static_cast<unsigned long long>(n));
+  }
+  EXPECT_EQ(by_reason["NETFILTER_DROP"], lost);
+  EXPECT_EQ(dropped.drops, all_reasons);  // the collector's deltas sum to the map's counts
   std::printf("retransmitted segments: probe %llu, sender TcpRetransSegs delta %llu\n",
               static_cast<unsigned long long>(seen.retransmits),
               static_cast<unsigned long long>(kernel));
@@ -355,6 +381,19 @@ TEST(HealthProbes, NetfilterDropsCountedWithReason) {
     if (reason == *netfilter) total = count;
   }
   EXPECT_GE(total, 50u);
+  // /metrics shows the same exact total under the kernel's name for the reason.
+  bool found = false;
+  for (const auto& family : probes.metrics()->Collect()) {
+    if (family.name != "ayaflow_drops_total") continue;
+    for (const auto& m : family.metric) {
+      if (m.label.size() == 1 && m.label[0].name == "reason" &&
+          m.label[0].value == "NETFILTER_DROP") {
+        found = true;
+        EXPECT_GE(m.counter.value, static_cast<double>(total));
+      }
+    }
+  }
+  EXPECT_TRUE(found);
 }
 
 TEST(HealthProbes, UdpReceiveBufferDropsEqualUdpRcvbufErrors) {

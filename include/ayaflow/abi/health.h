@@ -16,9 +16,11 @@
  * the remote one (so a client's and a server's entry for one connection on
  * the same node differ). An evicted socket loses its per-socket figures; the
  * totals (`retrans_total`) stay exact.
- *  - retrans_segs: cumulative retransmitted segments that left the socket
- *    (tcp:tcp_retransmit_skb with no error), each skb counted as the
- *    segments it carries (tcp_skb_pcount, at least 1).
+ *  - retrans_segs: cumulative retransmitted segments of the socket as the
+ *    kernel counts them (TcpRetransSegs): at each tcp:tcp_retransmit_skb, the
+ *    growth of the socket's tcp_sock.total_retrans since its previous event
+ *    (for a socket older than the probe, its first event counts the segments
+ *    of that retransmission, tcp_skb_pcount, if it was sent).
  *  - srtt_us: the kernel's smoothed RTT (tcp_sock.srtt_us >> 3) of the latest
  *    sample, 0 until the first; sample_ns: bpf_ktime_get_ns() of that sample.
  *    At most one sample per socket per sample interval (ayaflow_rtt_interval_ns).
