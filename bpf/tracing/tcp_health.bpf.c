@@ -55,10 +55,13 @@ struct {
 /*
  * A plain hash, not LRU: an entry is never evicted before userspace has read
  * it (it prunes idle ones), so a flow's count only grows; a drop that finds
- * the map full is counted in drop_flow_overflow instead.
+ * the map full is counted in drop_flow_overflow instead. Not preallocated:
+ * drops are rare, and the map then costs memory (charged to the agent's
+ * cgroup) only for the flows that have them.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, AYAFLOW_DROP_FLOW_ENTRIES); /* userspace may resize */
 	__type(key, struct ayaflow_drop_key);
 	__type(value, struct ayaflow_drop_value);

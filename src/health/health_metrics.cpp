@@ -32,7 +32,10 @@ std::shared_ptr<const prometheus::Collectable> HealthProbes::metrics() const {
                  "Kernel tracing probes: 1 attached, 0 switched on but missing in this kernel "
                  "(absent when switched off).",
                  MetricType::Gauge, std::move(up));
-    if (status(Probe::Drops).attached) {
+    const bool drops = status(Probe::Drops).attached;
+    const bool retransmits = status(Probe::Retransmits).attached;
+    const HealthTotals t = drops || retransmits ? totals() : HealthTotals{};  // one read
+    if (drops) {
       // Bounded by the kernel's enum (a few hundred values at most): only reasons seen.
       std::vector<std::pair<std::string, std::uint64_t>> named;
       for (const auto& [slot, count] : dropTotals()) {
@@ -51,17 +54,16 @@ std::shared_ptr<const prometheus::Collectable> HealthProbes::metrics() const {
                    "kernel's drop reason (skb:kfree_skb; exact; ordinary frees without a reason "
                    "are not drops and not counted).",
                    MetricType::Counter, std::move(drops));
-      const HealthTotals t = totals();
       families.counter("ayaflow_drop_flows_overflow_total",
                        "Drops counted in ayaflow_drops_total but not attributed to a flow: the "
                        "kernel's drop_flows map was full.",
                        t.drop_flow_overflow);
     }
-    if (status(Probe::Retransmits).attached) {
+    if (retransmits) {
       families.counter("ayaflow_tcp_retransmits_total",
                        "TCP segments retransmitted by this node's sockets (tcp:tcp_retransmit_skb, "
                        "segments of each retransmitted buffer; exact).",
-                       totals().retrans_segs);
+                       t.retrans_segs);
     }
     return families.take();
   });

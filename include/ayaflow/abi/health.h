@@ -25,7 +25,7 @@
  *    sample, 0 until the first; sample_ns: bpf_ktime_get_ns() of that sample.
  *    At most one sample per socket per sample interval (ayaflow_rtt_interval_ns).
  */
-#define AYAFLOW_SOCK_HEALTH_ENTRIES 65536
+#define AYAFLOW_SOCK_HEALTH_ENTRIES 16384 /* LRU maps are preallocated: 2.1 MB of kernel memory */
 
 struct ayaflow_sock_health {
 	__u64 retrans_segs;
