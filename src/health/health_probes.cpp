@@ -9,6 +9,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -85,8 +86,13 @@ int tryProgram(const char* program) {
 }
 
 /// The first candidate that works, or nullptr; `error` holds the last failure.
-const Candidate* firstWorking(const std::vector<Candidate>& candidates, int& error) {
+const Candidate* firstWorking(const std::vector<Candidate>& candidates,
+                              const std::vector<std::string>& absent, int& error) {
   for (const Candidate& c : candidates) {
+    if (std::find(absent.begin(), absent.end(), c.attach_point) != absent.end()) {
+      error = -ENOENT;
+      continue;
+    }
     error = tryProgram(c.program);
     if (error == 0) return &c;
   }
@@ -186,7 +192,7 @@ HealthProbes::HealthProbes(const HealthOptions& options) {
     status_[i].enabled = enabled[i];
     if (!enabled[i]) continue;
     int error = 0;
-    picked[i] = firstWorking(*candidates[i], error);
+    picked[i] = firstWorking(*candidates[i], options.absent_hooks, error);
     if (picked[i] == nullptr) {
       status_[i].missing = std::string(missing_text[i]) + " (" + std::strerror(-error) + ")";
       log->warn("{}", status_[i].missing);
@@ -199,7 +205,11 @@ HealthProbes::HealthProbes(const HealthOptions& options) {
   // sample; a new socket's first retransmission counted only if it was sent).
   bool state_change = false;
   if (picked[0] != nullptr || picked[1] != nullptr) {
-    const int error = tryProgram(kStateChange);
+    const auto& absent = options.absent_hooks;
+    const int error =
+        std::find(absent.begin(), absent.end(), "tp_btf/inet_sock_set_state") != absent.end()
+            ? -ENOENT
+            : tryProgram(kStateChange);
     state_change = error == 0;
     if (!state_change) {
       log->info("no TCP state changes: tp_btf/inet_sock_set_state does not attach ({})",

@@ -500,5 +500,48 @@ TEST(HealthProbes, SwitchedOffProbeIsAbsentOthersWork) {
   close(listener);
 }
 
+TEST(HealthProbes, KernelWithoutAHookStartsWithTheOthers) {
+  AYAFLOW_REQUIRE_ROOT();
+  // A kernel without kfree_skb's reason and without fentry: drops are missing (one log
+  // line, probe_up 0, no drop figures), RTT falls back to the tracepoint, the rest works.
+  HealthOptions options;
+  options.absent_hooks = {"tp_btf/kfree_skb", "fentry/tcp_rcv_established"};
+  HealthProbes probes(options);
+  EXPECT_TRUE(probes.status(Probe::Drops).enabled);
+  EXPECT_FALSE(probes.status(Probe::Drops).attached);
+  EXPECT_NE(probes.status(Probe::Drops).missing.find("drop reasons unavailable"),
+            std::string::npos);
+  EXPECT_TRUE(probes.status(Probe::Rtt).attached);
+  EXPECT_EQ(probes.status(Probe::Rtt).attach_point, "tp_btf/tcp_probe");
+  EXPECT_TRUE(probes.status(Probe::Retransmits).attached);
+  std::map<std::string, double> up;
+  bool drop_family = false;
+  for (const auto& f : probes.metrics()->Collect()) {
+    if (f.name == "ayaflow_drops_total" || f.name == "ayaflow_drop_flows_overflow_total") {
+      drop_family = true;
+    }
+    if (f.name != "ayaflow_health_probe_up") continue;
+    for (const auto& m : f.metric) up[m.label.at(0).value] = m.gauge.value;
+  }
+  EXPECT_FALSE(drop_family);
+  EXPECT_EQ(up["drops"], 0.0);
+  EXPECT_EQ(up["rtt"], 1.0);
+  EXPECT_EQ(up["retransmits"], 1.0);
+  EXPECT_TRUE(probes.dropTotals().empty());
+}
+
+TEST(HealthProbes, EveryHookAbsentIsNoError) {
+  AYAFLOW_REQUIRE_ROOT();
+  HealthOptions options;
+  options.absent_hooks = {"tp_btf/kfree_skb", "fentry/tcp_rcv_established", "tp_btf/tcp_probe",
+                          "tp_btf/tcp_retransmit_skb", "tp_btf/inet_sock_set_state"};
+  HealthProbes probes(options);
+  EXPECT_FALSE(probes.anyAttached());
+  int entries = 0;
+  probes.forEachSocket([&](const ayaflow_tuple&, const ayaflow_sock_health&) { ++entries; });
+  EXPECT_EQ(entries, 0);
+  EXPECT_EQ(probes.totals().retrans_segs, 0u);
+}
+
 }  // namespace
 }  // namespace ayaflow::test

@@ -36,6 +36,9 @@ struct HealthOptions {
   std::uint32_t drop_flow_entries = AYAFLOW_DROP_FLOW_ENTRIES;  ///< drop_flows size
   /// At most one RTT sample per socket per interval (and one as it leaves ESTABLISHED).
   std::chrono::milliseconds rtt_sample_interval{1000};
+  /// Attach points to treat as absent, e.g. "tp_btf/kfree_skb": how tests stand in for a
+  /// kernel without them. Empty in production.
+  std::vector<std::string> absent_hooks;
 };
 
 enum class Probe { Rtt = 0, Retransmits = 1, Drops = 2 };
