@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -204,14 +205,18 @@ void rttThroughRelay(bool v6) {
   std::printf("srtt samples: client %u us, server %u us, TCP_INFO %u us\n",
               client_seen.last_srtt_us, server_seen.last_srtt_us, kernel_rtt);
   ASSERT_GT(client_seen.samples, 0);
-  // 10 ms each way: 20 ms, plus what the relay thread and the stacks add (well under 3 ms).
+  // 10 ms each way: at least 20 ms, plus what the relay thread and the stacks add (a few
+  // ms at most, more only on a machine too busy to run the relay on time); and the kernel's
+  // own figure for the socket (TCP_INFO, read a moment later) agrees within 2 ms.
   EXPECT_GE(client_seen.last_srtt_us, 20000u);
-  EXPECT_LE(client_seen.last_srtt_us, 23000u);
+  EXPECT_LE(client_seen.last_srtt_us, 25000u);
   EXPECT_GE(kernel_rtt, 20000u);
-  EXPECT_LE(kernel_rtt, 23000u);
+  EXPECT_LE(kernel_rtt, 25000u);
+  EXPECT_LE(std::abs(static_cast<int>(client_seen.last_srtt_us) - static_cast<int>(kernel_rtt)),
+            2000);
   ASSERT_GT(server_seen.samples, 0);
   EXPECT_GE(server_seen.last_srtt_us, 20000u);
-  EXPECT_LE(server_seen.last_srtt_us, 23000u);
+  EXPECT_LE(server_seen.last_srtt_us, 25000u);
   // Leaving ESTABLISHED takes one more sample, whatever the interval.
   const int before = client_seen.samples;
   close(client);

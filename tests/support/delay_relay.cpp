@@ -7,6 +7,8 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -122,6 +124,11 @@ DelayedLink::DelayedLink(std::chrono::microseconds delay_each_way)
     stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (stop_fd_ < 0) throw std::runtime_error("eventfd");
     thread_ = std::thread([this] { relay(); });
+    // Real-time priority where allowed: a relay thread waiting for a CPU behind a busy
+    // machine's other work would add its wait to the delay. Best effort (root only).
+    sched_param param{};
+    param.sched_priority = 1;
+    pthread_setschedparam(thread_.native_handle(), SCHED_FIFO, &param);
   } catch (...) {
     for (int& fd : fd_) {
       if (fd >= 0) close(fd);
