@@ -48,6 +48,34 @@ static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_pack
 }
 
 /*
+ * Aggregated mode, TCP: what the handshake and the end of a connection need
+ * (struct ayaflow_flow_value). The atomic OR runs only when the packet brings
+ * a flag the entry has not seen yet, so a bulk transfer pays one compare.
+ */
+static __always_inline void count_tcp(struct ayaflow_flow_value *v,
+				      const struct ayaflow_packet_event *ev)
+{
+	__u64 f = ev->tcp_flags;
+
+	if (f & AYAFLOW_TCP_ACK) {
+		if (f & AYAFLOW_TCP_SYN)
+			f |= AYAFLOW_TCPF_SYNACK;
+		if (f & AYAFLOW_TCP_FIN)
+			f |= AYAFLOW_TCPF_FINACK;
+		if (f & AYAFLOW_TCP_RST)
+			f |= AYAFLOW_TCPF_RSTACK;
+	}
+	if ((v->tcp_flags & f) != f)
+		__sync_fetch_and_or(&v->tcp_flags, f);
+	if (f & AYAFLOW_TCP_SYN) {
+		__sync_fetch_and_add(&v->syns, 1);
+		v->syn_ns = ev->timestamp_ns;
+	} else if ((f & AYAFLOW_TCP_ACK) && v->ack_ns == 0) {
+		v->ack_ns = ev->timestamp_ns;
+	}
+}
+
+/*
  * Aggregated mode: adds the packet to its flow in the active table.
  * Returns 0 when counted there, -1 when the table is full (or missing) and
  * the packet must go to the ring buffer instead.
@@ -79,6 +107,8 @@ static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
 	__sync_fetch_and_add(&v->bytes, ev->pkt_len);
 	if (ev->timestamp_ns > v->last_ns)
 		v->last_ns = ev->timestamp_ns;
+	if (ayaflow_tcp_state && ev->tuple.protocol == IPPROTO_TCP)
+		count_tcp(v, ev);
 	return 0;
 }
 
@@ -126,7 +156,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	segs = skb->gso_segs;
 	hdr_len = 0;
 	if (segs > 1)
-		hdr_len = segment_header_len(skb, &ctx);
+		hdr_len = segment_header_len(&ctx);
 	else
 		segs = 1;
 	/* Ring buffer memory is not zeroed: write every byte, pads included. */
@@ -140,6 +170,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	ev.pkt_len = ctx.ip_len + (segs - 1) * hdr_len;
 	ev.timestamp_ns = bpf_ktime_get_ns();
 	ev.tuple = ctx.tuple;
+	if (ayaflow_tcp_state)
+		ev.tcp_flags = ctx.tcp_flags;
 
 	st = stats_for(&ev);
 	if (!st)

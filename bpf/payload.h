@@ -19,10 +19,6 @@
 #include "maps.h"
 #include "settings.h"
 
-#define AYAFLOW_TCP_FIN 0x01
-#define AYAFLOW_TCP_SYN 0x02
-#define AYAFLOW_TCP_RST 0x04
-#define AYAFLOW_TCP_ACK 0x10
 #define AYAFLOW_TLS_HANDSHAKE 0x16
 #define AYAFLOW_PAYLOAD_HEADER_LEN 64 /* offsetof(struct ayaflow_payload_event, data) */
 

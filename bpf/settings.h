@@ -19,11 +19,15 @@
  *    Geneve or IP-in-IP as the packet inside (its flow, its length), marked
  *    AYAFLOW_F_TUNNEL, as the pods' own interfaces see it (lib/parse.h,
  *    parse_packet()). Off: every packet is counted by its outer headers.
+ *  - ayaflow_tcp_state: report TCP flags (packet events) and the handshake's
+ *    flags, counts and times (flow tables), from which userspace derives each
+ *    connection's state and handshake round-trip time.
  */
 const volatile bool ayaflow_enable_ipv6 = false;
 const volatile bool ayaflow_deep_inspect = false;
 const volatile bool ayaflow_flow_table = false;
 const volatile bool ayaflow_decapsulate = true;
+const volatile bool ayaflow_tcp_state = true;
 
 /*
  * Run-time settings in .bss (an mmap-able array map): userspace may change

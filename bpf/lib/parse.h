@@ -40,6 +40,10 @@
 #define AYAFLOW_VXLAN_PORT 4789	      /* IANA */
 #define AYAFLOW_VXLAN_LINUX_PORT 8472 /* the Linux default, flannel's and Cilium's */
 #define AYAFLOW_GENEVE_PORT 6081
+#define AYAFLOW_TCP_FIN 0x01
+#define AYAFLOW_TCP_SYN 0x02
+#define AYAFLOW_TCP_RST 0x04
+#define AYAFLOW_TCP_ACK 0x10
 #define AYAFLOW_VXLAN_FLAG_I 0x08 /* the VNI is valid */
 #define AYAFLOW_ETH_P_TEB 0x6558  /* Geneve protocol type: an Ethernet frame follows */
 
@@ -52,7 +56,9 @@ struct parse_ctx {
 	__u16 l3_proto;		    /* ETH_P_IP or ETH_P_IPV6 */
 	__u8 flags;		    /* AYAFLOW_F_* */
 	__u8 fragmented;	    /* a fragment, the first included: never decapsulated */
-} __attribute__((aligned(8)));	    /* word stores into the tuple (map_ipv4) */
+	__u8 tcp_flags;		    /* TCP: the header's flags byte; 0 otherwise */
+	__u8 tcp_doff;	       /* TCP: the header's data offset byte (length in its high nibble) */
+} __attribute__((aligned(8))); /* word stores into the tuple (map_ipv4) */
 
 struct vlan_tag {
 	__be16 tci;
@@ -239,7 +245,24 @@ static __noinline int parse_ip(struct __sk_buff *skb, struct parse_ctx *ctx, __u
 		return 0;
 	if (ctx->flags & AYAFLOW_F_FRAGMENT)
 		return 0;
-	/* TCP and UDP both start with the two ports. */
+	if (ctx->tuple.protocol == IPPROTO_TCP) {
+		/* Ports, sequence and acknowledgment numbers, data offset, flags. */
+		struct {
+			__be16 ports[2];
+			__be32 seq_ack[2];
+			__u8 doff;
+			__u8 flags;
+		} th;
+
+		if (bpf_skb_load_bytes(skb, ctx->l4_off, &th, 14) < 0)
+			return -1;
+		ctx->tuple.src_port = bpf_ntohs(th.ports[0]);
+		ctx->tuple.dst_port = bpf_ntohs(th.ports[1]);
+		ctx->tcp_doff = th.doff;
+		ctx->tcp_flags = th.flags;
+		return 0;
+	}
+	/* UDP starts with the two ports too. */
 	if (bpf_skb_load_bytes(skb, ctx->l4_off, ports, sizeof(ports)) < 0)
 		return -1;
 	ctx->tuple.src_port = bpf_ntohs(ports[0]);
@@ -250,20 +273,16 @@ static __noinline int parse_ip(struct __sk_buff *skb, struct parse_ctx *ctx, __u
 /*
  * The headers that every segment of a GSO/GRO packet repeats: the IP header
  * with any IPv6 extension headers, and the TCP header with its options or
- * the UDP header. Reads the TCP data offset, so call it only for packets of
- * more than one segment. Returns 0 if the TCP header cannot be read.
+ * the UDP header.
  */
-static __always_inline __u32 segment_header_len(struct __sk_buff *skb, const struct parse_ctx *ctx)
+static __always_inline __u32 segment_header_len(const struct parse_ctx *ctx)
 {
 	__u32 len = ctx->l4_off - ctx->l3_off;
-	__u8 doff;
 
 	if (ctx->tuple.protocol == IPPROTO_UDP)
 		return len + 8;
-	/* Byte 12 of the TCP header: the data offset in its high nibble. */
-	if (bpf_skb_load_bytes(skb, ctx->l4_off + 12, &doff, 1) < 0)
-		return 0;
-	return len + (doff >> 4) * 4;
+	/* Byte 12 of the TCP header, read by parse_ip(): the data offset in its high nibble. */
+	return len + (ctx->tcp_doff >> 4) * 4;
 }
 
 /*

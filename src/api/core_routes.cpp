@@ -18,6 +18,27 @@ Response jsonResponse(const nlohmann::json& body) {
   return response;
 }
 
+/// The connection's health figures (docs/api.md), each only where it means something: the TCP
+/// state, flags and RTT for TCP, retransmissions for TCP, drops for both.
+void addHealth(nlohmann::json& stats, const LiveConnection& c) {
+  const flow::ConnectionHealth& t = c.tcp;
+  if (c.protocol == 6) {
+    const std::string_view state = flow::toString(t.state);
+    if (!state.empty()) stats["state"] = state;
+    if (t.flags_sent != 0) stats["tcp_flags_sent"] = flow::tcpFlagsText(t.flags_sent);
+    if (t.flags_received != 0) stats["tcp_flags_received"] = flow::tcpFlagsText(t.flags_received);
+    if (t.rttUs() != 0) {
+      stats["rtt_us"] = t.rttUs();
+      stats["rtt_kind"] = flow::toString(t.rttKind());
+    }
+    if (t.handshake_rtt_us != 0) stats["handshake_rtt_us"] = t.handshake_rtt_us;
+    if (t.srtt_us != 0) stats["srtt_us"] = t.srtt_us;
+    stats["retransmits"] = t.retransmits;
+  }
+  stats["drops"] = t.drops;
+  if (!c.drop_reason.empty()) stats["drop_reason"] = c.drop_reason;
+}
+
 double perSecond(std::uint64_t total, double uptime) {
   return uptime > 0.0 ? static_cast<double>(total) / uptime : 0.0;
 }
@@ -115,6 +136,7 @@ void addCoreRoutes(Router& router, const LiveSource& source,
       if (c.remote_hostname) entry["remote_hostname"] = *c.remote_hostname;
       addEndpointNames(entry, "local_", c.local_pod.get(), c.local_node.get());
       addEndpointNames(entry, "remote_", c.remote_pod.get(), c.remote_node.get());
+      addHealth(entry["stats"], c);
       connections.push_back(std::move(entry));
     }
     const auto totals = source.totals();

@@ -25,8 +25,9 @@
 namespace ayaflow::api {
 namespace {
 
-constexpr std::string_view kKnown[] = {"limit",    "since",     "until",     "ip",  "port",
-                                       "protocol", "direction", "namespace", "pod", "workload"};
+constexpr std::string_view kKnown[] = {"limit", "since",    "until",     "ip",
+                                       "port",  "protocol", "direction", "namespace",
+                                       "pod",   "workload", "state"};
 
 /// Longest Kubernetes name: a DNS subdomain (pod and most workload names; namespaces, DNS
 /// labels, stop at 63).
@@ -99,7 +100,7 @@ std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& r
     if (which == std::size(kKnown)) {
       return "unknown parameter " + shown(name) +
              " (known: limit, since, until, ip, port, protocol, direction, namespace, pod, "
-             "workload)";
+             "workload, state)";
     }
     if (seen[which]) return name + ": given more than once";
     seen[which] = true;
@@ -130,6 +131,12 @@ std::variant<flow::HistoryQuery, std::string> parseHistoryQuery(const Request& r
     } else if (name == "direction") {
       q.direction = flow::parseDirection(value);
       if (!q.direction) return "direction: " + shown(value) + " is not ingress or egress";
+    } else if (name == "state") {
+      if (!flow::parseTcpState(value)) {
+        return "state: " + shown(value) +
+               " is not opening, established, closed, reset, refused or unanswered";
+      }
+      q.tcp_state = value;
     } else {  // namespace, pod, workload: exact text as the container runtime gave it
       if (auto error = badName(name, value)) return std::move(*error);
       (name == "namespace" ? q.ns : name == "pod" ? q.pod : q.workload) = value;
@@ -170,6 +177,13 @@ std::string historyJson(const std::vector<flow::HistoryRow>& rows) {
     name("dst_workload", r.dst_workload);
     name("dst_workload_kind", r.dst_workload_kind);
     name("dst_node", r.dst_node);
+    // TCP health, only where the row has it (docs/api.md).
+    if (r.tcp_flags) row["tcp_flags"] = *r.tcp_flags;
+    name("state", r.tcp_state);
+    if (r.rtt_us) row["rtt_us"] = *r.rtt_us;
+    name("rtt_kind", r.rtt_kind);
+    if (r.retransmits) row["retransmits"] = *r.retransmits;
+    if (r.drops) row["drops"] = *r.drops;
     array.push_back(std::move(row));
   }
   // Stored text may come from an old database or an enrichment source: never throw on it.

@@ -26,6 +26,8 @@ LiveConnection toLiveConnection(const flow::ConnectionEntry& entry) {
   c.bytes_sent = entry.stats.bytes_sent;
   c.bytes_received = entry.stats.bytes_received;
   c.packets_count = entry.stats.packets_count;
+  c.protocol = entry.key.protocol;
+  c.tcp = entry.stats.tcp;
   for (const std::uint32_t ifindex : {entry.stats.ifindex_sent, entry.stats.ifindex_received}) {
     if (ifindex == 0) continue;
     std::string name = common::interfaceLabel(ifindex);
@@ -58,6 +60,8 @@ std::vector<LiveConnection> MapLiveSource::topConnections(std::size_t n) const {
   };
   for (const flow::ConnectionEntry& e : map_.top(n)) {
     LiveConnection c = toLiveConnection(e);
+    if (c.tcp.drops != 0 && drop_reason_names_)
+      c.drop_reason = drop_reason_names_(c.tcp.drop_reason);
     if (enricher_ != nullptr) {
       enrich::ConnectionNames names;
       enricher_->enrich(e.key, unixMs(e.stats.first_seen_ns), names);

@@ -154,6 +154,7 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
   skel_->rodata->ayaflow_deep_inspect = options.deep_inspect;
   skel_->rodata->ayaflow_flow_table = options.flow_table;
   skel_->rodata->ayaflow_decapsulate = options.decapsulate;
+  skel_->rodata->ayaflow_tcp_state = options.tcp_state;
   // Wake the reader once a quarter of the ring is pending (~900 events with
   // the default 256 KiB): each wake-up costs the program and the reader, and
   // three quarters stay free while the reader wakes (the 50 ms timer drains

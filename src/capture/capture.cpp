@@ -21,6 +21,7 @@
 #include "ayaflow/bpf/ring_buffer_reader.h"
 #include "ayaflow/capture/interface_set.h"
 #include "ayaflow/capture/tc_attacher.h"
+#include "ayaflow/capture/tcp_counters.h"
 #include "ayaflow/common/interface_name.h"
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/metrics.h"
@@ -57,8 +58,7 @@ class Ingest final : public bpf::EventSink, public bpf::FlowSink {
       malformed_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    map_.record(packet);
-    history_.onPacket(packet);  // bounded hand-off: never waits
+    take(packet);
     read_.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -68,10 +68,25 @@ class Ingest final : public bpf::EventSink, public bpf::FlowSink {
       malformed_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    map_.record(packet);
-    history_.onPacket(packet);
+    take(packet);
     flow_packets_.fetch_add(value.packets, std::memory_order_relaxed);
   }
+
+  /// The live connection first, then the history: its record carries the connection's TCP
+  /// state and RTT as they are after this packet.
+  void take(flow::Packet& packet) noexcept {
+    const flow::RecordOutcome o = map_.record(packet);
+    if (packet.protocol == 6) {
+      packet.tcp_state = o.after;
+      packet.rtt_us = o.rtt_us;
+      packet.rtt_kind = o.rtt_kind;
+      tcp_.observe(o);
+    }
+    if (packet.srtt_us != 0) tcp_.observeSmoothed(packet.srtt_us);
+    history_.onPacket(packet);  // bounded hand-off: never waits
+  }
+
+  const TcpCounters& tcp() const { return tcp_; }
 
   std::uint64_t read() const { return read_.load(std::memory_order_relaxed); }
   std::uint64_t flowPackets() const { return flow_packets_.load(std::memory_order_relaxed); }
@@ -80,6 +95,7 @@ class Ingest final : public bpf::EventSink, public bpf::FlowSink {
  private:
   flow::ConnectionMap& map_;
   flow::PacketSink& history_;
+  TcpCounters tcp_;
   std::atomic<std::uint64_t> read_{0};
   std::atomic<std::uint64_t> malformed_{0};
   std::atomic<std::uint64_t> flow_packets_{0};
@@ -103,6 +119,7 @@ bpf::ProgramOptions programOptions(const CaptureOptions& o) {
   p.enable_ipv6 = o.enable_ipv6;
   p.deep_inspect = o.deep_inspect;
   p.decapsulate = o.decapsulate;
+  p.tcp_state = o.tcp_state;
   p.flow_table = o.flow_tables;
   p.flow_table_entries = o.flow_table_size;
   return p;
@@ -336,8 +353,13 @@ const flow::ConnectionMap& Capture::connections() const { return impl_->connecti
 CaptureStats Capture::stats() const { return impl_->stats(); }
 
 std::shared_ptr<const prometheus::Collectable> Capture::metrics() const {
-  return std::make_shared<const common::CallbackCollectable>(
-      [impl = impl_.get()] { return captureFamilies(impl->stats()); });
+  return std::make_shared<const common::CallbackCollectable>([impl = impl_.get()] {
+    auto families = captureFamilies(impl->stats());
+    if (impl->options.tcp_state) {
+      for (auto& f : tcpFamilies(impl->ingest.tcp().values())) families.push_back(std::move(f));
+    }
+    return families;
+  });
 }
 
 }  // namespace ayaflow::capture

@@ -53,6 +53,8 @@ std::size_t capacityFor(std::size_t entries) noexcept {
   return capacity;
 }
 
+static_assert(sizeof(ConnectionEntry) == 128, "the memory figures in the class comment");
+
 // A slot is empty iff packets_count == 0: every live entry has seen at least one packet.
 bool occupied(const ConnectionEntry& e) noexcept { return e.stats.packets_count != 0; }
 
@@ -250,29 +252,48 @@ ConnectionMap::Shard& ConnectionMap::shardFor(std::uint64_t h) const noexcept {
   return shards_[static_cast<std::size_t>(h >> shard_shift_)];
 }
 
-void ConnectionMap::record(const Packet& p) noexcept {
+RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
   const FlowKey key = FlowKey::fromPacket(p);
   const std::uint64_t h = hash(key);
   Shard& shard = shardFor(h);
   bool flipped = false;  // the packet belongs to the entry of the reversed key
+  RecordOutcome out;
 
-  auto add = [&p, &flipped](ConnectionStats& s) noexcept {
-    if ((p.direction == Direction::kEgress) != flipped) {
-      s.bytes_sent += p.length;
-      s.ifindex_sent = p.ifindex;
-    } else {
-      s.bytes_received += p.length;
-      s.ifindex_received = p.ifindex;
+  auto add = [&p, &flipped, &out](ConnectionStats& s) noexcept {
+    const bool sent = (p.direction == Direction::kEgress) != flipped;
+    ConnectionHealth& t = s.tcp;
+    out.recorded = true;
+    out.before = t.state;
+    if (p.packets != 0) {
+      if (sent) {
+        s.bytes_sent += p.length;
+        s.ifindex_sent = p.ifindex;
+      } else {
+        s.bytes_received += p.length;
+        s.ifindex_received = p.ifindex;
+      }
+      if (s.packets_count == 0) {
+        s.first_seen_ns = p.firstTimestampNs();
+        s.last_seen_ns = p.timestamp_ns;
+      } else {
+        // Events from different CPUs can arrive slightly out of order.
+        s.first_seen_ns = std::min(s.first_seen_ns, p.firstTimestampNs());
+        s.last_seen_ns = std::max(s.last_seen_ns, p.timestamp_ns);
+      }
+      s.packets_count += p.packets;
+      if (p.tcp_flags != 0) {
+        const std::uint32_t had = t.handshake_rtt_us;
+        updateTcp(t, sent, p.tcp_flags, p.syns, p.syn_ns, p.ack_ns);
+        if (had == 0) out.new_handshake_rtt_us = t.handshake_rtt_us;
+      }
     }
-    if (s.packets_count == 0) {
-      s.first_seen_ns = p.firstTimestampNs();
-      s.last_seen_ns = p.timestamp_ns;
-    } else {
-      // Events from different CPUs can arrive slightly out of order.
-      s.first_seen_ns = std::min(s.first_seen_ns, p.firstTimestampNs());
-      s.last_seen_ns = std::max(s.last_seen_ns, p.timestamp_ns);
-    }
-    s.packets_count += p.packets;
+    t.retransmits += p.retransmits;
+    t.drops += p.drops;
+    if (p.srtt_us != 0) t.srtt_us = p.srtt_us;
+    out.after = t.state;
+    out.tcp_flags = t.flags_sent | t.flags_received;
+    out.rtt_us = t.rttUs();
+    out.rtt_kind = t.rttKind();
   };
 
   {
@@ -281,7 +302,7 @@ void ConnectionMap::record(const Packet& p) noexcept {
     const std::size_t at = shard.probe(key, h, found);
     if (found) {
       add(shard.slots[at].stats);
-      return;
+      return out;
     }
   }
   // Both ends on this host (pods of one node, seen where each packet leaves its pod): the
@@ -298,9 +319,10 @@ void ConnectionMap::record(const Packet& p) noexcept {
     if (found) {
       flipped = true;
       add(other.slots[at].stats);
-      return;
+      return out;
     }
   }
+  if (p.packets == 0) return out;  // a health update never creates a connection
 
   {
     std::lock_guard<std::mutex> lock(shard.mu);
@@ -316,7 +338,7 @@ void ConnectionMap::record(const Packet& p) noexcept {
       e.key = key;
       ++shard.count;
       add(e.stats);
-      return;  // one out, one in: size_ unchanged
+      return out;  // one out, one in: size_ unchanged
     }
     if (found || shard.count < loadLimit(shard.slots.size())) {
       ConnectionEntry& e = shard.slots[i];
@@ -326,7 +348,7 @@ void ConnectionMap::record(const Packet& p) noexcept {
       }
       add(e.stats);
       if (!found) size_.fetch_add(1, std::memory_order_relaxed);
-      return;
+      return out;
     }
   }
 
@@ -347,6 +369,7 @@ void ConnectionMap::record(const Packet& p) noexcept {
   }
   size_.fetch_add(1, std::memory_order_relaxed);
   // `fresh` now holds the old table and is freed here, outside the lock.
+  return out;
 }
 
 std::vector<ConnectionEntry> ConnectionMap::top(std::size_t n) const {

@@ -179,6 +179,15 @@ DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) 
   out.length = ev.pkt_len;
   out.timestamp_ns = ev.timestamp_ns;
   out.first_timestamp_ns = 0;
+  if (ev.tuple.protocol == 6 && ev.tcp_flags != 0) {
+    out.tcp_flags = tcp_flags::fromHeader(ev.tcp_flags);
+    if (ev.tcp_flags & tcp_flags::kSyn) {
+      out.syns = 1;
+      out.syn_ns = ev.timestamp_ns;
+    } else if (ev.tcp_flags & tcp_flags::kAck) {
+      out.ack_ns = ev.timestamp_ns;
+    }
+  }
   return DecodeStatus::kOk;
 }
 
@@ -192,6 +201,12 @@ DecodeStatus decodeFlowEntry(const ayaflow_flow_key& key, const ayaflow_flow_val
   // Another CPU may set last_ns a little before first_ns: keep the pair ordered.
   out.first_timestamp_ns = value.first_ns;
   out.timestamp_ns = value.last_ns > value.first_ns ? value.last_ns : value.first_ns;
+  if (key.tuple.protocol == 6) {
+    out.tcp_flags = static_cast<std::uint16_t>(value.tcp_flags & 0x7ff);
+    out.syns = static_cast<std::uint16_t>(value.syns > 0xffff ? 0xffff : value.syns);
+    out.syn_ns = value.syn_ns;
+    out.ack_ns = value.ack_ns;
+  }
   return DecodeStatus::kOk;
 }
 

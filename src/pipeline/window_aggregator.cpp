@@ -83,6 +83,14 @@ void WindowAggregator::add(const flow::Packet& p, std::int64_t first_ms, std::in
   r.last_ms = std::max(r.last_ms, last_ms);
   r.bytes += p.length;
   r.packets += p.packets;
+  r.tcp_flags |= p.tcp_flags;
+  r.retransmits += p.retransmits;
+  r.drops += p.drops;
+  if (p.tcp_state != flow::TcpState::kUnknown) r.tcp_state = p.tcp_state;
+  if (p.rtt_us != 0) {
+    r.rtt_us = p.rtt_us;
+    r.rtt_kind = p.rtt_kind;
+  }
 }
 
 std::size_t WindowAggregator::take(std::optional<std::int64_t> before_window,

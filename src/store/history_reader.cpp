@@ -56,7 +56,8 @@ Sql buildSql(const flow::HistoryQuery& q) {
       "SELECT id, timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, "
       "packet_count, direction, src_hostname, dst_hostname, domain, interface, "
       "src_namespace, src_pod, src_workload, src_workload_kind, src_node, "
-      "dst_namespace, dst_pod, dst_workload, dst_workload_kind, dst_node "
+      "dst_namespace, dst_pod, dst_workload, dst_workload_kind, dst_node, "
+      "tcp_flags, tcp_state, rtt_us, rtt_kind, retransmits, drops "
       "FROM packets INDEXED BY idx_timestamp";
   const char* glue = " WHERE ";
   const auto param = [&](Sql::Bind bind) {
@@ -89,6 +90,7 @@ Sql buildSql(const flow::HistoryQuery& q) {
   either("namespace", q.ns);
   either("pod", q.pod);
   either("workload", q.workload);
+  if (q.tcp_state) clause("tcp_state = " + param({true, 0, *q.tcp_state}));
   const std::size_t limit = std::clamp<std::size_t>(q.limit, 1, flow::HistoryQuery::kMaxLimit);
   sql.text += " ORDER BY timestamp DESC, id DESC LIMIT " +
               param({false, static_cast<std::int64_t>(limit), {}});
@@ -160,6 +162,16 @@ flow::HistoryRow readRow(sqlite3_stmt* raw) {
   r.dst_workload = columnOptional(raw, 21);
   r.dst_workload_kind = columnOptional(raw, 22);
   r.dst_node = columnOptional(raw, 23);
+  const auto number = [raw](int i) -> std::optional<std::uint32_t> {
+    if (sqlite3_column_type(raw, i) == SQLITE_NULL) return std::nullopt;
+    return static_cast<std::uint32_t>(sqlite3_column_int64(raw, i));
+  };
+  r.tcp_flags = number(24);
+  r.tcp_state = columnOptional(raw, 25);
+  r.rtt_us = number(26);
+  r.rtt_kind = columnOptional(raw, 27);
+  r.retransmits = number(28);
+  r.drops = number(29);
   return r;
 }
 

@@ -37,18 +37,32 @@ using SteadyClock = std::chrono::steady_clock;
 // A batch at least this large is followed by malloc_trim() once written.
 constexpr std::size_t kTrimAfterRows = 8192;
 
-// Rows whose ends have no Kubernetes names use the statements without the name columns:
-// the same row (the columns stay NULL, or keep what an earlier record stored), without
-// binding and clearing ten more parameters per row.
+// Rows whose ends have no Kubernetes names use the statements without the name columns,
+// and rows without TCP health figures (UDP without drops) those without the health columns:
+// the same row (the columns stay NULL), without binding and clearing more parameters per row.
+// Parameters keep their numbers in every variant (SQLite allows gaps).
 #define AYAFLOW_INSERT_COLUMNS                                                             \
   "INSERT INTO packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, " \
   "packet_count, direction, src_hostname, dst_hostname, domain, interface"
 #define AYAFLOW_INSERT_VALUES "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13"
-constexpr const char* kInsertSql = AYAFLOW_INSERT_COLUMNS ") " AYAFLOW_INSERT_VALUES ")";
-constexpr const char* kInsertNamesSql = AYAFLOW_INSERT_COLUMNS
-    ", src_namespace, src_pod, src_workload, src_workload_kind, src_node, "
-    "dst_namespace, dst_pod, dst_workload, dst_workload_kind, dst_node) " AYAFLOW_INSERT_VALUES
-    ", ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+#define AYAFLOW_NAME_COLUMNS                                    \
+  ", src_namespace, src_pod, src_workload, src_workload_kind, " \
+  "src_node, dst_namespace, dst_pod, dst_workload, dst_workload_kind, dst_node"
+#define AYAFLOW_NAME_VALUES ", ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23"
+#define AYAFLOW_HEALTH_COLUMNS ", tcp_flags, tcp_state, rtt_us, rtt_kind, retransmits, drops"
+#define AYAFLOW_HEALTH_VALUES ", ?24, ?25, ?26, ?27, ?28, ?29"
+// Indexed by [the record has names][the record has health figures].
+constexpr const char* kInsertSql[2][2] = {
+    {AYAFLOW_INSERT_COLUMNS ") " AYAFLOW_INSERT_VALUES ")",
+     AYAFLOW_INSERT_COLUMNS AYAFLOW_HEALTH_COLUMNS ") " AYAFLOW_INSERT_VALUES AYAFLOW_HEALTH_VALUES
+                                                   ")"},
+    {AYAFLOW_INSERT_COLUMNS AYAFLOW_NAME_COLUMNS ") " AYAFLOW_INSERT_VALUES AYAFLOW_NAME_VALUES ")",
+     AYAFLOW_INSERT_COLUMNS AYAFLOW_NAME_COLUMNS AYAFLOW_HEALTH_COLUMNS
+     ") " AYAFLOW_INSERT_VALUES AYAFLOW_NAME_VALUES AYAFLOW_HEALTH_VALUES ")"}};
+#undef AYAFLOW_HEALTH_VALUES
+#undef AYAFLOW_HEALTH_COLUMNS
+#undef AYAFLOW_NAME_VALUES
+#undef AYAFLOW_NAME_COLUMNS
 #undef AYAFLOW_INSERT_VALUES
 #undef AYAFLOW_INSERT_COLUMNS
 
@@ -57,14 +71,18 @@ constexpr const char* kInsertNamesSql = AYAFLOW_INSERT_COLUMNS
 constexpr int kEndpointParams = 5;
 constexpr int kInsertSrcNames = 14;
 constexpr int kInsertDstNames = kInsertSrcNames + kEndpointParams;
+// The TCP health figures, six parameters from ?n (see bindHealth()).
+constexpr int kInsertHealth = 24;
 
 // A checkpointed row of an open aggregation window, updated in place by rowid. The timestamp
 // (indexed) is set only when an earlier packet turned up. A Kubernetes name already stored
 // stays when the newer record has none (the name source failed, or no longer remembers
-// the pod): every record of the row describes the same connection at the same time.
+// the pod): every record of the row describes the same connection at the same time. The
+// health figures are the window's so far, like the sums.
 #define AYAFLOW_UPDATE                                                                        \
   "UPDATE packets SET length = ?1, packet_count = ?2, src_hostname = ?3, dst_hostname = ?4, " \
-  "domain = ?5"
+  "domain = ?5, tcp_flags = ?18, tcp_state = ?19, rtt_us = ?20, rtt_kind = ?21, "             \
+  "retransmits = ?22, drops = ?23"
 #define AYAFLOW_UPDATE_NAMES                                                                   \
   ", src_namespace = coalesce(?8, src_namespace), src_pod = coalesce(?9, src_pod), "           \
   "src_workload = coalesce(?10, src_workload), "                                               \
@@ -81,6 +99,7 @@ constexpr const char* kUpdateSql[2][2] = {
 #undef AYAFLOW_UPDATE
 constexpr int kUpdateSrcNames = 8;
 constexpr int kUpdateDstNames = kUpdateSrcNames + kEndpointParams;
+constexpr int kUpdateHealth = 18;
 
 // A checkpointed row whose window ended this long ago without its final record (the final
 // batch was dropped or failed) is forgotten; checked at most once per interval.
@@ -146,6 +165,40 @@ void bindEndpoint(sqlite3_stmt* stmt, int first, const enrich::EndpointNames* na
   bindName(stmt, first + 4, names != nullptr && names->node ? *names->node : kNone);
 }
 
+/// True when `r` has a TCP health figure worth a column: TCP flags, a state or RTT, or a
+/// retransmission or drop (UDP rows without drops have none).
+bool hasHealth(const pipeline::FlowRecord& r) noexcept {
+  return r.tcp_flags != 0 || r.tcp_state != flow::TcpState::kUnknown || r.rtt_us != 0 ||
+         r.retransmits != 0 || r.drops != 0;
+}
+
+/// Binds the health figures to parameters first..first+5 (tcp_flags, tcp_state, rtt_us,
+/// rtt_kind, retransmits, drops): NULL for what a UDP record cannot have (flags, state, RTT).
+void bindHealth(sqlite3_stmt* stmt, int first, const pipeline::FlowRecord& r) {
+  const bool tcp = r.protocol == 6;
+  if (tcp) {
+    sqlite3_bind_int(stmt, first, r.tcp_flags);
+  } else {
+    sqlite3_bind_null(stmt, first);
+  }
+  const std::string_view state = flow::toString(r.tcp_state);
+  if (state.empty()) {
+    sqlite3_bind_null(stmt, first + 1);
+  } else {
+    bindText(stmt, first + 1, state.data(), state.size());
+  }
+  const std::string_view kind = flow::toString(r.rtt_kind);
+  if (r.rtt_us == 0 || kind.empty()) {
+    sqlite3_bind_null(stmt, first + 2);
+    sqlite3_bind_null(stmt, first + 3);
+  } else {
+    sqlite3_bind_int64(stmt, first + 2, r.rtt_us);
+    bindText(stmt, first + 3, kind.data(), kind.size());
+  }
+  sqlite3_bind_int64(stmt, first + 4, r.retransmits);
+  sqlite3_bind_int64(stmt, first + 5, r.drops);
+}
+
 }  // namespace
 
 struct SqliteSink::Impl {
@@ -184,8 +237,8 @@ struct SqliteSink::Impl {
 
   /// Binds the INSERT's parameters for `r`, formatting text into the caller's buffers.
   /// `named`: `insert` is the statement with the name columns.
-  void bindInsert(sqlite3_stmt* insert, bool named, const pipeline::FlowRecord& r, char* src,
-                  char* dst, char* protocol) {
+  void bindInsert(sqlite3_stmt* insert, bool named, bool health, const pipeline::FlowRecord& r,
+                  char* src, char* dst, char* protocol) {
     const enrich::EndpointNames* src_names = r.srcNames();
     const enrich::EndpointNames* dst_names = r.dstNames();
     const char* direction = flow::directionName(r.direction);
@@ -217,6 +270,7 @@ struct SqliteSink::Impl {
       bindEndpoint(insert, kInsertSrcNames, src_names);
       bindEndpoint(insert, kInsertDstNames, dst_names);
     }
+    if (health) bindHealth(insert, kInsertHealth, r);
   }
 
   /// Steps and resets a bound statement; SQLITE_OK when it ran.
@@ -243,6 +297,7 @@ struct SqliteSink::Impl {
     bindOptional(stmt, 5, r.names ? &r.names->domain : nullptr);
     sqlite3_bind_int64(stmt, 6, row.rowid);
     if (earlier) sqlite3_bind_int64(stmt, 7, r.first_ms);
+    bindHealth(stmt, kUpdateHealth, r);
     if (named) {
       bindEndpoint(stmt, kUpdateSrcNames, src_names);
       bindEndpoint(stmt, kUpdateDstNames, dst_names);
@@ -280,8 +335,9 @@ struct SqliteSink::Impl {
       }
       if (rc == SQLITE_OK && !done) {
         const bool named = hasK8sNames(r);
-        sqlite3_stmt* insert = named ? insert_names_stmt.get() : insert_stmt.get();
-        bindInsert(insert, named, r, src, dst, protocol);
+        const bool health = hasHealth(r);
+        sqlite3_stmt* insert = insert_stmts[named][health].get();
+        bindInsert(insert, named, health, r, src, dst, protocol);
         rc = run(insert);
         row.rowid = sqlite3_last_insert_rowid(db);
         row.first_ms = r.first_ms;
@@ -480,8 +536,9 @@ struct SqliteSink::Impl {
       }
     }
     reportDrops(SteadyClock::now(), /*force=*/true);
-    insert_stmt.reset();
-    insert_names_stmt.reset();
+    for (auto& by_names : insert_stmts) {
+      for (StmtPtr& stmt : by_names) stmt.reset();
+    }
     for (auto& by_names : update_stmts) {
       for (StmtPtr& stmt : by_names) stmt.reset();
     }
@@ -529,8 +586,7 @@ struct SqliteSink::Impl {
 
   // Writer thread only (set up before it starts).
   DbPtr write_db;
-  StmtPtr insert_stmt;
-  StmtPtr insert_names_stmt;
+  StmtPtr insert_stmts[2][2];  // as kInsertSql
   StmtPtr update_stmts[2][2];  // as kUpdateSql
   StmtPtr retention_stmt;
   // Rows of open aggregation windows written at a checkpoint, by update_key: at most one per
@@ -558,8 +614,12 @@ SqliteSink::SqliteSink(StoreOptions options) : impl_(std::make_unique<Impl>(std:
   Impl& s = *impl_;
   detail::checkBeforeOpen(s.loc);
   s.write_db = detail::openWriter(s.loc);
-  s.insert_stmt = detail::prepare(s.write_db.get(), kInsertSql, s.loc.display);
-  s.insert_names_stmt = detail::prepare(s.write_db.get(), kInsertNamesSql, s.loc.display);
+  for (int named = 0; named < 2; ++named) {
+    for (int health = 0; health < 2; ++health) {
+      s.insert_stmts[named][health] =
+          detail::prepare(s.write_db.get(), kInsertSql[named][health], s.loc.display);
+    }
+  }
   for (int earlier = 0; earlier < 2; ++earlier) {
     for (int named = 0; named < 2; ++named) {
       s.update_stmts[earlier][named] =

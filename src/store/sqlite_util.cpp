@@ -121,6 +121,14 @@ constexpr Column kAddable[] = {
     {"dst_workload", "dst_workload TEXT"},
     {"dst_workload_kind", "dst_workload_kind TEXT"},
     {"dst_node", "dst_node TEXT"},
+    // TCP health (issue: state, RTT, retransmissions, drops): NULL in UDP rows without drops
+    // and in older rows.
+    {"tcp_flags", "tcp_flags INTEGER"},
+    {"tcp_state", "tcp_state TEXT"},
+    {"rtt_us", "rtt_us INTEGER"},
+    {"rtt_kind", "rtt_kind TEXT"},
+    {"retransmits", "retransmits INTEGER"},
+    {"drops", "drops INTEGER"},
 };
 constexpr const char* kRequired[] = {"id", "timestamp", "src_ip", "dst_ip"};
 
@@ -149,7 +157,13 @@ constexpr const char* kCreateTable =
     "dst_pod TEXT, "
     "dst_workload TEXT, "
     "dst_workload_kind TEXT, "
-    "dst_node TEXT)";
+    "dst_node TEXT, "
+    "tcp_flags INTEGER, "
+    "tcp_state TEXT, "
+    "rtt_us INTEGER, "
+    "rtt_kind TEXT, "
+    "retransmits INTEGER, "
+    "drops INTEGER)";
 
 std::set<std::string, std::less<>> packetColumns(sqlite3* db, int* rc_out);
 std::string pragmaText(sqlite3* db, const char* sql, int* rc_out);

@@ -74,7 +74,7 @@ TEST(BpfAbi, BtfMatchesHeader) {
       b, "ayaflow_packet_event", sizeof(ayaflow_packet_event),
       {AYAFLOW_FIELD(ayaflow_packet_event, abi_version), AYAFLOW_FIELD(ayaflow_packet_event, kind),
        AYAFLOW_FIELD(ayaflow_packet_event, direction), AYAFLOW_FIELD(ayaflow_packet_event, flags),
-       AYAFLOW_FIELD(ayaflow_packet_event, pad), AYAFLOW_FIELD(ayaflow_packet_event, segs),
+       AYAFLOW_FIELD(ayaflow_packet_event, tcp_flags), AYAFLOW_FIELD(ayaflow_packet_event, segs),
        AYAFLOW_FIELD(ayaflow_packet_event, ifindex), AYAFLOW_FIELD(ayaflow_packet_event, pkt_len),
        AYAFLOW_FIELD(ayaflow_packet_event, timestamp_ns),
        AYAFLOW_FIELD(ayaflow_packet_event, tuple)});
@@ -94,7 +94,9 @@ TEST(BpfAbi, BtfMatchesHeader) {
   expectStruct(
       b, "ayaflow_flow_value", sizeof(ayaflow_flow_value),
       {AYAFLOW_FIELD(ayaflow_flow_value, packets), AYAFLOW_FIELD(ayaflow_flow_value, bytes),
-       AYAFLOW_FIELD(ayaflow_flow_value, first_ns), AYAFLOW_FIELD(ayaflow_flow_value, last_ns)});
+       AYAFLOW_FIELD(ayaflow_flow_value, first_ns), AYAFLOW_FIELD(ayaflow_flow_value, last_ns),
+       AYAFLOW_FIELD(ayaflow_flow_value, syn_ns), AYAFLOW_FIELD(ayaflow_flow_value, ack_ns),
+       AYAFLOW_FIELD(ayaflow_flow_value, tcp_flags), AYAFLOW_FIELD(ayaflow_flow_value, syns)});
   expectStruct(
       b, "ayaflow_stats_key", sizeof(ayaflow_stats_key),
       {AYAFLOW_FIELD(ayaflow_stats_key, ifindex), AYAFLOW_FIELD(ayaflow_stats_key, direction),

@@ -245,7 +245,6 @@ class BpfOverlayTest : public ::testing::Test {
     }
     const ayaflow_packet_event& ev = events_[0];
     EXPECT_EQ(ev.direction, dir);
-    EXPECT_EQ(ev.pad[0], 0);
     for (const __u8 pad : ev.tuple.pad) EXPECT_EQ(pad, 0);
     EXPECT_EQ(moved.size(), 1u);
     const auto key = std::make_tuple(dir, int{ev.tuple.protocol}, int{ev.tuple.addr_type});

@@ -130,7 +130,7 @@ TEST_F(BpfParseTest, Ipv4UdpEveryField) {
   EXPECT_EQ(ev->tuple.protocol, 17);
   EXPECT_EQ(ev->tuple.addr_type, 4);
   EXPECT_EQ(ev->flags, 0);
-  for (const __u8 pad : ev->pad) EXPECT_EQ(pad, 0);
+  EXPECT_EQ(ev->tcp_flags, 0);  // UDP
   for (const __u8 pad : ev->tuple.pad) EXPECT_EQ(pad, 0);
   EXPECT_EQ(ev->pkt_len, 20u + 8u + 100u);
   EXPECT_EQ(ev->tuple.src_port, 5353);
@@ -138,6 +138,17 @@ TEST_F(BpfParseTest, Ipv4UdpEveryField) {
   EXPECT_NE(ev->timestamp_ns, 0u);
   EXPECT_EQ(addr(ev->tuple.src_addr), mapped("10.1.2.3"));
   EXPECT_EQ(addr(ev->tuple.dst_addr), mapped("10.4.5.6"));
+}
+
+TEST_F(BpfParseTest, TcpFlagsAreReported) {
+  for (const std::uint8_t flags : {0x02, 0x12, 0x10, 0x11, 0x04, 0x14, 0x18}) {
+    Bytes segment = l4(6, 40000, 80, 0);
+    segment[13] = flags;
+    auto ev = run(concat(ethernet(kEthIp), ipv4(6, "10.1.2.3", "10.4.5.6", segment)));
+    ASSERT_TRUE(ev);
+    EXPECT_EQ(ev->tcp_flags, flags);
+    EXPECT_EQ(ev->tuple.src_port, 40000);
+  }
 }
 
 TEST_F(BpfParseTest, EgressProgramMarksEgress) {
@@ -206,8 +217,8 @@ TEST_F(BpfParseTest, NonTcpUdpAndNonIpProduceNothing) {
 TEST_F(BpfParseTest, TruncatedIpv4AtEveryLength) {
   const Bytes full =
       concat(ethernet(kEthIp, {kQ}), ipv4(6, "10.0.0.1", "10.0.0.2", l4(6, 4000, 5000, 0), 2));
-  // 18 (L2) + 28 (IPv4 with options) + 4 (ports) bytes are needed.
-  const std::size_t needed = 18 + 28 + 4;
+  // 18 (L2) + 28 (IPv4 with options) + 14 (TCP ports to flags) bytes are needed.
+  const std::size_t needed = 18 + 28 + 14;
   for (std::size_t len = 14; len <= full.size(); ++len) {
     auto ev = run(Bytes(full.begin(), full.begin() + static_cast<long>(len)));
     if (len < needed) {

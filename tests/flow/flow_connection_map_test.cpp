@@ -670,7 +670,7 @@ TEST(ConnectionMap, DefaultCapTableSize) {
   EXPECT_EQ(map.size(), ConnectionMap::kDefaultMaxEntries);
   EXPECT_EQ(map.evicted(), 20000u);
   EXPECT_EQ(map.capacityForTest(), 16u * 16384u);
-  EXPECT_LE(map.capacityForTest() * sizeof(ConnectionEntry), std::size_t{23} << 20);
+  EXPECT_LE(map.capacityForTest() * sizeof(ConnectionEntry), std::size_t{32} << 20);
   EXPECT_TRUE(map.checkInvariantsForTest());
 }
 

@@ -241,7 +241,7 @@ ayaflow_flow_key makeFlowKey() {
 
 TEST(FlowDecode, FlowEntryStandsForItsPackets) {
   const ayaflow_flow_key key = makeFlowKey();
-  const ayaflow_flow_value value{1000, 123456789012ull, 500, 900};
+  const ayaflow_flow_value value{1000, 123456789012ull, 500, 900, 0, 0, 0, 0};
   Packet p;
   ASSERT_EQ(decodeFlowEntry(key, value, p), DecodeStatus::kOk);
   EXPECT_EQ(p.packets, 1000u);
@@ -259,7 +259,8 @@ TEST(FlowDecode, FlowEntryStandsForItsPackets) {
   EXPECT_EQ(p.dst.toString(), "fd00::2");
 
   // A latest-packet time written by another CPU just before the first: kept ordered.
-  ASSERT_EQ(decodeFlowEntry(key, ayaflow_flow_value{2, 80, 700, 690}, p), DecodeStatus::kOk);
+  ASSERT_EQ(decodeFlowEntry(key, ayaflow_flow_value{2, 80, 700, 690, 0, 0, 0, 0}, p),
+            DecodeStatus::kOk);
   EXPECT_EQ(p.first_timestamp_ns, 700u);
   EXPECT_EQ(p.timestamp_ns, 700u);
 
@@ -286,13 +287,14 @@ TEST(FlowDecode, TunnelFlagIsKeptAndReadable) {
 
   ayaflow_flow_key key = makeFlowKey();
   key.flags = AYAFLOW_F_TUNNEL;
-  ASSERT_EQ(decodeFlowEntry(key, ayaflow_flow_value{3, 300, 1, 2}, p), DecodeStatus::kOk);
+  ASSERT_EQ(decodeFlowEntry(key, ayaflow_flow_value{3, 300, 1, 2, 0, 0, 0, 0}, p),
+            DecodeStatus::kOk);
   EXPECT_TRUE(p.tunnelled());
   EXPECT_EQ(p.packets, 3u);
 }
 
 TEST(FlowDecode, BadFlowEntriesAreRejectedAndLeaveTheOutputAlone) {
-  const ayaflow_flow_value value{1, 60, 1, 1};
+  const ayaflow_flow_value value{1, 60, 1, 1, 0, 0, 0, 0};
   auto check = [&](ayaflow_flow_key key, ayaflow_flow_value v) {
     Packet p;
     p.ifindex = 12345;
@@ -308,7 +310,7 @@ TEST(FlowDecode, BadFlowEntriesAreRejectedAndLeaveTheOutputAlone) {
   k = makeFlowKey();
   k.tuple.protocol = 1;
   check(k, value);
-  check(makeFlowKey(), ayaflow_flow_value{0, 0, 1, 1});
+  check(makeFlowKey(), ayaflow_flow_value{0, 0, 1, 1, 0, 0, 0, 0});
 }
 
 }  // namespace

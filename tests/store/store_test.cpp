@@ -311,6 +311,67 @@ TEST(Store, AggregatedRowsHoldExactTotalsPerDirectionalFlow) {
   EXPECT_EQ(first[2].packet_count, 1000u);  // the oldest first packet: flow A egress
 }
 
+// TCP health (issue 16): raw rows carry their packet's figures, aggregated rows the window's
+// flags OR-ed, retransmissions and drops summed, and the latest state and RTT; UDP rows
+// without drops leave the columns NULL.
+TEST(Store, HealthColumnsPerRowAndPerWindow) {
+  for (const std::uint32_t window_s : {0u, 3600u}) {
+    SCOPED_TRACE(window_s);
+    TempDir dir;
+    HarnessOptions o = optionsFor(dir.file("traffic.db"));
+    o.aggregation_window_s = window_s;
+    Harness store(o);
+    const std::uint64_t t = midNextWindowNs(3600);
+    flow::Packet syn = makePacket(9, 40000, 443, 6, Direction::kEgress, 60, t);
+    syn.tcp_flags = flow::tcp_flags::kSyn;
+    syn.tcp_state = flow::TcpState::kOpening;
+    flow::Packet data = makePacket(9, 40000, 443, 6, Direction::kEgress, 1500, t + 30000000);
+    data.tcp_flags = flow::tcp_flags::kAck | flow::tcp_flags::kPsh;
+    data.tcp_state = flow::TcpState::kEstablished;
+    data.rtt_us = 20000;
+    data.rtt_kind = flow::RttKind::kHandshake;
+    flow::Packet health = makePacket(9, 40000, 443, 6, Direction::kEgress, 0, t + 40000000);
+    health.packets = 0;
+    health.retransmits = 4;
+    health.drops = 2;
+    health.srtt_us = 21000;
+    health.rtt_us = 21000;
+    health.rtt_kind = flow::RttKind::kSmoothed;
+    health.tcp_state = flow::TcpState::kEstablished;
+    store.submit(syn);
+    store.submit(data);
+    store.submit(health);
+    store.submit(makePacket(8, 5353, 53, 17, Direction::kEgress, 80, t + 2000000ull));
+    store.flush();
+
+    RawDb db(dir.file("traffic.db"));
+    const auto rows = db.rows(
+        "SELECT protocol, packet_count, tcp_flags, tcp_state, rtt_us, rtt_kind, retransmits, "
+        "drops FROM packets ORDER BY id");
+    if (window_s == 0) {
+      ASSERT_EQ(rows.size(), 4u);
+      EXPECT_EQ(rows[0], "TCP|1|2|opening|NULL|NULL|0|0");
+      EXPECT_EQ(rows[1], "TCP|1|24|established|20000|handshake|0|0");
+      EXPECT_EQ(rows[2], "TCP|0|0|established|21000|smoothed|4|2");
+      EXPECT_EQ(rows[3], "UDP|1|NULL|NULL|NULL|NULL|NULL|NULL");
+    } else {
+      ASSERT_EQ(rows.size(), 2u);
+      EXPECT_EQ(rows[0], "TCP|2|26|established|21000|smoothed|4|2");
+      EXPECT_EQ(rows[1], "UDP|1|NULL|NULL|NULL|NULL|NULL|NULL");
+    }
+    flow::HistoryQuery q = limit(10);
+    q.tcp_state = "established";
+    const auto found = store.query(q);
+    ASSERT_FALSE(found.empty());
+    EXPECT_EQ(found[0].tcp_state, "established");
+    EXPECT_EQ(found[0].retransmits, 4u);
+    EXPECT_EQ(found[0].drops, 2u);
+    EXPECT_EQ(found[0].rtt_kind, "smoothed");
+    q.tcp_state = "refused";
+    EXPECT_TRUE(store.query(q).empty());
+  }
+}
+
 TEST(Store, AnEndedWindowIsWrittenWithoutFlush) {
   TempDir dir;
   HarnessOptions o = optionsFor(dir.file("traffic.db"));
@@ -663,13 +724,20 @@ TEST_P(Migration, AddsTheMissingColumnsAndKeepsEveryRow) {
                            "dst_pod",
                            "dst_workload",
                            "dst_workload_kind",
-                           "dst_node"}) {
+                           "dst_node",
+                           "tcp_flags",
+                           "tcp_state",
+                           "rtt_us",
+                           "rtt_kind",
+                           "retransmits",
+                           "drops"}) {
     EXPECT_NE(std::find(columns.begin(), columns.end(), want), columns.end()) << want;
   }
-  EXPECT_EQ(columns.size(), 24u);
+  EXPECT_EQ(columns.size(), 30u);
   EXPECT_EQ(db.count("SELECT count(*) FROM packets WHERE id <= 3 AND coalesce(src_namespace, "
                      "src_pod, src_workload, src_workload_kind, src_node, dst_namespace, "
-                     "dst_pod, dst_workload, dst_workload_kind, dst_node) IS NOT NULL"),
+                     "dst_pod, dst_workload, dst_workload_kind, dst_node, tcp_flags, tcp_state, "
+                     "rtt_us, rtt_kind, retransmits, drops) IS NOT NULL"),
             0);
   EXPECT_EQ(db.one("SELECT count(*), sum(packet_count), sum(length) FROM packets WHERE id <= 3"),
             "3|3|1630");
@@ -677,7 +745,7 @@ TEST_P(Migration, AddsTheMissingColumnsAndKeepsEveryRow) {
   EXPECT_EQ(db.one("PRAGMA integrity_check"), "ok");
   // A second start finds nothing to migrate.
   { Harness again(optionsFor(path)); }
-  EXPECT_EQ(db.count("SELECT count(*) FROM pragma_table_info('packets')"), 24);
+  EXPECT_EQ(db.count("SELECT count(*) FROM pragma_table_info('packets')"), 30);
 }
 
 std::string schemaName(const ::testing::TestParamInfo<int>& info) {

@@ -25,7 +25,7 @@
 #define AYAFLOW_OFFSETOF(type, member) __builtin_offsetof(type, member)
 #endif
 
-#define AYAFLOW_ABI_VERSION 4
+#define AYAFLOW_ABI_VERSION 5
 
 /* ayaflow_packet_event.kind, ayaflow_payload_event.kind */
 #define AYAFLOW_EVENT_PACKET 1
@@ -76,15 +76,15 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_tuple, pad) == 38, "pad");
  * the IP and TCP (or UDP) headers. 64 bytes, 8-byte aligned.
  */
 struct ayaflow_packet_event {
-	__u16 abi_version; /* AYAFLOW_ABI_VERSION */
-	__u8 kind;	   /* AYAFLOW_EVENT_PACKET */
-	__u8 direction;	   /* AYAFLOW_DIR_* */
-	__u8 flags;	   /* AYAFLOW_F_* */
-	__u8 pad[1];
-	__u16 segs;		    /* wire packets this skb stands for: 1, or its gso_segs */
-	__u32 ifindex;		    /* interface the program is attached to */
-	__u32 pkt_len;		    /* IP bytes of those segs packets on the wire */
-	__u64 timestamp_ns;	    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u16 abi_version;  /* AYAFLOW_ABI_VERSION */
+	__u8 kind;	    /* AYAFLOW_EVENT_PACKET */
+	__u8 direction;	    /* AYAFLOW_DIR_* */
+	__u8 flags;	    /* AYAFLOW_F_* */
+	__u8 tcp_flags;	    /* TCP: the header's flags byte (FIN 0x01 .. CWR 0x80); 0 for UDP */
+	__u16 segs;	    /* wire packets this skb stands for: 1, or its gso_segs */
+	__u32 ifindex;	    /* interface the program is attached to */
+	__u32 pkt_len;	    /* IP bytes of those segs packets on the wire */
+	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	struct ayaflow_tuple tuple; /* addresses, ports, protocol, family */
 };
 
@@ -94,7 +94,7 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, abi_version)
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, kind) == 2, "kind");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, direction) == 3, "direction");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, flags) == 4, "flags");
-AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pad) == 5, "pad");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, tcp_flags) == 5, "tcp_flags");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, segs) == 6, "segs");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, ifindex) == 8, "ifindex");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_packet_event, pkt_len) == 12, "pkt_len");
@@ -259,11 +259,29 @@ struct ayaflow_flow_key {
 	__u8 pad[2];
 };
 
+/*
+ * TCP (ayaflow_tcp_state on): tcp_flags ORs the header flags of the entry's
+ * packets, plus AYAFLOW_TCPF_SYNACK/FINACK/RSTACK for packets that carry ACK
+ * with SYN, FIN or RST, so the OR still tells a SYN from a SYN-ACK. syns
+ * counts the packets with SYN, syn_ns is the time of the latest of them, and
+ * ack_ns the time of the first packet with ACK and without SYN (the last step
+ * of a handshake); 0 when there was none. Userspace pairs them across the
+ * two directions into the handshake's round-trip time.
+ */
+#define AYAFLOW_TCPF_SYNACK 0x100
+#define AYAFLOW_TCPF_FINACK 0x200
+#define AYAFLOW_TCPF_RSTACK 0x400
+
 struct ayaflow_flow_value {
 	__u64 packets;	/* sum of segs */
 	__u64 bytes;	/* sum of pkt_len */
 	__u64 first_ns; /* bpf_ktime_get_ns() of the first packet in this table */
 	__u64 last_ns;	/* of the latest packet (approximate across CPUs) */
+	__u64 syn_ns;	/* TCP: the latest packet with SYN */
+	__u64 ack_ns;	/* TCP: the first packet with ACK and without SYN */
+	__u64
+	    tcp_flags; /* TCP: header flags OR-ed, AYAFLOW_TCPF_* included (64 bits: BPF atomics) */
+	__u64 syns;    /* TCP: packets with SYN */
 };
 
 AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_flow_key) == 48, "flow key size");
@@ -272,10 +290,14 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, ifindex) == 40, 
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, direction) == 44, "direction");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, flags) == 45, "flags");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_key, pad) == 46, "pad");
-AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_flow_value) == 32, "flow value size");
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_flow_value) == 64, "flow value size");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, packets) == 0, "packets");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, bytes) == 8, "bytes");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, first_ns) == 16, "first_ns");
 AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, last_ns) == 24, "last_ns");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, syn_ns) == 32, "syn_ns");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, ack_ns) == 40, "ack_ns");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, tcp_flags) == 48, "tcp_flags");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_flow_value, syns) == 56, "syns");
 
 #endif /* AYAFLOW_ABI_EVENT_H */

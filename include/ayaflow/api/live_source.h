@@ -32,6 +32,9 @@ struct LiveConnection {
   /// The node's container runtime (k8s/): the pod, or the node, of each end when known.
   std::shared_ptr<const enrich::PodName> local_pod, remote_pod;
   std::shared_ptr<const std::string> local_node, remote_node;
+  std::uint8_t protocol = 0;   ///< 6 TCP, 17 UDP
+  flow::ConnectionHealth tcp;  ///< TCP flags, state, RTT, retransmissions, drops
+  std::string drop_reason;     ///< the latest drop's reason by its kernel name ("" if none)
 };
 
 /// Adds the pod and node names of one end to a JSON object as `<prefix>namespace`,
@@ -88,8 +91,15 @@ class MapLiveSource final : public LiveSource {
   double uptimeSeconds() const override;
   std::vector<LiveConnection> topConnections(std::size_t n) const override;
 
+  /// Names the kernel's drop reasons (from its BTF); set before serving. Without it a
+  /// connection's drop_reason stays empty.
+  void setDropReasonNames(std::function<std::string(std::uint16_t)> names) {
+    drop_reason_names_ = std::move(names);
+  }
+
  private:
   std::function<Totals()> totals_;
+  std::function<std::string(std::uint16_t)> drop_reason_names_;
   const flow::ConnectionMap& map_;
   const enrich::Enricher* enricher_;
   std::chrono::steady_clock::time_point started_;

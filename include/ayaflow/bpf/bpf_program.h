@@ -31,7 +31,10 @@ struct ProgramOptions {
   /// as the packet inside (its tuple and IP length, flag AYAFLOW_F_TUNNEL), as the pods'
   /// interfaces see it; off: by its outer headers.
   bool decapsulate = true;
-  /// Entries of each of the two flow tables (kernel memory: ~144 bytes each, preallocated).
+  /// TCP flags in packet events and handshake flags/times in flow-table entries, from which
+  /// userspace derives connection states and the handshake round-trip time.
+  bool tcp_state = true;
+  /// Entries of each of the two flow tables (kernel memory: ~176 bytes each, preallocated).
   /// Without flow_table the tables get one entry each.
   std::uint32_t flow_table_entries = AYAFLOW_FLOW_TABLE_ENTRIES;
 };

@@ -19,6 +19,7 @@ struct CaptureOptions {
   bool deep_inspect = false;                         ///< DNS/TLS payloads to the payload sink
   bool decapsulate = true;   ///< count VXLAN/Geneve/IP-in-IP packets as the packet inside
   bool flow_tables = false;  ///< count flows in the kernel (aggregated mode)
+  bool tcp_state = true;     ///< TCP flags, connection states and handshake RTT from the hook
   std::uint32_t flow_table_size = 16384;    ///< entries per kernel flow table
   std::uint32_t connection_timeout_s = 60;  ///< idle seconds before a live entry goes
   /// Live connections kept at most (>= 1; sensible 1024 .. 4 000 000). A new connection

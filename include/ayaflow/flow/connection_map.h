@@ -10,6 +10,7 @@
 
 #include "ayaflow/flow/flow_key.h"
 #include "ayaflow/flow/packet.h"
+#include "ayaflow/flow/tcp.h"
 
 namespace ayaflow::flow {
 
@@ -22,6 +23,18 @@ struct ConnectionStats {
   std::uint64_t last_seen_ns = 0;      // latest event timestamp (CLOCK_MONOTONIC)
   std::uint32_t ifindex_sent = 0;      // interface of the latest packet from the local end
   std::uint32_t ifindex_received = 0;  // interface of the latest packet to the local end
+  ConnectionHealth tcp;                // TCP flags, state, RTT; retransmits and drops
+};
+
+/// What record() did to a connection, for the caller's counters and the history.
+struct RecordOutcome {
+  bool recorded = false;  ///< false: a health update for a connection not in the map
+  TcpState before = TcpState::kUnknown, after = TcpState::kUnknown;
+  std::uint16_t tcp_flags = 0;  ///< both directions' flags OR-ed, after the update
+  std::uint32_t rtt_us = 0;     ///< the connection's RTT after the update (ConnectionHealth::rttUs)
+  RttKind rtt_kind = RttKind::kNone;
+  /// The handshake RTT measured by this very update (0: none), for the RTT histogram.
+  std::uint32_t new_handshake_rtt_us = 0;
 };
 
 struct ConnectionEntry {
@@ -58,8 +71,8 @@ struct ConnectionEntry {
 /// the shards (shard s holds at most max_entries / shards, plus one for the first
 /// max_entries % shards shards), and a shard's table never grows past the smallest power
 /// of two that holds its share at load 0.7, so memory at the cap is at most
-/// shards x that many slots x sizeof(ConnectionEntry) (88 B): 22 MiB for the default
-/// 180 000 entries over 16 shards (16 x 16384 slots; ~128 B per entry). A new connection
+/// shards x that many slots x sizeof(ConnectionEntry) (128 B): 32 MiB for the default
+/// 180 000 entries over 16 shards (16 x 16384 slots; ~186 B per entry). A new connection
 /// in a shard at its share evicts an idle entry first: the one with the oldest
 /// last_seen_ns among kEvictionSample occupied slots scanned from the shard's clock hand
 /// (which then moves past them). This is approximate LRU (the victim is the idlest of a
@@ -89,9 +102,12 @@ class ConnectionMap {
 
   /// Writer thread only. Finds or inserts the packet's connection and adds it:
   /// egress length to bytes_sent, ingress length to bytes_received, p.packets packets
-  /// (1 for an event, more for a kernel flow-table entry). A new connection in a shard at
-  /// its share of the cap first evicts an idle entry (see the class comment).
-  void record(const Packet& p) noexcept;
+  /// (1 for an event, more for a kernel flow-table entry), its TCP flags and handshake times
+  /// (updateTcp()), and its health figures (retransmits, drops: added; srtt_us: replaces).
+  /// A new connection in a shard at its share of the cap first evicts an idle entry (see the
+  /// class comment). A health update (p.packets == 0) changes only a connection already
+  /// present: it neither creates an entry nor counts as activity.
+  RecordOutcome record(const Packet& p) noexcept;
 
   /// Number of live entries. Relaxed; exact once the writer's call has returned.
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }

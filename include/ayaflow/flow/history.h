@@ -34,6 +34,15 @@ struct HistoryRow {
   /// end is the node itself.
   std::optional<std::string> src_namespace, src_pod, src_workload, src_workload_kind, src_node;
   std::optional<std::string> dst_namespace, dst_pod, dst_workload, dst_workload_kind, dst_node;
+  /// TCP health (null: UDP without drops, or rows written before them; see docs/api.md):
+  /// the row's packets' TCP flags OR-ed (flow/tcp.h), the connection's state after them, its
+  /// latest RTT and which one it is, and the retransmissions and drops the row stands for.
+  std::optional<std::uint32_t> tcp_flags;
+  std::optional<std::string> tcp_state;
+  std::optional<std::uint32_t> rtt_us;
+  std::optional<std::string> rtt_kind;
+  std::optional<std::uint32_t> retransmits;
+  std::optional<std::uint32_t> drops;
 };
 
 /// Filters of GET /api/history; all optional except the limit.
@@ -49,9 +58,10 @@ struct HistoryQuery {
   std::optional<Direction> direction;
   /// Kubernetes names, exact text, each checked on its own: rows where either end has it.
   /// Checked on the rows the walk visits (no index or summary behind them).
-  std::optional<std::string> ns;        ///< src_namespace or dst_namespace equals it
-  std::optional<std::string> pod;       ///< src_pod or dst_pod equals it
-  std::optional<std::string> workload;  ///< src_workload or dst_workload equals it
+  std::optional<std::string> ns;         ///< src_namespace or dst_namespace equals it
+  std::optional<std::string> pod;        ///< src_pod or dst_pod equals it
+  std::optional<std::string> workload;   ///< src_workload or dst_workload equals it
+  std::optional<std::string> tcp_state;  ///< tcp_state equals it ("reset", "refused", ...)
 };
 
 }  // namespace ayaflow::flow

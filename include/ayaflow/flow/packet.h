@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "ayaflow/abi/event.h"
+#include "ayaflow/flow/tcp.h"
 
 namespace ayaflow::flow {
 
@@ -64,6 +65,22 @@ struct Packet {
   std::uint64_t length = 0;        // bytes: pkt_len, or the sum over `packets`
   std::uint64_t timestamp_ns = 0;  // CLOCK_MONOTONIC; the latest packet's
   std::uint64_t first_timestamp_ns = 0;  // the earliest packet's; 0: same as timestamp_ns
+  /// TCP, from the hook (0 for UDP or with the TCP state switch off; see flow/tcp.h): the
+  /// packets' flags OR-ed (synthetic SYN-ACK/FIN-ACK/RST-ACK bits included), how many carried
+  /// SYN, the time of the latest of those, and of the first with ACK and without SYN.
+  std::uint16_t tcp_flags = 0;
+  std::uint16_t syns = 0;
+  std::uint64_t syn_ns = 0;
+  std::uint64_t ack_ns = 0;
+  /// Health figures not from the hook: set by the ingest from the kernel's tracing probes
+  /// (retransmits, drops: counts since the previous update; srtt_us: the latest sample) and
+  /// from the live connection (state and RTT after this packet), for the history.
+  std::uint32_t retransmits = 0;
+  std::uint32_t drops = 0;
+  std::uint32_t srtt_us = 0;
+  std::uint32_t rtt_us = 0;
+  RttKind rtt_kind = RttKind::kNone;
+  TcpState tcp_state = TcpState::kUnknown;
 
   std::uint64_t firstTimestampNs() const noexcept {
     return first_timestamp_ns != 0 ? first_timestamp_ns : timestamp_ns;

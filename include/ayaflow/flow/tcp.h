@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace ayaflow::flow {
@@ -52,6 +53,45 @@ enum class RttKind : std::uint8_t {
   kHandshake = 1,  ///< measured at the hook: SYN -> SYN-ACK (outgoing), SYN-ACK -> ACK (incoming)
   kSmoothed = 2,   ///< the kernel's smoothed RTT (tcp_sock srtt) of a socket on this node
 };
+
+/// TCP health of one live connection, kept in its ConnectionMap entry (36 bytes). "Sent" is
+/// the direction from the connection's local end. Drops and the smoothed RTT come from the
+/// kernel's tracing probes and apply to UDP too (drops) or to local sockets only (srtt).
+struct ConnectionHealth {
+  std::uint16_t flags_sent = 0, flags_received = 0;  ///< tcp_flags::* OR-ed per direction
+  std::uint8_t syns_sent = 0, syns_received = 0;     ///< packets with SYN (stops at 255)
+  TcpState state = TcpState::kUnknown;
+  std::uint8_t pad = 0;
+  std::uint16_t drop_reason = 0;  ///< the kernel's reason for the latest drop (enum value)
+  std::uint16_t pad2 = 0;
+  std::uint32_t handshake_rtt_us = 0;  ///< 0: not measured (no handshake seen at the hook)
+  std::uint32_t srtt_us = 0;           ///< the latest kernel sample; 0: none
+  std::uint32_t retransmits = 0;       ///< segments the local socket retransmitted
+  std::uint32_t drops = 0;             ///< packets of the connection the kernel dropped
+  /// The handshake's two ends, microseconds of CLOCK_MONOTONIC modulo 2^32 (0: not yet): the
+  /// latest SYN (or SYN-ACK) sent, and the SYN-ACK (or first ACK) that answers it.
+  std::uint32_t hs_sent_us = 0, hs_received_us = 0;
+
+  /// The RTT a user should read first: the kernel's smoothed RTT when sampled, else the
+  /// handshake's.
+  RttKind rttKind() const noexcept {
+    return srtt_us != 0 ? RttKind::kSmoothed
+                        : (handshake_rtt_us != 0 ? RttKind::kHandshake : RttKind::kNone);
+  }
+  std::uint32_t rttUs() const noexcept { return srtt_us != 0 ? srtt_us : handshake_rtt_us; }
+};
+
+/// The state the flags of both directions say (see TcpState).
+TcpState deriveState(const ConnectionHealth& h) noexcept;
+
+/// Adds a packet's (or flow-table entry's) TCP flags, SYN count and handshake times to `h`,
+/// `sent` when it travels from the local end; measures the handshake RTT once both of its
+/// ends are known; updates h.state. Entries of one connection may come in any order.
+void updateTcp(ConnectionHealth& h, bool sent, std::uint16_t flags, std::uint16_t syns,
+               std::uint64_t syn_ns, std::uint64_t ack_ns) noexcept;
+
+/// The flags as text, e.g. "SYN|ACK|SYN-ACK|FIN" ("" for none): header bits first, in header order.
+std::string tcpFlagsText(std::uint16_t flags);
 
 /// "opening", "established", ... ("" for kUnknown).
 std::string_view toString(TcpState s) noexcept;

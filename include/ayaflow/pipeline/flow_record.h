@@ -103,6 +103,12 @@ struct FlowRecord {
     r.protocol = p.protocol;
     r.direction = p.direction;
     r.flags = p.flags;
+    r.tcp_flags = p.tcp_flags;
+    r.tcp_state = p.tcp_state;
+    r.rtt_kind = p.rtt_kind;
+    r.rtt_us = p.rtt_us;
+    r.retransmits = p.retransmits;
+    r.drops = p.drops;
     return r;
   }
 };
