@@ -34,6 +34,8 @@
 #include "ayaflow/common/memory.h"
 #include "ayaflow/common/metrics.h"
 #include "ayaflow/enrich/enricher.h"
+#include "ayaflow/health/health_collector.h"
+#include "ayaflow/health/health_probes.h"
 #include "ayaflow/inspect/deep_inspection.h"
 #include "ayaflow/inspect/enrichers.h"
 #include "ayaflow/inspect/reverse_resolver.h"
@@ -50,6 +52,7 @@ namespace ayaflow::app {
 namespace {
 
 constexpr auto kStreamInterval = std::chrono::seconds(1);
+constexpr auto kHealthInterval = std::chrono::seconds(1);
 
 /// A timer that runs `tick` every `interval` on the io_context until cancelled.
 class Ticker {
@@ -106,6 +109,7 @@ struct App::Impl {
     stopping = true;
     logger("app")->info("shutting down");
     http->stop();
+    if (health_collector) collectHealth();  // the last second's retransmissions and drops
     capture->stop();
     pipeline->stop();
     history->closeIdle();  // the writer's connection closes last: the WAL is checkpointed
@@ -119,6 +123,7 @@ struct App::Impl {
       static_cast<void>(resolver.release());  // its workers end with the process
     }
     stream_ticker.cancel();
+    health_ticker.cancel();
     signals.cancel();
     const store::SqliteSinkStats st = sqlite->stats();
     const pipeline::PipelineStats ps = pipeline->stats();
@@ -147,6 +152,8 @@ struct App::Impl {
   std::unique_ptr<store::HistoryReader> history;
   std::unique_ptr<pipeline::Pipeline> pipeline;
   std::unique_ptr<capture::Capture> capture;
+  std::unique_ptr<health::HealthProbes> probes;
+  std::unique_ptr<health::HealthCollector> health_collector;
   std::unique_ptr<api::MapLiveSource> live;
   common::MetricsRegistry metrics;
   api::StreamHub hub;  // outlives the server's WebSocket sessions
@@ -159,6 +166,24 @@ struct App::Impl {
                            logger("api")->error("stream frame: {}", e.what());
                          }
                        }};
+  Ticker health_ticker{io, kHealthInterval, [this] { collectHealth(); }};
+
+  // The tracing probes' changes into the live map and the history, on the ingest thread (this
+  // io_context's). A drop is the node's own packet (egress) when its connection is known
+  // from that end.
+  void collectHealth() noexcept {
+    try {
+      health_collector->collect([this](const health::HealthUpdate& u) {
+        flow::Packet p = health::toPacket(u, true);
+        if (!u.is_socket && !capture->connections().find(flow::FlowKey::fromPacket(p))) {
+          p.direction = flow::Direction::kIngress;
+        }
+        capture->ingest(p);
+      });
+    } catch (const std::exception& e) {
+      logger("health")->error("{}", e.what());
+    }
+  }
 };
 
 App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
@@ -194,6 +219,12 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   s.pipeline = std::make_unique<pipeline::Pipeline>(c.pipeline, names, std::move(sinks));
   s.capture = std::make_unique<capture::Capture>(s.io, c.capture, *s.pipeline,
                                                  c.capture.deep_inspect ? &s.inspection : nullptr);
+  // Why traffic is slow or failing: the kernel's tracing probes (each switchable; a kernel
+  // without one logs a line and goes on without it).
+  if (c.health.rtt || c.health.retransmits || c.health.drops) {
+    s.probes = std::make_unique<health::HealthProbes>(c.health);
+    s.health_collector = std::make_unique<health::HealthCollector>(*s.probes);
+  }
   // A new pod interface means a new pod: read the runtime's pods at once.
   if (s.pods) s.capture->onInterfacesChanged([pods = s.pods.get()] { pods->refreshSoon(); });
   s.live = std::make_unique<api::MapLiveSource>(
@@ -202,6 +233,11 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
         return api::LiveSource::Totals{t.packets, t.bytes};
       },
       s.capture->connections(), names);
+  if (s.probes) {
+    s.live->setDropReasonNames([probes = s.probes.get()](std::uint16_t reason) {
+      return probes->reasonNames().name(reason);
+    });
+  }
 
   api::addCoreRoutes(s.router, *s.live);
   const auto history_route = api::addHistoryRoute(
@@ -217,6 +253,7 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   if (s.resolver) s.metrics.add(s.resolver->metrics());
   if (s.pods) s.metrics.add(s.pods->metrics());
   if (s.workloads) s.metrics.add(s.workloads->metrics());
+  if (s.probes) s.metrics.add(s.probes->metrics());
   s.metrics.add(s.pipeline->metrics());
   s.metrics.add(s.sqlite->metrics());
   s.metrics.add(s.http->metrics());
@@ -240,6 +277,7 @@ int App::run() {
   if (s.pods) s.pods->start();
   s.capture->start();
   s.stream_ticker.start();
+  if (s.health_collector) s.health_ticker.start();
   // Start-up is over: the loader, BTF/ELF and configuration parsing are not needed again.
   const common::PageRelease released = common::releaseStartupPages();
   logger("app")->debug("released start-up pages of {} mappings: RSS {} -> {} KiB",

@@ -343,6 +343,8 @@ void Capture::onInterfacesChanged(std::function<void()> fn) {
 
 void Capture::stop() { impl_->stop(); }
 
+void Capture::ingest(flow::Packet& packet) noexcept { impl_->ingest.take(packet); }
+
 Capture::Totals Capture::totals() const {
   const bpf::KernelTotals t = impl_->program.readTotals();
   return Totals{t.totalPackets(), t.totalBytes()};

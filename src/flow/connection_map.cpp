@@ -289,6 +289,7 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
     }
     t.retransmits += p.retransmits;
     t.drops += p.drops;
+    if (p.drops != 0) t.drop_reason = p.drop_reason;
     if (p.srtt_us != 0) t.srtt_us = p.srtt_us;
     out.after = t.state;
     out.tcp_flags = t.flags_sent | t.flags_received;

@@ -138,15 +138,6 @@ bool validTuple(const ayaflow_tuple& t) noexcept {
   return (t.addr_type == 4 || t.addr_type == 6) && (t.protocol == 6 || t.protocol == 17);
 }
 
-void copyTuple(const ayaflow_tuple& t, Packet& out) noexcept {
-  std::memcpy(out.src.bytes.data(), t.src_addr, sizeof t.src_addr);
-  std::memcpy(out.dst.bytes.data(), t.dst_addr, sizeof t.dst_addr);
-  out.src_port = t.src_port;
-  out.dst_port = t.dst_port;
-  out.protocol = t.protocol;
-  out.addr_type = t.addr_type;
-}
-
 // The checks and fields an event and a flow-table key share (same member names).
 template <typename Record>
 bool validFlowFields(const Record& r) noexcept {
@@ -163,6 +154,15 @@ void copyFlowFields(const Record& r, Packet& out) noexcept {
 }
 
 }  // namespace
+
+void copyTuple(const ayaflow_tuple& t, Packet& out) noexcept {
+  std::memcpy(out.src.bytes.data(), t.src_addr, sizeof t.src_addr);
+  std::memcpy(out.dst.bytes.data(), t.dst_addr, sizeof t.dst_addr);
+  out.src_port = t.src_port;
+  out.dst_port = t.dst_port;
+  out.protocol = t.protocol;
+  out.addr_type = t.addr_type;
+}
 
 DecodeStatus decodePacketEvent(const void* data, std::size_t size, Packet& out) noexcept {
   if (data == nullptr || size < sizeof(ayaflow_packet_event)) return DecodeStatus::kTooShort;

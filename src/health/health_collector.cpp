@@ -32,6 +32,20 @@ std::uint32_t clamp32(std::uint64_t v) {
 
 }  // namespace
 
+flow::Packet toPacket(const HealthUpdate& u, bool src_is_local) noexcept {
+  flow::Packet p;
+  flow::copyTuple(u.tuple, p);
+  p.direction = u.is_socket || src_is_local ? flow::Direction::kEgress : flow::Direction::kIngress;
+  p.packets = 0;
+  p.length = 0;
+  p.timestamp_ns = u.timestamp_ns;
+  p.retransmits = u.retransmits;
+  p.drops = u.drops;
+  p.drop_reason = u.drop_reason;
+  p.srtt_us = u.srtt_us;
+  return p;
+}
+
 std::size_t HealthCollector::TupleHash::operator()(const ayaflow_tuple& t) const {
   return hashBytes(&t, sizeof(t));
 }

@@ -112,6 +112,10 @@ TEST_F(ConfigTest, DefaultsWithNoInput) {
   EXPECT_FALSE(c.capture.deep_inspect);
   EXPECT_FALSE(c.capture.enable_ipv6);
   EXPECT_FALSE(c.resolve_dns);
+  EXPECT_TRUE(c.capture.tcp_state);
+  EXPECT_TRUE(c.health.rtt);
+  EXPECT_TRUE(c.health.retransmits);
+  EXPECT_TRUE(c.health.drops);
   EXPECT_EQ(c.capture.ring_buffer_size, 262144u);
   EXPECT_EQ(c.capture.flow_table_size, 16384u);
   EXPECT_EQ(c.capture.attach_mode, bpf::HookMode::kAuto);
@@ -134,6 +138,10 @@ resolve_dns: true
 ring_buffer_size: 1M
 flow_table_size: 65536
 attach_mode: tc
+tcp_state: false
+tcp_rtt: off
+tcp_retransmits: no
+drop_reasons: false
 )";
 
 TEST_F(ConfigTest, YamlOverridesDefaults) {
@@ -156,6 +164,10 @@ TEST_F(ConfigTest, YamlOverridesDefaults) {
   EXPECT_EQ(c.capture.ring_buffer_size, 1u << 20);
   EXPECT_EQ(c.capture.flow_table_size, 65536u);
   EXPECT_EQ(c.capture.attach_mode, bpf::HookMode::kTc);
+  EXPECT_FALSE(c.capture.tcp_state);
+  EXPECT_FALSE(c.health.rtt);
+  EXPECT_FALSE(c.health.retransmits);
+  EXPECT_FALSE(c.health.drops);
   EXPECT_EQ(c.config_path, writeYaml(kFullYaml));
 }
 
@@ -175,7 +187,11 @@ TEST_F(ConfigTest, EnvOverridesYaml) {
           {"AYAFLOW_RESOLVE_DNS", "False"},
           {"AYAFLOW_RING_BUFFER_SIZE", "4096"},
           {"AYAFLOW_FLOW_TABLE_SIZE", "2048"},
-          {"AYAFLOW_ATTACH_MODE", "tcx"}};
+          {"AYAFLOW_ATTACH_MODE", "tcx"},
+          {"AYAFLOW_TCP_STATE", "true"},
+          {"AYAFLOW_TCP_RTT", "on"},
+          {"AYAFLOW_TCP_RETRANSMITS", "yes"},
+          {"AYAFLOW_DROP_REASONS", "1"}};
   const Config c = parse({"-c", writeYaml(kFullYaml)}).config;
   EXPECT_EQ(c.capture.interfaces.include, (std::vector<std::string>{"env0", "env1"}));
   EXPECT_EQ(c.http.port, 9090);
@@ -194,6 +210,10 @@ TEST_F(ConfigTest, EnvOverridesYaml) {
   EXPECT_EQ(c.capture.ring_buffer_size, 4096u);
   EXPECT_EQ(c.capture.flow_table_size, 2048u);
   EXPECT_EQ(c.capture.attach_mode, bpf::HookMode::kTcx);
+  EXPECT_TRUE(c.capture.tcp_state);
+  EXPECT_TRUE(c.health.rtt);
+  EXPECT_TRUE(c.health.retransmits);
+  EXPECT_TRUE(c.health.drops);
 }
 
 TEST_F(ConfigTest, FlagsOverrideEnvAndYaml) {

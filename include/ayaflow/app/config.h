@@ -8,6 +8,7 @@
 
 #include "ayaflow/api/http_server.h"
 #include "ayaflow/capture/capture_options.h"
+#include "ayaflow/health/health_probes.h"
 #include "ayaflow/inspect/deep_inspection.h"
 #include "ayaflow/inspect/reverse_resolver.h"
 #include "ayaflow/k8s/pod_watcher.h"
@@ -38,6 +39,8 @@ struct Config {
   k8s::PodWatcherOptions pods;
   /// Label sets of the workload metrics (k8s::WorkloadMetrics) before the rest is summed.
   std::size_t workload_series_limit = 500;
+  /// The kernel tracing probes: smoothed RTT, retransmissions, drops with reasons.
+  health::HealthOptions health;
   LogOptions log;
   std::optional<std::string> config_path;  ///< the YAML file that was read, if any
 };

@@ -102,6 +102,11 @@ class Capture {
   /// and logs what was counted. Idempotent.
   void stop();
 
+  /// Ingest thread only (the io_context's): records a packet made elsewhere, such as a
+  /// health-only update from the tracing probes (packets 0), as a decoded one is: the live
+  /// connection first, then the history.
+  void ingest(flow::Packet& packet) noexcept;
+
   /// Exact kernel totals (the same read /metrics shows). Throws SystemError on a failed read.
   Totals totals() const;
   const flow::ConnectionMap& connections() const;

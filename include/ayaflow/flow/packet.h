@@ -81,6 +81,7 @@ struct Packet {
   std::uint32_t rtt_us = 0;
   RttKind rtt_kind = RttKind::kNone;
   TcpState tcp_state = TcpState::kUnknown;
+  std::uint16_t drop_reason = 0;  ///< the kernel's reason (enum value) for `drops`
 
   std::uint64_t firstTimestampNs() const noexcept {
     return first_timestamp_ns != 0 ? first_timestamp_ns : timestamp_ns;
@@ -89,6 +90,9 @@ struct Packet {
   /// (AYAFLOW_F_TUNNEL): the addresses, ports and bytes are the inner packet's.
   bool tunnelled() const noexcept { return (flags & AYAFLOW_F_TUNNEL) != 0; }
 };
+
+/// Copies a kernel tuple's addresses, ports, protocol and family into `out`.
+void copyTuple(const ayaflow_tuple& t, Packet& out) noexcept;
 
 enum class DecodeStatus { kOk, kTooShort, kBadVersion, kBadKind, kBadField };
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ayaflow/abi/event.h"
+#include "ayaflow/flow/packet.h"
 #include "ayaflow/health/health_probes.h"
 
 namespace ayaflow::health {
@@ -24,6 +25,11 @@ struct HealthUpdate {
   std::uint64_t timestamp_ns = 0;  ///< CLOCK_MONOTONIC of the RTT sample or the latest drop
   bool is_socket = false;          ///< true: from sock_health; false: from drop_flows
 };
+
+/// The update as a health-only packet (packets 0) for the live map and the history: a
+/// socket's update leaves from the local end (egress); a drop is egress when `src_is_local`
+/// (the node sent it), else ingress. timestamp_ns 0 (no sample time) is stamped downstream.
+flow::Packet toPacket(const HealthUpdate& u, bool src_is_local) noexcept;
 
 struct CollectorOptions {
   /// Map entries that have not changed for this long are deleted from the kernel maps (the
