@@ -8,6 +8,7 @@
 #include <chrono>
 #include <optional>
 #include <set>
+#include <vector>
 // Boost 1.74 Asio uses std::exchange without including <utility> (C++20).
 #include <utility>
 
@@ -38,6 +39,13 @@ constexpr std::size_t kConnectionShards = 16;
 constexpr std::size_t kConnectionInitialCapacity = 256;
 // Aggregated mode: the flow tables are collected this long after each whole second.
 constexpr auto kFlowCollectDelay = std::chrono::milliseconds(5);
+// Health updates for connections the live map does not hold yet (their packets are still in a
+// kernel flow table or the ring buffer) are tried again this many times, at each flow-table
+// collection and with later updates (at most every kHealthRetryEvery) for this long, and at
+// most this many wait.
+constexpr auto kHealthRetryFor = std::chrono::seconds(5);
+constexpr auto kHealthRetryEvery = std::chrono::milliseconds(100);
+constexpr std::size_t kMaxPendingHealth = 4096;
 
 std::uint64_t monotonicNowNs() {
   timespec ts{};
@@ -74,7 +82,7 @@ class Ingest final : public bpf::EventSink, public bpf::FlowSink {
 
   /// The live connection first, then the history: its record carries the connection's TCP
   /// state and RTT as they are after this packet.
-  void take(flow::Packet& packet) noexcept {
+  flow::RecordOutcome take(flow::Packet& packet) noexcept {
     const flow::RecordOutcome o = map_.record(packet);
     if (packet.protocol == 6) {
       packet.tcp_state = o.after;
@@ -84,6 +92,7 @@ class Ingest final : public bpf::EventSink, public bpf::FlowSink {
     }
     if (packet.srtt_us != 0) tcp_.observeSmoothed(packet.srtt_us);
     history_.onPacket(packet);  // bounded hand-off: never waits
+    return o;
   }
 
   const TcpCounters& tcp() const { return tcp_; }
@@ -202,8 +211,31 @@ struct Capture::Impl {
         // The table keeps what it held; the next collection reads it.
         logger("bpf")->error("{}", e.what());
       }
+      retryPendingHealth();
       scheduleFlowCollection();
     });
+  }
+
+  // Ingest thread. A health update (the tracing probes') goes to the history at once, and to
+  // its live connection once the connection's packets are in.
+  void ingestHealth(flow::Packet& packet) noexcept {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_health_retry >= kHealthRetryEvery) retryPendingHealth();
+    const flow::RecordOutcome o = ingest.take(packet);
+    if (!o.recorded && packet.packets == 0 && pending_health.size() < kMaxPendingHealth) {
+      pending_health.push_back({packet, now + kHealthRetryFor});
+    }
+  }
+
+  void retryPendingHealth() noexcept {
+    const auto now = std::chrono::steady_clock::now();
+    last_health_retry = now;
+    std::size_t kept = 0;
+    for (PendingHealth& h : pending_health) {
+      if (connections.record(h.packet).recorded || now >= h.until) continue;
+      pending_health[kept++] = h;
+    }
+    pending_health.resize(kept);
   }
 
   // The kernel counters of interfaces gone since the last pass (pods deleted) are folded
@@ -311,6 +343,12 @@ struct Capture::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> expired{0};
   std::uint64_t lost_reported = 0;  // ingest thread only
+  struct PendingHealth {
+    flow::Packet packet;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::vector<PendingHealth> pending_health;  // ingest thread only
+  std::chrono::steady_clock::time_point last_health_retry;
   // Declaration order is teardown order reversed: readers go first, then the attachments,
   // then the program.
   bpf::BpfProgram program;
@@ -343,7 +381,7 @@ void Capture::onInterfacesChanged(std::function<void()> fn) {
 
 void Capture::stop() { impl_->stop(); }
 
-void Capture::ingest(flow::Packet& packet) noexcept { impl_->ingest.take(packet); }
+void Capture::ingest(flow::Packet& packet) noexcept { impl_->ingestHealth(packet); }
 
 Capture::Totals Capture::totals() const {
   const bpf::KernelTotals t = impl_->program.readTotals();

@@ -13,22 +13,12 @@ using flow::TcpState;
 
 void TcpCounters::observe(const flow::RecordOutcome& o) noexcept {
   if (o.new_handshake_rtt_us != 0) handshake_.observe(o.new_handshake_rtt_us);
-  if (o.after == o.before) return;
-  switch (o.after) {
-    case TcpState::kEstablished:
-      // Only connections whose opening the hook saw: one seen mid-stream (the agent started
-      // later, or its entry was evicted) was established elsewhere in time.
-      if (!(o.tcp_flags & flow::tcp_flags::kSyn)) return;
-      break;
-    case TcpState::kClosed:
-    case TcpState::kReset:
-    case TcpState::kRefused:
-    case TcpState::kUnanswered:
-      break;
-    default:
-      return;
+  if (o.new_results == 0) return;
+  for (std::size_t i = 0; i < results_.size(); ++i) {
+    if (o.new_results & flow::resultBit(static_cast<TcpState>(i))) {
+      results_[i].fetch_add(1, std::memory_order_relaxed);
+    }
   }
-  results_[static_cast<std::size_t>(o.after)].fetch_add(1, std::memory_order_relaxed);
 }
 
 void TcpCounters::observeSmoothed(std::uint32_t srtt_us) noexcept { smoothed_.observe(srtt_us); }

@@ -283,7 +283,7 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
       s.packets_count += p.packets;
       if (p.tcp_flags != 0) {
         const std::uint32_t had = t.handshake_rtt_us;
-        updateTcp(t, sent, p.tcp_flags, p.syns, p.syn_ns, p.ack_ns);
+        out.new_results = updateTcp(t, sent, p.tcp_flags, p.syns, p.syn_ns, p.ack_ns);
         if (had == 0) out.new_handshake_rtt_us = t.handshake_rtt_us;
       }
     }

@@ -74,8 +74,8 @@ TcpState deriveState(const ConnectionHealth& h) noexcept {
   return TcpState::kEstablished;
 }
 
-void updateTcp(ConnectionHealth& h, bool sent, std::uint16_t flags, std::uint16_t syns,
-               std::uint64_t syn_ns, std::uint64_t ack_ns) noexcept {
+std::uint8_t updateTcp(ConnectionHealth& h, bool sent, std::uint16_t flags, std::uint16_t syns,
+                       std::uint64_t syn_ns, std::uint64_t ack_ns) noexcept {
   auto add_syns = [syns](std::uint8_t& n) {
     const unsigned total = n + static_cast<unsigned>(syns);
     n = static_cast<std::uint8_t>(total > 255 ? 255 : total);
@@ -109,6 +109,31 @@ void updateTcp(ConnectionHealth& h, bool sent, std::uint16_t flags, std::uint16_
     }
   }
   h.state = deriveState(h);
+
+  // Results, each once. A state read from one direction alone may still change its name
+  // when the other direction's entry comes (an RST collected before the SYN it answers looks
+  // like a reset): only refused and unanswered, which the opening end's packets and their
+  // answer settle, count before both directions were seen.
+  std::uint8_t reached = 0;
+  const bool both = h.flags_sent != 0 && h.flags_received != 0;
+  const bool handshake = (initiated(h.flags_sent) && (h.flags_received & kSynAck)) ||
+                         (initiated(h.flags_received) && (h.flags_sent & kSynAck));
+  if (handshake && both) reached |= resultBit(TcpState::kEstablished);
+  switch (h.state) {
+    case TcpState::kRefused:
+    case TcpState::kUnanswered:
+      reached |= resultBit(h.state);
+      break;
+    case TcpState::kClosed:
+    case TcpState::kReset:
+      if (both) reached |= resultBit(h.state);
+      break;
+    default:
+      break;
+  }
+  reached &= static_cast<std::uint8_t>(~h.results);
+  h.results |= reached;
+  return reached;
 }
 
 std::string tcpFlagsText(std::uint16_t flags) {

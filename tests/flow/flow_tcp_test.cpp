@@ -139,6 +139,45 @@ TEST(Tcp, FlowEntriesInEitherOrderGiveTheSameRtt) {
   }
 }
 
+// Results count once per connection, whichever direction's entry is collected first: an RST
+// collected before the SYN it answers must not count as a reset.
+TEST(Tcp, ResultsCountOnceWhicheverEntryComesFirst) {
+  auto entry = [](Direction dir, std::uint16_t flags) {
+    Packet p = tcpPacket(dir, 0, 10 * kMs);
+    p.tcp_flags = flags;
+    p.syns = (flags & kSyn) ? 1 : 0;
+    p.syn_ns = p.syns ? 10 * kMs : 0;
+    p.packets = 2;
+    return p;
+  };
+  struct Case {
+    const char* name;
+    Packet out, in;
+    std::uint8_t want;
+  };
+  const Case cases[] = {
+      {"refused", entry(Direction::kEgress, kSyn),
+       entry(Direction::kIngress, kRst | kAck | kRstAck), resultBit(TcpState::kRefused)},
+      {"a whole short connection", entry(Direction::kEgress, kSyn | kAck | kFin | kFinAck),
+       entry(Direction::kIngress, kSyn | kAck | kSynAck | kFin | kFinAck),
+       static_cast<std::uint8_t>(resultBit(TcpState::kEstablished) | resultBit(TcpState::kClosed))},
+      {"reset after the handshake", entry(Direction::kEgress, kSyn | kAck),
+       entry(Direction::kIngress, kSyn | kAck | kSynAck | kRst),
+       static_cast<std::uint8_t>(resultBit(TcpState::kEstablished) | resultBit(TcpState::kReset))},
+  };
+  for (const Case& c : cases) {
+    for (const bool reversed : {false, true}) {
+      ConnectionMap map;
+      const auto first = map.record(reversed ? c.in : c.out);
+      const auto second = map.record(reversed ? c.out : c.in);
+      EXPECT_EQ(first.new_results | second.new_results, c.want) << c.name << " " << reversed;
+      EXPECT_EQ(first.new_results & second.new_results, 0) << c.name << " " << reversed;
+      // Later packets of the connection count nothing again.
+      EXPECT_EQ(map.record(c.in).new_results, 0) << c.name;
+    }
+  }
+}
+
 TEST(Tcp, StampsWrapAroundModulo32Bits) {
   ConnectionMap map;
   const std::uint64_t near_wrap = (std::uint64_t{1} << 32) * 1000 - 5 * kMs;  // 5 ms before

@@ -123,15 +123,6 @@ std::uint32_t tcpInfoRtt(int fd) {
 }
 
 /// The packets an nft rule's counter saw: `nft list` of the named counter in `ns`.
-std::uint64_t nftCounterPackets(const std::string& ns, const std::string& table,
-                                const std::string& counter) {
-  const std::string out =
-      shOutput("ip netns exec " + ns + " nft list counter inet " + table + " " + counter);
-  const auto pos = out.find("packets ");
-  if (pos == std::string::npos) throw std::runtime_error("no counter " + counter + ": " + out);
-  return std::stoull(out.substr(pos + 8));
-}
-
 TEST(HealthProbes, AllProbesAttachOnThisKernel) {
   AYAFLOW_REQUIRE_ROOT();
   HealthProbes probes(HealthOptions{});

@@ -321,4 +321,13 @@ void nftIn(const std::string& ns, const std::string& script) {
   unlink(path);
 }
 
+std::uint64_t nftCounterPackets(const std::string& ns, const std::string& table,
+                                const std::string& counter) {
+  const std::string out =
+      shOutput("ip netns exec " + ns + " nft list counter inet " + table + " " + counter);
+  const auto pos = out.find("packets ");
+  if (pos == std::string::npos) throw std::runtime_error("no counter " + counter + ": " + out);
+  return std::stoull(out.substr(pos + 8));
+}
+
 }  // namespace ayaflow::test

@@ -78,4 +78,8 @@ std::uint16_t localPort(int fd);
 /// Runs an nft script (several commands, newline-separated) inside namespace `ns`.
 void nftIn(const std::string& ns, const std::string& script);
 
+/// The packets of the named counter of table `inet <table>` in namespace `ns`. Throws if absent.
+std::uint64_t nftCounterPackets(const std::string& ns, const std::string& table,
+                                const std::string& counter);
+
 }  // namespace ayaflow::test

@@ -40,9 +40,8 @@ struct TcpCounterValues {
 /// number of readers (relaxed atomics; a copy is not a point-in-time cut).
 class TcpCounters {
  public:
-  /// Counts what one record() did: a connection reaching established (its handshake seen),
-  /// closed, reset, refused or unanswered counts once under that result; a handshake RTT
-  /// measured now is observed.
+  /// Counts what one record() did: the results the connection reached (flow::updateTcp()),
+  /// and a handshake RTT measured now.
   void observe(const flow::RecordOutcome& o) noexcept;
   /// One sample of the kernel's smoothed RTT of a local socket.
   void observeSmoothed(std::uint32_t srtt_us) noexcept;

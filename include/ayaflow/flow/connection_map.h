@@ -35,6 +35,8 @@ struct RecordOutcome {
   RttKind rtt_kind = RttKind::kNone;
   /// The handshake RTT measured by this very update (0: none), for the RTT histogram.
   std::uint32_t new_handshake_rtt_us = 0;
+  /// resultBit()s the connection reached with this update (see updateTcp()).
+  std::uint8_t new_results = 0;
 };
 
 struct ConnectionEntry {

@@ -61,7 +61,7 @@ struct ConnectionHealth {
   std::uint16_t flags_sent = 0, flags_received = 0;  ///< tcp_flags::* OR-ed per direction
   std::uint8_t syns_sent = 0, syns_received = 0;     ///< packets with SYN (stops at 255)
   TcpState state = TcpState::kUnknown;
-  std::uint8_t pad = 0;
+  std::uint8_t results = 0;       ///< resultBit()s of the results already reached (counted once)
   std::uint16_t drop_reason = 0;  ///< the kernel's reason for the latest drop (enum value)
   std::uint16_t pad2 = 0;
   std::uint32_t handshake_rtt_us = 0;  ///< 0: not measured (no handshake seen at the hook)
@@ -81,14 +81,23 @@ struct ConnectionHealth {
   std::uint32_t rttUs() const noexcept { return srtt_us != 0 ? srtt_us : handshake_rtt_us; }
 };
 
+/// The bit of a result in ConnectionHealth::results.
+constexpr std::uint8_t resultBit(TcpState s) noexcept {
+  return static_cast<std::uint8_t>(1u << static_cast<unsigned>(s));
+}
+
 /// The state the flags of both directions say (see TcpState).
 TcpState deriveState(const ConnectionHealth& h) noexcept;
 
 /// Adds a packet's (or flow-table entry's) TCP flags, SYN count and handshake times to `h`,
 /// `sent` when it travels from the local end; measures the handshake RTT once both of its
 /// ends are known; updates h.state. Entries of one connection may come in any order.
-void updateTcp(ConnectionHealth& h, bool sent, std::uint16_t flags, std::uint16_t syns,
-               std::uint64_t syn_ns, std::uint64_t ack_ns) noexcept;
+/// Returns the resultBit()s the connection reached with this update, each once in its life:
+/// established (the handshake completed), closed, reset, refused, unanswered. A result that
+/// needs both directions (all but unanswered and refused) waits until both were seen, so
+/// that flow-table entries collected in either order count the same.
+std::uint8_t updateTcp(ConnectionHealth& h, bool sent, std::uint16_t flags, std::uint16_t syns,
+                       std::uint64_t syn_ns, std::uint64_t ack_ns) noexcept;
 
 /// The flags as text, e.g. "SYN|ACK|SYN-ACK|FIN" ("" for none): header bits first, in header order.
 std::string tcpFlagsText(std::uint16_t flags);
