@@ -74,6 +74,14 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   agent.stats.history.queued = 96;
   agent.stats.history.running = 97;
   agent.stats.stream = fake::distinctStreamStats();
+  agent.stats.tcp.results[static_cast<std::size_t>(flow::TcpState::kEstablished)] = 101;
+  agent.stats.tcp.results[static_cast<std::size_t>(flow::TcpState::kRefused)] = 102;
+  agent.stats.tcp.handshake.buckets[6] = 3;  // <= 10 ms
+  agent.stats.tcp.handshake.count = 3;
+  agent.stats.tcp.handshake.sum_us = 21000;
+  agent.stats.health.totals.retrans_segs = 103;
+  agent.stats.health.totals.drop_flow_overflow = 104;
+  agent.stats.health.drops = {{"NETFILTER_DROP", 105}, {"SOCKET_RCVBUFF", 106}};
   const auto m = parseMetrics(renderMetrics(agent.registry));
   const std::map<std::string, std::string> values = {
       {"ayaflow_packets_total", "1957"},
@@ -95,6 +103,20 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_reverse_dns_cache_entries", "85"},
       {"ayaflow_reverse_dns_pending", "86"},
       {"ayaflow_cri_up", "0"},
+      {R"(ayaflow_tcp_connections_total{result="established"})", "101"},
+      {R"(ayaflow_tcp_connections_total{result="refused"})", "102"},
+      {R"(ayaflow_tcp_connections_total{result="reset"})", "0"},
+      {R"(ayaflow_tcp_rtt_seconds_bucket{kind="handshake",le="0.005"})", "0"},
+      {R"(ayaflow_tcp_rtt_seconds_bucket{kind="handshake",le="0.01"})", "3"},
+      {R"(ayaflow_tcp_rtt_seconds_bucket{kind="handshake",le="+Inf"})", "3"},
+      {R"(ayaflow_tcp_rtt_seconds_count{kind="handshake"})", "3"},
+      {R"(ayaflow_tcp_rtt_seconds_sum{kind="handshake"})", "0.021"},
+      {R"(ayaflow_tcp_rtt_seconds_count{kind="smoothed"})", "0"},
+      {R"(ayaflow_health_probe_up{probe="drops"})", "1"},
+      {"ayaflow_tcp_retransmits_total", "103"},
+      {"ayaflow_drop_flows_overflow_total", "104"},
+      {R"(ayaflow_drops_total{reason="NETFILTER_DROP"})", "105"},
+      {R"(ayaflow_drops_total{reason="SOCKET_RCVBUFF"})", "106"},
       {"ayaflow_cri_errors_total", "87"},
       {"ayaflow_cri_pods", "88"},
       {R"(ayaflow_interface_packets_total{interface="eth0",direction="egress",protocol="tcp",family="ipv4"})",
@@ -223,6 +245,12 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_storage_rows_stored_total", "counter"},
       {"ayaflow_storage_rows_dropped_total", "counter"},
       {"ayaflow_cri_up", "gauge"},
+      {"ayaflow_tcp_connections_total", "counter"},
+      {"ayaflow_tcp_rtt_seconds", "histogram"},
+      {"ayaflow_health_probe_up", "gauge"},
+      {"ayaflow_tcp_retransmits_total", "counter"},
+      {"ayaflow_drop_flows_overflow_total", "counter"},
+      {"ayaflow_drops_total", "counter"},
       {"ayaflow_cri_errors_total", "counter"},
       {"ayaflow_cri_pods", "gauge"},
       {"ayaflow_storage_queue_rows", "gauge"},

@@ -14,7 +14,9 @@
 #include "ayaflow/api/metrics.h"
 #include "ayaflow/api/stream_hub.h"
 #include "ayaflow/capture/capture.h"
+#include "ayaflow/capture/tcp_counters.h"
 #include "ayaflow/common/metrics.h"
+#include "ayaflow/health/health_probes.h"
 #include "ayaflow/inspect/deep_inspection.h"
 #include "ayaflow/inspect/reverse_resolver.h"
 #include "ayaflow/k8s/pod_watcher.h"
@@ -26,6 +28,8 @@ namespace ayaflow::test {
 /// Counters read at every Collect(): change them between scrapes to grow them.
 struct AgentStats {
   capture::CaptureStats capture;
+  /// TCP results and RTT histograms (--tcp-state, on by default).
+  capture::TcpCounterValues tcp;
   std::uint64_t domains_resolved = 0;
   std::uint64_t payload_records = 0;
   inspect::InspectionCacheStats inspection;
@@ -37,6 +41,12 @@ struct AgentStats {
     k8s::PodWatcher::Stats st;
     st.endpoint = "unix:///run/containerd/containerd.sock";
     st.up = true;
+    return st;
+  }();
+  /// The tracing probes': every probe attached, as on this kernel.
+  health::HealthStats health = [] {
+    health::HealthStats st;
+    for (auto& p : st.probes) p.enabled = p.attached = true;
     return st;
   }();
   pipeline::PipelineStats pipeline;
@@ -56,7 +66,9 @@ class AgentMetrics {
   AgentMetrics() {
     registry.add([this] {
       if (on_scrape) on_scrape(stats);
-      return capture::captureFamilies(stats.capture);
+      auto families = capture::captureFamilies(stats.capture);
+      for (auto& f : capture::tcpFamilies(stats.tcp)) families.push_back(std::move(f));
+      return families;
     });
     registry.add([this] {
       auto families = inspect::inspectionFamilies(stats.domains_resolved, stats.payload_records);
@@ -70,6 +82,7 @@ class AgentMetrics {
                                          stats.resolver_pending);
     });
     registry.add([this] { return k8s::criFamilies(stats.cri); });
+    registry.add([this] { return health::healthFamilies(stats.health); });
     registry.add([this] { return pipeline::pipelineFamilies(stats.pipeline); });
     registry.add([this] { return store::storageFamilies(stats.storage); });
     registry.add([this] { return api::httpServerFamilies(stats.http); });

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ayaflow/abi/health.h"
@@ -22,7 +23,8 @@ struct bpf_link;
 
 namespace prometheus {
 class Collectable;
-}
+struct MetricFamily;
+}  // namespace prometheus
 
 namespace ayaflow::health {
 
@@ -60,6 +62,19 @@ struct HealthTotals {
   std::uint64_t rtt_samples = 0;
   std::uint64_t sock_overflow = 0;
 };
+
+/// What the probes' /metrics families show, read at each scrape.
+struct HealthStats {
+  std::array<ProbeStatus, 3> probes;  ///< indexed by Probe
+  HealthTotals totals;
+  /// Exact drops by the kernel's reason name ("OTHER": reasons past the counted slots).
+  std::vector<std::pair<std::string, std::uint64_t>> drops;
+};
+
+/// ayaflow_health_probe_up{probe}, ayaflow_drops_total{reason},
+/// ayaflow_drop_flows_overflow_total and ayaflow_tcp_retransmits_total, each probe's figures
+/// only while it is attached.
+std::vector<prometheus::MetricFamily> healthFamilies(const HealthStats& stats);
 
 /// The probes' per-flow maps as the collector reads them (HealthProbes reads the kernel's;
 /// a test can give its own).
@@ -114,6 +129,8 @@ class HealthProbes final : public HealthMaps {
   /// ayaflow_health_probe_up{probe}, ayaflow_drop_flows_overflow_total (see
   /// health_metrics.cpp); the probes object must outlive the collectable.
   std::shared_ptr<const prometheus::Collectable> metrics() const;
+  /// What metrics() shows (a few map reads).
+  HealthStats stats() const;
 
  private:
   bpf::SkeletonPtr<ayaflow_health_bpf> skel_;
