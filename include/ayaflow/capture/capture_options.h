@@ -24,9 +24,9 @@ struct CaptureOptions {
   std::uint32_t connection_timeout_s = 60;  ///< idle seconds before a live entry goes
   /// Live connections kept at most (>= 1; sensible 1024 .. 4 000 000). A new connection
   /// beyond it evicts an idle one (ayaflow_connections_evicted_total). Memory at the cap:
-  /// 16 tables of a power of two slots of 88 B, each holding its 1/16 share at load <= 0.7:
-  /// 126 to 252 B per entry, depending on where the share falls between powers of two. The
-  /// default, 180 000, fills its tables well: 22 MiB (128 B per entry).
+  /// 16 tables of a power of two slots of 128 B, each holding its 1/16 share at load <= 0.7:
+  /// 183 to 366 B per entry, depending on where the share falls between powers of two. The
+  /// default, 180 000, fills its tables well: 32 MiB (186 B per entry).
   std::size_t max_connections = flow::ConnectionMap::kDefaultMaxEntries;
 };
 
