@@ -18,6 +18,10 @@
 #   many      (MANY_FLOWS > 0) ceiling and agg with MANY_FLOWS flows, with the default flow
 #             table and with --flow-table-size large enough for every flow
 #   iperf     (IPERF=1 and iperf3 installed) TCP throughput without and with the agent
+#   health    (HEALTH=1) agg again with every TCP health hook off (--tcp-state, --tcp-rtt,
+#             --tcp-retransmits, --drop-reasons all false) and with only --drop-reasons off (the
+#             flood's datagrams reach no socket, so the kernel drops each one: the drop probe runs
+#             per packet, its worst case); with IPERF=1 also iperf with the hooks off
 #   pods      (PODS=1) node mode: a node namespace routing between two pod namespaces on
 #             veths; the flood goes from pod A to pod B, passing both pods' veths. Nothing
 #             attached, tcpdump on pod A's veth, and the agent in the node namespace with
@@ -33,7 +37,8 @@
 #
 # Environment: N (3), T (10), FLOWS (32, at most 50 so /api/live lists them all),
 # PAYLOAD (18: 46-byte IP packets, minimum-size Ethernet frames), WINDOW (10),
-# MANY_FLOWS (100000; 0 skips), IPERF (1; 0 skips), PODS (1; 0 skips), AGENT_ARGS (extra agent flags),
+# MANY_FLOWS (100000; 0 skips), IPERF (1; 0 skips), HEALTH (1; 0 skips), PODS (1; 0 skips),
+# AGENT_ARGS (extra agent flags),
 # DOCS (docs/benchmarks.md next to this script), RAW_OUT (a file to keep the raw results in).
 #
 # On exit, also on failure or Ctrl-C, it removes the namespace and veth, restores
@@ -63,6 +68,8 @@ WINDOW=${WINDOW:-10}
 MANY_FLOWS=${MANY_FLOWS:-100000}
 IPERF=${IPERF:-1}
 PODS=${PODS:-1}
+HEALTH=${HEALTH:-1}
+HEALTH_OFF=(--tcp-state=false --tcp-rtt=false --tcp-retransmits=false --drop-reasons=false)
 # The many-flows scenario also runs with a flow table that holds every flow (a power of two).
 many_table=1024
 while ((many_table < MANY_FLOWS && many_table < 1048576)); do many_table=$((many_table * 2)); done
@@ -330,7 +337,7 @@ run_agent() {
 }
 
 # TCP throughput for T seconds with iperf3, server in the namespace; AGENT=1 attaches.
-run_iperf() { # SCENARIO REP WITH_AGENT
+run_iperf() { # SCENARIO REP WITH_AGENT [EXTRA AGENT FLAGS...]
   local s=$1 r=$2 spid t0=0 t1=0 p0=0 p1=0 bps iport
   iport=$(free_port)
   ip netns exec "$ns" iperf3 -s -1 -B "$peer_ip" -p "$iport" >/dev/null 2>&1 &
@@ -341,7 +348,7 @@ run_iperf() { # SCENARIO REP WITH_AGENT
     sleep 0.1
   done
   if [[ $3 == 1 ]]; then
-    start_agent "$WINDOW"
+    start_agent "$WINDOW" "${@:4}"
     p0=$(curl -sf "$api/api/stats" | jq .total_packets)
     t0=$(cpu_ns "$agent_pid")
   fi
@@ -482,6 +489,11 @@ for r in $(seq 1 "$N"); do
   if [[ $IPERF == 1 ]]; then
     run_iperf iperf_none "$r" 0
     run_iperf iperf_agent "$r" 1
+    if [[ $HEALTH == 1 ]]; then run_iperf iperf_agent_off "$r" 1 "${HEALTH_OFF[@]}"; fi
+  fi
+  if [[ $HEALTH == 1 ]]; then
+    run_agent agg_off "$r" "$WINDOW" "$FLOWS" "${HEALTH_OFF[@]}"
+    run_agent agg_nodrops "$r" "$WINDOW" "$FLOWS" --drop-reasons=false
   fi
   if [[ $PODS == 1 ]]; then
     run_pods_ceiling "$r"
@@ -583,6 +595,22 @@ out=$tmp/report.md
     echo "| packets counted (both directions) | — | $(cell iperf_agent counted %.0f) |"
     echo "| events lost | — | $(cell iperf_agent lost %.0f) |"
     echo "| agent CPU s per million packets | — | $(cell iperf_agent cpu_mpkt %.3f) |"
+  fi
+  if [[ $HEALTH == 1 ]]; then
+    echo
+    echo "TCP health hooks (\`--aggregation-window $WINDOW\`): every hook on (the default, column agg above), only \`--drop-reasons=false\`, and every hook off. The flood's datagrams reach no socket, so the kernel drops each one with NO_SOCKET and the drop probe runs once per packet: its worst case. BPF figures from the bpf run above (every hook on):"
+    echo
+    echo "| | every hook on | --drop-reasons=false | every hook off |"
+    echo "|---|---|---|---|"
+    echo "| generator rate ÷ nothing attached | $(ratio agg rate ceiling rate | summ %.3f) | $(ratio agg_nodrops rate ceiling rate | summ %.3f) | $(ratio agg_off rate ceiling rate | summ %.3f) |"
+    echo "| agent CPU s per million packets | $(cell agg cpu_mpkt %.3f) | $(cell agg_nodrops cpu_mpkt %.3f) | $(cell agg_off cpu_mpkt %.3f) |"
+    echo "| agent CPU per Mpkt ÷ tcpdump's | $(ratio agg cpu_mpkt tcpdump cpu_mpkt | summ %.2f) | $(ratio agg_nodrops cpu_mpkt tcpdump cpu_mpkt | summ %.2f) | $(ratio agg_off cpu_mpkt tcpdump cpu_mpkt | summ %.2f) |"
+    echo "| counted ÷ sent | $(ratio agg counted agg sent | summ %.6f) | $(ratio agg_nodrops counted agg_nodrops sent | summ %.6f) | $(ratio agg_off counted agg_off sent | summ %.6f) |"
+    echo "| drop probe: BPF ns per run / runs per packet | $(cell bpf ns_ayaflow_drop %.1f) / $(ratio bpf runs_ayaflow_drop bpf sent | summ %.3f) | — | — |"
+    if [[ $IPERF == 1 ]]; then
+      echo "| iperf3 throughput, Gbit/s (TCP: the RTT probe runs per received segment) | $(cell iperf_agent gbps %.2f) | — | $(cell iperf_agent_off gbps %.2f) |"
+      echo "| iperf3 agent CPU s per million packets | $(cell iperf_agent cpu_mpkt %.3f) | — | $(cell iperf_agent_off cpu_mpkt %.3f) |"
+    fi
   fi
   if [[ $PODS == 1 ]]; then
     echo
