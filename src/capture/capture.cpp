@@ -81,9 +81,13 @@ class Ingest final : public bpf::EventSink, public bpf::FlowSink {
   }
 
   /// The live connection first, then the history: its record carries the connection's TCP
-  /// state and RTT as they are after this packet.
+  /// state and RTT as they are after this packet. A health update (packets 0) of a connection
+  /// the live map does not hold goes nowhere (returned unrecorded: the caller may try again
+  /// once the connection's packets are in); the history gets it once it is applied, so it
+  /// holds only flows of the attached interfaces.
   flow::RecordOutcome take(flow::Packet& packet) noexcept {
     const flow::RecordOutcome o = map_.record(packet);
+    if (!o.recorded) return o;
     if (packet.protocol == 6) {
       packet.tcp_state = o.after;
       packet.rtt_us = o.rtt_us;
@@ -232,7 +236,7 @@ struct Capture::Impl {
     last_health_retry = now;
     std::size_t kept = 0;
     for (PendingHealth& h : pending_health) {
-      if (connections.record(h.packet).recorded || now >= h.until) continue;
+      if (ingest.take(h.packet).recorded || now >= h.until) continue;
       pending_health[kept++] = h;
     }
     pending_health.resize(kept);

@@ -164,22 +164,25 @@ TEST_F(TcpHealthE2E, HandshakeAndSmoothedRttOfOutgoingAndIncomingConnections) {
 }
 
 TEST_F(TcpHealthE2E, RetransmissionsEqualTheSendersTcpRetransSegs) {
-  // Loss after the sender's own transmit: b's input drops 3 % of what arrives for the port.
-  nftIn(link_->nsB(),
-        "table inet ayae2eloss {\n"
-        "  counter lost {}\n"
-        "  chain input {\n"
-        "    type filter hook input priority 0;\n"
-        "    tcp dport 7003 numgen random mod 100 < 3 counter name lost drop\n"
-        "  }\n"
-        "}\n");
   const std::uint64_t before = snmpCounter(link_->nsA(), "Tcp", "RetransSegs");
+  const std::uint64_t before_b = snmpCounter(link_->nsB(), "Tcp", "RetransSegs");
   const std::uint64_t metric_before = metric("ayaflow_tcp_retransmits_total");
   int listener = -1, client = -1;
   link_->inB([&] { listener = tcpListen(link_->v4B(), 7003); });
   link_->inA([&] { client = tcpConnect(link_->v4B(), 7003); });
   const int server = accept(listener, nullptr, nullptr);
   ASSERT_GE(server, 0);
+  // Loss after the sender's own transmit: b's input drops 3 % of a's data segments (not its
+  // pure ACKs, so b never has to retransmit: both sockets are on this node, and a
+  // connection's retransmissions are those of its sockets here).
+  nftIn(link_->nsB(),
+        "table inet ayae2eloss {\n"
+        "  counter lost {}\n"
+        "  chain input {\n"
+        "    type filter hook input priority 0;\n"
+        "    tcp dport 7003 ip length > 100 numgen random mod 100 < 3 counter name lost drop\n"
+        "  }\n"
+        "}\n");
   constexpr std::size_t kTotal = 4u << 20;
   std::thread sender([&] {
     std::vector<char> chunk(64 * 1024, 'y');
@@ -206,6 +209,7 @@ TEST_F(TcpHealthE2E, RetransmissionsEqualTheSendersTcpRetransSegs) {
   ASSERT_EQ(recv(client, &byte, 1, MSG_WAITALL), 1);
   const std::uint64_t kernel = snmpCounter(link_->nsA(), "Tcp", "RetransSegs") - before;
   ASSERT_GT(kernel, 0u) << "3 % loss made no retransmission";
+  EXPECT_EQ(snmpCounter(link_->nsB(), "Tcp", "RetransSegs"), before_b);
   const json stats =
       waitForConnection(7003, [&](const json& s) { return u32(s, "retransmits") >= kernel; });
   std::printf(

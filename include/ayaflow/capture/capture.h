@@ -105,9 +105,10 @@ class Capture {
   /// Ingest thread only (the io_context's): records a packet made elsewhere, such as a
   /// health-only update from the tracing probes (packets 0), as a decoded one is: the live
   /// connection first, then the history. A health update whose connection is not in the live
-  /// map yet (its packets wait in a kernel flow table or the ring buffer) is applied to it
-  /// when it arrives, at the next flow-table collection or update (a few tries, at most 4096
-  /// waiting); the history has it at once.
+  /// map yet (its packets wait in a kernel flow table or the ring buffer) is applied when it
+  /// arrives, at a later flow-table collection or update (for up to 5 s, at most 4096
+  /// waiting); one of a connection the attached interfaces never see is dropped (the
+  /// probes' totals on /metrics still count it).
   void ingest(flow::Packet& packet) noexcept;
 
   /// Exact kernel totals (the same read /metrics shows). Throws SystemError on a failed read.
