@@ -212,8 +212,9 @@ TEST_F(PrometheusE2E, ScrapedTotalsEqualTheAgentAndEveryDashboardQueryHasData) {
   // the machine's resolver: those panels show no data here, as the dashboard says. The
   // container runtime's and the workloads' families need a Kubernetes node (a runtime and its
   // pods): pod_names_e2e_test checks those panels with a real Prometheus and containerd.
-  // ayaflow_drops_total has a series only per drop reason seen, and a quiet veth sees no
-  // drop: tcp_health_e2e_test checks those figures against drops it makes with nftables.
+  // ayaflow_drops_total has a series only per drop reason seen, node-wide: whether the
+  // kernel drops anything during this test depends on the rest of the machine, not on the
+  // quiet veth. tcp_health_e2e_test checks those figures against drops it makes with nftables.
   std::vector<DashboardQuery> queries = dashboardQueries(kDashboard);
   ASSERT_GE(queries.size(), 30u);
   queries.erase(
