@@ -4,6 +4,9 @@
 //
 //   node dashboard.test.mjs <url> <connection> <packets> <screenshot dir> [<control dir>]
 //
+// AYAFLOW_REFUSED_CONNECTION, when set, names a TCP connection the harness had refused (a
+// SYN answered by RST): the page must show it as refused and highlight it.
+//
 // With a control dir it also checks the restart path: it creates <dir>/restart, expects
 // "agent unreachable — retrying", creates <dir>/saw-down and expects the page to go live
 // again once the harness has restarted the agent. Exit status 0 on success.
@@ -62,6 +65,38 @@ try {
   const received = Number(await page.locator(rowSel + ' td.received').getAttribute('data-value'));
   check(sent > 0 && received === 0, `sent/received split shown (${sent} / ${received} bytes)`);
 
+  // TCP health columns of the real UDP row: no TCP state or RTT, no retransmissions (TCP
+  // only), 0 drops; a healthy row is not highlighted.
+  const udpHealth = await page.$eval(rowSel, (tr) => ({
+    state: tr.querySelector('td.state').textContent, rtt: tr.querySelector('td.rtt').textContent,
+    retransmits: tr.querySelector('td.retransmits').textContent, drops: tr.querySelector('td.drops').dataset.value,
+    unhealthy: tr.classList.contains('unhealthy'), marker: tr.querySelector('.marker') !== null,
+  }));
+  check(udpHealth.state === '—' && udpHealth.rtt === '—' && udpHealth.retransmits === '—' && udpHealth.drops === '0' &&
+    !udpHealth.unhealthy && !udpHealth.marker, `UDP row: no state, RTT or retransmissions, 0 drops, not highlighted (${JSON.stringify(udpHealth)})`);
+
+  // A real refused connection (SYN answered by RST) is shown as refused and highlighted.
+  const refused = process.env.AYAFLOW_REFUSED_CONNECTION;
+  if (refused) {
+    const refusedSel = `#live-body tr[data-connection="${refused}"]`;
+    await page.waitForSelector(refusedSel + ' td.state[data-value="refused"]', { timeout: 15000 });
+    const r = await page.$eval(refusedSel, (tr) => ({
+      state: tr.querySelector('td.state').textContent, bad: tr.querySelector('td.state').classList.contains('bad'),
+      flags: tr.querySelector('td.state').title, unhealthy: tr.classList.contains('unhealthy'),
+      marker: tr.querySelector('td.conn .marker')?.title, color: getComputedStyle(tr.querySelector('td.drops')).backgroundColor,
+      retransmits: tr.querySelector('td.retransmits').textContent,
+      drops: tr.querySelector('td.drops').textContent, reason: tr.querySelector('td.drops').title,
+    }));
+    const plainColor = await page.$eval(rowSel + ' td.drops', (td) => getComputedStyle(td).backgroundColor);
+    // The peer's kernel may also count the SYN it refused as a drop (NO_SOCKET): then the
+    // marker names both.
+    check(r.state === 'refused' && r.bad && r.unhealthy &&
+      r.marker === 'unhealthy: refused' + (r.drops === '0' ? '' : ', ' + r.drops + ' dropped'),
+      `refused connection ${refused} shown as refused and highlighted (${JSON.stringify(r)})`);
+    check(r.color !== plainColor, `the highlighted row has its own background (${r.color} vs ${plainColor})`);
+    check(/SYN/.test(r.flags) && /RST/.test(r.flags), `flags seen on hover (${r.flags})`);
+  }
+
   // The filter box keeps only matching rows.
   await page.fill('#live-filter', connection);
   const filtered = await page.locator('#live-body tr[data-connection]').count();
@@ -102,8 +137,8 @@ try {
     await page.click('#history-form button[type="submit"]');
     await page.waitForTimeout(500);
     historyRows = await page.$$eval('#history-body tr', (trs, p) => trs.filter((tr) =>
-      tr.children.length === 9 && tr.children[3].textContent.endsWith(':' + p) &&
-      tr.children[1].textContent === 'UDP' && tr.children[8].textContent !== '—').length, peerPort);
+      tr.children.length === 14 && tr.querySelector('td.dst').textContent.endsWith(':' + p) &&
+      tr.querySelector('td.proto').textContent === 'UDP' && tr.querySelector('td.iface').textContent !== '—').length, peerPort);
   }
   check(await page.locator('#history-error').textContent() === '', 'history query answered without error');
   check(historyRows > 0, `history filtered by port ${peerPort} and UDP shows ${historyRows} rows`);
@@ -124,10 +159,24 @@ try {
     stats: { bytes_sent: 10, bytes_received: 20, packets_count: 3 },
     local_namespace: 'tools', local_pod: 'debug', remote_node: 'node-a',
   };
+  // TCP health: a connection with retransmissions and drops (its reason on hover) and a
+  // healthy one; RTT with its kind.
+  const lossy = {
+    connection: '10.0.9.1:41000 -> 10.0.9.2:443',
+    stats: { bytes_sent: 90000, bytes_received: 1000, packets_count: 120, state: 'established',
+      tcp_flags_sent: 'SYN|ACK', tcp_flags_received: 'ACK|SYN-ACK', rtt_us: 20400, rtt_kind: 'smoothed',
+      handshake_rtt_us: 20900, srtt_us: 20400, retransmits: 3, drops: 2, drop_reason: 'NETFILTER_DROP' },
+  };
+  const healthy = {
+    connection: '10.0.9.1:41001 -> 10.0.9.2:443',
+    stats: { bytes_sent: 500, bytes_received: 700, packets_count: 9, state: 'closed',
+      tcp_flags_sent: 'SYN|ACK|FIN', tcp_flags_received: 'ACK|SYN-ACK|FIN', rtt_us: 850, rtt_kind: 'handshake',
+      handshake_rtt_us: 850, retransmits: 0, drops: 0 },
+  };
   const liveRoute = /\/api\/live$/;
   await page.route(liveRoute, async (route) => {
     const real = await (await route.fetch()).json();
-    real.connections.push(podToPod, podToNode);
+    real.connections.push(podToPod, podToNode, lossy, healthy);
     await route.fulfill({ json: real });
   });
   const namedSel = `#live-body tr[data-connection="${podToPod.connection}"]`;
@@ -147,6 +196,30 @@ try {
   check(await page.locator('#live-body tr[data-connection]').count() === 1, 'the filter box matches workload kinds');
   await page.fill('#live-filter', '');
 
+  const healthOf = (sel) => page.$eval(sel, (tr) => {
+    const td = (c) => tr.querySelector('td.' + c);
+    return { state: td('state').textContent, rtt: td('rtt').firstChild.textContent, kind: td('rtt').dataset.kind,
+      retransmits: td('retransmits').textContent, drops: td('drops').textContent, reason: td('drops').title,
+      badCells: [...tr.querySelectorAll('td.bad')].map((t) => t.className.split(' ')[1]).join(','),
+      unhealthy: tr.classList.contains('unhealthy'), marker: tr.querySelector('.marker')?.title || '' };
+  });
+  const lossyHealth = await healthOf(`#live-body tr[data-connection="${lossy.connection}"]`);
+  check(JSON.stringify(lossyHealth) === JSON.stringify({ state: 'established', rtt: '20.4 ms', kind: 'smoothed',
+    retransmits: '3', drops: '2', reason: 'kernel drop reason: NETFILTER_DROP', badCells: 'retransmits,drops',
+    unhealthy: true, marker: 'unhealthy: 3 retransmitted, 2 dropped' }),
+  `retransmissions and drops highlighted, RTT with its kind, drop reason on hover (${JSON.stringify(lossyHealth)})`);
+  const healthyHealth = await healthOf(`#live-body tr[data-connection="${healthy.connection}"]`);
+  check(JSON.stringify(healthyHealth) === JSON.stringify({ state: 'closed', rtt: '850 µs', kind: 'handshake',
+    retransmits: '0', drops: '0', reason: '', badCells: '', unhealthy: false, marker: '' }),
+  `a closed connection without loss is not highlighted (${JSON.stringify(healthyHealth)})`);
+  await page.fill('#live-filter', 'NETFILTER_DROP');
+  const byReason = await page.$$eval('#live-body tr[data-connection]', (trs) => trs.map((tr) => tr.dataset.connection));
+  check(byReason.length === 1 && byReason[0] === lossy.connection, 'the filter box matches drop reasons');
+  await page.fill('#live-filter', '');
+  await page.click('#live-table th[data-key="drops"]');
+  const byDrops = await page.$$eval('#live-body tr[data-connection]', (trs) => trs.map((tr) => tr.dataset.connection));
+  check(byDrops[0] === lossy.connection, 'sorting by drops puts the lossy connection first');
+
   let historyUrl = null;
   const historyRoute = /\/api\/history\?/;
   await page.route(historyRoute, async (route) => {
@@ -154,6 +227,7 @@ try {
     await route.fulfill({ json: [
       { id: 2, timestamp: Date.now(), src_ip: '10.244.1.5', dst_ip: '10.244.2.9', src_port: 40000, dst_port: 5432,
         protocol: 'TCP', length: 1500, packet_count: 3, direction: 'egress', interface: 'veth-k8s',
+        tcp_flags: 0x1 | 0x2 | 0x4 | 0x10, state: 'reset', rtt_us: 1500, rtt_kind: 'handshake', retransmits: 0, drops: 1,
         src_namespace: 'shop', src_pod: 'web-7d9f8-x2x4q', src_workload: 'web', src_workload_kind: 'Deployment',
         dst_namespace: 'db', dst_pod: 'pg-0', dst_workload: 'pg', dst_workload_kind: 'StatefulSet' },
       { id: 1, timestamp: Date.now() - 1000, src_ip: '10.244.1.6', dst_ip: '192.168.1.10', src_port: 40001, dst_port: 10250,
@@ -165,11 +239,20 @@ try {
   await page.selectOption('#history-form select[name="protocol"]', '');
   await page.fill('#history-form input[name="namespace"]', 'shop');
   await page.fill('#history-form input[name="workload"]', 'web');
+  await page.selectOption('#history-form select[name="state"]', 'reset');
   await page.click('#history-form button[type="submit"]');
   await page.waitForFunction(() => document.querySelectorAll('#history-body td.src .k8s').length === 2, null, { timeout: 10000 });
   const params = historyUrl ? historyUrl.searchParams : new URLSearchParams();
-  check(params.get('namespace') === 'shop' && params.get('workload') === 'web' && !params.has('pod'),
-    `history filters sent as namespace=shop&workload=web (${historyUrl && historyUrl.search})`);
+  check(params.get('namespace') === 'shop' && params.get('workload') === 'web' && params.get('state') === 'reset' &&
+    !params.has('pod'), `history filters sent as namespace=shop&workload=web&state=reset (${historyUrl && historyUrl.search})`);
+  const historyHealth = await page.$$eval('#history-body tr', (trs) => trs.map((tr) => {
+    const td = (c) => tr.querySelector('td.' + c);
+    return [td('state').textContent, td('rtt').firstChild.textContent, td('rtt').dataset.kind || '', td('retransmits').textContent,
+      td('drops').textContent, td('flags').textContent, tr.classList.contains('unhealthy') ? 'unhealthy' : 'ok'].join(' / ');
+  }));
+  check(historyHealth[0] === 'reset / 1.50 ms / handshake / 0 / 1 / FIN|SYN|RST|ACK / unhealthy',
+    `history row with health columns, highlighted (${historyHealth[0]})`);
+  check(historyHealth[1] === '— / — /  / — / — / — / ok', `history row without health figures (${historyHealth[1]})`);
   const historyNames = await page.$$eval('#history-body tr', (trs) => trs.map((tr) =>
     [...tr.querySelectorAll('.k8s .end')].map((e) => e.textContent + (e.title ? ' [' + e.title + ']' : '')).join(' | ')));
   check(historyNames[0] === 'shop/web-7d9f8-x2x4q [workload web (Deployment)] | db/pg-0 [workload pg (StatefulSet)]',

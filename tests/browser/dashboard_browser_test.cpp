@@ -2,15 +2,20 @@
 // Root tier: the real agent on a fresh veth pair with known UDP traffic, and its dashboard
 // at / driven by headless Chromium (dashboard.test.mjs, playwright-core). The page must show
 // the generated connection with its exact packet count, live figures that move, and survive
-// an agent restart. Screenshots land in the build directory.
+// an agent restart, and a real refused TCP connection shown as refused and highlighted.
+// Screenshots land in the build directory.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -48,6 +53,38 @@ bool waitForFile(const fs::path& path, const std::atomic<bool>& done,
     std::this_thread::sleep_for(50ms);
   }
   return true;
+}
+
+/// A TCP connect from `from`:`local` to `to`:`remote` where nothing listens: the peer's
+/// kernel answers the SYN with RST. Returns the connect's errno (ECONNREFUSED expected).
+int refusedConnect(const std::string& from, std::uint16_t local, const std::string& to,
+                   std::uint16_t remote) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(local);
+  ::inet_pton(AF_INET, from.c_str(), &a.sin_addr);
+  sockaddr_in b{};
+  b.sin_family = AF_INET;
+  b.sin_port = htons(remote);
+  ::inet_pton(AF_INET, to.c_str(), &b.sin_addr);
+  int err = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&b), sizeof b) != 0) {
+    err = errno;
+  }
+  ::close(fd);
+  return err;
+}
+
+/// The connection's TCP state in /api/live ("" when absent).
+std::string liveState(AgentProcess& agent, const std::string& connection) {
+  const auto live = nlohmann::json::parse(agent.get("/api/live").body);
+  for (const auto& c : live.at("connections")) {
+    if (c.at("connection") == connection) return c.at("stats").value("state", "");
+  }
+  return "";
 }
 
 bool livePackets(AgentProcess& agent, const std::string& connection, int packets) {
@@ -89,6 +126,15 @@ TEST(DashboardBrowser, ShowsKnownTrafficLiveAndSurvivesRestart) {
   }
   ASSERT_TRUE(livePackets(*agent, connection, kDatagrams)) << agent->get("/api/live").body;
 
+  // A refused TCP connection: nothing listens on the peer's port 5090.
+  ASSERT_EQ(refusedConnect(link.hostV4(), 40090, link.peerV4(), 5090), ECONNREFUSED);
+  const std::string refused = link.hostV4() + ":40090 -> " + link.peerV4() + ":5090";
+  const auto refused_by = std::chrono::steady_clock::now() + 10s;
+  while (liveState(*agent, refused) != "refused" && std::chrono::steady_clock::now() < refused_by) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(liveState(*agent, refused), "refused") << agent->get("/api/live").body;
+
   // Background traffic on another connection so the live totals keep moving.
   std::atomic<bool> done{false};
   int sink = -1;
@@ -105,7 +151,8 @@ TEST(DashboardBrowser, ShowsKnownTrafficLiveAndSurvivesRestart) {
       fs::temp_directory_path() / ("ayaflow-browser-" + std::to_string(getpid()));
   fs::remove_all(control);
   fs::create_directories(control);
-  const std::string command = "node '" + (here / "dashboard.test.mjs").string() +
+  const std::string command = "AYAFLOW_REFUSED_CONNECTION='" + refused + "' node '" +
+                              (here / "dashboard.test.mjs").string() +
                               "' 'http://127.0.0.1:" + std::to_string(port) + "/' '" + connection +
                               "' " + std::to_string(kDatagrams) + " '" + AYAFLOW_BROWSER_SHOT_DIR +
                               "' '" + control.string() + "'";

@@ -28,6 +28,8 @@
 #include "ayaflow/api/metrics.h"
 #include "ayaflow/api/router.h"
 #include "ayaflow/api/stream_hub.h"
+#include "ayaflow/capture/tcp_counters.h"
+#include "ayaflow/health/health_probes.h"
 #include "ayaflow/k8s/workload_metrics.h"
 #include "prometheus_runner.h"
 
@@ -132,6 +134,19 @@ void grow(test::AgentStats& a, std::uint64_t step, const api::HttpServer* server
   a.stream.clients_dropped = step;
   a.stream.frames_published = step;
   a.stream.frames_sent = 2 * step;
+  // TCP results, RTTs in a few buckets of each kind, retransmissions and two drop reasons.
+  for (std::size_t r = 0; r < a.tcp.results.size(); ++r) a.tcp.results[r] = (r + 1) * step;
+  for (capture::RttHistogram* h : {&a.tcp.handshake, &a.tcp.smoothed}) {
+    *h = capture::RttHistogram{};
+    for (std::size_t b : {3u, 5u, 8u}) {
+      h->buckets[b] = (b + 1) * step;
+      h->count += h->buckets[b];
+      h->sum_us += h->buckets[b] * static_cast<std::uint64_t>(capture::kRttBucketsSeconds[b] * 1e6);
+    }
+  }
+  a.health.totals.retrans_segs = 7 * step;
+  a.health.totals.drop_flow_overflow = step;
+  a.health.drops = {{"NETFILTER_DROP", 4 * step}, {"SOCKET_RCVBUFF", 2 * step}};
 }
 
 /// The ayaflow_workload_* families (registered when the agent names pods): a sink with a
@@ -189,7 +204,11 @@ TEST(DashboardFamilies, EveryFamilyOfRealMetricsOutputIsQueriedByTheDashboard) {
     if (line.rfind("# TYPE ", 0) != 0) continue;
     const std::string family = line.substr(7, line.find(' ', 7) - 7);
     ++families;
-    EXPECT_TRUE(used.count(family)) << "no dashboard query uses " << family;
+    // A histogram is queried through its _bucket series (histogram_quantile).
+    const bool histogram =
+        line.size() > 10 && line.compare(line.size() - 10, 10, " histogram") == 0;
+    EXPECT_TRUE(used.count(histogram ? family + "_bucket" : family))
+        << "no dashboard query uses " << family;
   }
   // At least the 68 families the agent exports with --resolve-dns (listed with their types
   // in tests/api/metrics_test.cpp), so the loop above checked every one.

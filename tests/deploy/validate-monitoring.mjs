@@ -105,7 +105,11 @@ for (const p of flat) {
     expect(tw, typeof t.expr === "string" && t.expr.trim() !== "", "empty expr");
     if (typeof t.expr !== "string") continue;
     const promql = expand(t.expr, tw);
-    for (const m of promql.matchAll(/[A-Za-z_:][A-Za-z0-9_:]*/g)) used.add(m[0]);
+    // A histogram family is queried through its _bucket series (histogram_quantile).
+    for (const m of promql.matchAll(/[A-Za-z_:][A-Za-z0-9_:]*/g)) {
+      used.add(m[0]);
+      if (m[0].endsWith("_bucket")) used.add(m[0].slice(0, -"_bucket".length));
+    }
     rules.push({ record: `dashboard:panel_${p.id}:${t.refId}`, expr: promql });
     if (p.type === "stat" && /\bayaflow_events_lost_total\b/.test(t.expr)) {
       const steps = p.fieldConfig?.defaults?.thresholds?.steps || [];
