@@ -15,7 +15,8 @@ struct PageRelease {
 
 /// Asks the kernel to reclaim the pages of code and read-only data that this process has
 /// mapped from its executable and shared libraries (madvise MADV_PAGEOUT on their
-/// read-only mappings). Meant to be called once, after start-up: the BPF loader, ELF and
+/// read-only mappings), and hands the heap freed so far back to the kernel (malloc_trim).
+/// Meant to be called once, after start-up: the BPF loader, ELF and
 /// BTF parsing and configuration parsing are not needed again, yet their pages would stay
 /// resident. Pages other processes also map (libc, usually) are left alone by the kernel;
 /// anything used again faults back in from the page cache or the file. Contents never
