@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <memory>
 #include <string>
 // Boost 1.74 Asio uses std::exchange without including <utility> (C++20).
@@ -33,7 +34,11 @@
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/memory.h"
 #include "ayaflow/common/metrics.h"
+#include "ayaflow/common/system_error.h"
 #include "ayaflow/enrich/enricher.h"
+#include "ayaflow/export/clickhouse_sink.h"
+#include "ayaflow/export/export_stats.h"
+#include "ayaflow/export/ipfix_sink.h"
 #include "ayaflow/inspect/deep_inspection.h"
 #include "ayaflow/inspect/enrichers.h"
 #include "ayaflow/inspect/reverse_resolver.h"
@@ -110,6 +115,9 @@ struct App::Impl {
     pipeline->stop();
     history->closeIdle();  // the writer's connection closes last: the WAL is checkpointed
     sqlite->stop();
+    // Flow export: what the pipeline handed over is sent (bounded by each sink's stop time).
+    if (clickhouse) clickhouse->stop();
+    if (ipfix) ipfix->stop();
     if (pods) pods->stop();
     // A reverse lookup blocked in the system resolver (an unanswering DNS server: 5 s x 2
     // attempts by default, or more) must not hold up the exit; nothing waits for its answer.
@@ -145,6 +153,9 @@ struct App::Impl {
   enrich::EnricherChain names;
   std::unique_ptr<store::SqliteSink> sqlite;
   std::unique_ptr<store::HistoryReader> history;
+  // Flow export (docs/export.md), each only when configured.
+  std::unique_ptr<exporter::ClickHouseSink> clickhouse;
+  std::unique_ptr<exporter::IpfixSink> ipfix;
   std::unique_ptr<pipeline::Pipeline> pipeline;
   std::unique_ptr<capture::Capture> capture;
   std::unique_ptr<api::MapLiveSource> live;
@@ -191,6 +202,28 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   s.history = std::make_unique<store::HistoryReader>(*s.sqlite);
   std::vector<pipeline::RecordSink*> sinks{s.sqlite.get()};
   if (s.workloads) sinks.push_back(s.workloads.get());
+  // Flow export: ClickHouse and IPFIX collectors get the same final records.
+  if (c.clickhouse.enabled()) {
+    exporter::ClickHouseOptions ch = c.clickhouse;
+    ch.node = c.pods.node_name;
+    if (!c.clickhouse_password_file.empty()) {
+      std::ifstream file(c.clickhouse_password_file);
+      if (!file) {
+        throw ConfigError("--clickhouse-password-file: cannot read '" + c.clickhouse_password_file +
+                          "'");
+      }
+      std::getline(file, ch.password);
+      while (!ch.password.empty() && (ch.password.back() == '\r' || ch.password.back() == ' ')) {
+        ch.password.pop_back();
+      }
+    }
+    s.clickhouse = std::make_unique<exporter::ClickHouseSink>(std::move(ch));
+    sinks.push_back(s.clickhouse.get());
+  }
+  if (c.ipfix.enabled()) {
+    s.ipfix = std::make_unique<exporter::IpfixSink>(c.ipfix);
+    sinks.push_back(s.ipfix.get());
+  }
   s.pipeline = std::make_unique<pipeline::Pipeline>(c.pipeline, names, std::move(sinks));
   s.capture = std::make_unique<capture::Capture>(s.io, c.capture, *s.pipeline,
                                                  c.capture.deep_inspect ? &s.inspection : nullptr);
@@ -219,6 +252,14 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   if (s.workloads) s.metrics.add(s.workloads->metrics());
   s.metrics.add(s.pipeline->metrics());
   s.metrics.add(s.sqlite->metrics());
+  if (s.clickhouse || s.ipfix) {
+    s.metrics.add([&s] {
+      std::vector<exporter::ExportStats> sinks;
+      if (s.clickhouse) sinks.push_back(s.clickhouse->stats());
+      if (s.ipfix) sinks.push_back(s.ipfix->stats());
+      return exporter::exportFamilies(sinks);
+    });
+  }
   s.metrics.add(s.http->metrics());
   s.metrics.add(history_route->metrics());  // the router keeps the route alive
   s.metrics.add(s.hub.metrics());
