@@ -36,6 +36,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::uint16_t kInternalTemplate = 999;  // the record struct below; never on the wire
 constexpr auto kLogInterval = std::chrono::seconds(60);
+constexpr int kTcpSendBuffer = 256 * 1024;
 
 // ayaflow's enterprise-specific elements (PEN kIpfixEnterpriseNumber); docs/export.md.
 enum Element : std::uint16_t {
@@ -480,6 +481,12 @@ struct IpfixSink::Impl {
       if (fd < 0) {
         error = errno;
         continue;
+      }
+      if (tcp()) {
+        // A bounded send buffer: a collector that stops reading holds at most this much
+        // of ours before writes time out (the kernel would otherwise grow it to megabytes).
+        const int sndbuf = kTcpSendBuffer;
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
       }
       if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
         error = errno;
