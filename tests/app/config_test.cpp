@@ -630,7 +630,8 @@ TEST_F(ConfigTest, UnknownYamlKeyWithoutCloseMatchListsKnownKeys) {
   const std::string msg = yamlError("config: other.yaml\n");
   EXPECT_THAT(msg, StartsWith("config.yaml: unknown key 'config' (known keys: interface, "
                               "exclude_interface, port, listen_address, db_path,"));
-  EXPECT_THAT(msg, HasSubstr("attach_mode)"));
+  EXPECT_THAT(msg, HasSubstr("attach_mode"));
+  EXPECT_THAT(msg, HasSubstr("ipfix_flush_interval_ms)"));  // the last row (flow export)
 }
 
 TEST_F(ConfigTest, DuplicateYamlKey) {
