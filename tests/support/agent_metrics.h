@@ -15,6 +15,7 @@
 #include "ayaflow/api/stream_hub.h"
 #include "ayaflow/capture/capture.h"
 #include "ayaflow/common/metrics.h"
+#include "ayaflow/export/export_stats.h"
 #include "ayaflow/inspect/deep_inspection.h"
 #include "ayaflow/inspect/reverse_resolver.h"
 #include "ayaflow/k8s/pod_watcher.h"
@@ -41,6 +42,17 @@ struct AgentStats {
   }();
   pipeline::PipelineStats pipeline;
   store::SqliteSinkStats storage;
+  /// Flow export, both sinks on (--clickhouse-url and --ipfix-collector).
+  exporter::ExportStats clickhouse = [] {
+    exporter::ExportStats s;
+    s.sink = "clickhouse";
+    return s;
+  }();
+  exporter::ExportStats ipfix = [] {
+    exporter::ExportStats s;
+    s.sink = "ipfix";
+    return s;
+  }();
   api::HttpServerStats http;
   api::HistoryRouteStats history;
   api::StreamHubStats stream;
@@ -72,6 +84,7 @@ class AgentMetrics {
     registry.add([this] { return k8s::criFamilies(stats.cri); });
     registry.add([this] { return pipeline::pipelineFamilies(stats.pipeline); });
     registry.add([this] { return store::storageFamilies(stats.storage); });
+    registry.add([this] { return exporter::exportFamilies({stats.clickhouse, stats.ipfix}); });
     registry.add([this] { return api::httpServerFamilies(stats.http); });
     registry.add([this] { return api::historyRouteFamilies(stats.history); });
     registry.add([this] { return api::streamHubFamilies(stats.stream); });
