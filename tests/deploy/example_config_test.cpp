@@ -37,6 +37,12 @@ TEST(DeployExample, ConfigMapHoldsAValidConfig) {
   EXPECT_EQ(parsed.config.store.db_path, "/var/lib/ayaflow/traffic.db");
   EXPECT_EQ(parsed.config.capture.ring_buffer_size, 1024u * 1024u);
   EXPECT_TRUE(parsed.config.capture.enable_ipv6);
+  // Flow export to one ClickHouse and an IPFIX collector (docs/export.md).
+  EXPECT_EQ(parsed.config.clickhouse.url, "http://clickhouse.clickhouse.svc:8123");
+  EXPECT_EQ(parsed.config.clickhouse_password_file, "/etc/ayaflow-clickhouse/password");
+  EXPECT_TRUE(parsed.config.clickhouse.create_table);
+  EXPECT_EQ(parsed.config.ipfix.collectors,
+            std::vector<std::string>{"ipfix-collector.monitoring.svc:4739"});
 }
 
 }  // namespace
