@@ -3,6 +3,8 @@
 // before a resend, table creation and retention by daily partitions.
 #include "ayaflow/export/clickhouse_sink.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -27,6 +29,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kRetentionInterval = std::chrono::hours(1);
 constexpr auto kLogInterval = std::chrono::seconds(60);
+constexpr std::size_t kTrimAfterRecords = 8192;
 
 /// One sealed INSERT: rows of one UTC day, with the id every row carries.
 struct Chunk {
@@ -78,7 +81,13 @@ struct ClickHouseSink::Impl {
       if (!spool.empty() || !table_ready) deadline = std::min(deadline, next_attempt);
       pipeline::BatchQueue::Item item = queue.pop(std::max(deadline, Clock::now()));
       publishDepth();
-      if (item.batch) take(*item.batch);
+      if (item.batch) {
+        take(*item.batch);
+        // A window's batch (and its INSERT bodies) can be megabytes: once sent, hand the
+        // freed heap back so RSS follows what is held, as the SQLite writer does.
+        if (item.batch->size() >= kTrimAfterRecords) trim_pending = true;
+        item.batch.reset();
+      }
       now = Clock::now();
       if (pending_rows != 0 && (now >= pending_since + options.flush_interval || item.closed ||
                                 item.flush_ticket != 0)) {
@@ -86,6 +95,10 @@ struct ClickHouseSink::Impl {
       }
       if (item.closed) break;
       if (now >= next_attempt || item.flush_ticket != 0) sendSpool(now, Clock::time_point::max());
+      if (trim_pending && spool.empty()) {
+        malloc_trim(0);
+        trim_pending = false;
+      }
       if (item.flush_ticket != 0) queue.done(item.flush_ticket);
       if (options.retention_days && table_ready && now >= next_retention) {
         retention();
@@ -363,6 +376,7 @@ struct ClickHouseSink::Impl {
   Clock::time_point pending_since;
   std::uint64_t next_id = 0;
   bool table_ready = false;
+  bool trim_pending = false;
   Clock::time_point next_attempt, next_retention, next_log;
   std::chrono::milliseconds backoff = options.backoff_min;
   std::unordered_map<std::uint32_t, std::string> interfaces;

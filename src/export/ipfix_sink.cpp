@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <fixbuf/public.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -309,7 +310,13 @@ struct IpfixSink::Impl {
         for (const std::string& m : template_messages) sendAll(m, 0);
         next_refresh = now + options.template_refresh;
       }
-      if (item.batch) take(*item.batch);
+      if (item.batch) {
+        take(*item.batch);
+        // A window's batch can be megabytes: once encoded, hand the freed heap back.
+        const bool large = item.batch->size() >= 8192;
+        item.batch.reset();
+        if (large) malloc_trim(0);
+      }
       if (pending_records != 0 && (Clock::now() >= pending_since + options.flush_interval ||
                                    item.flush_ticket != 0 || item.closed)) {
         emit();
