@@ -61,7 +61,7 @@ std::string ClickHouseServer::binary() {
   return {};
 }
 
-ClickHouseServer::ClickHouseServer() {
+ClickHouseServer::ClickHouseServer(bool tls) {
   if (binary().empty()) throw std::runtime_error("clickhouse-server is not installed");
   char tmpl[] = "/tmp/ayaflow-clickhouse-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
@@ -70,6 +70,47 @@ ClickHouseServer::ClickHouseServer() {
   tcp_port_ = pickPort();
   std::filesystem::create_directories(dir_ + "/data");
   std::filesystem::create_directories(dir_ + "/tmp");
+  std::string tls_config;
+  if (tls) {
+    https_port_ = pickPort();
+    // A CA of its own, and the server's certificate for localhost and 127.0.0.1.
+    const std::string d = dir_;
+    const std::string cmd =
+        "cd " + d +
+        " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+        "-subj /CN=ayaflow-test-ca 2>/dev/null"
+        " && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+        "-subj /CN=localhost 2>/dev/null"
+        " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext"
+        " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+        "-out server.pem -days 2 -extfile san.ext 2>/dev/null"
+        " && chmod 644 server.key";
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl failed");
+    tls_config = "  <https_port>" + std::to_string(https_port_) +
+                 "</https_port>\n"
+                 "  <openSSL><server><certificateFile>" +
+                 d + "/server.pem</certificateFile><privateKeyFile>" + d +
+                 "/server.key</privateKeyFile><verificationMode>none</verificationMode>"
+                 "<loadDefaultCAFile>false</loadDefaultCAFile><cacheSessions>true</cacheSessions>"
+                 "<disableProtocols>sslv2,sslv3</disableProtocols>"
+                 "<preferServerCiphers>true</preferServerCiphers></server></openSSL>\n";
+  }
+  {
+    std::ofstream users(dir_ + "/users.xml");
+    const char* user_tail =
+        "<networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota>";
+    users << "<?xml version=\"1.0\"?>\n<yandex>\n"
+          << "  <profiles><default><max_memory_usage>10000000000</max_memory_usage>"
+          << "</default></profiles>\n"
+          << "  <users>\n"
+          << "    <default><password></password>" << user_tail << "</default>\n"
+          << "    <ayaflow><password>s3cret</password>" << user_tail << "</ayaflow>\n"
+          << "  </users>\n"
+          << "  <quotas><default><interval><duration>3600</duration><queries>0</queries>"
+          << "<errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows>"
+          << "<execution_time>0</execution_time></interval></default></quotas>\n"
+          << "</yandex>\n";
+  }
   std::ofstream config(dir_ + "/config.xml");
   config << "<?xml version=\"1.0\"?>\n<yandex>\n"
          << "  <logger><level>warning</level><log>" << dir_ << "/server.log</log><errorlog>" << dir_
@@ -79,8 +120,8 @@ ClickHouseServer::ClickHouseServer() {
          << "  <listen_host>127.0.0.1</listen_host>\n"
          << "  <path>" << dir_ << "/data/</path>\n"
          << "  <tmp_path>" << dir_ << "/tmp/</tmp_path>\n"
-         << "  <users_config>/etc/clickhouse-server/users.xml</users_config>\n"
-         << "  <mark_cache_size>5368709</mark_cache_size>\n"
+         << "  <users_config>" << dir_ << "/users.xml</users_config>\n"
+         << tls_config << "  <mark_cache_size>5368709</mark_cache_size>\n"
          << "  <default_profile>default</default_profile>\n"
          << "  <default_database>default</default_database>\n"
          << "</yandex>\n";

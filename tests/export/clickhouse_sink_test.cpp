@@ -109,6 +109,7 @@ class ClickHouseSinkTest : public ::testing::Test {
     o.backoff_min = 20ms;
     o.backoff_max = 200ms;
     o.timeout = 5s;
+    o.stop_timeout = 300ms;  // a sink stopped with records it cannot send
     return o;
   }
 
@@ -396,6 +397,49 @@ TEST_F(ClickHouseSinkTest, RetentionDropsOldDailyPartitions) {
   ClickHouseSink sink(o);
   ASSERT_TRUE(waitFor([&] { return count() == 20; })) << count();
   EXPECT_EQ(count("min(src_port)"), 2000u);
+}
+
+TEST_F(ClickHouseSinkTest, PasswordAuthenticates) {
+  ClickHouseOptions o = options();
+  o.user = "ayaflow";
+  o.password = "wrong";
+  {
+    ClickHouseSink sink(o);
+    ASSERT_TRUE(sink.consume(records(1000, 10, nowMs()), std::nullopt));
+    sink.flush();
+    ASSERT_TRUE(waitFor([&] { return sink.stats().errors >= 1; }));
+    EXPECT_EQ(sink.stats().records, 0u);
+    EXPECT_EQ(sink.stats().spool_depth, 10u);  // kept for a retry, not dropped
+  }
+  o.password = "s3cret";
+  ClickHouseSink sink(o);
+  ASSERT_TRUE(sink.consume(records(1000, 10, nowMs()), std::nullopt));
+  sink.flush();
+  ASSERT_TRUE(waitFor([&] { return sink.stats().records == 10; }));
+  EXPECT_EQ(count(), 10u);
+}
+
+TEST_F(ClickHouseSinkTest, HttpsWithTheServersCa) {
+  ClickHouseServer tls_server(/*tls=*/true);
+  ClickHouseOptions o = options();
+  o.url = tls_server.httpsUrl();
+  {
+    // The system's CAs do not know the test CA: the handshake fails, nothing is sent.
+    ClickHouseSink sink(o);
+    ASSERT_TRUE(sink.consume(records(1000, 10, nowMs()), std::nullopt));
+    sink.flush();
+    ASSERT_TRUE(waitFor([&] { return sink.stats().errors >= 1; }));
+    EXPECT_EQ(sink.stats().records, 0u);
+  }
+  o.ca_file = tls_server.caFile();
+  ClickHouseSink sink(o);
+  Sums sent;
+  auto batch = records(1000, 100, nowMs());
+  sent.add(*batch);
+  ASSERT_TRUE(sink.consume(batch, std::nullopt));
+  sink.flush();
+  ASSERT_TRUE(waitFor([&] { return sink.stats().records == sent.rows; }));
+  EXPECT_EQ(tls_server.number("SELECT sum(packets) FROM default." + table_), sent.packets);
 }
 
 }  // namespace
