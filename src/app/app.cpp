@@ -136,6 +136,17 @@ struct App::Impl {
         st.rows_stored, st.packets_stored, ps.packets_dropped_queue_full,
         st.queue.records_dropped_full, st.rows_dropped_write_error,
         ps.packets_dropped_stopped + st.queue.records_dropped_closed);
+    // Flow export: what each sink delivered and dropped, by reason.
+    for (const exporter::ExportStats& e :
+         {clickhouse ? clickhouse->stats() : exporter::ExportStats{},
+          ipfix ? ipfix->stats() : exporter::ExportStats{}}) {
+      if (*e.sink == '\0') continue;
+      logger("export")->info(
+          "{}: exported {} records ({} bytes); dropped {} (queue full), {} (spool full), {} "
+          "(send failed), {} (after stop)",
+          e.sink, e.records, e.bytes, e.dropped_queue_full, e.dropped_spool_full, e.dropped_send,
+          e.dropped_stopped);
+    }
   }
 
   const Config config;

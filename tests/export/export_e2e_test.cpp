@@ -700,5 +700,59 @@ TEST_F(ExportE2E, ClickHouseRowsSumExactlyAggregated) {
   EXPECT_EQ(stored(), total.packets);
 }
 
+TEST_F(ExportE2E, ClickHouseThatHangsCostsOnlyCountedDrops) {
+  // A listening socket nobody accepts from: connections succeed, requests are taken by the
+  // kernel, no answer ever comes. Capture must stay exact; records are counted, not lost.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  VethPair link(175);
+  LinkCounter counter(link, true);
+  AgentProcess agent({"--interface", link.host(), "--enable-ipv6", "--quiet", "--clickhouse-url",
+                      "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)),
+                      "--clickhouse-flush-interval", "20", "--clickhouse-spool-records", "1000"});
+  agent.waitReady();
+  sendTraffic(link, 46000);
+  const int udp = udpSocket(link.hostV4(), 46100);
+  for (int i = 0; i < 20000; ++i) udpSend(udp, link.peerV4(), 46101, 16);
+  ::close(udp);
+  const Totals truth = linkTotals(counter.stop());
+  const nlohmann::json stats = waitForStats(agent, truth.packets);
+  EXPECT_EQ(stats.at("total_packets").get<std::uint64_t>(), truth.packets);
+  EXPECT_EQ(stats.at("total_bytes").get<std::uint64_t>(), truth.bytes);
+  const auto stored = [&](const char* what) {
+    const auto row = queryRow(agent.dbPath(), std::string("SELECT ") + what + " FROM packets");
+    return row.empty() || row[0].empty() ? std::uint64_t{0} : std::stoull(row[0]);
+  };
+  ASSERT_TRUE(waitFor([&] { return stored("coalesce(sum(packet_count), 0)") == truth.packets; }));
+  const std::uint64_t records = stored("count(*)");
+  const auto metric = [&](const std::string& m, const char* family, const char* extra = "") {
+    return metricValue(m, std::string(family) + "{sink=\"clickhouse\"" + extra + "}");
+  };
+  // The first INSERT waits for its answer until the 10 s timeout; meanwhile records wait in
+  // the hand-off. Then the spool (1000 records) takes one INSERT and the rest are dropped,
+  // counted. Nothing is delivered; what is not waiting in the spool or the queue is dropped.
+  const auto settled = [&] {
+    const std::string m = agent.get("/metrics").body;
+    const std::uint64_t dropped =
+        metric(m, "ayaflow_export_dropped_total", ",reason=\"queue_full\"") +
+        metric(m, "ayaflow_export_dropped_total", ",reason=\"spool_full\"");
+    return metric(m, "ayaflow_export_errors_total") >= 1 && dropped > 0 &&
+           dropped + metric(m, "ayaflow_export_spool_records") +
+                   metric(m, "ayaflow_export_queue_depth") ==
+               records;
+  };
+  EXPECT_TRUE(waitFor(settled, 60s)) << agent.get("/metrics").body;
+  EXPECT_EQ(metric(agent.get("/metrics").body, "ayaflow_export_records_total"), 0u);
+  agent.signal(SIGTERM);
+  EXPECT_EQ(agent.waitExit(30s), std::optional<int>(0)) << agent.log();
+  ::close(fd);
+}
+
 }  // namespace
 }  // namespace ayaflow::test
