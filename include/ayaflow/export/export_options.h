@@ -34,7 +34,9 @@ struct ClickHouseOptions {
   std::size_t queue_records = 200000;
   /// Records kept while the server cannot take them (beyond it: dropped, counted
   /// spool_full). Every spooled record is sent exactly once when the server is back.
-  std::size_t spool_records = 1000000;
+  /// The default, about 28 MB of encoded rows, fits the DaemonSet's 128Mi limit with room
+  /// for a 100 000-flow window; raise it with the limit.
+  std::size_t spool_records = 200000;
   /// One HTTP exchange (connect, send, answer) at most this long.
   std::chrono::milliseconds timeout{10000};
   /// Retries back off exponentially between these bounds.
