@@ -180,13 +180,9 @@ struct IpfixSink::Impl {
       c.host = spec.substr(0, colon);
       if (c.host.size() >= 2 && c.host.front() == '[') c.host = c.host.substr(1, c.host.size() - 2);
       c.port = spec.substr(colon + 1);
-      addrinfo hints{};
-      hints.ai_socktype = tcp() ? SOCK_STREAM : SOCK_DGRAM;
-      addrinfo* res = nullptr;
-      if (const int rc = getaddrinfo(c.host.c_str(), c.port.c_str(), &hints, &res); rc != 0) {
-        throw ConfigError("--ipfix-collector: '" + spec + "': " + gai_strerror(rc));
-      }
-      freeaddrinfo(res);
+      // Resolved when a socket is opened (and again after a failure): a collector whose
+      // name does not resolve yet (a Service created later) is an outage, not a start-up
+      // error.
       collectors.push_back(std::move(c));
     }
     buffer.resize(options.max_message);

@@ -35,7 +35,8 @@ inline constexpr std::uint16_t kIpfixTemplateTypeInfo = 258;
 /// other thread. Provisional records (checkpoints) are ignored.
 class IpfixSink final : public pipeline::RecordSink {
  public:
-  /// Throws ConfigError when a collector's address does not resolve.
+  /// Collectors are resolved when their sockets open (again after each failure), so a name
+  /// that does not resolve yet costs counted drops, not the start-up.
   explicit IpfixSink(IpfixOptions options);
   ~IpfixSink() override;  ///< stop()
   IpfixSink(const IpfixSink&) = delete;
