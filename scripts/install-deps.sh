@@ -34,6 +34,11 @@ packages=(
   prometheus wrk
   # the dashboard browser test (tests/browser): headless Chromium
   chromium
+  # issue 17, flow export: the IPFIX library (libfixbuf, LGPL-3.0, linked dynamically) and the
+  # real collectors and servers the export tests run (tests/export): nfdump's nfcapd, pmacct's
+  # nfacctd, tshark, ipfixDump (libfixbuf-tools) behind socat, and ClickHouse
+  libfixbuf-dev libssl-dev libfixbuf-tools nfdump pmacct tshark socat clickhouse-server
+  clickhouse-client
 )
 # Node.js and npm run the manifest schema checks (tests/deploy); some
 # machines ship their own Node.js, which is fine.

@@ -19,7 +19,7 @@ Response jsonResponse(const nlohmann::json& body) {
 }
 
 /// The connection's health figures (docs/api.md), each only where it means something: the TCP
-/// state, flags and RTT for TCP, retransmissions for TCP, drops for both.
+/// state, flags and RTT for TCP; retransmissions (TCP) and drops while their probe is attached.
 void addHealth(nlohmann::json& stats, const LiveConnection& c) {
   const flow::ConnectionHealth& t = c.tcp;
   if (c.protocol == 6) {
@@ -33,9 +33,9 @@ void addHealth(nlohmann::json& stats, const LiveConnection& c) {
     }
     if (t.handshake_rtt_us != 0) stats["handshake_rtt_us"] = t.handshake_rtt_us;
     if (t.srtt_us != 0) stats["srtt_us"] = t.srtt_us;
-    stats["retransmits"] = t.retransmits;
+    if (c.counts_retransmits) stats["retransmits"] = t.retransmits;
   }
-  stats["drops"] = t.drops;
+  if (c.counts_drops) stats["drops"] = t.drops;
   if (!c.drop_reason.empty()) stats["drop_reason"] = c.drop_reason;
 }
 

@@ -60,6 +60,8 @@ std::vector<LiveConnection> MapLiveSource::topConnections(std::size_t n) const {
   };
   for (const flow::ConnectionEntry& e : map_.top(n)) {
     LiveConnection c = toLiveConnection(e);
+    c.counts_retransmits = counts_retransmits_;
+    c.counts_drops = counts_drops_;
     if (c.tcp.drops != 0 && drop_reason_names_)
       c.drop_reason = drop_reason_names_(c.tcp.drop_reason);
     if (enricher_ != nullptr) {

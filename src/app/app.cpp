@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <memory>
 #include <string>
 // Boost 1.74 Asio uses std::exchange without including <utility> (C++20).
@@ -33,7 +34,11 @@
 #include "ayaflow/common/logging.h"
 #include "ayaflow/common/memory.h"
 #include "ayaflow/common/metrics.h"
+#include "ayaflow/common/system_error.h"
 #include "ayaflow/enrich/enricher.h"
+#include "ayaflow/export/clickhouse_sink.h"
+#include "ayaflow/export/export_stats.h"
+#include "ayaflow/export/ipfix_sink.h"
 #include "ayaflow/health/health_collector.h"
 #include "ayaflow/health/health_probes.h"
 #include "ayaflow/inspect/deep_inspection.h"
@@ -114,6 +119,9 @@ struct App::Impl {
     pipeline->stop();
     history->closeIdle();  // the writer's connection closes last: the WAL is checkpointed
     sqlite->stop();
+    // Flow export: what the pipeline handed over is sent (bounded by each sink's stop time).
+    if (clickhouse) clickhouse->stop();
+    if (ipfix) ipfix->stop();
     if (pods) pods->stop();
     // A reverse lookup blocked in the system resolver (an unanswering DNS server: 5 s x 2
     // attempts by default, or more) must not hold up the exit; nothing waits for its answer.
@@ -133,6 +141,17 @@ struct App::Impl {
         st.rows_stored, st.packets_stored, ps.packets_dropped_queue_full,
         st.queue.records_dropped_full, st.rows_dropped_write_error,
         ps.packets_dropped_stopped + st.queue.records_dropped_closed);
+    // Flow export: what each sink delivered and dropped, by reason.
+    for (const exporter::ExportStats& e :
+         {clickhouse ? clickhouse->stats() : exporter::ExportStats{},
+          ipfix ? ipfix->stats() : exporter::ExportStats{}}) {
+      if (*e.sink == '\0') continue;
+      logger("export")->info(
+          "{}: exported {} records ({} bytes); dropped {} (queue full), {} (spool full), {} "
+          "(send failed), {} (after stop)",
+          e.sink, e.records, e.bytes, e.dropped_queue_full, e.dropped_spool_full, e.dropped_send,
+          e.dropped_stopped);
+    }
   }
 
   const Config config;
@@ -150,6 +169,9 @@ struct App::Impl {
   enrich::EnricherChain names;
   std::unique_ptr<store::SqliteSink> sqlite;
   std::unique_ptr<store::HistoryReader> history;
+  // Flow export (docs/export.md), each only when configured.
+  std::unique_ptr<exporter::ClickHouseSink> clickhouse;
+  std::unique_ptr<exporter::IpfixSink> ipfix;
   std::unique_ptr<pipeline::Pipeline> pipeline;
   std::unique_ptr<capture::Capture> capture;
   std::unique_ptr<health::HealthProbes> probes;
@@ -216,6 +238,28 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   s.history = std::make_unique<store::HistoryReader>(*s.sqlite);
   std::vector<pipeline::RecordSink*> sinks{s.sqlite.get()};
   if (s.workloads) sinks.push_back(s.workloads.get());
+  // Flow export: ClickHouse and IPFIX collectors get the same final records.
+  if (c.clickhouse.enabled()) {
+    exporter::ClickHouseOptions ch = c.clickhouse;
+    ch.node = c.pods.node_name;
+    if (!c.clickhouse_password_file.empty()) {
+      std::ifstream file(c.clickhouse_password_file);
+      if (!file) {
+        throw ConfigError("--clickhouse-password-file: cannot read '" + c.clickhouse_password_file +
+                          "'");
+      }
+      std::getline(file, ch.password);
+      while (!ch.password.empty() && (ch.password.back() == '\r' || ch.password.back() == ' ')) {
+        ch.password.pop_back();
+      }
+    }
+    s.clickhouse = std::make_unique<exporter::ClickHouseSink>(std::move(ch));
+    sinks.push_back(s.clickhouse.get());
+  }
+  if (c.ipfix.enabled()) {
+    s.ipfix = std::make_unique<exporter::IpfixSink>(c.ipfix);
+    sinks.push_back(s.ipfix.get());
+  }
   s.pipeline = std::make_unique<pipeline::Pipeline>(c.pipeline, names, std::move(sinks));
   s.capture = std::make_unique<capture::Capture>(s.io, c.capture, *s.pipeline,
                                                  c.capture.deep_inspect ? &s.inspection : nullptr);
@@ -237,6 +281,8 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
     s.live->setDropReasonNames([probes = s.probes.get()](std::uint16_t reason) {
       return probes->reasonNames().name(reason);
     });
+    s.live->setHealthCounts(s.probes->status(health::Probe::Retransmits).attached,
+                            s.probes->status(health::Probe::Drops).attached);
   }
 
   api::addCoreRoutes(s.router, *s.live);
@@ -256,6 +302,14 @@ App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
   if (s.probes) s.metrics.add(s.probes->metrics());
   s.metrics.add(s.pipeline->metrics());
   s.metrics.add(s.sqlite->metrics());
+  if (s.clickhouse || s.ipfix) {
+    s.metrics.add([&s] {
+      std::vector<exporter::ExportStats> sinks;
+      if (s.clickhouse) sinks.push_back(s.clickhouse->stats());
+      if (s.ipfix) sinks.push_back(s.ipfix->stats());
+      return exporter::exportFamilies(sinks);
+    });
+  }
   s.metrics.add(s.http->metrics());
   s.metrics.add(history_route->metrics());  // the router keeps the route alive
   s.metrics.add(s.hub.metrics());

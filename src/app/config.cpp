@@ -324,6 +324,11 @@ ParseOutcome parseConfig(int argc, const char* const* argv, const EnvLookup& env
   for (const Setting* s = detail::settingsBegin(); s != detail::settingsEnd(); ++s) {
     if (auto raw = pickSource(*s, flags, env, yaml ? &*yaml : nullptr)) s->apply(*raw, config);
   }
+  // Flow export: the ClickHouse password only ever comes from the environment or a file
+  // (read at start-up, see App), never from a flag or the YAML file.
+  if (auto password = envValue(env, "AYAFLOW_CLICKHOUSE_PASSWORD")) {
+    config.clickhouse.password = std::move(*password);
+  }
   return outcome;
 }
 

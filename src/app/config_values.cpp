@@ -235,4 +235,56 @@ std::string formatSize(std::uint64_t bytes) {
   return std::to_string(bytes);
 }
 
+// ---- flow export ----
+std::string parseExportUrl(const std::string& label, std::string_view text) {
+  const std::string url(trim(text));
+  if (url.empty()) return url;  // off
+  const bool http = url.rfind("http://", 0) == 0, https = url.rfind("https://", 0) == 0;
+  if (!http && !https) fail(label, show(url) + " is not an http:// or https:// URL");
+  std::string rest = url.substr(http ? 7 : 8);
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  if (rest.empty() || rest.find_first_of("/@?# ") != std::string::npos) {
+    fail(label, show(url) + " must be http(s)://host[:port] (no path, no credentials)");
+  }
+  return url;
+}
+
+std::string parseSqlName(const std::string& label, std::string_view text) {
+  const std::string name(trim(text));
+  const bool ok = !name.empty() && name.size() <= 128 &&
+                  std::isdigit(static_cast<unsigned char>(name.front())) == 0 &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+                  });
+  if (!ok) fail(label, show(name) + " is not a name (letters, digits, '_'; not a digit first)");
+  return name;
+}
+
+std::vector<std::string> parseCollectors(const Raw& raw) {
+  std::vector<std::string> out;
+  for (const std::string& item : splitItems(raw)) {
+    const std::size_t colon = item.rfind(':');
+    std::string host = colon == std::string::npos ? std::string() : item.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    } else if (host.find(':') != std::string::npos) {
+      host.clear();  // an IPv6 literal needs brackets
+    }
+    if (colon == std::string::npos || host.empty()) {
+      fail(raw.label, show(item) + " is not host:port ([address]:port for IPv6)");
+    }
+    parsePort(raw.label, item.substr(colon + 1));
+    if (std::find(out.begin(), out.end(), item) == out.end()) out.push_back(item);
+  }
+  return out;
+}
+
+exporter::IpfixTransport parseIpfixTransport(const std::string& label, std::string_view text) {
+  const std::string value = lower(trim(text));
+  if (value == "udp") return exporter::IpfixTransport::kUdp;
+  if (value == "tcp") return exporter::IpfixTransport::kTcp;
+  fail(label, show(text) + " is not a transport (udp or tcp)");
+}
+// ---- end of flow export ----
+
 }  // namespace ayaflow::app::detail

@@ -14,6 +14,7 @@
 
 #include "ayaflow/bpf/tc_attachment.h"
 #include "ayaflow/common/cidr.h"
+#include "ayaflow/export/export_options.h"
 
 namespace ayaflow::app::detail {
 
@@ -70,5 +71,15 @@ std::vector<std::string> splitItems(const Raw& raw);
 /// Interface names or patterns, unique, at least one.
 std::vector<std::string> parseInterfaces(const Raw& raw);
 std::vector<common::Cidr> parseCidrs(const Raw& raw);
+
+// ---- flow export ----
+/// http:// or https://host[:port] without a path.
+std::string parseExportUrl(const std::string& label, std::string_view text);
+/// A ClickHouse database or table name: letters, digits and '_', not starting with a digit.
+std::string parseSqlName(const std::string& label, std::string_view text);
+/// host:port or [v6]:port items.
+std::vector<std::string> parseCollectors(const Raw& raw);
+exporter::IpfixTransport parseIpfixTransport(const std::string& label, std::string_view text);
+// ---- end of flow export ----
 
 }  // namespace ayaflow::app::detail

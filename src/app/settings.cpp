@@ -222,6 +222,118 @@ const Setting kSettings[] = {
    "MODE", "auto, tcx (kernel >= 6.6) or tc",
    [](const Raw& r, Config& c) { c.capture.attach_mode = parseAttachMode(r.label, r.single()); },
    [](const Config& c) { return std::string(bpf::toString(c.capture.attach_mode)); }},
+  // ---- flow export (docs/export.md) ----
+  {"--clickhouse-url", "--clickhouse-url", "AYAFLOW_CLICKHOUSE_URL", "clickhouse_url",
+   ValueType::kString, "URL",
+   "Export flow records to this ClickHouse HTTP interface (http://host:8123, https://...); "
+   "empty = off",
+   [](const Raw& r, Config& c) { c.clickhouse.url = parseExportUrl(r.label, r.single()); },
+   [](const Config& c) { return c.clickhouse.url.empty() ? std::string("off") : c.clickhouse.url; }},
+  {"--clickhouse-database", "--clickhouse-database", "AYAFLOW_CLICKHOUSE_DATABASE",
+   "clickhouse_database", ValueType::kString, "NAME", "ClickHouse database of the flow table",
+   [](const Raw& r, Config& c) { c.clickhouse.database = parseSqlName(r.label, r.single()); },
+   [](const Config& c) { return c.clickhouse.database; }},
+  {"--clickhouse-table", "--clickhouse-table", "AYAFLOW_CLICKHOUSE_TABLE", "clickhouse_table",
+   ValueType::kString, "NAME", "ClickHouse table the flow records go to",
+   [](const Raw& r, Config& c) { c.clickhouse.table = parseSqlName(r.label, r.single()); },
+   [](const Config& c) { return c.clickhouse.table; }},
+  {"--clickhouse-user", "--clickhouse-user", "AYAFLOW_CLICKHOUSE_USER", "clickhouse_user",
+   ValueType::kString, "NAME", "ClickHouse user (the password comes from a file or "
+   "AYAFLOW_CLICKHOUSE_PASSWORD, never a flag)",
+   [](const Raw& r, Config& c) { c.clickhouse.user = r.single(); },
+   [](const Config& c) { return c.clickhouse.user.empty() ? std::string("default") : c.clickhouse.user; }},
+  {"--clickhouse-password-file", "--clickhouse-password-file",
+   "AYAFLOW_CLICKHOUSE_PASSWORD_FILE", "clickhouse_password_file", ValueType::kString, "FILE",
+   "File holding the ClickHouse password (first line)",
+   [](const Raw& r, Config& c) { c.clickhouse_password_file = r.single(); },
+   [](const Config& c) {
+     return c.clickhouse_password_file.empty() ? std::string("none") : c.clickhouse_password_file;
+   }},
+  {"--clickhouse-ca-file", "--clickhouse-ca-file", "AYAFLOW_CLICKHOUSE_CA_FILE",
+   "clickhouse_ca_file", ValueType::kString, "FILE",
+   "https: CA certificates (PEM) to verify the ClickHouse server with",
+   [](const Raw& r, Config& c) { c.clickhouse.ca_file = r.single(); },
+   [](const Config& c) {
+     return c.clickhouse.ca_file.empty() ? std::string("the system's") : c.clickhouse.ca_file;
+   }},
+  {"--clickhouse-create-table", "--clickhouse-create-table", "AYAFLOW_CLICKHOUSE_CREATE_TABLE",
+   "clickhouse_create_table", ValueType::kBoolean, nullptr,
+   "Create the ClickHouse table (CREATE TABLE IF NOT EXISTS) at start-up",
+   [](const Raw& r, Config& c) { c.clickhouse.create_table = parseBool(r.label, r.single()); },
+   [](const Config& c) { return yesNo(c.clickhouse.create_table); }},
+  {"--clickhouse-retention-days", "--clickhouse-retention-days",
+   "AYAFLOW_CLICKHOUSE_RETENTION_DAYS", "clickhouse_retention_days", ValueType::kInteger, "DAYS",
+   "Drop ClickHouse daily partitions older than this, 1-36500",
+   [](const Raw& r, Config& c) {
+     c.clickhouse.retention_days =
+         static_cast<std::uint32_t>(parseRange(r.label, r.single(), 1, 36500, "a number of days"));
+   },
+   [](const Config& c) {
+     return c.clickhouse.retention_days ? std::to_string(*c.clickhouse.retention_days)
+                                        : std::string("keep forever");
+   }},
+  {"--clickhouse-flush-interval", "--clickhouse-flush-interval",
+   "AYAFLOW_CLICKHOUSE_FLUSH_INTERVAL", "clickhouse_flush_interval_ms", ValueType::kInteger, "MS",
+   "Longest a record waits for a fuller ClickHouse INSERT, 10-60000 ms",
+   [](const Raw& r, Config& c) {
+     c.clickhouse.flush_interval = std::chrono::milliseconds(
+         parseRange(r.label, r.single(), 10, 60000, "a time in milliseconds"));
+   },
+   [](const Config& c) { return std::to_string(c.clickhouse.flush_interval.count()); }},
+  {"--clickhouse-spool-records", "--clickhouse-spool-records", "AYAFLOW_CLICKHOUSE_SPOOL_RECORDS",
+   "clickhouse_spool_records", ValueType::kInteger, "N",
+   "Records kept in memory while ClickHouse is away (past it: dropped, counted), 1-100000000",
+   [](const Raw& r, Config& c) {
+     c.clickhouse.spool_records = static_cast<std::size_t>(
+         parseRange(r.label, r.single(), 1, 100000000, "a number of records"));
+   },
+   [](const Config& c) { return std::to_string(c.clickhouse.spool_records); }},
+  {"--ipfix-collector", "--ipfix-collector", "AYAFLOW_IPFIX_COLLECTOR", "ipfix_collector",
+   ValueType::kList, "HOST:PORT[,...]",
+   "Export flow records over IPFIX to these collectors; repeat or comma-separate",
+   [](const Raw& r, Config& c) { c.ipfix.collectors = parseCollectors(r); },
+   [](const Config& c) {
+     return c.ipfix.collectors.empty() ? std::string("none") : joined(c.ipfix.collectors);
+   }},
+  {"--ipfix-transport", "--ipfix-transport", "AYAFLOW_IPFIX_TRANSPORT", "ipfix_transport",
+   ValueType::kString, "udp|tcp", "IPFIX transport: udp or tcp",
+   [](const Raw& r, Config& c) { c.ipfix.transport = parseIpfixTransport(r.label, r.single()); },
+   [](const Config& c) {
+     return std::string(c.ipfix.transport == exporter::IpfixTransport::kTcp ? "tcp" : "udp");
+   }},
+  {"--ipfix-observation-domain", "--ipfix-observation-domain",
+   "AYAFLOW_IPFIX_OBSERVATION_DOMAIN", "ipfix_observation_domain", ValueType::kInteger, "ID",
+   "IPFIX Observation Domain ID, 0-4294967295",
+   [](const Raw& r, Config& c) {
+     c.ipfix.observation_domain =
+         static_cast<std::uint32_t>(parseRange(r.label, r.single(), 0, kMaxU32, "an id"));
+   },
+   [](const Config& c) { return std::to_string(c.ipfix.observation_domain); }},
+  {"--ipfix-template-refresh", "--ipfix-template-refresh", "AYAFLOW_IPFIX_TEMPLATE_REFRESH",
+   "ipfix_template_refresh_seconds", ValueType::kInteger, "SECONDS",
+   "UDP: send the IPFIX templates again this often, 1-3600",
+   [](const Raw& r, Config& c) {
+     c.ipfix.template_refresh =
+         std::chrono::seconds(parseRange(r.label, r.single(), 1, 3600, "an interval in seconds"));
+   },
+   [](const Config& c) { return std::to_string(c.ipfix.template_refresh.count()); }},
+  {"--ipfix-max-message", "--ipfix-max-message", "AYAFLOW_IPFIX_MAX_MESSAGE",
+   "ipfix_max_message", ValueType::kInteger, "BYTES",
+   "Largest IPFIX message (UDP: under the path MTU), 512-65535",
+   [](const Raw& r, Config& c) {
+     c.ipfix.max_message = static_cast<std::size_t>(
+         parseRange(r.label, r.single(), 512, 65535, "a size in bytes"));
+   },
+   [](const Config& c) { return std::to_string(c.ipfix.max_message); }},
+  {"--ipfix-flush-interval", "--ipfix-flush-interval", "AYAFLOW_IPFIX_FLUSH_INTERVAL",
+   "ipfix_flush_interval_ms", ValueType::kInteger, "MS",
+   "Longest a record waits for a fuller IPFIX message, 10-60000 ms",
+   [](const Raw& r, Config& c) {
+     c.ipfix.flush_interval = std::chrono::milliseconds(
+         parseRange(r.label, r.single(), 10, 60000, "a time in milliseconds"));
+   },
+   [](const Config& c) { return std::to_string(c.ipfix.flush_interval.count()); }},
+  // ---- end of flow export ----
 };
 // clang-format on
 

@@ -65,6 +65,19 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   agent.stats.storage.write_failures = 33;
   agent.stats.storage.queries_timed_out = 34;
   agent.stats.storage.queries_busy = 35;
+  // Flow export (issue 17).
+  agent.stats.clickhouse.records = 3001;
+  agent.stats.clickhouse.bytes = 3002;
+  agent.stats.clickhouse.errors = 3003;
+  agent.stats.clickhouse.retried = 3004;
+  agent.stats.clickhouse.spooled = 3005;
+  agent.stats.clickhouse.spool_depth = 3006;
+  agent.stats.clickhouse.queue_depth = 3007;
+  agent.stats.clickhouse.dropped_queue_full = 3008;
+  agent.stats.clickhouse.dropped_spool_full = 3009;
+  agent.stats.clickhouse.dropped_stopped = 3010;
+  agent.stats.ipfix.records = 4001;
+  agent.stats.ipfix.dropped_send = 4002;
   agent.stats.http = fake::distinctHttpStats();
   agent.stats.history.ok = 91;
   agent.stats.history.bad_request = 92;
@@ -163,6 +176,19 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {R"(ayaflow_storage_errors_total{operation="write"})", "33"},
       {R"(ayaflow_storage_queries_stopped_total{reason="timeout"})", "34"},
       {R"(ayaflow_storage_queries_stopped_total{reason="busy"})", "35"},
+      {R"(ayaflow_export_records_total{sink="clickhouse"})", "3001"},
+      {R"(ayaflow_export_records_total{sink="ipfix"})", "4001"},
+      {R"(ayaflow_export_bytes_total{sink="clickhouse"})", "3002"},
+      {R"(ayaflow_export_errors_total{sink="clickhouse"})", "3003"},
+      {R"(ayaflow_export_retried_records_total{sink="clickhouse"})", "3004"},
+      {R"(ayaflow_export_spooled_records_total{sink="clickhouse"})", "3005"},
+      {R"(ayaflow_export_spool_records{sink="clickhouse"})", "3006"},
+      {R"(ayaflow_export_queue_depth{sink="clickhouse"})", "3007"},
+      {R"(ayaflow_export_dropped_total{sink="clickhouse",reason="queue_full"})", "3008"},
+      {R"(ayaflow_export_dropped_total{sink="clickhouse",reason="spool_full"})", "3009"},
+      {R"(ayaflow_export_dropped_total{sink="clickhouse",reason="stopped"})", "3010"},
+      {R"(ayaflow_export_dropped_total{sink="ipfix",reason="send_failed"})", "4002"},
+      {R"(ayaflow_export_dropped_total{sink="ipfix",reason="queue_full"})", "0"},
       {"ayaflow_http_connections", "3"},
       {"ayaflow_http_connections_rejected_total", "5"},
       {"ayaflow_http_connections_denied_total", "6"},
@@ -258,6 +284,14 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_storage_checkpoint_records_refused_total", "counter"},
       {"ayaflow_storage_errors_total", "counter"},
       {"ayaflow_storage_queries_stopped_total", "counter"},
+      {"ayaflow_export_records_total", "counter"},
+      {"ayaflow_export_bytes_total", "counter"},
+      {"ayaflow_export_errors_total", "counter"},
+      {"ayaflow_export_retried_records_total", "counter"},
+      {"ayaflow_export_spooled_records_total", "counter"},
+      {"ayaflow_export_spool_records", "gauge"},
+      {"ayaflow_export_queue_depth", "gauge"},
+      {"ayaflow_export_dropped_total", "counter"},
       {"ayaflow_http_connections", "gauge"},
       {"ayaflow_http_connections_rejected_total", "counter"},
       {"ayaflow_http_connections_denied_total", "counter"},
@@ -290,6 +324,10 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   for (const auto& [name, type] : types) {
     EXPECT_FALSE(m.helps.at(name).empty()) << name;
   }
+}
+
+TEST(MetricsTest, ExportFamiliesAbsentWhileEverySinkIsOff) {
+  EXPECT_TRUE(exporter::exportFamilies({}).empty());
 }
 
 TEST(MetricsTest, LargeCountersAreExactUpTo2To53) {

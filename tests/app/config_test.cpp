@@ -650,7 +650,8 @@ TEST_F(ConfigTest, UnknownYamlKeyWithoutCloseMatchListsKnownKeys) {
   const std::string msg = yamlError("config: other.yaml\n");
   EXPECT_THAT(msg, StartsWith("config.yaml: unknown key 'config' (known keys: interface, "
                               "exclude_interface, port, listen_address, db_path,"));
-  EXPECT_THAT(msg, HasSubstr("attach_mode)"));
+  EXPECT_THAT(msg, HasSubstr("attach_mode"));
+  EXPECT_THAT(msg, HasSubstr("ipfix_flush_interval_ms)"));  // the last row (flow export)
 }
 
 TEST_F(ConfigTest, DuplicateYamlKey) {
@@ -909,6 +910,72 @@ TEST_F(ValidateEnvironmentTest, UnwritableDirectory) {
       },
       ::testing::ExitedWithCode(0), "is not writable");
 }
+
+// ---- flow export (issue 17) ----
+
+TEST_F(ConfigTest, ExportIsOffByDefault) {
+  const Config c = parse({}).config;
+  EXPECT_FALSE(c.clickhouse.enabled());
+  EXPECT_FALSE(c.ipfix.enabled());
+  EXPECT_EQ(c.clickhouse.table, "ayaflow_flows");
+  EXPECT_EQ(c.ipfix.transport, exporter::IpfixTransport::kUdp);
+}
+
+TEST_F(ConfigTest, ClickHouseSettingsFromFlagsEnvAndYaml) {
+  env_["AYAFLOW_CLICKHOUSE_PASSWORD"] = "s3cret";
+  env_["AYAFLOW_CLICKHOUSE_DATABASE"] = "flows";
+  const std::string yaml = writeYaml(
+      "clickhouse_table: node_flows\nclickhouse_retention_days: 30\n"
+      "clickhouse_create_table: true\n");
+  const Config c =
+      parse({"--config", yaml, "--clickhouse-url", "https://ch.example:8443", "--clickhouse-user",
+             "ayaflow", "--clickhouse-spool-records", "5000", "--clickhouse-flush-interval", "250"})
+          .config;
+  EXPECT_EQ(c.clickhouse.url, "https://ch.example:8443");
+  EXPECT_EQ(c.clickhouse.database, "flows");
+  EXPECT_EQ(c.clickhouse.table, "node_flows");
+  EXPECT_EQ(c.clickhouse.user, "ayaflow");
+  EXPECT_EQ(c.clickhouse.password, "s3cret");
+  EXPECT_EQ(c.clickhouse.retention_days, std::optional<std::uint32_t>(30));
+  EXPECT_TRUE(c.clickhouse.create_table);
+  EXPECT_EQ(c.clickhouse.spool_records, 5000u);
+  EXPECT_EQ(c.clickhouse.flush_interval, std::chrono::milliseconds(250));
+}
+
+TEST_F(ConfigTest, ClickHouseBadValuesNameTheFlag) {
+  EXPECT_NE(parseError({"--clickhouse-url", "ftp://x"}).find("--clickhouse-url"),
+            std::string::npos);
+  EXPECT_NE(parseError({"--clickhouse-url", "http://user:pw@x:8123"}).find("no credentials"),
+            std::string::npos);
+  EXPECT_NE(parseError({"--clickhouse-table", "flows; DROP"}).find("--clickhouse-table"),
+            std::string::npos);
+  EXPECT_NE(parseError({"--clickhouse-retention-days", "0"}).find("--clickhouse-retention-days"),
+            std::string::npos);
+  // No password flag: it would show in ps and shell history.
+  EXPECT_NE(parseError({"--clickhouse-password", "x"}).find("clickhouse-password"),
+            std::string::npos);
+}
+
+TEST_F(ConfigTest, IpfixSettings) {
+  const Config c =
+      parse({"--ipfix-collector", "10.0.0.5:4739,[fd00::5]:4739", "--ipfix-collector",
+             "collector.example:2055", "--ipfix-transport", "TCP", "--ipfix-observation-domain",
+             "42", "--ipfix-template-refresh", "5", "--ipfix-max-message", "9000"})
+          .config;
+  EXPECT_EQ(c.ipfix.collectors, (std::vector<std::string>{"10.0.0.5:4739", "[fd00::5]:4739",
+                                                          "collector.example:2055"}));
+  EXPECT_EQ(c.ipfix.transport, exporter::IpfixTransport::kTcp);
+  EXPECT_EQ(c.ipfix.observation_domain, 42u);
+  EXPECT_EQ(c.ipfix.template_refresh, std::chrono::seconds(5));
+  EXPECT_EQ(c.ipfix.max_message, 9000u);
+  EXPECT_NE(parseError({"--ipfix-collector", "fd00::5:4739"}).find("[address]:port"),
+            std::string::npos);
+  EXPECT_NE(parseError({"--ipfix-collector", "host"}).find("--ipfix-collector"), std::string::npos);
+  EXPECT_NE(parseError({"--ipfix-transport", "sctp"}).find("udp or tcp"), std::string::npos);
+  EXPECT_NE(parseError({"--ipfix-max-message", "100"}).find("--ipfix-max-message"),
+            std::string::npos);
+}
+// ---- end of flow export ----
 
 }  // namespace
 }  // namespace ayaflow::app

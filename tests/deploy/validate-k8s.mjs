@@ -3,10 +3,10 @@
 // and checks what a node agent needs. Usage: node validate-k8s.mjs FILE...
 import fs from "node:fs";
 import yaml from "js-yaml";
-import { Namespace, ConfigMap } from "kubernetes-models/v1";
+import { Namespace, ConfigMap, Secret } from "kubernetes-models/v1";
 import { DaemonSet } from "kubernetes-models/apps/v1";
 
-const kinds = { "v1/Namespace": Namespace, "v1/ConfigMap": ConfigMap, "apps/v1/DaemonSet": DaemonSet };
+const kinds = { "v1/Namespace": Namespace, "v1/ConfigMap": ConfigMap, "v1/Secret": Secret, "apps/v1/DaemonSet": DaemonSet };
 let failures = 0;
 const fail = (file, msg) => { console.error(`${file}: ${msg}`); failures++; };
 const expect = (file, cond, msg) => { if (!cond) fail(file, msg); };

@@ -16,6 +16,7 @@
 #include "ayaflow/capture/capture.h"
 #include "ayaflow/capture/tcp_counters.h"
 #include "ayaflow/common/metrics.h"
+#include "ayaflow/export/export_stats.h"
 #include "ayaflow/health/health_probes.h"
 #include "ayaflow/inspect/deep_inspection.h"
 #include "ayaflow/inspect/reverse_resolver.h"
@@ -51,6 +52,17 @@ struct AgentStats {
   }();
   pipeline::PipelineStats pipeline;
   store::SqliteSinkStats storage;
+  /// Flow export, both sinks on (--clickhouse-url and --ipfix-collector).
+  exporter::ExportStats clickhouse = [] {
+    exporter::ExportStats s;
+    s.sink = "clickhouse";
+    return s;
+  }();
+  exporter::ExportStats ipfix = [] {
+    exporter::ExportStats s;
+    s.sink = "ipfix";
+    return s;
+  }();
   api::HttpServerStats http;
   api::HistoryRouteStats history;
   api::StreamHubStats stream;
@@ -85,6 +97,7 @@ class AgentMetrics {
     registry.add([this] { return health::healthFamilies(stats.health); });
     registry.add([this] { return pipeline::pipelineFamilies(stats.pipeline); });
     registry.add([this] { return store::storageFamilies(stats.storage); });
+    registry.add([this] { return exporter::exportFamilies({stats.clickhouse, stats.ipfix}); });
     registry.add([this] { return api::httpServerFamilies(stats.http); });
     registry.add([this] { return api::historyRouteFamilies(stats.history); });
     registry.add([this] { return api::streamHubFamilies(stats.stream); });

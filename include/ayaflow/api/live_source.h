@@ -35,6 +35,9 @@ struct LiveConnection {
   std::uint8_t protocol = 0;   ///< 6 TCP, 17 UDP
   flow::ConnectionHealth tcp;  ///< TCP flags, state, RTT, retransmissions, drops
   std::string drop_reason;     ///< the latest drop's reason by its kernel name ("" if none)
+  /// Whether the retransmission and drop probes are attached: their counts are shown (0
+  /// included) only then.
+  bool counts_retransmits = false, counts_drops = false;
 };
 
 /// Adds the pod and node names of one end to a JSON object as `<prefix>namespace`,
@@ -96,10 +99,16 @@ class MapLiveSource final : public LiveSource {
   void setDropReasonNames(std::function<std::string(std::uint16_t)> names) {
     drop_reason_names_ = std::move(names);
   }
+  /// Which of the probes' counts connections show (see LiveConnection); set before serving.
+  void setHealthCounts(bool retransmits, bool drops) {
+    counts_retransmits_ = retransmits;
+    counts_drops_ = drops;
+  }
 
  private:
   std::function<Totals()> totals_;
   std::function<std::string(std::uint16_t)> drop_reason_names_;
+  bool counts_retransmits_ = false, counts_drops_ = false;
   const flow::ConnectionMap& map_;
   const enrich::Enricher* enricher_;
   std::chrono::steady_clock::time_point started_;

@@ -8,6 +8,7 @@
 
 #include "ayaflow/api/http_server.h"
 #include "ayaflow/capture/capture_options.h"
+#include "ayaflow/export/export_options.h"
 #include "ayaflow/health/health_probes.h"
 #include "ayaflow/inspect/deep_inspection.h"
 #include "ayaflow/inspect/reverse_resolver.h"
@@ -42,6 +43,11 @@ struct Config {
   /// The kernel tracing probes: smoothed RTT, retransmissions, drops with reasons.
   health::HealthOptions health;
   LogOptions log;
+  /// Flow export (docs/export.md): both off unless configured.
+  exporter::ClickHouseOptions clickhouse;
+  exporter::IpfixOptions ipfix;
+  /// The file the ClickHouse password is read from at start-up (or AYAFLOW_CLICKHOUSE_PASSWORD).
+  std::string clickhouse_password_file;
   std::optional<std::string> config_path;  ///< the YAML file that was read, if any
 };
 
