@@ -88,13 +88,23 @@ class Ingest final : public bpf::EventSink, public bpf::FlowSink {
   flow::RecordOutcome take(flow::Packet& packet) noexcept {
     const flow::RecordOutcome o = map_.record(packet);
     if (!o.recorded) return o;
+    if (packet.packets == 0) {
+      // A health update: its direction was a guess (a socket's own packets leave it); the
+      // connection says which end is local. Only retransmissions and drops make a record: a
+      // smoothed-RTT sample reaches the history with the connection's next packet.
+      if (o.flipped) {
+        packet.direction = packet.direction == flow::Direction::kEgress ? flow::Direction::kIngress
+                                                                        : flow::Direction::kEgress;
+      }
+      if (packet.srtt_us != 0) tcp_.observeSmoothed(packet.srtt_us);
+      if (packet.retransmits == 0 && packet.drops == 0) return o;
+    }
     if (packet.protocol == 6) {
       packet.tcp_state = o.after;
       packet.rtt_us = o.rtt_us;
       packet.rtt_kind = o.rtt_kind;
       tcp_.observe(o);
     }
-    if (packet.srtt_us != 0) tcp_.observeSmoothed(packet.srtt_us);
     history_.onPacket(packet);  // bounded hand-off: never waits
     return o;
   }

@@ -263,6 +263,7 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
     const bool sent = (p.direction == Direction::kEgress) != flipped;
     ConnectionHealth& t = s.tcp;
     out.recorded = true;
+    out.flipped = flipped;
     out.before = t.state;
     if (p.packets != 0) {
       if (sent) {

@@ -29,6 +29,9 @@ struct ConnectionStats {
 /// What record() did to a connection, for the caller's counters and the history.
 struct RecordOutcome {
   bool recorded = false;  ///< false: a health update for a connection not in the map
+  /// The packet went to the entry of its reversed key: it travels towards the entry's local
+  /// end although its hook (or, for a health update, its guess) said otherwise.
+  bool flipped = false;
   TcpState before = TcpState::kUnknown, after = TcpState::kUnknown;
   std::uint16_t tcp_flags = 0;  ///< both directions' flags OR-ed, after the update
   std::uint32_t rtt_us = 0;     ///< the connection's RTT after the update (ConnectionHealth::rttUs)
