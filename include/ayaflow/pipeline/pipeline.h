@@ -24,7 +24,8 @@ struct PipelineOptions {
   std::uint32_t aggregation_window_s = 0;  ///< 0: a record per packet; N: per flow per N s
   std::size_t batch_records = 1000;        ///< raw mode: records per batch handed to the sinks
   std::chrono::milliseconds batch_interval{2000};  ///< a partial batch is handed over this often
-  std::size_t queue_capacity = 16384;  ///< packets capture may queue (80 bytes each, lazily mapped)
+  /// Packets capture may queue (128 bytes each, lazily mapped).
+  std::size_t queue_capacity = 16384;
   std::size_t max_open_flows = 65536;  ///< aggregated mode: open (flow, window) sums in memory
   /// Aggregated mode: how often the sums of open windows that changed go to the sinks as
   /// provisional records (SQLite updates their rows in place), so a crash loses at most about
