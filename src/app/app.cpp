@@ -191,15 +191,11 @@ struct App::Impl {
   Ticker health_ticker{io, kHealthInterval, [this] { collectHealth(); }};
 
   // The tracing probes' changes into the live map and the history, on the ingest thread (this
-  // io_context's). A drop is the node's own packet (egress) when its connection is known
-  // from that end.
+  // io_context's); the live connection they belong to says which end is local.
   void collectHealth() noexcept {
     try {
       health_collector->collect([this](const health::HealthUpdate& u) {
-        flow::Packet p = health::toPacket(u, true);
-        if (!u.is_socket && !capture->connections().find(flow::FlowKey::fromPacket(p))) {
-          p.direction = flow::Direction::kIngress;
-        }
+        flow::Packet p = health::toPacket(u);
         capture->ingest(p);
       });
     } catch (const std::exception& e) {

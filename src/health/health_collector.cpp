@@ -32,10 +32,10 @@ std::uint32_t clamp32(std::uint64_t v) {
 
 }  // namespace
 
-flow::Packet toPacket(const HealthUpdate& u, bool src_is_local) noexcept {
+flow::Packet toPacket(const HealthUpdate& u) noexcept {
   flow::Packet p;
   flow::copyTuple(u.tuple, p);
-  p.direction = u.is_socket || src_is_local ? flow::Direction::kEgress : flow::Direction::kIngress;
+  p.direction = flow::Direction::kEgress;
   p.packets = 0;
   p.length = 0;
   p.timestamp_ns = u.timestamp_ns;

@@ -26,10 +26,11 @@ struct HealthUpdate {
   bool is_socket = false;          ///< true: from sock_health; false: from drop_flows
 };
 
-/// The update as a health-only packet (packets 0) for the live map and the history: a
-/// socket's update leaves from the local end (egress); a drop is egress when `src_is_local`
-/// (the node sent it), else ingress. timestamp_ns 0 (no sample time) is stamped downstream.
-flow::Packet toPacket(const HealthUpdate& u, bool src_is_local) noexcept;
+/// The update as a health-only packet (packets 0) for the live map and the history, as if
+/// leaving its tuple's source (egress): the live connection map turns it round when the
+/// source is the connection's remote end (flow::RecordOutcome::flipped). timestamp_ns 0 (no
+/// sample time) is stamped downstream.
+flow::Packet toPacket(const HealthUpdate& u) noexcept;
 
 struct CollectorOptions {
   /// Map entries that have not changed for this long are deleted from the kernel maps (the
