@@ -14,6 +14,7 @@
 #include "ayaflow/abi/event.h"
 #include "ayaflow/bpf/tc_attachment.h"
 #include "ayaflow_bpf.skel.h"
+#include "btf_layout.h"
 
 namespace {
 
@@ -21,43 +22,7 @@ struct SkelDeleter {
   void operator()(ayaflow_bpf* s) const { ayaflow_bpf::destroy(s); }
 };
 
-const btf_member* findMember(const btf* b, const btf_type* t, const char* name) {
-  const btf_member* m = btf_members(t);
-  for (int i = 0; i < btf_vlen(t); ++i, ++m) {
-    if (std::string(btf__name_by_offset(b, m->name_off)) == name) {
-      return m;
-    }
-  }
-  return nullptr;
-}
-
-/// One member as the C++ compiler lays it out.
-struct Field {
-  const char* name;
-  std::size_t offset;
-  std::size_t size;
-};
-#define AYAFLOW_FIELD(type, member) \
-  Field { #member, offsetof(type, member), sizeof(type::member) }
-
-/// The struct `name` in the program's BTF has exactly `fields` (pads included), at the
-/// C++ offsets and sizes, and the C++ size.
-void expectStruct(const btf* b, const char* name, std::size_t size,
-                  const std::vector<Field>& fields) {
-  SCOPED_TRACE(name);
-  const int id = btf__find_by_name_kind(b, name, BTF_KIND_STRUCT);
-  ASSERT_GT(id, 0);
-  EXPECT_EQ(btf__resolve_size(b, id), static_cast<long>(size));
-  const btf_type* t = btf__type_by_id(b, id);
-  EXPECT_EQ(btf_vlen(t), static_cast<int>(fields.size()));  // every field, pads included
-  for (const Field& f : fields) {
-    const btf_member* m = findMember(b, t, f.name);
-    ASSERT_NE(m, nullptr) << f.name;
-    EXPECT_EQ(btf_member_bit_offset(t, static_cast<__u32>(m - btf_members(t))), f.offset * 8)
-        << f.name;
-    EXPECT_EQ(btf__resolve_size(b, m->type), static_cast<long>(f.size)) << f.name;
-  }
-}
+using ::ayaflow::test::expectStruct;
 
 TEST(BpfAbi, BtfMatchesHeader) {
   std::unique_ptr<ayaflow_bpf, SkelDeleter> skel(ayaflow_bpf::open());

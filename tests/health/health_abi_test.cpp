@@ -13,6 +13,7 @@
 
 #include "ayaflow/abi/health.h"
 #include "ayaflow_health_bpf.skel.h"
+#include "btf_layout.h"
 
 namespace {
 
@@ -20,38 +21,7 @@ struct SkelDeleter {
   void operator()(ayaflow_health_bpf* s) const { ayaflow_health_bpf::destroy(s); }
 };
 
-const btf_member* findMember(const btf* b, const btf_type* t, const char* name) {
-  const btf_member* m = btf_members(t);
-  for (int i = 0; i < btf_vlen(t); ++i, ++m) {
-    if (std::string(btf__name_by_offset(b, m->name_off)) == name) return m;
-  }
-  return nullptr;
-}
-
-struct Field {
-  const char* name;
-  std::size_t offset;
-  std::size_t size;
-};
-#define AYAFLOW_FIELD(type, member) \
-  Field { #member, offsetof(type, member), sizeof(type::member) }
-
-void expectStruct(const btf* b, const char* name, std::size_t size,
-                  const std::vector<Field>& fields) {
-  SCOPED_TRACE(name);
-  const int id = btf__find_by_name_kind(b, name, BTF_KIND_STRUCT);
-  ASSERT_GT(id, 0);
-  EXPECT_EQ(btf__resolve_size(b, id), static_cast<long>(size));
-  const btf_type* t = btf__type_by_id(b, id);
-  EXPECT_EQ(btf_vlen(t), static_cast<int>(fields.size()));
-  for (const Field& f : fields) {
-    const btf_member* m = findMember(b, t, f.name);
-    ASSERT_NE(m, nullptr) << f.name;
-    EXPECT_EQ(btf_member_bit_offset(t, static_cast<__u32>(m - btf_members(t))), f.offset * 8)
-        << f.name;
-    EXPECT_EQ(btf__resolve_size(b, m->type), static_cast<long>(f.size)) << f.name;
-  }
-}
+using ::ayaflow::test::expectStruct;
 
 TEST(HealthAbi, BtfMatchesHeader) {
   std::unique_ptr<ayaflow_health_bpf, SkelDeleter> skel(ayaflow_health_bpf::open());
