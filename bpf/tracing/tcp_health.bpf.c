@@ -44,6 +44,14 @@ const volatile __u64 ayaflow_rtt_interval_ns = 1000000000ULL;
 /* What the state-change program does (userspace sets them for the probes switched on). */
 const volatile bool ayaflow_state_rtt = false;
 const volatile bool ayaflow_state_rtx = false;
+/* Drops attributed to flows per CPU per second; 0 = no limit (see abi/health.h). */
+const volatile __u32 ayaflow_drop_flow_budget = AYAFLOW_DROP_FLOW_BUDGET;
+/*
+ * The kernel's tick rate (libbpf reads it from the kernel's config; 0 when that
+ * is not available): the budget's window is a second of jiffies. Jiffies, not
+ * bpf_ktime_get_ns(): on a VM's kvm-clock the clock read cost 40 ns per drop.
+ */
+extern unsigned int CONFIG_HZ __kconfig __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -80,6 +88,19 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ayaflow_health_totals);
 } health_totals SEC(".maps");
+
+/* This CPU's attribution budget: the window it is in and the drops it attributed there. */
+struct drop_budget {
+	__u64 window;
+	__u64 used;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct drop_budget);
+} drop_budget SEC(".maps");
 
 /*
  * Per socket, freed with it (never evicted):
@@ -397,69 +418,134 @@ struct ipv6_head {
 };
 
 /*
- * The dropped packet's tuple and IP length, from its headers in the buffer
- * (skb->head + network_header / transport_header). Returns -1 for anything
- * but a first (or only) fragment of IPv4/IPv6 TCP or UDP, or when the
- * headers are not set or not readable (a buffer dropped before the IP layer
- * parsed it, for example). IPv6 extension headers are passed over only when
- * the kernel has already set the transport header behind them.
+ * A dropped packet's network header and, where the transport header follows
+ * it directly (no IPv4 options, no IPv6 extension headers: nearly always),
+ * its ports, read from the buffer in one copy.
  */
-static __always_inline int drop_tuple(const struct sk_buff *skb, struct ayaflow_tuple *t,
-				      __u32 *ip_len)
+struct drop_head {
+	union {
+		struct {
+			struct ipv4_head ip;
+			__be16 ports[2];
+		} v4;
+		struct {
+			struct ipv6_head ip;
+			__be16 ports[2];
+		} v6;
+	};
+	__u16 nh; /* network header offset from skb->head */
+	__u16 th; /* transport header offset */
+	__u8 l4;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 v6_; /* 1: the v6 member */
+};
+
+/*
+ * Reads the dropped packet's headers (skb->head + network_header) and keeps
+ * only first (or only) fragments of IPv4/IPv6 TCP or UDP: returns -1 for
+ * anything else, or when the headers are not set or not readable (a buffer
+ * dropped before the IP layer parsed it, for example). IPv6 extension
+ * headers are passed over only when the kernel has already set the transport
+ * header behind them. One helper call: this runs for every counted drop.
+ */
+static __always_inline int drop_head_read(const struct sk_buff *skb, struct drop_head *h)
 {
 	/* skb is a trusted pointer here: plain loads, no helper call per field */
 	unsigned char *head = skb->head;
 	__u16 nh = skb->network_header;
 	__u16 th = skb->transport_header;
 	__be16 proto = skb->protocol;
-	__u16 ports[2];
-	__u8 l4;
 
 	if (nh == SKB_HEADER_UNSET)
 		return -1;
-	__builtin_memset(t, 0, sizeof(*t));
+	h->nh = nh;
 	if (proto == bpf_htons(ETH_P_IP)) {
-		struct ipv4_head ip;
-
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh) != 0 ||
-		    (ip.ver_ihl >> 4) != 4)
+		if (bpf_probe_read_kernel(&h->v4, sizeof(h->v4), head + nh) != 0 ||
+		    (h->v4.ip.ver_ihl >> 4) != 4)
 			return -1;
-		if (ip.frag_off & bpf_htons(0x1fff))
+		if (h->v4.ip.frag_off & bpf_htons(0x1fff))
 			return -1; /* a later fragment: no ports */
-		l4 = ip.protocol;
-		mapped_v4(t->src_addr, ip.saddr);
-		mapped_v4(t->dst_addr, ip.daddr);
-		t->addr_type = 4;
-		*ip_len = bpf_ntohs(ip.tot_len);
+		h->l4 = h->v4.ip.protocol;
+		h->v6_ = 0;
 		if (th == SKB_HEADER_UNSET || th <= nh)
-			th = nh + (ip.ver_ihl & 0x0f) * 4;
+			th = nh + (h->v4.ip.ver_ihl & 0x0f) * 4;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6_head ip6;
-
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh) != 0 ||
-		    (bpf_ntohl(ip6.ver_tc_flow) >> 28) != 6)
+		if (bpf_probe_read_kernel(&h->v6, sizeof(h->v6), head + nh) != 0 ||
+		    (bpf_ntohl(h->v6.ip.ver_tc_flow) >> 28) != 6)
 			return -1;
-		l4 = ip6.nexthdr;
-		__builtin_memcpy(t->src_addr, ip6.saddr, 16);
-		__builtin_memcpy(t->dst_addr, ip6.daddr, 16);
-		t->addr_type = 6;
-		*ip_len = bpf_ntohs(ip6.payload_len) + 40;
+		h->l4 = h->v6.ip.nexthdr;
+		h->v6_ = 1;
 		if (th == SKB_HEADER_UNSET || th <= nh)
 			th = nh + 40;
-		else if (l4 != IPPROTO_TCP && l4 != IPPROTO_UDP)
+		else if (h->l4 != IPPROTO_TCP && h->l4 != IPPROTO_UDP)
 			return -1; /* extension headers: the protocol is further on; not worth a
 				      walk */
 	} else {
 		return -1;
 	}
-	if (l4 != IPPROTO_TCP && l4 != IPPROTO_UDP)
+	if (h->l4 != IPPROTO_TCP && h->l4 != IPPROTO_UDP)
 		return -1;
-	if (bpf_probe_read_kernel(ports, sizeof(ports), head + th) != 0)
-		return -1;
+	h->th = th;
+	return 0;
+}
+
+/*
+ * The dropped packet's tuple and IP length from its headers; reads the ports
+ * again only when they do not follow the network header directly.
+ */
+static __always_inline int drop_tuple(const struct sk_buff *skb, const struct drop_head *h,
+				      struct ayaflow_tuple *t, __u32 *ip_len)
+{
+	__be16 ports[2];
+
+	__builtin_memset(t, 0, sizeof(*t));
+	if (!h->v6_) {
+		mapped_v4(t->src_addr, h->v4.ip.saddr);
+		mapped_v4(t->dst_addr, h->v4.ip.daddr);
+		t->addr_type = 4;
+		*ip_len = bpf_ntohs(h->v4.ip.tot_len);
+		ports[0] = h->v4.ports[0];
+		ports[1] = h->v4.ports[1];
+		if (h->th != h->nh + sizeof(struct ipv4_head) &&
+		    bpf_probe_read_kernel(ports, sizeof(ports), skb->head + h->th) != 0)
+			return -1;
+	} else {
+		__builtin_memcpy(t->src_addr, h->v6.ip.saddr, 16);
+		__builtin_memcpy(t->dst_addr, h->v6.ip.daddr, 16);
+		t->addr_type = 6;
+		*ip_len = bpf_ntohs(h->v6.ip.payload_len) + 40;
+		ports[0] = h->v6.ports[0];
+		ports[1] = h->v6.ports[1];
+		if (h->th != h->nh + sizeof(struct ipv6_head) &&
+		    bpf_probe_read_kernel(ports, sizeof(ports), skb->head + h->th) != 0)
+			return -1;
+	}
 	t->src_port = bpf_ntohs(ports[0]);
 	t->dst_port = bpf_ntohs(ports[1]);
-	t->protocol = l4;
+	t->protocol = h->l4;
 	return 0;
+}
+
+/*
+ * This CPU's attribution budget when some of it is left in the current
+ * window, else NULL (the window it is in starts afresh). Per CPU, so no
+ * atomics: a tracing program does not migrate while it runs. The caller
+ * takes one (used++) once the drop is attributed.
+ */
+static __always_inline struct drop_budget *drop_budget_left(void)
+{
+	struct drop_budget *b;
+	__u32 zero = 0;
+	__u64 window;
+
+	b = bpf_map_lookup_elem(&drop_budget, &zero);
+	if (!b)
+		return NULL;
+	window = bpf_jiffies64() / (CONFIG_HZ ? CONFIG_HZ : 250);
+	if (b->window != window) {
+		b->window = window;
+		b->used = 0;
+	}
+	return b->used < ayaflow_drop_flow_budget ? b : NULL;
 }
 
 SEC("tp_btf/kfree_skb")
@@ -467,21 +553,42 @@ int BPF_PROG(ayaflow_drop, struct sk_buff *skb, void *location, enum skb_drop_re
 {
 	struct ayaflow_drop_value init = {};
 	struct ayaflow_health_totals *tot;
+	struct drop_budget *budget = NULL;
 	struct ayaflow_drop_value *v;
 	struct ayaflow_drop_key key;
+	struct drop_head h;
 	__u32 slot = reason;
 	__u32 ip_len = 0;
 	__u64 *total;
 
 	if (drop_is_noise(reason))
 		return 0;
-	if (drop_tuple(skb, &key.tuple, &ip_len) != 0)
+	if (drop_head_read(skb, &h) != 0)
 		return 0;
 	if (slot >= AYAFLOW_DROP_REASON_SLOTS)
 		slot = AYAFLOW_DROP_REASON_SLOTS - 1;
 	total = bpf_map_lookup_elem(&drop_totals, &slot);
 	if (total)
 		*total += 1;
+	if (ayaflow_drop_flow_budget != 0) {
+		budget = drop_budget_left();
+		if (!budget) {
+			tot = totals();
+			if (tot)
+				tot->drop_flow_rate_limited++;
+			return 0;
+		}
+	}
+	if (drop_tuple(skb, &h, &key.tuple, &ip_len) != 0) {
+		/* in the totals, but its ports cannot be read: as if its flow's entry were
+		 * missing */
+		tot = totals();
+		if (tot)
+			tot->drop_flow_overflow++;
+		return 0;
+	}
+	if (budget)
+		budget->used++;
 	key.reason = reason;
 	key.pad = 0;
 	v = map_lookup_or_init(&drop_flows, &key, &init);

@@ -155,6 +155,16 @@ const Setting kSettings[] = {
    "(default true)",
    [](const Raw& r, Config& c) { c.health.drops = parseBool(r.label, r.single()); },
    [](const Config& c) { return yesNo(c.health.drops); }},
+  {"--drop-flow-budget", "--drop-flow-budget", "AYAFLOW_DROP_FLOW_BUDGET", "drop_flow_budget",
+   ValueType::kInteger, "N",
+   "Drops attributed to their flow per CPU per second, 0-1000000 (0 = no limit); past it, in a "
+   "drop storm, drops are counted per reason only, which keeps the probe's cost per packet low "
+   "(default 10000)",
+   [](const Raw& r, Config& c) {
+     c.health.drop_flow_budget = static_cast<std::uint32_t>(
+         parseRange(r.label, r.single(), 0, 1000000, "a number of drops"));
+   },
+   [](const Config& c) { return std::to_string(c.health.drop_flow_budget); }},
   {"--resolve-dns", "--resolve-dns", "AYAFLOW_RESOLVE_DNS", "resolve_dns", ValueType::kBoolean,
    nullptr, "Reverse-resolve addresses",
    [](const Raw& r, Config& c) { c.resolve_dns = parseBool(r.label, r.single()); },

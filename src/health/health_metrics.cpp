@@ -43,10 +43,17 @@ std::vector<prometheus::MetricFamily> healthFamilies(const HealthStats& st) {
                  "kernel's drop reason (skb:kfree_skb; exact; ordinary frees without a reason "
                  "are not drops and not counted).",
                  MetricType::Counter, std::move(drops));
-    families.counter("ayaflow_drop_flows_overflow_total",
-                     "Drops counted in ayaflow_drops_total but not attributed to a flow: the "
-                     "kernel's drop_flows map was full.",
-                     st.totals.drop_flow_overflow);
+    families.add(
+        "ayaflow_drop_flows_overflow_total",
+        "Drops counted in ayaflow_drops_total but not attributed to a flow, by cause: "
+        "map_full (the kernel's drop_flows map was full), rate (past the per-CPU attribution "
+        "budget, in a drop storm).",
+        MetricType::Counter,
+        {Families::sample(MetricType::Counter, static_cast<double>(st.totals.drop_flow_overflow),
+                          {{"cause", "map_full"}}),
+         Families::sample(MetricType::Counter,
+                          static_cast<double>(st.totals.drop_flow_rate_limited),
+                          {{"cause", "rate"}})});
   }
   if (st.probes[static_cast<int>(Probe::Retransmits)].attached) {
     families.counter("ayaflow_tcp_retransmits_total",

@@ -234,6 +234,7 @@ HealthProbes::HealthProbes(const HealthOptions& options) {
   skel_ = openSkeleton();
   skel_->rodata->ayaflow_state_rtt = picked[0] != nullptr;
   skel_->rodata->ayaflow_state_rtx = picked[1] != nullptr;
+  skel_->rodata->ayaflow_drop_flow_budget = options.drop_flow_budget;
   skel_->rodata->ayaflow_rtt_interval_ns =
       static_cast<std::uint64_t>(options.rtt_sample_interval.count()) * 1000000ULL;
   int err = bpf_map__set_max_entries(skel_->maps.sock_health, std::max(1u, options.socket_entries));
@@ -329,16 +330,17 @@ std::vector<std::pair<std::uint32_t, std::uint64_t>> HealthProbes::dropTotals() 
 HealthTotals HealthProbes::totals() const {
   HealthTotals t;
   if (!skel_) return t;
-  std::vector<std::uint64_t> values(4 * static_cast<std::size_t>(ncpus_));
+  std::vector<std::uint64_t> values(5 * static_cast<std::size_t>(ncpus_));
   const std::uint32_t zero = 0;
   if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.health_totals), &zero, values.data()) != 0) {
     AYAFLOW_SYSTEM_ERROR(errno, "read map 'health_totals'");
   }
-  const auto sum = sumCpus<4>(values, ncpus_);
+  const auto sum = sumCpus<5>(values, ncpus_);
   t.retrans_segs = sum[0];
   t.drop_flow_overflow = sum[1];
   t.rtt_samples = sum[2];
   t.sock_overflow = sum[3];
+  t.drop_flow_rate_limited = sum[4];
   return t;
 }
 

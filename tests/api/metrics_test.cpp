@@ -94,6 +94,7 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   agent.stats.tcp.handshake.sum_us = 21000;
   agent.stats.health.totals.retrans_segs = 103;
   agent.stats.health.totals.drop_flow_overflow = 104;
+  agent.stats.health.totals.drop_flow_rate_limited = 107;
   agent.stats.health.drops = {{"NETFILTER_DROP", 105}, {"SOCKET_RCVBUFF", 106}};
   const auto m = parseMetrics(renderMetrics(agent.registry));
   const std::map<std::string, std::string> values = {
@@ -127,7 +128,8 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {R"(ayaflow_tcp_rtt_seconds_count{kind="smoothed"})", "0"},
       {R"(ayaflow_health_probe_up{probe="drops"})", "1"},
       {"ayaflow_tcp_retransmits_total", "103"},
-      {"ayaflow_drop_flows_overflow_total", "104"},
+      {R"(ayaflow_drop_flows_overflow_total{cause="map_full"})", "104"},
+      {R"(ayaflow_drop_flows_overflow_total{cause="rate"})", "107"},
       {R"(ayaflow_drops_total{reason="NETFILTER_DROP"})", "105"},
       {R"(ayaflow_drops_total{reason="SOCKET_RCVBUFF"})", "106"},
       {"ayaflow_cri_errors_total", "87"},

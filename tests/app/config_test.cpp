@@ -142,6 +142,7 @@ tcp_state: false
 tcp_rtt: off
 tcp_retransmits: no
 drop_reasons: false
+drop_flow_budget: 500
 )";
 
 TEST_F(ConfigTest, YamlOverridesDefaults) {
@@ -168,6 +169,7 @@ TEST_F(ConfigTest, YamlOverridesDefaults) {
   EXPECT_FALSE(c.health.rtt);
   EXPECT_FALSE(c.health.retransmits);
   EXPECT_FALSE(c.health.drops);
+  EXPECT_EQ(c.health.drop_flow_budget, 500u);
   EXPECT_EQ(c.config_path, writeYaml(kFullYaml));
 }
 
@@ -191,7 +193,8 @@ TEST_F(ConfigTest, EnvOverridesYaml) {
           {"AYAFLOW_TCP_STATE", "true"},
           {"AYAFLOW_TCP_RTT", "on"},
           {"AYAFLOW_TCP_RETRANSMITS", "yes"},
-          {"AYAFLOW_DROP_REASONS", "1"}};
+          {"AYAFLOW_DROP_REASONS", "1"},
+          {"AYAFLOW_DROP_FLOW_BUDGET", "0"}};
   const Config c = parse({"-c", writeYaml(kFullYaml)}).config;
   EXPECT_EQ(c.capture.interfaces.include, (std::vector<std::string>{"env0", "env1"}));
   EXPECT_EQ(c.http.port, 9090);
@@ -214,6 +217,15 @@ TEST_F(ConfigTest, EnvOverridesYaml) {
   EXPECT_TRUE(c.health.rtt);
   EXPECT_TRUE(c.health.retransmits);
   EXPECT_TRUE(c.health.drops);
+  EXPECT_EQ(c.health.drop_flow_budget, 0u);
+}
+
+TEST_F(ConfigTest, DropFlowBudgetBounds) {
+  EXPECT_EQ(parse({}).config.health.drop_flow_budget, 10000u);
+  EXPECT_EQ(parse({"--drop-flow-budget", "1000000"}).config.health.drop_flow_budget, 1000000u);
+  EXPECT_NE(parseError({"--drop-flow-budget", "1000001"}).find("--drop-flow-budget"),
+            std::string::npos);
+  EXPECT_NE(parseError({"--drop-flow-budget", "-1"}).find("--drop-flow-budget"), std::string::npos);
 }
 
 TEST_F(ConfigTest, FlagsOverrideEnvAndYaml) {

@@ -49,7 +49,8 @@ TEST(HealthAbi, BtfMatchesHeader) {
                {AYAFLOW_FIELD(ayaflow_health_totals, retrans_segs),
                 AYAFLOW_FIELD(ayaflow_health_totals, drop_flow_overflow),
                 AYAFLOW_FIELD(ayaflow_health_totals, rtt_samples),
-                AYAFLOW_FIELD(ayaflow_health_totals, sock_overflow)});
+                AYAFLOW_FIELD(ayaflow_health_totals, sock_overflow),
+                AYAFLOW_FIELD(ayaflow_health_totals, drop_flow_rate_limited)});
 }
 
 TEST(HealthAbi, MapSizes) {

@@ -165,6 +165,7 @@ TEST(HealthProbes, DropReasonNamesFromKernelBtf) {
 void rttThroughRelay(bool v6) {
   DelayedLink link(std::chrono::milliseconds(10));
   HealthOptions options;
+  options.drop_flow_budget = 0;  // exact per flow whatever other tests drop meanwhile
   options.retransmits = false;
   options.drops = false;
   options.rtt_sample_interval = std::chrono::milliseconds(100);
@@ -231,6 +232,7 @@ TEST(HealthProbes, RetransmitsEqualSenderTcpRetransSegs) {
   AYAFLOW_REQUIRE_ROOT();
   DelayedLink link(std::chrono::microseconds(0));
   HealthOptions options;
+  options.drop_flow_budget = 0;  // exact per flow whatever other tests drop meanwhile
   options.rtt = false;
   HealthProbes probes(options);
   ASSERT_TRUE(probes.status(Probe::Retransmits).attached);
@@ -363,6 +365,7 @@ TEST(HealthProbes, NetfilterDropsCountedWithReason) {
   AYAFLOW_REQUIRE_ROOT();
   DelayedLink link(std::chrono::microseconds(0));
   HealthOptions options;
+  options.drop_flow_budget = 0;  // exact per flow whatever other tests drop meanwhile
   options.rtt = false;
   options.retransmits = false;
   HealthProbes probes(options);
@@ -396,6 +399,7 @@ TEST(HealthProbes, UdpReceiveBufferDropsEqualUdpRcvbufErrors) {
   AYAFLOW_REQUIRE_ROOT();
   DelayedLink link(std::chrono::microseconds(0));
   HealthOptions options;
+  options.drop_flow_budget = 0;  // exact per flow whatever other tests drop meanwhile
   options.rtt = false;
   options.retransmits = false;
   HealthProbes probes(options);
@@ -443,10 +447,107 @@ TEST(HealthProbes, UdpReceiveBufferDropsEqualUdpRcvbufErrors) {
   close(receiver);
 }
 
+/// Every counted drop is in exactly one place: its flow, past the budget, or not attributed.
+struct DropBook {
+  std::uint64_t totals = 0;    ///< sum of drop_totals
+  std::uint64_t flows = 0;     ///< sum of drop_flows packets
+  std::uint64_t limited = 0;   ///< drop_flow_rate_limited
+  std::uint64_t overflow = 0;  ///< drop_flow_overflow
+  bool balanced() const { return totals == flows + limited + overflow; }
+};
+
+DropBook readBook(const HealthProbes& probes) {
+  DropBook b;
+  for (const auto& [reason, count] : probes.dropTotals()) b.totals += count;
+  probes.forEachDrop(
+      [&](const ayaflow_drop_key&, const ayaflow_drop_value& v) { b.flows += v.packets; });
+  const health::HealthTotals t = probes.totals();
+  b.limited = t.drop_flow_rate_limited;
+  b.overflow = t.drop_flow_overflow;
+  return b;
+}
+
+/// The book once it balances (a drop being counted while it is read unbalances it for a
+/// moment: the totals are counted before the flow); the last read after a 5 s deadline.
+DropBook balancedBook(const HealthProbes& probes) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  DropBook b = readBook(probes);
+  while (!b.balanced() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    b = readBook(probes);
+  }
+  return b;
+}
+
+TEST(HealthProbes, DropStormPastTheBudgetIsCountedPerReasonOnly) {
+  AYAFLOW_REQUIRE_ROOT();
+  DelayedLink link(std::chrono::microseconds(0));
+  HealthOptions options;
+  options.rtt = false;
+  options.retransmits = false;
+  constexpr std::uint32_t kBudget = 50;
+  options.drop_flow_budget = kBudget;
+  HealthProbes probes(options);
+  ASSERT_TRUE(probes.status(Probe::Drops).attached);
+  const auto no_socket = probes.reasonNames().value("NO_SOCKET");
+  ASSERT_TRUE(no_socket.has_value());
+  auto reasonTotal = [&] {
+    for (const auto& [reason, count] : probes.dropTotals()) {
+      if (reason == *no_socket) return count;
+    }
+    return std::uint64_t{0};
+  };
+  HealthCollector collector(probes);
+  const DropBook before = balancedBook(probes);
+  const std::uint64_t reason_before = reasonTotal();
+  const std::uint64_t noports_before = snmpCounter(link.nsB(), "Udp", "NoPorts");
+  // Nothing listens on b's port: b's kernel drops each datagram with NO_SOCKET and counts it
+  // in UdpNoPorts.
+  constexpr int kSent = 2000;
+  int fd = -1;
+  link.inA([&] {
+    fd = udpSocket(link.v4A(), 0);
+    for (int i = 0; i < kSent; ++i) udpSend(fd, link.v4B(), 6200, 64);
+  });
+  const ayaflow_tuple flow = tupleOf(link.v4A(), localPort(fd), link.v4B(), 6200, 17);
+  Seen seen;
+  std::uint64_t noports = 0;
+  EXPECT_TRUE(collectUntil(collector, flow, false, seen, [&] {
+    noports = snmpCounter(link.nsB(), "Udp", "NoPorts") - noports_before;
+    return noports >= kSent;
+  }));
+  collectInto(collector, flow, false, seen);
+  const DropBook after = balancedBook(probes);
+  const std::uint64_t limited = after.limited - before.limited;
+  const std::uint64_t overflow = after.overflow - before.overflow;
+  std::printf(
+      "storm: sent %d, UdpNoPorts %llu, NO_SOCKET total +%llu, on the flow %llu, past "
+      "the budget +%llu, not attributed +%llu\n",
+      kSent, static_cast<unsigned long long>(noports),
+      static_cast<unsigned long long>(reasonTotal() - reason_before),
+      static_cast<unsigned long long>(seen.drops), static_cast<unsigned long long>(limited),
+      static_cast<unsigned long long>(overflow));
+  // The kernel's own count, and the exact per-reason total beside it (other namespaces may
+  // drop with NO_SOCKET too: at least).
+  EXPECT_EQ(noports, static_cast<std::uint64_t>(kSent));
+  EXPECT_GE(reasonTotal() - reason_before, static_cast<std::uint64_t>(kSent));
+  // The budget held: per CPU at most kBudget a second; the storm may straddle two seconds.
+  // (Drops elsewhere on the node take from the same budget, so the flow may get none.)
+  const auto cpus = static_cast<std::uint64_t>(std::thread::hardware_concurrency());
+  EXPECT_LE(seen.drops, 2 * kBudget * cpus);
+  // Every drop of the storm is on its flow or counted past the budget (or not attributed).
+  EXPECT_GE(seen.drops + limited + overflow, static_cast<std::uint64_t>(kSent));
+  // And node-wide, nothing counted is lost: each drop in exactly one place.
+  EXPECT_TRUE(after.balanced()) << after.totals << " = " << after.flows << " + " << after.limited
+                                << " + " << after.overflow;
+  close(fd);
+}
+
 TEST(HealthProbes, SwitchedOffProbeIsAbsentOthersWork) {
   AYAFLOW_REQUIRE_ROOT();
   DelayedLink link(std::chrono::microseconds(0));
   HealthOptions options;
+  options.drop_flow_budget = 0;  // exact per flow whatever other tests drop meanwhile
   options.drops = false;
   options.rtt_sample_interval = std::chrono::milliseconds(10);
   HealthProbes probes(options);
@@ -501,6 +602,7 @@ TEST(HealthProbes, KernelWithoutAHookStartsWithTheOthers) {
   // A kernel without kfree_skb's reason and without fentry: drops are missing (one log
   // line, probe_up 0, no drop figures), RTT falls back to the tracepoint, the rest works.
   HealthOptions options;
+  options.drop_flow_budget = 0;  // exact per flow whatever other tests drop meanwhile
   options.absent_hooks = {"tp_btf/kfree_skb", "fentry/tcp_rcv_established"};
   HealthProbes probes(options);
   EXPECT_TRUE(probes.status(Probe::Drops).enabled);
@@ -529,6 +631,7 @@ TEST(HealthProbes, KernelWithoutAHookStartsWithTheOthers) {
 TEST(HealthProbes, EveryHookAbsentIsNoError) {
   AYAFLOW_REQUIRE_ROOT();
   HealthOptions options;
+  options.drop_flow_budget = 0;  // exact per flow whatever other tests drop meanwhile
   options.absent_hooks = {"tp_btf/kfree_skb", "fentry/tcp_rcv_established", "tp_btf/tcp_probe",
                           "tp_btf/tcp_retransmit_skb", "tp_btf/inet_sock_set_state"};
   HealthProbes probes(options);

@@ -36,6 +36,9 @@ struct HealthOptions {
   bool drops = true;        ///< drops with the kernel's reason per flow (--drop-reasons)
   std::uint32_t socket_entries = AYAFLOW_SOCK_HEALTH_ENTRIES;   ///< sock_health (LRU) size
   std::uint32_t drop_flow_entries = AYAFLOW_DROP_FLOW_ENTRIES;  ///< drop_flows size
+  /// Drops attributed to flows per CPU per second (about); past it a drop is counted per
+  /// reason only (HealthTotals::drop_flow_rate_limited). 0 = no limit.
+  std::uint32_t drop_flow_budget = AYAFLOW_DROP_FLOW_BUDGET;
   /// At most one RTT sample per socket per interval (and one as it leaves ESTABLISHED).
   std::chrono::milliseconds rtt_sample_interval{1000};
   /// Attach points to treat as absent, e.g. "tp_btf/kfree_skb": how tests stand in for a
@@ -61,6 +64,7 @@ struct HealthTotals {
   std::uint64_t drop_flow_overflow = 0;
   std::uint64_t rtt_samples = 0;
   std::uint64_t sock_overflow = 0;
+  std::uint64_t drop_flow_rate_limited = 0;
 };
 
 /// What the probes' /metrics families show, read at each scrape.
