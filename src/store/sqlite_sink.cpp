@@ -328,7 +328,18 @@ struct SqliteSink::Impl {
       named = named || hasK8sNames(rows[j]);
       health = health || hasHealth(rows[j]);
     }
-    sqlite3_stmt* insert = insert_groups[named][health].get();
+    StmtPtr& group = insert_groups[named][health];
+    if (!group) {
+      // Prepared on first use: aggregated mode never needs them, and each holds a program and
+      // parameters for rows_per_insert rows.
+      sqlite3_stmt* raw = nullptr;
+      const std::string sql = insertSql(named, health, rows_per_insert);
+      const int rc = sqlite3_prepare_v3(write_db.get(), sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT,
+                                        &raw, nullptr);
+      group.reset(raw);
+      if (rc != SQLITE_OK) return rc;
+    }
+    sqlite3_stmt* insert = group.get();
     for (std::size_t j = 0; j < rows_per_insert; ++j) {
       bindInsert(insert, static_cast<int>(j) * kInsertParams, named, health, rows[j],
                  group_text[j].src, group_text[j].dst, group_text[j].protocol);
@@ -710,10 +721,6 @@ SqliteSink::SqliteSink(StoreOptions options) : impl_(std::make_unique<Impl>(std:
     for (int health = 0; health < 2; ++health) {
       s.insert_stmts[named][health] =
           detail::prepare(s.write_db.get(), insertSql(named, health, 1).c_str(), s.loc.display);
-      if (s.rows_per_insert >= 2) {
-        s.insert_groups[named][health] = detail::prepare(
-            s.write_db.get(), insertSql(named, health, s.rows_per_insert).c_str(), s.loc.display);
-      }
     }
   }
   for (int earlier = 0; earlier < 2; ++earlier) {
