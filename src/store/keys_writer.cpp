@@ -36,16 +36,33 @@ KeysWriter::KeysWriter(sqlite3* db, const std::string& what, std::size_t keys_pe
 int KeysWriter::add(const pipeline::FlowRecord& r, std::int64_t ms, const char* src,
                     const char* dst) {
   const std::int64_t bucket = keyBucket(ms);
-  int rc = addAddressKey(bucket, r.src, src);
-  if (rc == SQLITE_OK) rc = addAddressKey(bucket, r.dst, dst);
-  if (rc == SQLITE_OK) rc = addPortKey(bucket, r.src_port);
-  if (rc == SQLITE_OK) rc = addPortKey(bucket, r.dst_port);
+  // Most rows repeat the previous row's keys (a busy flow, a busy host): those need no
+  // lookup in seen_keys_ at all.
+  const bool same_bucket = last_valid_ && bucket == last_bucket_;
+  int rc = SQLITE_OK;
+  if (!same_bucket || r.src != last_src_) rc = addAddressKey(bucket, r.src, src);
+  if (rc == SQLITE_OK && (!same_bucket || r.dst != last_dst_)) {
+    rc = addAddressKey(bucket, r.dst, dst);
+  }
+  if (rc == SQLITE_OK && (!same_bucket || r.src_port != last_src_port_)) {
+    rc = addPortKey(bucket, r.src_port);
+  }
+  if (rc == SQLITE_OK && (!same_bucket || r.dst_port != last_dst_port_)) {
+    rc = addPortKey(bucket, r.dst_port);
+  }
+  last_valid_ = rc == SQLITE_OK;
+  last_bucket_ = bucket;
+  last_src_ = r.src;
+  last_dst_ = r.dst;
+  last_src_port_ = r.src_port;
+  last_dst_port_ = r.dst_port;
   return rc;
 }
 
 void KeysWriter::rolledBack() {
   seen_keys_.clear();  // some were rolled back
   bucket_keys_.clear();
+  last_valid_ = false;
 }
 
 int KeysWriter::deleteBefore(std::int64_t cutoff_ms) {
@@ -54,6 +71,7 @@ int KeysWriter::deleteBefore(std::int64_t cutoff_ms) {
   const int rc = sqlite3_step(keys);
   sqlite3_reset(keys);
   seen_keys_.clear();  // a late row of a deleted bucket must add its keys again
+  last_valid_ = false;
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 

@@ -39,32 +39,56 @@ constexpr std::size_t kTrimAfterRows = 8192;
 
 // Rows whose ends have no Kubernetes names use the statements without the name columns,
 // and rows without TCP health figures (UDP without drops) those without the health columns:
-// the same row (the columns stay NULL), without binding and clearing more parameters per row.
+// the same row (the columns stay NULL), without binding more parameters per row.
 // Parameters keep their numbers in every variant (SQLite allows gaps).
 #define AYAFLOW_INSERT_COLUMNS                                                             \
   "INSERT INTO packets (timestamp, src_ip, dst_ip, src_port, dst_port, protocol, length, " \
   "packet_count, direction, src_hostname, dst_hostname, domain, interface"
-#define AYAFLOW_INSERT_VALUES "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13"
 #define AYAFLOW_NAME_COLUMNS                                    \
   ", src_namespace, src_pod, src_workload, src_workload_kind, " \
   "src_node, dst_namespace, dst_pod, dst_workload, dst_workload_kind, dst_node"
-#define AYAFLOW_NAME_VALUES ", ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23"
 #define AYAFLOW_HEALTH_COLUMNS ", tcp_flags, tcp_state, rtt_us, rtt_kind, retransmits, drops"
-#define AYAFLOW_HEALTH_VALUES ", ?24, ?25, ?26, ?27, ?28, ?29"
 // Indexed by [the record has names][the record has health figures].
-constexpr const char* kInsertSql[2][2] = {
-    {AYAFLOW_INSERT_COLUMNS ") " AYAFLOW_INSERT_VALUES ")",
-     AYAFLOW_INSERT_COLUMNS AYAFLOW_HEALTH_COLUMNS ") " AYAFLOW_INSERT_VALUES AYAFLOW_HEALTH_VALUES
-                                                   ")"},
-    {AYAFLOW_INSERT_COLUMNS AYAFLOW_NAME_COLUMNS ") " AYAFLOW_INSERT_VALUES AYAFLOW_NAME_VALUES ")",
-     AYAFLOW_INSERT_COLUMNS AYAFLOW_NAME_COLUMNS AYAFLOW_HEALTH_COLUMNS
-     ") " AYAFLOW_INSERT_VALUES AYAFLOW_NAME_VALUES AYAFLOW_HEALTH_VALUES ")"}};
-#undef AYAFLOW_HEALTH_VALUES
+constexpr const char* kInsertColumns[2][2] = {
+    {AYAFLOW_INSERT_COLUMNS ") ", AYAFLOW_INSERT_COLUMNS AYAFLOW_HEALTH_COLUMNS ") "},
+    {AYAFLOW_INSERT_COLUMNS AYAFLOW_NAME_COLUMNS ") ",
+     AYAFLOW_INSERT_COLUMNS AYAFLOW_NAME_COLUMNS AYAFLOW_HEALTH_COLUMNS ") "}};
 #undef AYAFLOW_HEALTH_COLUMNS
-#undef AYAFLOW_NAME_VALUES
 #undef AYAFLOW_NAME_COLUMNS
-#undef AYAFLOW_INSERT_VALUES
 #undef AYAFLOW_INSERT_COLUMNS
+// Parameters of one row: ?1..?13 always, the names ?14..?23, the health figures ?24..?29.
+constexpr int kInsertBase = 13;
+constexpr int kInsertParams = 29;
+
+// Raw records are inserted up to this many rows per statement (INSERT ... VALUES (...),
+// (...)): a statement's fixed cost (opening the table and index cursors, halting, resetting)
+// is then paid once per group instead of once per row; with one row per statement it was
+// about a third of the writer's CPU per row. Row j's parameters are those of the one-row
+// statement plus j * kInsertParams: 2900 parameters, below SQLite's limit (32766 since
+// 3.32; an older SQLite's 999 gets groups of 34).
+constexpr std::size_t kMaxRowsPerInsert = 100;
+
+/// "VALUES (...), (...)" for `rows` rows of the variant [named][health].
+std::string insertSql(bool named, bool health, std::size_t rows) {
+  std::string sql = kInsertColumns[named][health];
+  sql += "VALUES ";
+  for (std::size_t j = 0; j < rows; ++j) {
+    const int base = static_cast<int>(j) * kInsertParams;
+    sql += j == 0 ? "(" : ", (";
+    const auto add = [&](int first, int last) {
+      for (int i = first; i <= last; ++i) {
+        if (i != 1) sql += ", ";
+        sql += '?';
+        sql += std::to_string(base + i);
+      }
+    };
+    add(1, kInsertBase);
+    if (named) add(kInsertBase + 1, kInsertBase + 10);
+    if (health) add(kInsertBase + 11, kInsertParams);
+    sql += ')';
+  }
+  return sql;
+}
 
 // The Kubernetes names of one end, five parameters from ?n: namespace, pod, workload,
 // workload kind, node (see bindEndpoint()).
@@ -213,13 +237,17 @@ struct SqliteSink::Impl {
 
   void write(const pipeline::RecordBatch& batch) {
     interface_names.clear();  // looked up again per batch: interfaces come, go and are renamed
+    last_ifindex = 0;
     for (std::size_t done = 0; done < batch.size(); done += options.batch_rows) {
       commitRows(batch.data() + done, std::min(options.batch_rows, batch.size() - done));
     }
   }
 
-  /// Interface names by ifindex for the batch being written (bound without copies).
+  /// Interface names by ifindex for the batch being written (bound without copies), and the
+  /// last one used (most rows of a batch share it).
   std::unordered_map<std::uint32_t, std::string> interface_names;
+  std::uint32_t last_ifindex = 0;
+  const std::string* last_interface = nullptr;
 
   /// The row of a checkpointed (flow, window) sum, by its update_key.
   struct WrittenRow {
@@ -235,50 +263,101 @@ struct SqliteSink::Impl {
     bool erase = false;
   };
 
-  /// Binds the INSERT's parameters for `r`, formatting text into the caller's buffers.
-  /// `named`: `insert` is the statement with the name columns.
-  void bindInsert(sqlite3_stmt* insert, bool named, bool health, const pipeline::FlowRecord& r,
-                  char* src, char* dst, char* protocol) {
+  /// Binds the INSERT's parameters for `r` (numbered from `base` + 1), formatting text into
+  /// the caller's buffers. `named`, `health`: the statement has the name columns, the health
+  /// columns (bound NULL where `r` has none, as the statements without them leave them).
+  void bindInsert(sqlite3_stmt* insert, int base, bool named, bool health,
+                  const pipeline::FlowRecord& r, char* src, char* dst, char* protocol) {
     const enrich::EndpointNames* src_names = r.srcNames();
     const enrich::EndpointNames* dst_names = r.dstNames();
     const char* direction = flow::directionName(r.direction);
-    sqlite3_bind_int64(insert, 1, r.first_ms);
-    bindText(insert, 2, src, flow::formatAddress(r.src, src));
-    bindText(insert, 3, dst, flow::formatAddress(r.dst, dst));
-    sqlite3_bind_int(insert, 4, r.src_port);
-    sqlite3_bind_int(insert, 5, r.dst_port);
-    bindText(insert, 6, protocol, flow::formatProtocol(r.protocol, protocol));
-    sqlite3_bind_int64(insert, 7, static_cast<sqlite3_int64>(r.bytes));
-    sqlite3_bind_int64(insert, 8, static_cast<sqlite3_int64>(r.packets));
-    bindText(insert, 9, direction, std::char_traits<char>::length(direction));
-    bindOptional(insert, 10, src_names ? &src_names->hostname : nullptr);
-    bindOptional(insert, 11, dst_names ? &dst_names->hostname : nullptr);
-    bindOptional(insert, 12, r.names ? &r.names->domain : nullptr);
+    sqlite3_bind_int64(insert, base + 1, r.first_ms);
+    bindText(insert, base + 2, src, flow::formatAddress(r.src, src));
+    bindText(insert, base + 3, dst, flow::formatAddress(r.dst, dst));
+    sqlite3_bind_int(insert, base + 4, r.src_port);
+    sqlite3_bind_int(insert, base + 5, r.dst_port);
+    bindText(insert, base + 6, protocol, flow::formatProtocol(r.protocol, protocol));
+    sqlite3_bind_int64(insert, base + 7, static_cast<sqlite3_int64>(r.bytes));
+    sqlite3_bind_int64(insert, base + 8, static_cast<sqlite3_int64>(r.packets));
+    bindText(insert, base + 9, direction, std::char_traits<char>::length(direction));
+    bindOptional(insert, base + 10, src_names ? &src_names->hostname : nullptr);
+    bindOptional(insert, base + 11, dst_names ? &dst_names->hostname : nullptr);
+    bindOptional(insert, base + 12, r.names ? &r.names->domain : nullptr);
     // Where the flow's packets were counted; the name is looked up here, on the writer
     // thread (cached), never on the capture path.
     if (r.ifindex != 0) {
-      auto it = interface_names.find(r.ifindex);
-      if (it == interface_names.end()) {
-        it = interface_names.emplace(r.ifindex, common::interfaceLabel(r.ifindex)).first;
+      if (r.ifindex != last_ifindex) {
+        auto it = interface_names.find(r.ifindex);
+        if (it == interface_names.end()) {
+          it = interface_names.emplace(r.ifindex, common::interfaceLabel(r.ifindex)).first;
+        }
+        last_ifindex = r.ifindex;
+        last_interface = &it->second;
       }
-      const std::string& name = it->second;
-      sqlite3_bind_text(insert, 13, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+      bindText(insert, base + 13, last_interface->data(), last_interface->size());
     } else {
-      sqlite3_bind_null(insert, 13);
+      sqlite3_bind_null(insert, base + 13);
     }
     if (named) {
-      bindEndpoint(insert, kInsertSrcNames, src_names);
-      bindEndpoint(insert, kInsertDstNames, dst_names);
+      bindEndpoint(insert, base + kInsertSrcNames, src_names);
+      bindEndpoint(insert, base + kInsertDstNames, dst_names);
     }
-    if (health) bindHealth(insert, kInsertHealth, r);
+    if (health) {
+      if (hasHealth(r)) {
+        bindHealth(insert, base + kInsertHealth, r);
+      } else {
+        for (int i = 0; i < 6; ++i) sqlite3_bind_null(insert, base + kInsertHealth + i);
+      }
+    }
+  }
+
+  /// True when rows[0..rows_per_insert) exist (`left` records) and are all raw.
+  bool rawGroupAt(const pipeline::FlowRecord* rows, std::size_t left) const noexcept {
+    if (rows_per_insert < 2 || left < rows_per_insert) return false;
+    for (std::size_t j = 0; j < rows_per_insert; ++j) {
+      if (rows[j].update_key != 0) return false;
+    }
+    return true;
+  }
+
+  /// Inserts the raw records rows[0..rows_per_insert) with one statement, then adds their
+  /// keys to the summary. Returns the SQLite result code.
+  int insertGroup(const pipeline::FlowRecord* rows) {
+    bool named = false, health = false;
+    for (std::size_t j = 0; j < rows_per_insert; ++j) {
+      named = named || hasK8sNames(rows[j]);
+      health = health || hasHealth(rows[j]);
+    }
+    StmtPtr& group = insert_groups[named][health];
+    if (!group) {
+      // Prepared on first use: aggregated mode never needs them, and each holds a program and
+      // parameters for rows_per_insert rows.
+      sqlite3_stmt* raw = nullptr;
+      const std::string sql = insertSql(named, health, rows_per_insert);
+      const int rc = sqlite3_prepare_v3(write_db.get(), sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT,
+                                        &raw, nullptr);
+      group.reset(raw);
+      if (rc != SQLITE_OK) return rc;
+    }
+    sqlite3_stmt* insert = group.get();
+    for (std::size_t j = 0; j < rows_per_insert; ++j) {
+      bindInsert(insert, static_cast<int>(j) * kInsertParams, named, health, rows[j],
+                 group_text[j].src, group_text[j].dst, group_text[j].protocol);
+    }
+    int rc = run(insert);
+    for (std::size_t j = 0; rc == SQLITE_OK && j < rows_per_insert; ++j) {
+      rc = keys->add(rows[j], rows[j].first_ms, group_text[j].src, group_text[j].dst);
+    }
+    return rc;
   }
 
   /// Steps and resets a bound statement; SQLITE_OK when it ran.
   static int run(sqlite3_stmt* stmt) {
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    // No sqlite3_clear_bindings(): every statement's parameters are all bound again before
+    // its next step (each variant binds exactly the parameters it has).
     sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
     return rc;
   }
 
@@ -321,6 +400,14 @@ struct SqliteSink::Impl {
     char protocol[flow::kMaxProtocolText];
     for (std::size_t i = 0; rc == SQLITE_OK && i < n; ++i) {
       const pipeline::FlowRecord& r = rows[i];
+      if (rawGroupAt(rows + i, n - i)) {
+        // Raw records (no row to update, no rowid to remember): a group per statement.
+        rc = insertGroup(rows + i);
+        inserted += rows_per_insert;
+        for (std::size_t j = 0; j < rows_per_insert; ++j) packets += rows[i + j].packets;
+        i += rows_per_insert - 1;
+        continue;
+      }
       const bool provisional = r.state == pipeline::RecordState::kProvisional;
       const auto it = r.update_key != 0 ? written.find(r.update_key) : written.end();
       bool done = false;
@@ -337,7 +424,7 @@ struct SqliteSink::Impl {
         const bool named = hasK8sNames(r);
         const bool health = hasHealth(r);
         sqlite3_stmt* insert = insert_stmts[named][health].get();
-        bindInsert(insert, named, health, r, src, dst, protocol);
+        bindInsert(insert, 0, named, health, r, src, dst, protocol);
         rc = run(insert);
         row.rowid = sqlite3_last_insert_rowid(db);
         row.first_ms = r.first_ms;
@@ -539,6 +626,9 @@ struct SqliteSink::Impl {
     for (auto& by_names : insert_stmts) {
       for (StmtPtr& stmt : by_names) stmt.reset();
     }
+    for (auto& by_names : insert_groups) {
+      for (StmtPtr& stmt : by_names) stmt.reset();
+    }
     for (auto& by_names : update_stmts) {
       for (StmtPtr& stmt : by_names) stmt.reset();
     }
@@ -586,8 +676,17 @@ struct SqliteSink::Impl {
 
   // Writer thread only (set up before it starts).
   DbPtr write_db;
-  StmtPtr insert_stmts[2][2];  // as kInsertSql
-  StmtPtr update_stmts[2][2];  // as kUpdateSql
+  StmtPtr insert_stmts[2][2];   // one row, [named][health]
+  StmtPtr insert_groups[2][2];  // rows_per_insert rows, [named][health]
+  std::size_t rows_per_insert = 0;
+  /// The text of a group's addresses and protocols, bound until its statement has run.
+  struct RowText {
+    char src[flow::kMaxAddressText];
+    char dst[flow::kMaxAddressText];
+    char protocol[flow::kMaxProtocolText];
+  };
+  std::vector<RowText> group_text;  // rows_per_insert
+  StmtPtr update_stmts[2][2];       // as kUpdateSql
   StmtPtr retention_stmt;
   // Rows of open aggregation windows written at a checkpoint, by update_key: at most one per
   // open (flow, window) sum (plus, for 10 minutes, those whose final record was lost; never
@@ -614,10 +713,14 @@ SqliteSink::SqliteSink(StoreOptions options) : impl_(std::make_unique<Impl>(std:
   Impl& s = *impl_;
   detail::checkBeforeOpen(s.loc);
   s.write_db = detail::openWriter(s.loc);
+  const int max_params = sqlite3_limit(s.write_db.get(), SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+  s.rows_per_insert = std::min<std::size_t>(kMaxRowsPerInsert,
+                                            static_cast<std::size_t>(max_params) / kInsertParams);
+  s.group_text.resize(s.rows_per_insert);
   for (int named = 0; named < 2; ++named) {
     for (int health = 0; health < 2; ++health) {
       s.insert_stmts[named][health] =
-          detail::prepare(s.write_db.get(), kInsertSql[named][health], s.loc.display);
+          detail::prepare(s.write_db.get(), insertSql(named, health, 1).c_str(), s.loc.display);
     }
   }
   for (int earlier = 0; earlier < 2; ++earlier) {

@@ -345,6 +345,11 @@ void StorageErrors::report(Operation op, const std::string& display, const std::
 }
 
 DbLocation locate(const std::string& db_path) {
+  // Before SQLite's first use in the process (sqlite3_config() refuses afterwards, harmlessly):
+  // no memory statistics, which SQLite otherwise keeps under a global mutex taken on every
+  // allocation and free, several per row written. Nothing here reads them.
+  static std::once_flag configured;
+  std::call_once(configured, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   DbLocation loc;
   loc.display = db_path;
   if (db_path == ":memory:") {
