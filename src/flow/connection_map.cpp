@@ -55,9 +55,6 @@ std::size_t capacityFor(std::size_t entries) noexcept {
 
 static_assert(sizeof(ConnectionEntry) == 128, "the memory figures in the class comment");
 
-// A slot is empty iff packets_count == 0: every live entry has seen at least one packet.
-bool occupied(const ConnectionEntry& e) noexcept { return e.stats.packets_count != 0; }
-
 // Total order used by top(): more packets first, then key bytes ascending.
 bool ranksBefore(const ConnectionEntry& a, const ConnectionEntry& b) noexcept {
   if (a.stats.packets_count != b.stats.packets_count)
@@ -76,42 +73,46 @@ std::size_t shrunkCapacity(std::size_t capacity, std::size_t count, std::size_t 
 
 static_assert(std::is_trivially_copyable_v<ConnectionEntry> &&
                   std::is_trivially_destructible_v<ConnectionEntry>,
-              "SlotTable copies entries bytewise and never runs destructors");
+              "entries are moved bytewise (mremap, swap-remove) and never destroyed");
 
-// The slots of one shard: a fixed-size array of value-initialised (empty) entries. Large
-// arrays are mapped from the kernel directly, small ones come from operator new. mmap()
-// matters for memory: glibc raises its mmap threshold each time it frees a mapped block,
-// so after one burst, tables of the next burst would come from the heap, where a freed
-// table in the middle stays resident. A mapping is returned by munmap() on free.
-// Allocation failure throws std::bad_alloc (record() is noexcept: terminate).
+// One slot of a shard's index: where the entry lives in the shard's dense array (plus one;
+// 0 marks an empty slot) and the low 32 bits of its key's hash. The hash bits give the
+// slot's home (hash & mask, as the capacity never exceeds 2^32) without rehashing the key,
+// and rule out nearly every non-matching key without touching the entry itself.
+struct Slot {
+  std::uint32_t pos1 = 0;
+  std::uint32_t tag = 0;
+};
+static_assert(sizeof(Slot) == 8);
+
+// Anonymous memory straight from the kernel, so that freeing (or shrinking) returns its
+// pages at once, whatever the state of malloc's heap: glibc raises its mmap threshold each
+// time it frees a mapped block, so after one burst the next burst's tables would come from
+// the heap, where a freed table in the middle stays resident. Pages never written are never
+// resident either. Failure throws std::bad_alloc (record() is noexcept: terminate).
+void* mapPages(std::size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return p;
+}
+
+constexpr std::size_t kPageBytes = 4096;
+
+std::size_t pageRound(std::size_t bytes) noexcept {
+  return (bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
+}
+
+// A shard's index: a power-of-two array of empty (zero) slots. Small ones come from
+// operator new, those of 64 KiB and more from mapPages().
 class SlotTable {
  public:
   SlotTable() noexcept = default;
   explicit SlotTable(std::size_t size) : size_(size) {
-    const std::size_t bytes = size * sizeof(ConnectionEntry);
-    void* p;
-    if (mapped()) {
-      p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) throw std::bad_alloc();
-    } else {
-      p = ::operator new(bytes);
-    }
-    // Fresh anonymous pages are already zero, but value-initialising makes the entries
-    // objects; the rehash that follows touches nearly every page anyway.
-    data_ = static_cast<ConnectionEntry*>(p);
+    void* p = mapped() ? mapPages(size * sizeof(Slot)) : ::operator new(size * sizeof(Slot));
+    data_ = static_cast<Slot*>(p);
     std::uninitialized_value_construct_n(data_, size_);
   }
   ~SlotTable() { release(); }
-  SlotTable(SlotTable&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-  SlotTable& operator=(SlotTable&& o) noexcept {
-    if (this != &o) {
-      release();
-      data_ = std::exchange(o.data_, nullptr);
-      size_ = std::exchange(o.size_, 0);
-    }
-    return *this;
-  }
   SlotTable(const SlotTable&) = delete;
   SlotTable& operator=(const SlotTable&) = delete;
 
@@ -120,17 +121,18 @@ class SlotTable {
     std::swap(size_, o.size_);
   }
   std::size_t size() const noexcept { return size_; }
-  ConnectionEntry& operator[](std::size_t i) noexcept { return data_[i]; }
-  const ConnectionEntry& operator[](std::size_t i) const noexcept { return data_[i]; }
-  const ConnectionEntry* begin() const noexcept { return data_; }
-  const ConnectionEntry* end() const noexcept { return data_ + size_; }
+  std::size_t bytes() const noexcept { return size_ * sizeof(Slot); }
+  Slot& operator[](std::size_t i) noexcept { return data_[i]; }
+  const Slot& operator[](std::size_t i) const noexcept { return data_[i]; }
+  const Slot* begin() const noexcept { return data_; }
+  const Slot* end() const noexcept { return data_ + size_; }
 
  private:
-  bool mapped() const noexcept { return size_ * sizeof(ConnectionEntry) >= kMapThresholdBytes; }
+  bool mapped() const noexcept { return size_ * sizeof(Slot) >= kMapThresholdBytes; }
   void release() noexcept {
     if (data_ == nullptr) return;
     if (mapped()) {
-      munmap(data_, size_ * sizeof(ConnectionEntry));
+      munmap(data_, size_ * sizeof(Slot));
     } else {
       ::operator delete(data_);
     }
@@ -138,92 +140,172 @@ class SlotTable {
     size_ = 0;
   }
 
-  ConnectionEntry* data_ = nullptr;
+  Slot* data_ = nullptr;
   std::size_t size_ = 0;
 };
 
+// A shard's entries, packed at [0, count): no empty entries, so memory follows the number of
+// live connections (128 B each) rather than the index's capacity. Mapped pages, grown by
+// doubling and shrunk with mremap(), which moves page tables instead of copying entries and
+// never holds old and new copies at once; pages past the last entry written stay unbacked.
+class EntryArray {
+ public:
+  EntryArray() noexcept = default;
+  ~EntryArray() {
+    if (data_ != nullptr) munmap(data_, capacity_ * sizeof(ConnectionEntry));
+  }
+  EntryArray(const EntryArray&) = delete;
+  EntryArray& operator=(const EntryArray&) = delete;
+
+  std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t bytes() const noexcept { return capacity_ * sizeof(ConnectionEntry); }
+  ConnectionEntry* data() noexcept { return data_; }
+  const ConnectionEntry* data() const noexcept { return data_; }
+
+  // Capacity for at least `entries` (whole pages). Entries below the old capacity keep
+  // their values; the rest are unspecified until written.
+  void resize(std::size_t entries) {
+    const std::size_t bytes =
+        pageRound(std::max<std::size_t>(entries, 1) * sizeof(ConnectionEntry));
+    const std::size_t old_bytes = capacity_ * sizeof(ConnectionEntry);
+    if (bytes == old_bytes) return;
+    void* p;
+    if (data_ == nullptr) {
+      p = mapPages(bytes);
+    } else {
+      p = mremap(data_, old_bytes, bytes, MREMAP_MAYMOVE);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+    }
+    data_ = static_cast<ConnectionEntry*>(p);
+    capacity_ = bytes / sizeof(ConnectionEntry);
+  }
+
+ private:
+  ConnectionEntry* data_ = nullptr;
+  std::size_t capacity_ = 0;
+};
+
+static_assert(kPageBytes % sizeof(ConnectionEntry) == 0, "whole entries per page");
+
 }  // namespace
 
-// One shard: a flat open-addressing table guarded by `mu`. Aligned to a cache line so
-// two shards' mutexes never share one.
+// One shard: an open-addressing index over a dense array of entries, guarded by `mu`.
+// Aligned to a cache line so two shards' mutexes never share one.
 struct alignas(64) ConnectionMap::Shard {
   mutable std::mutex mu;
   SlotTable slots;        // guarded by mu; size is a power of two
+  EntryArray entries;     // guarded by mu; [0, count) live
   std::size_t count = 0;  // guarded by mu; the writer may read it unlocked
   std::size_t limit = 0;  // this shard's share of the cap; set at construction
   std::size_t hand = 0;   // guarded by mu: where the next eviction sample starts
 
   std::size_t mask() const noexcept { return slots.size() - 1; }
+  ConnectionEntry& entry(const Slot& s) noexcept { return entries.data()[s.pos1 - 1]; }
+  const ConnectionEntry& entry(const Slot& s) const noexcept { return entries.data()[s.pos1 - 1]; }
+  const ConnectionEntry* begin() const noexcept { return entries.data(); }
+  const ConnectionEntry* end() const noexcept { return entries.data() + count; }
 
   // Index of key's slot, or of the empty slot where it would be inserted.
   std::size_t probe(const FlowKey& key, std::uint64_t hash, bool& found) const noexcept {
     const std::size_t m = mask();
-    for (std::size_t i = static_cast<std::size_t>(hash) & m;; i = (i + 1) & m) {
-      const ConnectionEntry& e = slots[i];
-      if (!occupied(e)) {
+    const auto tag = static_cast<std::uint32_t>(hash);
+    for (std::size_t i = tag & m;; i = (i + 1) & m) {
+      const Slot& s = slots[i];
+      if (s.pos1 == 0) {
         found = false;
         return i;
       }
-      if (e.key == key) {
+      if (s.tag == tag && entry(s).key == key) {
         found = true;
         return i;
       }
     }
   }
 
-  // Moves every entry of `slots` into `fresh` (all empty, larger, or smaller but with room
-  // for every entry) and swaps them, so `fresh` ends up holding the old storage (freed by
-  // the caller outside the lock).
-  void rehashInto(SlotTable& fresh, std::uint64_t seed) noexcept {
+  // The slot that points at entries[pos] (which must be live).
+  std::size_t slotOf(std::size_t pos, std::uint64_t seed) const noexcept {
+    const std::size_t m = mask();
+    const auto tag = static_cast<std::uint32_t>(hashFlowKey(entries.data()[pos].key, seed));
+    const auto pos1 = static_cast<std::uint32_t>(pos + 1);
+    std::size_t i = tag & m;
+    while (slots[i].pos1 != pos1) i = (i + 1) & m;
+    return i;
+  }
+
+  // Appends a zeroed entry for `key` at the empty slot i (found by probe()); the entry
+  // array must have room (see reserveOne()).
+  ConnectionEntry& insertAt(std::size_t i, const FlowKey& key, std::uint64_t hash) noexcept {
+    ConnectionEntry* e = entries.data() + count;
+    *e = ConnectionEntry{};
+    e->key = key;
+    slots[i] = Slot{static_cast<std::uint32_t>(count + 1), static_cast<std::uint32_t>(hash)};
+    ++count;
+    return *e;
+  }
+
+  // Room in the entry array for one more entry (doubling, at most the shard's share).
+  void reserveOne() {
+    if (count < entries.capacity()) return;
+    entries.resize(std::min(std::max<std::size_t>(entries.capacity() * 2, 1), limit));
+  }
+
+  // Re-inserts every slot of `slots` into `fresh` (all empty, larger, or smaller but with
+  // room for every entry) and swaps them, so `fresh` ends up holding the old index (freed
+  // by the caller outside the lock). Entries do not move.
+  void rehashInto(SlotTable& fresh) noexcept {
     const std::size_t m = fresh.size() - 1;
-    for (const ConnectionEntry& e : slots) {
-      if (!occupied(e)) continue;
-      std::size_t i = static_cast<std::size_t>(hashFlowKey(e.key, seed)) & m;
-      while (occupied(fresh[i])) i = (i + 1) & m;
-      fresh[i] = e;
+    for (const Slot& s : slots) {
+      if (s.pos1 == 0) continue;
+      std::size_t i = s.tag & m;
+      while (fresh[i].pos1 != 0) i = (i + 1) & m;
+      fresh[i] = s;
     }
     slots.swap(fresh);
   }
 
-  // Backward-shift deletion: empties slot i and pulls later members of its probe
-  // cluster back so that no entry is separated from its home slot by an empty slot.
-  void eraseAt(std::size_t i, std::uint64_t seed) noexcept {
+  // Removes entries[pos]: backward-shift deletion of its slot (later members of its probe
+  // cluster move back so that no slot is separated from its home by an empty slot), then
+  // the last entry moves into its place in the dense array.
+  void eraseEntry(std::size_t pos, std::uint64_t seed) noexcept {
     const std::size_t m = mask();
-    std::size_t hole = i;
-    for (std::size_t j = (i + 1) & m;; j = (j + 1) & m) {
-      ConnectionEntry& e = slots[j];
-      if (!occupied(e)) break;
-      const std::size_t home = static_cast<std::size_t>(hashFlowKey(e.key, seed)) & m;
-      // e may fill the hole iff the hole lies cyclically within [home, j).
+    std::size_t hole = slotOf(pos, seed);
+    for (std::size_t j = (hole + 1) & m;; j = (j + 1) & m) {
+      const Slot s = slots[j];
+      if (s.pos1 == 0) break;
+      const std::size_t home = s.tag & m;
+      // s may fill the hole iff the hole lies cyclically within [home, j).
       if (((j - home) & m) >= ((j - hole) & m)) {
-        slots[hole] = e;
+        slots[hole] = s;
         hole = j;
       }
     }
-    slots[hole] = ConnectionEntry{};
+    slots[hole] = Slot{};
+    const std::size_t last = count - 1;
+    if (pos != last) {
+      slots[slotOf(last, seed)].pos1 = static_cast<std::uint32_t>(pos + 1);
+      entries.data()[pos] = entries.data()[last];
+    }
     --count;
   }
 
-  // Evicts the entry with the oldest last_seen_ns among the next kEvictionSample occupied
-  // slots from the clock hand (fewer if the table holds fewer), and moves the hand past
-  // them. Requires count > 0.
+  // Evicts the entry with the oldest last_seen_ns among the next kEvictionSample entries
+  // of the dense array from the clock hand (all of them if the shard holds fewer), and
+  // moves the hand past them. Requires count > 0.
   void evictIdlest(std::uint64_t seed) noexcept {
-    const std::size_t m = mask();
-    std::size_t i = hand & m;
+    const std::size_t sample = std::min(count, kEvictionSample);
+    std::size_t i = hand % count;
     std::size_t victim = i;
-    std::uint64_t oldest = 0;
-    std::size_t sampled = 0;
-    for (std::size_t n = 0; n <= m && sampled < kEvictionSample; ++n, i = (i + 1) & m) {
-      const ConnectionEntry& e = slots[i];
-      if (!occupied(e)) continue;
-      ++sampled;
-      if (sampled == 1 || e.stats.last_seen_ns < oldest) {
-        oldest = e.stats.last_seen_ns;
+    std::uint64_t oldest = entries.data()[i].stats.last_seen_ns;
+    for (std::size_t n = 1; n < sample; ++n) {
+      i = i + 1 == count ? 0 : i + 1;
+      const std::uint64_t seen = entries.data()[i].stats.last_seen_ns;
+      if (seen < oldest) {
+        oldest = seen;
         victim = i;
       }
     }
-    hand = i;
-    eraseAt(victim, seed);
+    hand = i + 1;
+    eraseEntry(victim, seed);
   }
 };
 
@@ -239,7 +321,8 @@ ConnectionMap::ConnectionMap(std::size_t shard_count, std::size_t initial_capaci
       shard_shift_(64 - log2Pow2(shard_count_)),
       shards_(new Shard[shard_count_]) {
   for (std::size_t s = 0; s < shard_count_; ++s) {
-    shards_[s].slots = SlotTable(initial_capacity_);
+    SlotTable initial(initial_capacity_);
+    shards_[s].slots.swap(initial);
     shards_[s].limit = max_entries_ / shard_count_ + (s < max_entries_ % shard_count_ ? 1 : 0);
   }
 }
@@ -303,7 +386,7 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
     bool found = false;
     const std::size_t at = shard.probe(key, h, found);
     if (found) {
-      add(shard.slots[at].stats);
+      add(shard.entry(shard.slots[at]).stats);
       return out;
     }
   }
@@ -320,7 +403,7 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
     const std::size_t at = other.probe(reversed, rh, found);
     if (found) {
       flipped = true;
-      add(other.slots[at].stats);
+      add(other.entry(other.slots[at]).stats);
       return out;
     }
   }
@@ -331,46 +414,41 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
     bool found = false;
     std::size_t i = shard.probe(key, h, found);
     if (!found && shard.count >= shard.limit) {
-      // At the cap: make room (the table never grows past max_capacity_, which holds
-      // `limit` entries), then find the insertion slot again (eviction shifts entries).
+      // At the cap: make room (the index never grows past max_capacity_, which holds
+      // `limit` entries), then find the insertion slot again (eviction shifts slots).
       shard.evictIdlest(seed_);
       evicted_.fetch_add(1, std::memory_order_relaxed);
       i = shard.probe(key, h, found);
-      ConnectionEntry& e = shard.slots[i];
-      e.key = key;
-      ++shard.count;
-      add(e.stats);
+      add(shard.insertAt(i, key, h).stats);
       return out;  // one out, one in: size_ unchanged
     }
     if (found || shard.count < loadLimit(shard.slots.size())) {
-      ConnectionEntry& e = shard.slots[i];
-      if (!found) {
-        e.key = key;
-        ++shard.count;
+      if (found) {
+        add(shard.entry(shard.slots[i]).stats);
+        return out;
       }
-      add(e.stats);
-      if (!found) size_.fetch_add(1, std::memory_order_relaxed);
+      shard.reserveOne();
+      add(shard.insertAt(i, key, h).stats);
+      size_.fetch_add(1, std::memory_order_relaxed);
       return out;
     }
   }
 
-  // New connection in a full table below the cap. Then the table is smaller than
+  // New connection in a full index below the cap. Then the index is smaller than
   // max_capacity_ (which holds the shard's whole share), so doubling stays within it. This
   // is the only writer, so the shard cannot change while unlocked: allocate (and zero) the
-  // doubled table without blocking readers.
+  // doubled index without blocking readers.
   SlotTable fresh(shard.slots.size() * 2);
   {
     std::lock_guard<std::mutex> lock(shard.mu);
-    shard.rehashInto(fresh, seed_);
+    shard.rehashInto(fresh);
     bool found = false;
     const std::size_t i = shard.probe(key, h, found);
-    ConnectionEntry& e = shard.slots[i];
-    e.key = key;
-    ++shard.count;
-    add(e.stats);
+    shard.reserveOne();
+    add(shard.insertAt(i, key, h).stats);
   }
   size_.fetch_add(1, std::memory_order_relaxed);
-  // `fresh` now holds the old table and is freed here, outside the lock.
+  // `fresh` now holds the old index and is freed here, outside the lock.
   return out;
 }
 
@@ -390,8 +468,7 @@ std::vector<ConnectionEntry> ConnectionMap::top(std::size_t n) const {
       const Shard& shard = shards_[s];
       std::lock_guard<std::mutex> lock(shard.mu);
       // Max-heap under ranksBefore: front() is the worst of the best n seen so far.
-      for (const ConnectionEntry& e : shard.slots) {
-        if (!occupied(e)) continue;
+      for (const ConnectionEntry& e : shard) {
         if (heap.size() < n) {
           heap.push_back(e);
           std::push_heap(heap.begin(), heap.end(), ranksBefore);
@@ -422,9 +499,7 @@ std::vector<ConnectionEntry> ConnectionMap::snapshot() const {
   for (std::size_t s = 0; s < shard_count_; ++s) {
     const Shard& shard = shards_[s];
     std::lock_guard<std::mutex> lock(shard.mu);
-    for (const ConnectionEntry& e : shard.slots) {
-      if (occupied(e)) out.push_back(e);
-    }
+    out.insert(out.end(), shard.begin(), shard.end());
   }
   return out;
 }
@@ -436,7 +511,7 @@ std::optional<ConnectionStats> ConnectionMap::find(const FlowKey& key) const {
   bool found = false;
   const std::size_t i = shard.probe(key, h, found);
   if (!found) return std::nullopt;
-  return shard.slots[i].stats;
+  return shard.entry(shard.slots[i]).stats;
 }
 
 std::size_t ConnectionMap::expire(std::uint64_t now_ns, std::uint64_t idle_timeout_ns) {
@@ -451,17 +526,21 @@ std::size_t ConnectionMap::expire(std::uint64_t now_ns, std::uint64_t idle_timeo
     {
       std::lock_guard<std::mutex> lock(shard.mu);
       std::size_t removed = 0;
-      // Erasing at i pulls later entries back into [i, j), so i is re-examined instead of
-      // advanced. Only entries of a cluster wrapping past the end can move from low indices
-      // (already examined and kept) to high ones; examining them again is harmless.
-      for (std::size_t i = 0; i < shard.slots.size();) {
-        const ConnectionEntry& e = shard.slots[i];
-        if (occupied(e) && idle(e.stats)) {
-          shard.eraseAt(i, seed_);
+      // Erasing at i moves the last entry into i, so i is re-examined instead of advanced.
+      for (std::size_t i = 0; i < shard.count;) {
+        if (idle(shard.entries.data()[i].stats)) {
+          shard.eraseEntry(i, seed_);
           ++removed;
         } else {
           ++i;
         }
+      }
+      // The entry array gives back what a quarter of it would not need (pages past the
+      // last entry); halving at most to what is live keeps a shrink from being undone by
+      // the next few inserts.
+      if (shard.entries.capacity() > kPageBytes / sizeof(ConnectionEntry) &&
+          shard.count < shard.entries.capacity() / 4) {
+        shard.entries.resize(std::max(shard.count * 2, kPageBytes / sizeof(ConnectionEntry)));
       }
       // Publish per shard, so size() never lags the shards by more than one.
       size_.fetch_sub(removed, std::memory_order_relaxed);
@@ -470,12 +549,12 @@ std::size_t ConnectionMap::expire(std::uint64_t now_ns, std::uint64_t idle_timeo
     }
     if (target == shard.slots.size()) continue;
     // This is the only writer, so the shard cannot change while unlocked: allocate the
-    // smaller table without blocking readers, move the entries under the lock, and free
-    // the old table (now in `fresh`) after releasing it.
+    // smaller index without blocking readers, move the slots under the lock, and free
+    // the old index (now in `fresh`) after releasing it.
     SlotTable fresh(target);
     {
       std::lock_guard<std::mutex> lock(shard.mu);
-      shard.rehashInto(fresh, seed_);
+      shard.rehashInto(fresh);
     }
   }
   return removed_total;
@@ -491,19 +570,26 @@ bool ConnectionMap::checkInvariantsForTest() const {
     if (shard.count > loadLimit(cap)) return false;
     if (cap < initial_capacity_ || cap > max_capacity_) return false;
     if (shard.count > shard.limit) return false;
+    if (shard.count > shard.entries.capacity()) return false;
     if (cap > initial_capacity_ && shard.count < cap / 8) return false;  // missed a shrink
     const std::size_t m = shard.mask();
+    std::vector<bool> referenced(shard.count);
     std::size_t count = 0;
     for (std::size_t i = 0; i < cap; ++i) {
-      const ConnectionEntry& e = shard.slots[i];
-      if (!occupied(e)) continue;
+      const Slot& slot = shard.slots[i];
+      if (slot.pos1 == 0) continue;
       ++count;
+      if (slot.pos1 > shard.count || referenced[slot.pos1 - 1]) return false;
+      referenced[slot.pos1 - 1] = true;
+      const ConnectionEntry& e = shard.entry(slot);
+      if (e.stats.packets_count == 0) return false;
       const std::uint64_t h = hash(e.key);
       if (&shardFor(h) != &shard) return false;
+      if (slot.tag != static_cast<std::uint32_t>(h)) return false;
       // Every slot from home up to i must be occupied, and the key must be unique there.
       for (std::size_t j = static_cast<std::size_t>(h) & m; j != i; j = (j + 1) & m) {
-        if (!occupied(shard.slots[j])) return false;
-        if (shard.slots[j].key == e.key) return false;
+        if (shard.slots[j].pos1 == 0) return false;
+        if (shard.entry(shard.slots[j]).key == e.key) return false;
       }
     }
     if (count != shard.count) return false;
@@ -517,6 +603,15 @@ std::size_t ConnectionMap::capacityForTest() const {
   for (std::size_t s = 0; s < shard_count_; ++s) {
     std::lock_guard<std::mutex> lock(shards_[s].mu);
     total += shards_[s].slots.size();
+  }
+  return total;
+}
+
+std::size_t ConnectionMap::memoryBytes() const {
+  std::size_t total = shard_count_ * sizeof(Shard);
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    std::lock_guard<std::mutex> lock(shards_[s].mu);
+    total += shards_[s].slots.bytes() + shards_[s].entries.bytes();
   }
   return total;
 }

@@ -670,7 +670,29 @@ TEST(ConnectionMap, DefaultCapTableSize) {
   EXPECT_EQ(map.size(), ConnectionMap::kDefaultMaxEntries);
   EXPECT_EQ(map.evicted(), 20000u);
   EXPECT_EQ(map.capacityForTest(), 16u * 16384u);
-  EXPECT_LE(map.capacityForTest() * sizeof(ConnectionEntry), std::size_t{32} << 20);
+  // At the cap each shard's entry array holds exactly its share (rounded up to a page) and
+  // its index 16384 slots of 8 B: 180 000 x 128 B + 16 x 16384 x 8 B + a page and the
+  // shard's own struct per shard, 25.2 MB.
+  EXPECT_LE(map.memoryBytes(), ConnectionMap::kDefaultMaxEntries * sizeof(ConnectionEntry) +
+                                   16u * 16384u * 8u + 16u * (4096u + 128u));
+  EXPECT_TRUE(map.checkInvariantsForTest());
+}
+
+// Memory follows the live entries, not the index's capacity: 100 000 connections take
+// their 128 B each, plus at most 23 B of index (load 0.35 to 0.7), plus at most as much
+// again of entry array not yet written (doubling; those pages are not resident).
+TEST(ConnectionMap, MemoryPerConnection) {
+  ConnectionMap map;
+  constexpr std::uint32_t kFlows = 100000;
+  const std::size_t empty = map.memoryBytes();
+  for (std::uint32_t i = 0; i < kFlows; ++i) map.record(flowPacket(i, Direction::kEgress, 1, i));
+  ASSERT_EQ(map.size(), kFlows);
+  const std::size_t used = map.memoryBytes() - empty;
+  EXPECT_LE(used, kFlows * (2 * sizeof(ConnectionEntry) + 23));
+  EXPECT_LE(map.capacityForTest() * 8u, kFlows * 23u);
+  // Once they expire, the arrays go back to a page per shard and the index to its start.
+  EXPECT_EQ(map.expire(kFlows + 10, 1), kFlows);
+  EXPECT_LE(map.memoryBytes(), empty + 16u * 4096u);
   EXPECT_TRUE(map.checkInvariantsForTest());
 }
 
