@@ -62,6 +62,20 @@ bool ranksBefore(const ConnectionEntry& a, const ConnectionEntry& b) noexcept {
   return std::memcmp(&a.key, &b.key, sizeof(FlowKey)) < 0;
 }
 
+// The same order on (packets, key) pairs.
+template <typename R>
+bool rankOrder(const R& a, const R& b) noexcept {
+  if (a.packets != b.packets) return a.packets > b.packets;
+  return std::memcmp(&a.key, &b.key, sizeof(FlowKey)) < 0;
+}
+
+// Whether (packets, key) ranks strictly before the rank t.
+template <typename R>
+bool ranksBeforeRank(std::uint64_t packets, const FlowKey& key, const R& t) noexcept {
+  if (packets != t.packets) return packets > t.packets;
+  return std::memcmp(&key, &t.key, sizeof(FlowKey)) < 0;
+}
+
 // The capacity expire() leaves a shard of `capacity` slots holding `count` entries with:
 // halved while the table is under 1/8 full, never below `floor`. Unless it stops at the
 // floor, the result is 1/8 to 1/4 full, far below the 0.7 that makes it grow again; and a
@@ -336,13 +350,15 @@ ConnectionMap::Shard& ConnectionMap::shardFor(std::uint64_t h) const noexcept {
 }
 
 RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
+  if (rebuild_wanted_.load(std::memory_order_relaxed)) rebuildCandidates();
   const FlowKey key = FlowKey::fromPacket(p);
   const std::uint64_t h = hash(key);
   Shard& shard = shardFor(h);
   bool flipped = false;  // the packet belongs to the entry of the reversed key
   RecordOutcome out;
 
-  auto add = [&p, &flipped, &out](ConnectionStats& s) noexcept {
+  auto add = [this, &p, &flipped, &out](ConnectionEntry& e) noexcept {
+    ConnectionStats& s = e.stats;
     const bool sent = (p.direction == Direction::kEgress) != flipped;
     ConnectionHealth& t = s.tcp;
     out.recorded = true;
@@ -364,11 +380,16 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
         s.first_seen_ns = std::min(s.first_seen_ns, p.firstTimestampNs());
         s.last_seen_ns = std::max(s.last_seen_ns, p.timestamp_ns);
       }
+      const std::uint64_t had = s.packets_count;
       s.packets_count += p.packets;
+      // Into the candidate set when it now ranks before the threshold (see top()).
+      if (!ranksBeforeRank(had, e.key, threshold_) &&
+          ranksBeforeRank(s.packets_count, e.key, threshold_))
+        addCandidate(e.key);
       if (p.tcp_flags != 0) {
-        const std::uint32_t had = t.handshake_rtt_us;
+        const std::uint32_t had_rtt = t.handshake_rtt_us;
         out.new_results = updateTcp(t, sent, p.tcp_flags, p.syns, p.syn_ns, p.ack_ns);
-        if (had == 0) out.new_handshake_rtt_us = t.handshake_rtt_us;
+        if (had_rtt == 0) out.new_handshake_rtt_us = t.handshake_rtt_us;
       }
     }
     t.retransmits += p.retransmits;
@@ -386,7 +407,7 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
     bool found = false;
     const std::size_t at = shard.probe(key, h, found);
     if (found) {
-      add(shard.entry(shard.slots[at]).stats);
+      add(shard.entry(shard.slots[at]));
       return out;
     }
   }
@@ -403,7 +424,7 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
     const std::size_t at = other.probe(reversed, rh, found);
     if (found) {
       flipped = true;
-      add(other.entry(other.slots[at]).stats);
+      add(other.entry(other.slots[at]));
       return out;
     }
   }
@@ -419,16 +440,16 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
       shard.evictIdlest(seed_);
       evicted_.fetch_add(1, std::memory_order_relaxed);
       i = shard.probe(key, h, found);
-      add(shard.insertAt(i, key, h).stats);
+      add(shard.insertAt(i, key, h));
       return out;  // one out, one in: size_ unchanged
     }
     if (found || shard.count < loadLimit(shard.slots.size())) {
       if (found) {
-        add(shard.entry(shard.slots[i]).stats);
+        add(shard.entry(shard.slots[i]));
         return out;
       }
       shard.reserveOne();
-      add(shard.insertAt(i, key, h).stats);
+      add(shard.insertAt(i, key, h));
       size_.fetch_add(1, std::memory_order_relaxed);
       return out;
     }
@@ -445,7 +466,7 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
     bool found = false;
     const std::size_t i = shard.probe(key, h, found);
     shard.reserveOne();
-    add(shard.insertAt(i, key, h).stats);
+    add(shard.insertAt(i, key, h));
   }
   size_.fetch_add(1, std::memory_order_relaxed);
   // `fresh` now holds the old index and is freed here, outside the lock.
@@ -453,6 +474,52 @@ RecordOutcome ConnectionMap::record(const Packet& p) noexcept {
 }
 
 std::vector<ConnectionEntry> ConnectionMap::top(std::size_t n) const {
+  if (n == 0) return {};
+  if (n <= kTopTracked) {
+    Rank t;
+    std::vector<FlowKey> keys;
+    {
+      std::lock_guard<std::mutex> lock(top_mu_);
+      t = threshold_;
+      keys = candidates_;
+    }
+    // Look the keys up a shard at a time: one lock per shard, not per key.
+    std::vector<std::pair<std::uint64_t, std::size_t>> order;  // (hash, index into keys)
+    order.reserve(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) order.emplace_back(hash(keys[i]), i);
+    std::sort(order.begin(), order.end());
+    std::vector<ConnectionEntry> found;
+    found.reserve(keys.size());
+    for (std::size_t i = 0; i < order.size();) {
+      const Shard& shard = shardFor(order[i].first);
+      std::lock_guard<std::mutex> lock(shard.mu);
+      for (; i < order.size() && &shardFor(order[i].first) == &shard; ++i) {
+        bool hit = false;
+        const std::size_t at = shard.probe(keys[order[i].second], order[i].first, hit);
+        if (!hit) continue;  // removed since: its key waits for the next trim
+        const ConnectionEntry& e = shard.entry(shard.slots[at]);
+        if (ranksBeforeRank(e.stats.packets_count, e.key, t)) found.push_back(e);
+      }
+    }
+    std::sort(found.begin(), found.end(), ranksBefore);
+    found.erase(std::unique(found.begin(), found.end(),
+                            [](const ConnectionEntry& a, const ConnectionEntry& b) {
+                              return a.key == b.key;
+                            }),
+                found.end());
+    // Every live entry ranking before t is among them; with t at the bottom (count 0),
+    // that is every live entry.
+    if (found.size() >= n || t.packets == 0) {
+      if (found.size() > n) found.resize(n);
+      return found;
+    }
+    rebuild_wanted_.store(true, std::memory_order_relaxed);
+  }
+  top_scans_.fetch_add(1, std::memory_order_relaxed);
+  return scanTop(n);
+}
+
+std::vector<ConnectionEntry> ConnectionMap::scanTop(std::size_t n) const {
   std::vector<ConnectionEntry> merged;
   if (n == 0) return merged;
   // Reserve outside the locks; a shard that grows meanwhile may still force a
@@ -492,6 +559,75 @@ std::vector<ConnectionEntry> ConnectionMap::top(std::size_t n) const {
   return merged;
 }
 
+const ConnectionEntry* ConnectionMap::peek(const FlowKey& key) const noexcept {
+  const std::uint64_t h = hash(key);
+  const Shard& shard = shardFor(h);
+  bool found = false;
+  const std::size_t at = shard.probe(key, h, found);
+  return found ? &shard.entry(shard.slots[at]) : nullptr;
+}
+
+// Writer, under a shard lock (lock order: shard, then top_mu_; readers never hold both).
+void ConnectionMap::addCandidate(const FlowKey& key) {
+  std::lock_guard<std::mutex> lock(top_mu_);
+  candidates_.push_back(key);
+  if (candidates_.size() >= kTopTracked + kTopSlack) trimCandidates();
+}
+
+// Writer, under top_mu_. Keeps the kTopTracked best live candidates and raises the
+// threshold to the next one: every entry dropped ranks at or after it, and every entry
+// never added ranked after the old threshold, which ranks after the new one.
+void ConnectionMap::trimCandidates() {
+  std::vector<Rank> live;
+  live.reserve(candidates_.size());
+  for (const FlowKey& key : candidates_) {
+    const ConnectionEntry* e = peek(key);  // the writer's own entries: no shard lock
+    if (e != nullptr && ranksBeforeRank(e->stats.packets_count, key, threshold_))
+      live.push_back(Rank{e->stats.packets_count, key});
+  }
+  std::sort(live.begin(), live.end(), rankOrder<Rank>);
+  live.erase(std::unique(live.begin(), live.end(),
+                         [](const Rank& a, const Rank& b) { return a.key == b.key; }),
+             live.end());
+  if (live.size() > kTopTracked) {
+    threshold_ = live[kTopTracked];
+    live.resize(kTopTracked);
+  }
+  candidates_.clear();
+  for (const Rank& r : live) candidates_.push_back(r.key);
+}
+
+// Writer: the candidate set from scratch, when a reader found it short of live entries.
+void ConnectionMap::rebuildCandidates() {
+  rebuild_wanted_.store(false, std::memory_order_relaxed);
+  // Max-heap under rankOrder: front() is the worst of the best kTopTracked + 1.
+  std::vector<Rank> heap;
+  heap.reserve(kTopTracked + 1);
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    for (const ConnectionEntry& e : shards_[s]) {  // the writer's own entries: no lock
+      const Rank r{e.stats.packets_count, e.key};
+      if (heap.size() < kTopTracked + 1) {
+        heap.push_back(r);
+        std::push_heap(heap.begin(), heap.end(), rankOrder<Rank>);
+      } else if (rankOrder(r, heap.front())) {
+        std::pop_heap(heap.begin(), heap.end(), rankOrder<Rank>);
+        heap.back() = r;
+        std::push_heap(heap.begin(), heap.end(), rankOrder<Rank>);
+      }
+    }
+  }
+  std::sort(heap.begin(), heap.end(), rankOrder<Rank>);
+  Rank t;  // the bottom: every live entry ranks before it
+  if (heap.size() > kTopTracked) {
+    t = heap[kTopTracked];
+    heap.resize(kTopTracked);
+  }
+  std::lock_guard<std::mutex> lock(top_mu_);
+  threshold_ = t;
+  candidates_.clear();
+  for (const Rank& r : heap) candidates_.push_back(r.key);
+}
+
 std::vector<ConnectionEntry> ConnectionMap::snapshot() const {
   std::vector<ConnectionEntry> out;
   const std::size_t estimate = size();
@@ -519,6 +655,7 @@ std::size_t ConnectionMap::expire(std::uint64_t now_ns, std::uint64_t idle_timeo
   auto idle = [&](const ConnectionStats& s) noexcept {
     return now_ns > s.last_seen_ns && now_ns - s.last_seen_ns > idle_timeout_ns;
   };
+  if (rebuild_wanted_.load(std::memory_order_relaxed)) rebuildCandidates();
   std::size_t removed_total = 0;
   for (std::size_t s = 0; s < shard_count_; ++s) {
     Shard& shard = shards_[s];

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -125,9 +126,30 @@ class ConnectionMap {
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
 
   /// The n entries with the highest packets_count, descending; ties ordered by key bytes
-  /// (memcmp ascending) so the result is deterministic. Per shard the best n are kept
-  /// in a heap while locked; shards are merged outside the locks.
+  /// (memcmp ascending) so the result is deterministic.
+  /// For n up to kTopTracked the answer comes from the candidate set the writer keeps (see
+  /// below): at most kTopTracked + kTopSlack lookups, whatever the map's size. Otherwise
+  /// (or while the set is short of live candidates, after they expired or were evicted)
+  /// every entry is scanned: per shard the best n are kept in a heap while locked, shards
+  /// are merged outside the locks; a short set is then rebuilt by the writer's next call.
+  ///
+  /// The candidate set: a threshold rank T (a count and a key) and a set C of keys such that
+  /// every live entry ranking before T is in C. The writer adds an entry's key to C when a
+  /// packet moves it from after T to before T (counts only grow), which costs nothing for
+  /// the others. When C reaches kTopTracked + kTopSlack keys, the writer looks them up
+  /// (about one lookup per key added), raises T to the (kTopTracked+1)-th best of them and
+  /// drops the rest, keys of removed entries included; removals themselves touch nothing.
   std::vector<ConnectionEntry> top(std::size_t n) const;
+
+  /// The largest n that top() answers from the candidate set.
+  static constexpr std::size_t kTopTracked = 64;
+  /// Keys the candidate set takes beyond kTopTracked before the writer trims it.
+  static constexpr std::size_t kTopSlack = 1024;
+
+  /// top() calls answered by a full scan (the candidate set could not), since construction.
+  std::uint64_t topScansForTest() const noexcept {
+    return top_scans_.load(std::memory_order_relaxed);
+  }
 
   /// All entries, in no particular order.
   std::vector<ConnectionEntry> snapshot() const;
@@ -166,7 +188,20 @@ class ConnectionMap {
  private:
   struct Shard;
 
+  struct Rank {
+    std::uint64_t packets = 0;
+    FlowKey key;
+  };
+
   Shard& shardFor(std::uint64_t hash) const noexcept;
+  RecordOutcome recordInto(const Packet& p, const FlowKey& key, std::uint64_t h) noexcept;
+  std::vector<ConnectionEntry> scanTop(std::size_t n) const;
+  // Writer only: the live entry of key, read without the shard lock (only the writer
+  // changes entries), or null.
+  const ConnectionEntry* peek(const FlowKey& key) const noexcept;
+  void addCandidate(const FlowKey& key);
+  void trimCandidates();
+  void rebuildCandidates();
   std::uint64_t hash(const FlowKey& key) const noexcept { return hashFlowKey(key, seed_); }
 
   const std::uint64_t seed_;
@@ -178,6 +213,14 @@ class ConnectionMap {
   std::unique_ptr<Shard[]> shards_;
   std::atomic<std::size_t> size_{0};       // written by the writer thread only
   std::atomic<std::uint64_t> evicted_{0};  // written by the writer thread only
+
+  // The candidate set (see top()). Changed by the writer under top_mu_; the writer reads
+  // its own threshold without it.
+  mutable std::mutex top_mu_;
+  Rank threshold_;                                   // T: initially before nothing (count 0)
+  std::vector<FlowKey> candidates_;                  // C, may hold dead or duplicate keys
+  mutable std::atomic<bool> rebuild_wanted_{false};  // set by a reader that found C short
+  mutable std::atomic<std::uint64_t> top_scans_{0};
 };
 
 }  // namespace ayaflow::flow
