@@ -78,7 +78,7 @@ struct ConnectionEntry {
 /// per entry but not a global point-in-time cut across shards.
 ///
 /// Memory: 128 B per live entry plus 8 B per index slot (the index is 0.35 to 0.7 full
-/// while growing: 11 to 23 B per entry), about 145 B per connection; 14.5 MB for 100 000.
+/// while growing: 11 to 23 B per entry), about 150 B per connection; 15 MB for 100 000.
 ///
 /// Bounded: the map never holds more than max_entries() entries. The cap is split over
 /// the shards (shard s holds at most max_entries / shards, plus one for the first
@@ -144,7 +144,7 @@ class ConnectionMap {
   /// The largest n that top() answers from the candidate set.
   static constexpr std::size_t kTopTracked = 64;
   /// Keys the candidate set takes beyond kTopTracked before the writer trims it.
-  static constexpr std::size_t kTopSlack = 1024;
+  static constexpr std::size_t kTopSlack = 256;
 
   /// top() calls answered by a full scan (the candidate set could not), since construction.
   std::uint64_t topScansForTest() const noexcept {
