@@ -10,11 +10,15 @@
 //   bench_flow --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -23,10 +27,12 @@
 #include "ayaflow/api/live_source.h"
 #include "ayaflow/api/router.h"
 #include "ayaflow/common/logging.h"
+#include "ayaflow/common/memory.h"
 #include "ayaflow/flow/connection_map.h"
 #include "ayaflow/flow/flow_key.h"
 #include "ayaflow/flow/packet.h"
 #include "ayaflow/pipeline/pipeline.h"
+#include "ayaflow/pipeline/window_aggregator.h"
 #include "ayaflow/store/sqlite_sink.h"
 
 namespace {
@@ -92,7 +98,8 @@ EventSource makeEvents(std::size_t flows, std::size_t count) {
 const EventSource& events(std::size_t flows) {
   static std::unordered_map<std::size_t, EventSource> cache;
   auto it = cache.find(flows);
-  if (it == cache.end()) it = cache.emplace(flows, makeEvents(flows, kEvents)).first;
+  if (it == cache.end())
+    it = cache.emplace(flows, makeEvents(flows, std::max(kEvents, flows))).first;
   return it->second;
 }
 
@@ -110,6 +117,11 @@ void BM_Decode(benchmark::State& state) {
 }
 BENCHMARK(BM_Decode);
 
+// A cap that holds `flows` connections (the default 180 000 would evict at 1M).
+std::size_t mapCapFor(std::size_t flows) {
+  return std::max(ConnectionMap::kDefaultMaxEntries, flows);
+}
+
 // Records every event of `src` in `map`.
 void recordAll(const EventSource& src, ConnectionMap& map) {
   Packet p;
@@ -122,8 +134,16 @@ void recordAll(const EventSource& src, ConnectionMap& map) {
 // decode + ConnectionMap::record, steady state (every flow already present).
 void BM_DecodeRecord(benchmark::State& state) {
   const EventSource& src = events(static_cast<std::size_t>(state.range(0)));
-  ConnectionMap map;
+  const std::size_t rss_before = ayaflow::common::residentBytes();
+  ConnectionMap map(16, 256, mapCapFor(static_cast<std::size_t>(state.range(0))));
   recordAll(src, map);
+  // Allocated (entry arrays grow by doubling; pages never written are not resident) and
+  // the process's RSS growth while filling the map.
+  state.counters["map_bytes_per_connection"] =
+      static_cast<double>(map.memoryBytes()) / static_cast<double>(map.size());
+  state.counters["rss_bytes_per_connection"] =
+      static_cast<double>(ayaflow::common::residentBytes() - rss_before) /
+      static_cast<double>(map.size());
   Packet p;
   std::size_t i = 0;
   for (auto _ : state) {
@@ -135,7 +155,7 @@ void BM_DecodeRecord(benchmark::State& state) {
   state.counters["connections"] = static_cast<double>(map.size());
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
-BENCHMARK(BM_DecodeRecord)->Arg(1)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_DecodeRecord)->Arg(1)->Arg(1000)->Arg(100000)->Arg(1000000);
 
 // Baseline: the original design. One entry per direction keyed by a formatted string,
 // one std::unordered_map under one std::mutex.
@@ -208,11 +228,13 @@ void BM_FlowEntryRecord(benchmark::State& state) {
     entries.push_back(
         {key, ayaflow_flow_value{10, 10u * ev.pkt_len, ev.timestamp_ns, ev.timestamp_ns + 1000}});
   }
-  ConnectionMap map;
+  ConnectionMap map(16, 256, mapCapFor(flows));
   Packet p;
   for (const auto& [k, v] : entries) {
     if (decodeFlowEntry(k, v, p) == DecodeStatus::kOk) map.record(p);
   }
+  state.counters["map_bytes_per_connection"] =
+      static_cast<double>(map.memoryBytes()) / static_cast<double>(map.size());
   std::size_t i = 0;
   for (auto _ : state) {
     if (decodeFlowEntry(entries[i].first, entries[i].second, p) == DecodeStatus::kOk) map.record(p);
@@ -221,7 +243,47 @@ void BM_FlowEntryRecord(benchmark::State& state) {
   state.counters["connections"] = static_cast<double>(map.size());
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
-BENCHMARK(BM_FlowEntryRecord)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_FlowEntryRecord)->Arg(1000)->Arg(100000)->Arg(1000000);
+
+// Aggregated mode's pipeline work per flow-table entry: WindowAggregator::add() with N
+// flows open (each entry adds to its flow's open sum), then, per window, takeClosed() of
+// all N sums into records, as the pipeline hands them to the store. The window closes
+// every N items, so the take is amortised over one add per flow.
+void BM_AggregateWindow(benchmark::State& state) {
+  const std::size_t flows = static_cast<std::size_t>(state.range(0));
+  const EventSource& src = events(flows);
+  std::vector<Packet> packets(flows);
+  for (std::size_t i = 0; i < flows; ++i)
+    decodePacketEvent(src.at(i), sizeof(ayaflow_packet_event), packets[i]);
+  constexpr std::int64_t kWindowMs = 10000;
+  ayaflow::pipeline::WindowAggregator agg(kWindowMs);
+  std::int64_t window_start = 1700000000000;
+  // Untimed: one window's worth, for the memory figures (allocated; RSS growth).
+  const std::size_t rss_before = ayaflow::common::residentBytes();
+  for (const Packet& p : packets) agg.add(p, window_start + 1, window_start + 1);
+  const double open_bytes =
+      static_cast<double>(agg.memoryBytes()) / static_cast<double>(agg.openFlows());
+  const double open_rss = static_cast<double>(ayaflow::common::residentBytes() - rss_before) /
+                          static_cast<double>(agg.openFlows());
+  std::vector<ayaflow::pipeline::FlowRecord> out;
+  std::size_t i = 0;
+  for (auto _ : state) {
+    agg.add(packets[i], window_start + 1, window_start + 1);
+    if (++i == flows) {
+      i = 0;
+      window_start += kWindowMs;
+      out.clear();
+      agg.takeClosed(window_start, out);
+      benchmark::DoNotOptimize(out.data());
+    }
+  }
+  state.counters["flows"] = static_cast<double>(flows);
+  state.counters["open_sum_bytes"] = open_bytes;
+  state.counters["open_sum_rss_bytes"] = open_rss;
+  state.counters["record_bytes"] = sizeof(ayaflow::pipeline::FlowRecord);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_AggregateWindow)->Arg(100000)->Arg(1000000);
 
 // A packet of connection n (distinct for every n < 2^32): IPv4 10.x.y.z:port <-> 198.51.100.n%200.
 Packet churnPacket(std::uint64_t n) {
@@ -273,10 +335,35 @@ void BM_RecordNewBelowCap(benchmark::State& state) {
 }
 BENCHMARK(BM_RecordNewBelowCap);
 
+// ConnectionMap::top(n) over a map of N connections: n = 50 (what /api/live asks, answered
+// from the candidate set) against n = kTopTracked + 1 (a full scan, as every top() was
+// before the candidate set), same map, same run.
+void BM_Top(benchmark::State& state) {
+  const std::size_t flows = static_cast<std::size_t>(state.range(0));
+  const std::size_t n = static_cast<std::size_t>(state.range(1));
+  ConnectionMap map(16, 256, mapCapFor(flows));
+  recordAll(events(flows), map);
+  for (auto _ : state) {
+    auto top = map.top(n);
+    benchmark::DoNotOptimize(top.data());
+  }
+  state.counters["connections"] = static_cast<double>(map.size());
+  state.counters["full_scans"] = static_cast<double>(map.topScansForTest());
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_Top)
+    ->Args({1000, 50})
+    ->Args({1000, ConnectionMap::kTopTracked + 1})
+    ->Args({100000, 50})
+    ->Args({100000, ConnectionMap::kTopTracked + 1})
+    ->Args({1000000, 50})
+    ->Args({1000000, ConnectionMap::kTopTracked + 1})
+    ->Unit(benchmark::kMicrosecond);
+
 // GET /api/live through the router, as the agent serves it (without the 250 ms reuse):
 // a top-50 scan of a map of N connections and the JSON body.
 void BM_LiveJson(benchmark::State& state) {
-  ConnectionMap map;
+  ConnectionMap map(16, 256, mapCapFor(static_cast<std::size_t>(state.range(0))));
   recordAll(events(static_cast<std::size_t>(state.range(0))), map);
   const ayaflow::api::MapLiveSource live(
       [] {
@@ -296,7 +383,69 @@ void BM_LiveJson(benchmark::State& state) {
   state.counters["body_bytes"] = static_cast<double>(bytes);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
-BENCHMARK(BM_LiveJson)->Arg(1000)->Arg(100000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_LiveJson)->Arg(1000)->Arg(100000)->Arg(1000000)->Unit(benchmark::kMicrosecond);
+
+// GET /api/live under load: a writer thread records the event stream over N connections
+// without pause (every packet a record(), raw mode's worst case) while this thread renders
+// /api/live back to back. Reports the latency percentiles of the requests and the writer's
+// records per second during them; one iteration is one request.
+void BM_LiveJsonUnderLoad(benchmark::State& state) {
+  const std::size_t flows = static_cast<std::size_t>(state.range(0));
+  const EventSource& src = events(flows);
+  ConnectionMap map(16, 256, mapCapFor(flows));
+  recordAll(src, map);
+  const ayaflow::api::MapLiveSource live(
+      [] {
+        return ayaflow::api::LiveSource::Totals{123456789, 987654321};
+      },
+      map, nullptr);
+  ayaflow::api::Router router;
+  ayaflow::api::addCoreRoutes(router, live, std::chrono::milliseconds(0));
+  const auto request = ayaflow::api::parseTarget("GET", "/api/live", "");
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> recorded{0};
+  std::thread writer([&] {
+    Packet p;
+    std::size_t i = 0;
+    std::uint64_t n = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      if (decodePacketEvent(src.at(i), sizeof(ayaflow_packet_event), p) == DecodeStatus::kOk)
+        map.record(p);
+      if (++i == src.count) i = 0;
+      if (++n % 1024 == 0) recorded.store(n, std::memory_order_relaxed);
+    }
+  });
+  std::vector<double> us;
+  const auto started = std::chrono::steady_clock::now();
+  const std::uint64_t recorded_before = recorded.load();
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const ayaflow::api::Response r = router.route(*request);
+    benchmark::DoNotOptimize(r.body.data());
+    us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const std::uint64_t recorded_during = recorded.load() - recorded_before;
+  stop = true;
+  writer.join();
+  std::sort(us.begin(), us.end());
+  auto pct = [&us](double q) {
+    return us.empty() ? 0.0 : us[std::min(us.size() - 1, static_cast<std::size_t>(q * us.size()))];
+  };
+  state.counters["p50_us"] = pct(0.50);
+  state.counters["p99_us"] = pct(0.99);
+  state.counters["connections"] = static_cast<double>(map.size());
+  state.counters["full_scans"] = static_cast<double>(map.topScansForTest());
+  state.counters["writer_records_per_s"] = static_cast<double>(recorded_during) / seconds;
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_LiveJsonUnderLoad)
+    ->Arg(100000)
+    ->Arg(1000000)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 // Pipeline::onPacket: the capture thread's hand-off of one record to the pipeline, which
 // feeds the SQLite writer (an in-memory database, both running). Arg 0: raw mode, else the

@@ -6,10 +6,18 @@
 #include <algorithm>
 #include <utility>
 
+#include "ayaflow/api/core_routes.h"
 #include "ayaflow/common/interface_name.h"
+#include "ayaflow/flow/connection_map.h"
 #include "ayaflow/flow/flow_key.h"
 
 namespace ayaflow::api {
+
+// /api/live's list comes from the map's candidate set only up to kTopTracked entries;
+// beyond it every request would scan the whole map.
+static_assert(kLiveTopConnections <= flow::ConnectionMap::kTopTracked,
+              "raise ConnectionMap::kTopTracked with kLiveTopConnections");
+
 namespace {
 
 std::int64_t clockNs(clockid_t clock) noexcept {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -274,6 +275,80 @@ TEST(ConnectionMap, TopMatchesFullSortOnManyFlows) {
       ASSERT_EQ(top[i].stats.packets_count, expected[i].stats.packets_count);
     }
   }
+}
+
+std::vector<ConnectionEntry> fullSortTop(const ConnectionMap& map, std::size_t n) {
+  auto all = map.snapshot();
+  std::sort(all.begin(), all.end(), [](const ConnectionEntry& a, const ConnectionEntry& b) {
+    if (a.stats.packets_count != b.stats.packets_count)
+      return a.stats.packets_count > b.stats.packets_count;
+    return std::memcmp(&a.key, &b.key, sizeof a.key) < 0;
+  });
+  if (all.size() > n) all.resize(n);
+  return all;
+}
+
+void expectSameTop(const ConnectionMap& map, std::size_t n, const std::string& where) {
+  const auto got = map.top(n);
+  const auto want = fullSortTop(map, n);
+  ASSERT_EQ(got.size(), want.size()) << where << " n=" << n;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i].key, want[i].key) << where << " n=" << n << " i=" << i;
+    ASSERT_EQ(got[i].stats.packets_count, want[i].stats.packets_count) << where;
+    ASSERT_EQ(got[i].stats.bytes_received, want[i].stats.bytes_received) << where;
+  }
+}
+
+// The candidate set behind top(n <= kTopTracked) against a full sort, through every way the
+// ranking changes: round-robin floods where all counts tie (the worst case: every packet
+// moves its connection past the threshold), a few heavy connections, evictions at the cap,
+// and expiry of the leaders (the set runs short and is rebuilt).
+TEST(ConnectionMap, TopFromCandidatesMatchesFullSort) {
+  ConnectionMap map(16, 8, 30000);
+  std::uint64_t t = 1;
+  auto check = [&](const std::string& where) {
+    for (std::size_t n : {std::size_t{1}, std::size_t{50}, ConnectionMap::kTopTracked})
+      expectSameTop(map, n, where);
+  };
+  check("empty");
+  for (std::uint32_t i = 0; i < 10; ++i) map.record(flowPacket(i, Direction::kIngress, 1, t++));
+  check("ten");
+  // Round-robin over 20 000 connections, three rounds: counts tie, then differ by one.
+  for (int round = 0; round < 3; ++round) {
+    for (std::uint32_t i = 0; i < 20000; ++i) {
+      map.record(flowPacket(i, Direction::kIngress, 1, t++));
+      if (i % 4999 == 0) check("round robin " + std::to_string(round) + " " + std::to_string(i));
+    }
+  }
+  const std::uint64_t scans = map.topScansForTest();
+  // A few heavy ones, interleaved with new connections.
+  for (std::uint32_t k = 0; k < 3000; ++k) {
+    map.record(flowPacket(100 + k % 7, Direction::kEgress, 1, t++));
+    map.record(flowPacket(50000 + k, Direction::kEgress, 1, t++));
+    if (k % 500 == 0) check("heavy " + std::to_string(k));
+  }
+  // While no entry goes away, the candidate set answers everything.
+  EXPECT_EQ(map.topScansForTest(), scans);
+  // Beyond the cap: evictions (the heavy ones are busy and survive the sampling; tied
+  // round-robin candidates may go, and then one scan answers while the set is rebuilt).
+  for (std::uint32_t k = 0; k < 20000; ++k) {
+    map.record(flowPacket(200000 + k, Direction::kEgress, 1, t++));
+    if (k % 2000 == 0) check("evicting " + std::to_string(k));
+  }
+  EXPECT_GT(map.evicted(), 0u);
+  check("after evictions");
+  // The leaders expire: the set is short, one scan answers, the writer rebuilds it.
+  const std::uint64_t now = t;
+  for (std::uint32_t k = 0; k < 100; ++k)
+    map.record(flowPacket(300000 + k, Direction::kEgress, 1, now + 1000000));
+  map.expire(now + 1000000, 500000);
+  EXPECT_EQ(map.size(), 100u);
+  check("after expiry");
+  map.record(flowPacket(300000, Direction::kEgress, 1, now + 1000001));  // the writer rebuilds
+  const std::uint64_t after_rebuild = map.topScansForTest();
+  check("rebuilt");
+  EXPECT_EQ(map.topScansForTest(), after_rebuild);
+  EXPECT_TRUE(map.checkInvariantsForTest());
 }
 
 // Deleting every third key (via expire) must leave every other key reachable: checks
@@ -670,7 +745,29 @@ TEST(ConnectionMap, DefaultCapTableSize) {
   EXPECT_EQ(map.size(), ConnectionMap::kDefaultMaxEntries);
   EXPECT_EQ(map.evicted(), 20000u);
   EXPECT_EQ(map.capacityForTest(), 16u * 16384u);
-  EXPECT_LE(map.capacityForTest() * sizeof(ConnectionEntry), std::size_t{32} << 20);
+  // At the cap each shard's entry array holds exactly its share (rounded up to a page) and
+  // its index 16384 slots of 8 B: 180 000 x 128 B + 16 x 16384 x 8 B + a page and the
+  // shard's own struct per shard, 25.2 MB.
+  EXPECT_LE(map.memoryBytes(), ConnectionMap::kDefaultMaxEntries * sizeof(ConnectionEntry) +
+                                   16u * 16384u * 8u + 16u * (4096u + 128u));
+  EXPECT_TRUE(map.checkInvariantsForTest());
+}
+
+// Memory follows the live entries, not the index's capacity: 100 000 connections take
+// their 128 B each, plus at most 23 B of index (load 0.35 to 0.7), plus at most as much
+// again of entry array not yet written (doubling; those pages are not resident).
+TEST(ConnectionMap, MemoryPerConnection) {
+  ConnectionMap map;
+  constexpr std::uint32_t kFlows = 100000;
+  const std::size_t empty = map.memoryBytes();
+  for (std::uint32_t i = 0; i < kFlows; ++i) map.record(flowPacket(i, Direction::kEgress, 1, i));
+  ASSERT_EQ(map.size(), kFlows);
+  const std::size_t used = map.memoryBytes() - empty;
+  EXPECT_LE(used, kFlows * (2 * sizeof(ConnectionEntry) + 23));
+  EXPECT_LE(map.capacityForTest() * 8u, kFlows * 23u);
+  // Once they expire, the arrays go back to a page per shard and the index to its start.
+  EXPECT_EQ(map.expire(kFlows + 10, 1), kFlows);
+  EXPECT_LE(map.memoryBytes(), empty + 16u * 4096u);
   EXPECT_TRUE(map.checkInvariantsForTest());
 }
 

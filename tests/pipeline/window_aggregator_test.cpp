@@ -117,6 +117,53 @@ TEST(WindowAggregator, ManyFlowsKeepExactTotals) {
   }
 }
 
+// 100 000 flows in each of two windows, several packets each: closing the first window
+// takes exactly its sums and keeps the second's, whose later packets still add up; memory
+// follows the open sums (112 B each plus at most 23 B of index, entry array doubling).
+TEST(WindowAggregator, HundredThousandFlowsAcrossTwoWindowsStayExact) {
+  constexpr std::uint32_t kFlows = 100000;
+  WindowAggregator agg(kW);
+  auto packet = [](std::uint32_t i, std::uint32_t len) {
+    return makePacket(i / 50000, static_cast<std::uint16_t>(i % 50000 + 1), 53, 17,
+                      Direction::kEgress, len, 1);
+  };
+  for (int round = 0; round < 3; ++round) {
+    for (std::uint32_t i = 0; i < kFlows; ++i)
+      agg.add(packet(i, 100 + i % 7), kBase + round, kBase + round);
+  }
+  for (std::uint32_t i = 0; i < kFlows; ++i) agg.add(packet(i, 60), kBase + kW + 1, kBase + kW + 1);
+  EXPECT_EQ(agg.openFlows(), 2 * kFlows);
+  EXPECT_LE(agg.memoryBytes(), 2 * kFlows * (2 * WindowAggregator::entryBytes() + 23));
+
+  std::vector<FlowRecord> rows;
+  ASSERT_EQ(agg.takeClosed(kBase + kW, rows), kFlows);
+  EXPECT_EQ(agg.openFlows(), kFlows);
+  std::vector<bool> seen(kFlows);
+  for (const FlowRecord& r : rows) {
+    const std::uint32_t i = (r.src.bytes[15] == 1 ? 50000u : 0u) + r.src_port - 1u;
+    ASSERT_LT(i, kFlows);
+    EXPECT_FALSE(seen[i]);
+    seen[i] = true;
+    EXPECT_EQ(r.packets, 3u);
+    EXPECT_EQ(r.bytes, 3u * (100 + i % 7));
+    EXPECT_EQ(r.first_ms, kBase);
+    EXPECT_EQ(r.last_ms, kBase + 2);
+    EXPECT_EQ(r.window_end_ms, kBase + kW);
+  }
+  // The second window's sums survived the compaction and still take packets.
+  for (std::uint32_t i = 0; i < kFlows; ++i) agg.add(packet(i, 40), kBase + kW + 2, kBase + kW + 2);
+  EXPECT_EQ(agg.openFlows(), kFlows);
+  rows.clear();
+  ASSERT_EQ(agg.takeAll(rows), kFlows);
+  for (const FlowRecord& r : rows) {
+    EXPECT_EQ(r.packets, 2u);
+    EXPECT_EQ(r.bytes, 100u);
+    EXPECT_EQ(r.window_end_ms, kBase + 2 * kW);
+  }
+  EXPECT_EQ(agg.openFlows(), 0u);
+  EXPECT_EQ(agg.memoryBytes(), 0u);
+}
+
 TEST(WindowAggregator, RejectsANonPositiveWindow) {
   EXPECT_THROW(WindowAggregator(0), std::invalid_argument);
   EXPECT_THROW(WindowAggregator(-5), std::invalid_argument);

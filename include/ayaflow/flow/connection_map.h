@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -56,31 +57,38 @@ struct ConnectionEntry {
 ///
 /// Threads: exactly one writer thread (ingest) calls record() and expire(); any number
 /// of reader threads call size(), top(), snapshot() and find() concurrently with it.
-/// Each shard is a mutex plus an open-addressing flat table (linear probing,
-/// backward-shift deletion, power-of-two capacity, max load 0.7, grows by doubling).
-/// expire() shrinks a shard that it leaves less than 1/8 full (halving while that holds,
-/// never below the initial capacity), so memory taken by a burst of connections goes back
-/// once they expire. A grown table is 0.35 full and a shrunk one 1/8 to 1/4 full, so the
-/// count must change by a factor of about 2.8 before a resize can be undone: no thrashing.
-/// Tables of 64 KiB and more are mapped with mmap() directly, so freeing one returns its
-/// pages to the kernel at once, whatever the state of malloc's heap.
+/// Each shard is a mutex, a dense array of its entries (no holes: memory follows the live
+/// connections, 128 B each) and an open-addressing index over it: 8-byte slots holding
+/// the entry's position and 32 bits of its hash (linear probing, backward-shift deletion,
+/// power-of-two capacity, max load 0.7, grows by doubling). expire() shrinks an index that
+/// it leaves less than 1/8 full (halving while that holds, never below the initial
+/// capacity) and gives back the entry array's pages beyond twice the live entries, so
+/// memory taken by a burst of connections goes back once they expire. A grown index is
+/// 0.35 full and a shrunk one 1/8 to 1/4 full, so the count must change by a factor of
+/// about 2.8 before a resize can be undone: no thrashing. Entry arrays and indexes of
+/// 64 KiB and more are mapped with mmap() directly (entry arrays grow and shrink with
+/// mremap(), without copying), so freed memory returns to the kernel at once, whatever
+/// the state of malloc's heap.
 /// The shard comes from the high bits of hashFlowKey() (seeded with a random per-instance
 /// seed against hash flooding), the slot from the low bits.
 /// record() on an existing connection never allocates; a new connection allocates only
-/// when its shard grows. Growth and shrinking allocate the new table and free the old one
-/// outside the shard lock; the lock is held only to move the entries across.
+/// when its shard grows. Growth and shrinking of an index allocate the new one and free the
+/// old one outside the shard lock; the lock is held only to move the slots across.
 /// Readers copy entries out under one shard lock at a time, so a result is consistent
 /// per entry but not a global point-in-time cut across shards.
 ///
+/// Memory: 128 B per live entry plus 8 B per index slot (the index is 0.35 to 0.7 full
+/// while growing: 11 to 23 B per entry), about 150 B per connection; 15 MB for 100 000.
+///
 /// Bounded: the map never holds more than max_entries() entries. The cap is split over
 /// the shards (shard s holds at most max_entries / shards, plus one for the first
-/// max_entries % shards shards), and a shard's table never grows past the smallest power
+/// max_entries % shards shards), and a shard's index never grows past the smallest power
 /// of two that holds its share at load 0.7, so memory at the cap is at most
-/// shards x that many slots x sizeof(ConnectionEntry) (128 B): 32 MiB for the default
-/// 180 000 entries over 16 shards (16 x 16384 slots; ~186 B per entry). A new connection
+/// max_entries x 128 B plus shards x that many slots x 8 B: 24.9 MB for the default
+/// 180 000 entries over 16 shards (16 x 16384 slots; ~138 B per entry). A new connection
 /// in a shard at its share evicts an idle entry first: the one with the oldest
-/// last_seen_ns among kEvictionSample occupied slots scanned from the shard's clock hand
-/// (which then moves past them). This is approximate LRU (the victim is the idlest of a
+/// last_seen_ns among kEvictionSample entries of the shard's dense array from its clock
+/// hand (which then moves past them). This is approximate LRU (the victim is the idlest of a
 /// sample, not of the shard; exact when the shard holds at most kEvictionSample entries),
 /// allocation-free and O(kEvictionSample) per eviction. Shards fill unevenly, so the
 /// first evictions come shortly before the map as a whole is at the cap (with the default,
@@ -118,9 +126,30 @@ class ConnectionMap {
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
 
   /// The n entries with the highest packets_count, descending; ties ordered by key bytes
-  /// (memcmp ascending) so the result is deterministic. Per shard the best n are kept
-  /// in a heap while locked; shards are merged outside the locks.
+  /// (memcmp ascending) so the result is deterministic.
+  /// For n up to kTopTracked the answer comes from the candidate set the writer keeps (see
+  /// below): at most kTopTracked + kTopSlack lookups, whatever the map's size. Otherwise
+  /// (or while the set is short of live candidates, after they expired or were evicted)
+  /// every entry is scanned: per shard the best n are kept in a heap while locked, shards
+  /// are merged outside the locks; a short set is then rebuilt by the writer's next call.
+  ///
+  /// The candidate set: a threshold rank T (a count and a key) and a set C of keys such that
+  /// every live entry ranking before T is in C. The writer adds an entry's key to C when a
+  /// packet moves it from after T to before T (counts only grow), which costs nothing for
+  /// the others. When C reaches kTopTracked + kTopSlack keys, the writer looks them up
+  /// (about one lookup per key added), raises T to the (kTopTracked+1)-th best of them and
+  /// drops the rest, keys of removed entries included; removals themselves touch nothing.
   std::vector<ConnectionEntry> top(std::size_t n) const;
+
+  /// The largest n that top() answers from the candidate set.
+  static constexpr std::size_t kTopTracked = 64;
+  /// Keys the candidate set takes beyond kTopTracked before the writer trims it.
+  static constexpr std::size_t kTopSlack = 256;
+
+  /// top() calls answered by a full scan (the candidate set could not), since construction.
+  std::uint64_t topScansForTest() const noexcept {
+    return top_scans_.load(std::memory_order_relaxed);
+  }
 
   /// All entries, in no particular order.
   std::vector<ConnectionEntry> snapshot() const;
@@ -148,13 +177,31 @@ class ConnectionMap {
   /// one at least 1/8 full, and no shard over its share of the cap).
   bool checkInvariantsForTest() const;
 
-  /// Test hook: total slots allocated over all shards.
+  /// Test hook: total index slots allocated over all shards.
   std::size_t capacityForTest() const;
+
+  /// Bytes the map has allocated (indexes, entry arrays, shards), resident or not: entry
+  /// arrays are reserved in whole pages and grow by doubling, so this is at most about
+  /// twice what the live entries need. Locks each shard in turn; any thread.
+  std::size_t memoryBytes() const;
 
  private:
   struct Shard;
 
+  struct Rank {
+    std::uint64_t packets = 0;
+    FlowKey key;
+  };
+
   Shard& shardFor(std::uint64_t hash) const noexcept;
+  RecordOutcome recordInto(const Packet& p, const FlowKey& key, std::uint64_t h) noexcept;
+  std::vector<ConnectionEntry> scanTop(std::size_t n) const;
+  // Writer only: the live entry of key, read without the shard lock (only the writer
+  // changes entries), or null.
+  const ConnectionEntry* peek(const FlowKey& key) const noexcept;
+  void addCandidate(const FlowKey& key);
+  void trimCandidates();
+  void rebuildCandidates();
   std::uint64_t hash(const FlowKey& key) const noexcept { return hashFlowKey(key, seed_); }
 
   const std::uint64_t seed_;
@@ -166,6 +213,14 @@ class ConnectionMap {
   std::unique_ptr<Shard[]> shards_;
   std::atomic<std::size_t> size_{0};       // written by the writer thread only
   std::atomic<std::uint64_t> evicted_{0};  // written by the writer thread only
+
+  // The candidate set (see top()). Changed by the writer under top_mu_; the writer reads
+  // its own threshold without it.
+  mutable std::mutex top_mu_;
+  Rank threshold_;                                   // T: initially before nothing (count 0)
+  std::vector<FlowKey> candidates_;                  // C, may hold dead or duplicate keys
+  mutable std::atomic<bool> rebuild_wanted_{false};  // set by a reader that found C short
+  mutable std::atomic<std::uint64_t> top_scans_{0};
 };
 
 }  // namespace ayaflow::flow
