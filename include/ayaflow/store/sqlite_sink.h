@@ -62,7 +62,9 @@ std::vector<prometheus::MetricFamily> storageFamilies(const SqliteSinkStats& sta
 /// its row; later ones (same update_key) update that row in place by rowid, so a window
 /// keeps one row per flow whose counts grow at each checkpoint and end exact. Retention
 /// deletes rows older than retention_s every retention_interval, retention_chunk rows per
-/// statement, serving the queue between chunks.
+/// statement, serving the queue between chunks. The disk budget (docs/storage.md) deletes the
+/// oldest rows, a chunk per turn, past max_db_bytes, and pauses writes (rows dropped and
+/// counted) while the file system's free space is below the floor.
 ///
 /// Threads: consume() on the pipeline thread (a full queue drops the batch and counts its
 /// rows; while the pipeline flushes or stops it waits for room, bounded); flush(), stop(),

@@ -37,7 +37,7 @@ struct StoreOptions {
   /// use plus the -wal file) the oldest rows are deleted, budget_chunk rows per writer turn,
   /// until the database is back under it; freed pages are reused, so the file stops growing
   /// there. 0 = unlimited. 1 GiB by default: a fixed size a node's disk can spare, whatever
-  /// the packet rate (about 12 million raw rows).
+  /// the packet rate (about 11 million raw rows).
   std::uint64_t max_db_bytes = std::uint64_t{1} << 30;
   std::size_t budget_chunk = 5000;  ///< rows per DELETE statement of the budget
   /// Free-space floor of the file system holding the database: below it writes pause (rows
