@@ -72,8 +72,7 @@ const Setting kSettings[] = {
   {"--min-free-disk", "--min-free-disk", "AYAFLOW_MIN_FREE_DISK", "min_free_disk", ValueType::kSize,
    "BYTES|N%",
    "Free space kept on the database's file system: below it writes pause (rows dropped and "
-   "counted) until space returns; bytes (K/M/G/T) or a percentage 0%-50%, 0 = no floor; "
-   "default: 5%, at most 512M",
+   "counted) until space returns; bytes (K/M/G/T) or a percentage 0%-50%, 0 = no floor",
    [](const Raw& r, Config& c) {
      const MinFreeDisk m = parseMinFreeDisk(r.label, r.single());
      c.store.min_free_bytes = m.bytes;
