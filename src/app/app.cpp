@@ -137,10 +137,12 @@ struct App::Impl {
     const pipeline::PipelineStats ps = pipeline->stats();
     logger("store")->info(
         "stored {} rows ({} packets); dropped {} packets (pipeline queue full), {} rows (SQLite "
-        "queue full), {} rows (write errors), {} (after stop)",
+        "queue full), {} rows (write errors), {} rows (disk space), {} (after stop); deleted {} "
+        "rows (age), {} (size)",
         st.rows_stored, st.packets_stored, ps.packets_dropped_queue_full,
-        st.queue.records_dropped_full, st.rows_dropped_write_error,
-        ps.packets_dropped_stopped + st.queue.records_dropped_closed);
+        st.queue.records_dropped_full, st.rows_dropped_write_error, st.rows_dropped_disk_space,
+        ps.packets_dropped_stopped + st.queue.records_dropped_closed, st.rows_deleted,
+        st.rows_deleted_size);
     // Flow export: what each sink delivered and dropped, by reason.
     for (const exporter::ExportStats& e :
          {clickhouse ? clickhouse->stats() : exporter::ExportStats{},

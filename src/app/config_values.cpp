@@ -224,6 +224,70 @@ std::vector<common::Cidr> parseCidrs(const Raw& raw) {
   return out;
 }
 
+std::optional<std::uint64_t> parseByteSize(std::string_view text) {
+  std::string_view digits = text;
+  unsigned shift = 0;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      case 'T':
+      case 't':
+        shift = 40;
+        break;
+      default:
+        break;
+    }
+    if (shift != 0) digits.remove_suffix(1);
+  }
+  const auto count = parseDecimal(digits);
+  if (!count || *count > (std::numeric_limits<std::uint64_t>::max() >> shift)) return std::nullopt;
+  return *count << shift;
+}
+
+std::uint64_t parseDbSize(const std::string& label, std::string_view text) {
+  const auto bytes = parseByteSize(text);
+  if (!bytes) {
+    fail(label, show(text) +
+                    " is not a size (bytes, or a number with a K/M/G/T suffix; 0 = "
+                    "unlimited)");
+  }
+  if (*bytes != 0 && (*bytes < kMinDbSize || *bytes > kMaxDbSize)) {
+    fail(label, show(text) + " is not a database size from 4M to 1024T (0 = unlimited)");
+  }
+  return *bytes;
+}
+
+MinFreeDisk parseMinFreeDisk(const std::string& label, std::string_view text) {
+  MinFreeDisk out;
+  if (!text.empty() && text.back() == '%') {
+    const auto percent = parseDecimal(text.substr(0, text.size() - 1));
+    if (!percent || *percent > kMaxMinFreePercent) {
+      fail(label, show(text) + " is not a percentage of the file system (0%-50%)");
+    }
+    out.percent = static_cast<std::uint32_t>(*percent);
+    return out;
+  }
+  const auto bytes = parseByteSize(text);
+  if (!bytes) {
+    fail(label, show(text) +
+                    " is not a free space (bytes with a K/M/G/T suffix, or a percentage "
+                    "such as 5%; 0 = no floor)");
+  }
+  out.bytes = *bytes;
+  return out;
+}
+
 std::string formatSize(std::uint64_t bytes) {
   static constexpr struct {
     std::uint64_t unit;

@@ -24,6 +24,9 @@ constexpr std::uint64_t kMaxRingBuffer = 1ull << 30;                // 1 GiB
 constexpr std::uint64_t kMinFlowTable = 1024;
 constexpr std::uint64_t kMaxFlowTable = 1ull << 20;
 constexpr std::size_t kMaxConfigFileBytes = 1 << 20;
+constexpr std::uint64_t kMinDbSize = 4ull << 20;  // the -wal file alone takes ~1/8 of it
+constexpr std::uint64_t kMaxDbSize = 1ull << 50;  // 1 PiB: past any disk, far from overflow
+constexpr std::uint32_t kMaxMinFreePercent = 50;
 constexpr std::size_t kMaxIfNameLen = IFNAMSIZ - 1;
 
 /// A setting's value as found in one source, with the label errors must name.
@@ -55,6 +58,17 @@ bool parseBool(const std::string& label, std::string_view text);
 /// Bytes with an optional K/M/G suffix in binary units (256K = 262144); a power of two in
 /// [4 KiB, 1 GiB], as the kernel requires for BPF_MAP_TYPE_RINGBUF.
 std::uint32_t parseRingBufferSize(const std::string& label, std::string_view text);
+/// Bytes with an optional K/M/G/T suffix in binary units; nullopt when not a size or past
+/// 2^64.
+std::optional<std::uint64_t> parseByteSize(std::string_view text);
+/// --max-db-size: 0 (unlimited) or kMinDbSize..kMaxDbSize bytes, K/M/G/T suffixes.
+std::uint64_t parseDbSize(const std::string& label, std::string_view text);
+/// --min-free-disk: a percentage of the file system ("5%", 0-50) or bytes ("512M"); 0 = off.
+struct MinFreeDisk {
+  std::uint64_t bytes = 0;
+  std::uint32_t percent = 0;
+};
+MinFreeDisk parseMinFreeDisk(const std::string& label, std::string_view text);
 /// "256K" for 262144: the largest binary unit that divides the size.
 std::string formatSize(std::uint64_t bytes);
 std::string parseListenAddress(const std::string& label, std::string_view text);

@@ -61,6 +61,31 @@ const Setting kSettings[] = {
    [](const Config& c) {
      return c.store.retention_s ? std::to_string(*c.store.retention_s) : "keep forever";
    }},
+  {"--max-db-size", "--max-db-size", "AYAFLOW_MAX_DB_SIZE", "max_db_size", ValueType::kSize,
+   "BYTES",
+   "Disk budget of the database (its -wal file included): past it the oldest rows are deleted; "
+   "K/M/G/T suffix, 0 = unlimited, else at least 4M",
+   [](const Raw& r, Config& c) { c.store.max_db_bytes = parseDbSize(r.label, r.single()); },
+   [](const Config& c) {
+     return c.store.max_db_bytes == 0 ? std::string("unlimited") : formatSize(c.store.max_db_bytes);
+   }},
+  {"--min-free-disk", "--min-free-disk", "AYAFLOW_MIN_FREE_DISK", "min_free_disk", ValueType::kSize,
+   "BYTES|N%",
+   "Free space kept on the database's file system: below it writes pause (rows dropped and "
+   "counted) until space returns; bytes (K/M/G/T) or a percentage 0%-50%, 0 = no floor",
+   [](const Raw& r, Config& c) {
+     const MinFreeDisk m = parseMinFreeDisk(r.label, r.single());
+     c.store.min_free_bytes = m.bytes;
+     c.store.min_free_percent = m.percent;
+   },
+   [](const Config& c) {
+     const std::uint64_t b = c.store.min_free_bytes;
+     const std::uint32_t p = c.store.min_free_percent;
+     if (b == 0 && p == 0) return std::string("none");
+     if (b == 0) return std::to_string(p) + "%";
+     if (p == 0) return formatSize(b);
+     return std::to_string(p) + "%, at most " + formatSize(b);
+   }},
   {"--aggregation-window", "--aggregation-window", "AYAFLOW_AGGREGATION_WINDOW",
    "aggregation_window_seconds", ValueType::kInteger, "SECONDS",
    "0 = one row per packet; N = one row per flow per N seconds",

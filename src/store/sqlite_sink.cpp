@@ -24,6 +24,7 @@
 #include "ayaflow/common/metrics.h"
 #include "ayaflow/common/thread.h"
 #include "ayaflow/flow/names.h"
+#include "disk_budget.h"
 #include "keys_writer.h"
 #include "sqlite_util.h"
 
@@ -501,6 +502,30 @@ struct SqliteSink::Impl {
     }
   }
 
+  /// Writes are paused (free space below the floor): the batch's final records are dropped
+  /// and counted; provisional ones are not lost (the next checkpoint sends their sums again).
+  void dropForDiskSpace(const pipeline::RecordBatch& batch) {
+    std::uint64_t lost_rows = 0, lost_packets = 0;
+    for (const pipeline::FlowRecord& r : batch) {
+      if (r.state == pipeline::RecordState::kProvisional) {
+        checkpoint_lost.store(true, std::memory_order_relaxed);
+        continue;
+      }
+      ++lost_rows;
+      std::uint64_t committed = 0;
+      if (r.update_key != 0) {
+        const auto it = written.find(r.update_key);
+        if (it != written.end()) {
+          committed = it->second.packets;
+          written.erase(it);
+        }
+      }
+      lost_packets += r.packets - std::min(r.packets, committed);
+    }
+    rows_dropped_disk.fetch_add(lost_rows, std::memory_order_relaxed);
+    packets_dropped_disk.fetch_add(lost_packets, std::memory_order_relaxed);
+  }
+
   /// Forgets checkpointed rows whose window ended long ago without a final record (bounds
   /// `written` when final batches are lost), and the map's storage once it is empty.
   void forgetStaleRows(SteadyClock::time_point now) {
@@ -588,10 +613,17 @@ struct SqliteSink::Impl {
       SteadyClock::time_point deadline = next_report;
       if (options.retention_s) deadline = std::min(deadline, next_retention);
       if (retention_active) deadline = now;
+      if (budget_active) deadline = now;
+      if (budget->paused(now)) deadline = std::min(deadline, budget->nextFreeCheck());
       pipeline::BatchQueue::Item item = queue.pop(deadline);
+      std::size_t rows = 0;
       if (item.batch) {
-        const std::size_t rows = item.batch->size();
-        write(*item.batch);
+        rows = item.batch->size();
+        if (budget->paused(SteadyClock::now())) {
+          dropForDiskSpace(*item.batch);
+        } else {
+          write(*item.batch);
+        }
         // An aggregation window's batch can be megabytes; once written (this is usually its
         // last reference) hand the freed heap back, so RSS follows the live state.
         item.batch.reset();
@@ -617,7 +649,9 @@ struct SqliteSink::Impl {
         }
         if (retention_active) retentionStep();
       }
-      if (sync_pending != 0 && !retention_active) {
+      // Beside retention: one chunk of the oldest rows per turn while over the size budget.
+      budget_active = budget->step(rows);
+      if (sync_pending != 0 && !retention_active && !budget_active) {
         queue.synced(sync_pending);
         sync_pending = 0;
       }
@@ -633,6 +667,7 @@ struct SqliteSink::Impl {
       for (StmtPtr& stmt : by_names) stmt.reset();
     }
     retention_stmt.reset();
+    budget->close();
     keys.reset();
     write_db.reset();
     queue.closeConsumer();
@@ -656,6 +691,17 @@ struct SqliteSink::Impl {
     s.write_errors = get(write_errors);
     s.rows_deleted = get(rows_deleted);
     s.retention_chunks = get(retention_chunks);
+    s.rows_dropped_disk_space = get(rows_dropped_disk);
+    s.packets_dropped_disk_space = get(packets_dropped_disk);
+    const detail::DiskBudgetStats b = budget->stats();
+    s.rows_deleted_size = b.rows_deleted;
+    s.budget_chunks = b.chunks;
+    s.db_bytes = b.db_bytes;
+    s.db_file_bytes = b.file_bytes;
+    s.max_db_bytes = options.max_db_bytes;
+    s.disk_free_bytes = b.free_bytes;
+    s.disk_floor_bytes = b.floor_bytes;
+    s.writes_paused = b.paused;
     s.write_failures = loc.errors->count(detail::StorageErrors::kWrite);
     s.read_errors = loc.errors->count(detail::StorageErrors::kRead);
     s.queries_timed_out = get(loc.errors->query_timeouts);
@@ -669,7 +715,7 @@ struct SqliteSink::Impl {
   pipeline::BatchQueue queue;
   std::atomic<std::uint64_t> rows_stored{0}, rows_updated{0}, packets_stored{0},
       rows_dropped_write{0}, packets_dropped_write{0}, batches{0}, write_errors{0}, rows_deleted{0},
-      retention_chunks{0};
+      retention_chunks{0}, rows_dropped_disk{0}, packets_dropped_disk{0};
   std::atomic<bool> checkpoint_lost{false};  // set by the writer, taken by the pipeline
   std::mutex stop_mu;                        // serialises stop()
   std::thread writer;
@@ -695,7 +741,11 @@ struct SqliteSink::Impl {
   std::vector<Staged> staged;  // reused by commitRows()
   SteadyClock::time_point next_forget;
   SteadyClock::time_point next_forget_over;
-  std::optional<detail::KeysWriter> keys;  // the packets_keys summary
+  std::optional<detail::KeysWriter> keys;    // the packets_keys summary
+  std::optional<detail::DiskBudget> budget;  // size budget and free-space floor
+  // Over the size budget: a chunk per turn. True at start-up so that the first turn measures
+  // a database the budget was lowered for, without waiting for a batch.
+  bool budget_active = true;
   SteadyClock::time_point next_report;
   SteadyClock::time_point next_retention;
   bool retention_active = false;
@@ -731,6 +781,7 @@ SqliteSink::SqliteSink(StoreOptions options) : impl_(std::make_unique<Impl>(std:
   }
   s.retention_stmt = detail::prepare(s.write_db.get(), kRetentionSql, s.loc.display);
   s.keys.emplace(s.write_db.get(), s.loc.display, s.options.keys_per_bucket);
+  s.budget.emplace(s.write_db.get(), s.loc, s.options, *s.keys);
   s.writer = std::thread([impl = impl_.get()] { impl->run(); });
 }
 

@@ -12,11 +12,36 @@ std::vector<prometheus::MetricFamily> storageFamilies(const SqliteSinkStats& s) 
   f.labelledCounter("ayaflow_storage_rows_dropped_total",
                     "Rows that could not be stored, by reason: queue_full (the hand-off to the "
                     "SQLite writer was full; nothing waits for the disk), write_error (SQLite "
-                    "failed) or stopped (after shutdown began).",
+                    "failed), disk_space (writes paused: free space below --min-free-disk) or "
+                    "stopped (after shutdown began).",
                     "reason",
                     {{"queue_full", s.queue.records_dropped_full},
                      {"write_error", s.rows_dropped_write_error},
+                     {"disk_space", s.rows_dropped_disk_space},
                      {"stopped", s.queue.records_dropped_closed}});
+  f.labelledCounter("ayaflow_storage_rows_deleted_total",
+                    "Rows deleted from the database, by reason: age (older than "
+                    "--data-retention) or size (the oldest rows, to stay within --max-db-size).",
+                    "reason", {{"age", s.rows_deleted}, {"size", s.rows_deleted_size}});
+  f.gauge("ayaflow_storage_writes_paused",
+          "1 while writes are paused because the database's file system has less free space "
+          "than --min-free-disk (rows are dropped, reason disk_space), else 0.",
+          s.writes_paused ? 1.0 : 0.0);
+  f.gauge("ayaflow_storage_db_size_bytes",
+          "Size of the database as the budget counts it: pages holding data plus the -wal file.",
+          static_cast<double>(s.db_bytes));
+  f.gauge("ayaflow_storage_db_file_size_bytes",
+          "Size of the database on disk: the database file (free pages included) plus the -wal "
+          "file.",
+          static_cast<double>(s.db_file_bytes));
+  f.gauge("ayaflow_storage_db_size_limit_bytes", "The size budget, --max-db-size; 0 = unlimited.",
+          static_cast<double>(s.max_db_bytes));
+  f.gauge("ayaflow_storage_disk_free_bytes",
+          "Free space of the file system holding the database (0 = not measured: in memory).",
+          static_cast<double>(s.disk_free_bytes));
+  f.gauge("ayaflow_storage_disk_free_min_bytes",
+          "The free-space floor, --min-free-disk, in bytes on the database's file system.",
+          static_cast<double>(s.disk_floor_bytes));
   f.counter("ayaflow_storage_rows_updated_total",
             "Rows of open aggregation windows updated in place with newer counts (at a "
             "checkpoint or when the window ended).",

@@ -65,6 +65,16 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
   agent.stats.storage.write_failures = 33;
   agent.stats.storage.queries_timed_out = 34;
   agent.stats.storage.queries_busy = 35;
+  // Disk budget (issue 19).
+  agent.stats.storage.rows_deleted = 36;
+  agent.stats.storage.rows_deleted_size = 37;
+  agent.stats.storage.rows_dropped_disk_space = 38;
+  agent.stats.storage.writes_paused = true;
+  agent.stats.storage.db_bytes = 39;
+  agent.stats.storage.db_file_bytes = 40;
+  agent.stats.storage.max_db_bytes = 41;
+  agent.stats.storage.disk_free_bytes = 42;
+  agent.stats.storage.disk_floor_bytes = 43;
   // Flow export (issue 17).
   agent.stats.clickhouse.records = 3001;
   agent.stats.clickhouse.bytes = 3002;
@@ -178,6 +188,15 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {R"(ayaflow_storage_errors_total{operation="write"})", "33"},
       {R"(ayaflow_storage_queries_stopped_total{reason="timeout"})", "34"},
       {R"(ayaflow_storage_queries_stopped_total{reason="busy"})", "35"},
+      {R"(ayaflow_storage_rows_deleted_total{reason="age"})", "36"},
+      {R"(ayaflow_storage_rows_deleted_total{reason="size"})", "37"},
+      {R"(ayaflow_storage_rows_dropped_total{reason="disk_space"})", "38"},
+      {"ayaflow_storage_writes_paused", "1"},
+      {"ayaflow_storage_db_size_bytes", "39"},
+      {"ayaflow_storage_db_file_size_bytes", "40"},
+      {"ayaflow_storage_db_size_limit_bytes", "41"},
+      {"ayaflow_storage_disk_free_bytes", "42"},
+      {"ayaflow_storage_disk_free_min_bytes", "43"},
       {R"(ayaflow_export_records_total{sink="clickhouse"})", "3001"},
       {R"(ayaflow_export_records_total{sink="ipfix"})", "4001"},
       {R"(ayaflow_export_bytes_total{sink="clickhouse"})", "3002"},
@@ -286,6 +305,13 @@ TEST(MetricsTest, EveryFamilyOfTheAgentWithItsTypeHelpAndValue) {
       {"ayaflow_storage_checkpoint_records_refused_total", "counter"},
       {"ayaflow_storage_errors_total", "counter"},
       {"ayaflow_storage_queries_stopped_total", "counter"},
+      {"ayaflow_storage_rows_deleted_total", "counter"},
+      {"ayaflow_storage_writes_paused", "gauge"},
+      {"ayaflow_storage_db_size_bytes", "gauge"},
+      {"ayaflow_storage_db_file_size_bytes", "gauge"},
+      {"ayaflow_storage_db_size_limit_bytes", "gauge"},
+      {"ayaflow_storage_disk_free_bytes", "gauge"},
+      {"ayaflow_storage_disk_free_min_bytes", "gauge"},
       {"ayaflow_export_records_total", "counter"},
       {"ayaflow_export_bytes_total", "counter"},
       {"ayaflow_export_errors_total", "counter"},

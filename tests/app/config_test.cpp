@@ -569,6 +569,62 @@ TEST_F(ConfigTest, RingBufferSizes) {
   }
 }
 
+TEST_F(ConfigTest, DiskBudget) {
+  // Defaults: a 1 GiB budget, a floor of 5 % of the file system but at most 512 MiB.
+  const Config d = parse({}).config;
+  EXPECT_EQ(d.store.max_db_bytes, 1ull << 30);
+  EXPECT_EQ(d.store.min_free_bytes, 512ull << 20);
+  EXPECT_EQ(d.store.min_free_percent, 5u);
+
+  const auto size = [&](const char* text) {
+    return parse({"--max-db-size", text}).config.store.max_db_bytes;
+  };
+  EXPECT_EQ(size("512M"), 512ull << 20);
+  EXPECT_EQ(size("2G"), 2ull << 30);
+  EXPECT_EQ(size("2g"), 2ull << 30);
+  EXPECT_EQ(size("1T"), 1ull << 40);
+  EXPECT_EQ(size("0"), 0u);  // unlimited
+  EXPECT_EQ(size("4194304"), 4194304u);
+  env_ = {{"AYAFLOW_MAX_DB_SIZE", "64M"}, {"AYAFLOW_MIN_FREE_DISK", "10%"}};
+  Config c = parse({}).config;
+  EXPECT_EQ(c.store.max_db_bytes, 64ull << 20);
+  EXPECT_EQ(c.store.min_free_percent, 10u);
+  EXPECT_EQ(c.store.min_free_bytes, 0u);
+  env_.clear();
+  c = parse({"-c", writeYaml("max_db_size: 100M\nmin_free_disk: 1G\n")}).config;
+  EXPECT_EQ(c.store.max_db_bytes, 100ull << 20);
+  EXPECT_EQ(c.store.min_free_bytes, 1ull << 30);
+  EXPECT_EQ(c.store.min_free_percent, 0u);
+  c = parse({"-c", writeYaml("max_db_size: 0\nmin_free_disk: 0\n")}).config;
+  EXPECT_EQ(c.store.max_db_bytes, 0u);
+  EXPECT_EQ(c.store.min_free_bytes, 0u);
+  EXPECT_EQ(c.store.min_free_percent, 0u);
+  c = parse({"--min-free-disk", "0%"}).config;
+  EXPECT_EQ(c.store.min_free_bytes, 0u);
+  EXPECT_EQ(c.store.min_free_percent, 0u);
+
+  const std::string range = " is not a database size from 4M to 1024T (0 = unlimited)";
+  EXPECT_EQ(parseError({"--max-db-size", "1M"}), "--max-db-size: '1M'" + range);
+  EXPECT_EQ(parseError({"--max-db-size", "4194303"}), "--max-db-size: 4194303" + range);
+  EXPECT_EQ(parseError({"--max-db-size", "2048T"}), "--max-db-size: '2048T'" + range);
+  for (const char* bad : {"1GB", "G", "-1", "1.5G", "", "99999999999999999999", "20000000T"}) {
+    const std::string error = parseError({"--max-db-size", bad});
+    EXPECT_THAT(error, StartsWith("--max-db-size: ")) << bad;
+    EXPECT_THAT(error, HasSubstr(" is not a size (bytes, or a number with a K/M/G/T suffix; 0 = "
+                                 "unlimited)"))
+        << bad;
+  }
+  EXPECT_EQ(parseError({"--min-free-disk", "51%"}),
+            "--min-free-disk: '51%' is not a percentage of the file system (0%-50%)");
+  EXPECT_EQ(parseError({"--min-free-disk", "x%"}),
+            "--min-free-disk: 'x%' is not a percentage of the file system (0%-50%)");
+  EXPECT_THAT(parseError({"--min-free-disk", "5 %"}), HasSubstr("is not a"));
+  EXPECT_EQ(parseError({"--min-free-disk", "lots"}),
+            "--min-free-disk: 'lots' is not a free space (bytes with a K/M/G/T suffix, or a "
+            "percentage such as 5%; 0 = no floor)");
+  EXPECT_THAT(parseError({"-c", writeYaml("max_db_size: [1]\n")}), HasSubstr("max_db_size"));
+}
+
 TEST_F(ConfigTest, ListenAddress) {
   EXPECT_EQ(parse({"--listen-address", "::"}).config.http.address, "::");
   EXPECT_EQ(parse({"--listen-address", "127.0.0.1"}).config.http.address, "127.0.0.1");

@@ -123,6 +123,15 @@ void grow(test::AgentStats& a, std::uint64_t step, const api::HttpServer* server
   a.storage.write_failures = step;
   a.storage.queries_timed_out = step;
   a.storage.queries_busy = step;
+  a.storage.rows_deleted = 3 * step;
+  a.storage.rows_deleted_size = 4 * step;
+  a.storage.rows_dropped_disk_space = step;
+  a.storage.writes_paused = step % 2 == 1;
+  a.storage.db_bytes = 1000 * step;
+  a.storage.db_file_bytes = 1100 * step;
+  a.storage.max_db_bytes = 1u << 30;
+  a.storage.disk_free_bytes = 5u << 30;
+  a.storage.disk_floor_bytes = 512u << 20;
   if (server != nullptr) a.http = server->stats();
   a.history.ok = 6 * step;
   a.history.busy = step;

@@ -50,6 +50,9 @@ struct HarnessOptions {
   std::chrono::milliseconds log_interval{10000};
   std::chrono::milliseconds query_timeout{5000};
   std::size_t keys_per_bucket = 32768;
+  std::uint64_t max_db_bytes = StoreOptions{}.max_db_bytes;
+  std::uint64_t min_free_bytes = StoreOptions{}.min_free_bytes;  ///< with min_free_percent: floor
+  std::uint32_t min_free_percent = StoreOptions{}.min_free_percent;
   FunctionEnricher::Fn enrich;  ///< empty: no names
 };
 
@@ -71,6 +74,9 @@ class Harness {
     so.log_interval = o.log_interval;
     so.query_timeout = o.query_timeout;
     so.keys_per_bucket = o.keys_per_bucket;
+    so.max_db_bytes = o.max_db_bytes;
+    so.min_free_bytes = o.min_free_bytes;
+    so.min_free_percent = o.min_free_percent;
     pipeline::PipelineOptions po;
     po.aggregation_window_s = o.aggregation_window_s;
     po.batch_records = o.batch_rows;

@@ -30,10 +30,21 @@ struct SqliteSinkStats {
   std::uint64_t packets_dropped_write_error = 0;  ///< packets of those records not stored
   std::uint64_t batches = 0;                      ///< committed write transactions
   std::uint64_t write_errors = 0;                 ///< failed write transactions
-  std::uint64_t rows_deleted = 0;                 ///< by retention
+  std::uint64_t rows_deleted = 0;                 ///< by retention (age)
   std::uint64_t retention_chunks = 0;             ///< DELETE statements run by retention
-  std::uint64_t write_failures = 0;     ///< failed write statements (transactions, retention)
-  std::uint64_t read_errors = 0;        ///< history queries failed by SQLite (not by their budget)
+  std::uint64_t rows_deleted_size = 0;  ///< oldest rows deleted to stay within max_db_bytes
+  std::uint64_t budget_chunks = 0;      ///< DELETE statements run for the size budget
+  /// final records not written while writes were paused by the free-space floor
+  std::uint64_t rows_dropped_disk_space = 0;
+  std::uint64_t packets_dropped_disk_space = 0;  ///< packets of those records not stored
+  std::uint64_t db_bytes = 0;          ///< database pages in use plus the -wal file (last measured)
+  std::uint64_t db_file_bytes = 0;     ///< the database file plus the -wal file (last measured)
+  std::uint64_t max_db_bytes = 0;      ///< the size budget; 0 = unlimited
+  std::uint64_t disk_free_bytes = 0;   ///< free space of the database's file system (0: unknown)
+  std::uint64_t disk_floor_bytes = 0;  ///< the free-space floor in bytes
+  bool writes_paused = false;          ///< free space below the floor: rows are dropped
+  std::uint64_t write_failures = 0;    ///< failed write statements (transactions, retention)
+  std::uint64_t read_errors = 0;       ///< history queries failed by SQLite (not by their budget)
   std::uint64_t queries_timed_out = 0;  ///< history queries stopped by query_timeout
   std::uint64_t queries_busy = 0;       ///< history queries that found every connection busy
   pipeline::BatchQueueStats queue;      ///< the hand-off from the pipeline (rows)
@@ -51,7 +62,9 @@ std::vector<prometheus::MetricFamily> storageFamilies(const SqliteSinkStats& sta
 /// its row; later ones (same update_key) update that row in place by rowid, so a window
 /// keeps one row per flow whose counts grow at each checkpoint and end exact. Retention
 /// deletes rows older than retention_s every retention_interval, retention_chunk rows per
-/// statement, serving the queue between chunks.
+/// statement, serving the queue between chunks. The disk budget (docs/storage.md) deletes the
+/// oldest rows, a chunk per turn, past max_db_bytes, and pauses writes (rows dropped and
+/// counted) while the file system's free space is below the floor.
 ///
 /// Threads: consume() on the pipeline thread (a full queue drops the batch and counts its
 /// rows; while the pipeline flushes or stops it waits for room, bounded); flush(), stop(),

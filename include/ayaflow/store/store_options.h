@@ -32,6 +32,22 @@ struct StoreOptions {
   /// Read connections for history queries, at most (each ~1 MiB of page cache while in
   /// use); a query that finds all in use waits for one within its budget. Sensible: 1 .. 8.
   std::size_t query_connections = 2;
+
+  /// Disk budget (docs/storage.md "Disk budget"): past this many bytes (database pages in
+  /// use plus the -wal file) the oldest rows are deleted, budget_chunk rows per writer turn,
+  /// until the database is back under it; freed pages are reused, so the file stops growing
+  /// there. 0 = unlimited. 1 GiB by default: a fixed size a node's disk can spare, whatever
+  /// the packet rate (about 11 million raw rows).
+  std::uint64_t max_db_bytes = std::uint64_t{1} << 30;
+  std::size_t budget_chunk = 5000;  ///< rows per DELETE statement of the budget
+  /// Free-space floor of the file system holding the database: below it writes pause (rows
+  /// dropped and counted with reason disk_space) until space returns. The floor is
+  /// min_free_bytes or min_free_percent of the file system, whichever is smaller (a 0 means
+  /// that part is not set; both 0 = no floor). Default: 5 %, at most 512 MiB.
+  std::uint64_t min_free_bytes = std::uint64_t{512} << 20;
+  std::uint32_t min_free_percent = 5;
+  /// How often the free space is measured (statvfs) while writing or paused.
+  std::chrono::milliseconds free_check_interval{250};
 };
 
 }  // namespace ayaflow::store
