@@ -301,6 +301,8 @@ run_agent() {
   record "$s" "$r" events_read "$(metric_sum ayaflow_events_read_total "$tmp/metrics.txt")"
   record "$s" "$r" overflow "$(metric_sum ayaflow_flow_table_overflow_total "$tmp/metrics.txt")"
   record "$s" "$r" rows_stored "$(metric_sum ayaflow_storage_rows_stored_total "$tmp/metrics.txt")"
+  # The history's size on disk: the database file and its write-ahead log.
+  record "$s" "$r" disk_bytes "$(cat "$tmp"/traffic.db "$tmp"/traffic.db-wal 2>/dev/null | wc -c)"
   record "$s" "$r" rows_dropped "$(($(metric_sum ayaflow_storage_rows_dropped_total "$tmp/metrics.txt") + $(metric_sum ayaflow_pipeline_packets_dropped_total "$tmp/metrics.txt")))"
   record "$s" "$r" cpu_s "$(ns_to_s $((ing + sto + oth)))"
   record "$s" "$r" cpu_mpkt "$(sec_per_mpkt $((ing + sto + oth)) "$sent")"
@@ -544,6 +546,7 @@ out=$tmp/report.md
   echo "| counted per connection (sum of /api/live) ÷ sent | — | — | $(ratio raw per_conn raw sent | summ %.6f) | $(ratio agg per_conn agg sent | summ %.6f) |"
   echo "| dropped by kernel (tcpdump) / events lost (ayaflow_events_lost_total) | — | $(cell tcpdump lost %.0f) | $(cell raw lost %.0f) | $(cell agg lost %.0f) |"
   echo "| history rows stored / dropped (ayaflow_storage_rows_*, ayaflow_pipeline_packets_dropped_total) | — | — | $(cell raw rows_stored %.0f) / $(cell raw rows_dropped %.0f) | $(cell agg rows_stored %.0f) / $(cell agg rows_dropped %.0f) |"
+  echo "| history on disk (database + WAL), MB per million rows stored | — | — | $(paste <(values raw disk_bytes) <(values raw rows_stored) | awk -F'\t' '$2 > 0 {printf "%.2f\n", $1 / $2}' | summ "%.1f") | — |"
   echo "| CPU time during the flood, s | — | $(cell tcpdump cpu_s %.3f) | $(cell raw cpu_s %.3f) | $(cell agg cpu_s %.3f) |"
   echo "| **CPU s per million packets** | — | $(cell tcpdump cpu_mpkt %.3f) | $(cell raw cpu_mpkt %.3f) | $(cell agg cpu_mpkt %.3f) |"
   echo "| of which ingest thread | — | — | $(cell raw cpu_ingest_mpkt %.3f) | $(cell agg cpu_ingest_mpkt %.3f) |"
