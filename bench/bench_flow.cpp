@@ -225,8 +225,12 @@ void BM_FlowEntryRecord(benchmark::State& state) {
     key.tuple = ev.tuple;
     key.ifindex = ev.ifindex;
     key.direction = ev.direction;
-    entries.push_back(
-        {key, ayaflow_flow_value{10, 10u * ev.pkt_len, ev.timestamp_ns, ev.timestamp_ns + 1000}});
+    ayaflow_flow_value value{};
+    value.packets = 10;
+    value.bytes = 10u * ev.pkt_len;
+    value.first_ns = ev.timestamp_ns;
+    value.last_ns = ev.timestamp_ns + 1000;
+    entries.push_back({key, value});
   }
   ConnectionMap map(16, 256, mapCapFor(flows));
   Packet p;

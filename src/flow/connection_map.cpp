@@ -211,7 +211,8 @@ struct alignas(64) ConnectionMap::Shard {
   EntryArray entries;     // guarded by mu; [0, count) live
   std::size_t count = 0;  // guarded by mu; the writer may read it unlocked
   std::size_t limit = 0;  // this shard's share of the cap; set at construction
-  std::size_t hand = 0;   // guarded by mu: where the next eviction sample starts
+  // guarded by mu: state of the generator that picks eviction samples (xorshift64*)
+  std::uint64_t sampler = 0x9e3779b97f4a7c15ULL;
 
   std::size_t mask() const noexcept { return slots.size() - 1; }
   ConnectionEntry& entry(const Slot& s) noexcept { return entries.data()[s.pos1 - 1]; }
@@ -302,23 +303,36 @@ struct alignas(64) ConnectionMap::Shard {
     --count;
   }
 
-  // Evicts the entry with the oldest last_seen_ns among the next kEvictionSample entries
-  // of the dense array from the clock hand (all of them if the shard holds fewer), and
-  // moves the hand past them. Requires count > 0.
+  // Evicts the entry with the oldest last_seen_ns among kEvictionSample entries of the dense
+  // array picked at random (all of them if the shard holds fewer). At random, not in a run
+  // from a clock hand: an erased entry's place is taken by the array's last, newest entry,
+  // so runs of neighbours fill with new connections and a run would evict one of them.
+  // Requires count > 0.
   void evictIdlest(std::uint64_t seed) noexcept {
-    const std::size_t sample = std::min(count, kEvictionSample);
-    std::size_t i = hand % count;
-    std::size_t victim = i;
-    std::uint64_t oldest = entries.data()[i].stats.last_seen_ns;
-    for (std::size_t n = 1; n < sample; ++n) {
-      i = i + 1 == count ? 0 : i + 1;
-      const std::uint64_t seen = entries.data()[i].stats.last_seen_ns;
-      if (seen < oldest) {
-        oldest = seen;
-        victim = i;
+    std::size_t victim = 0;
+    std::uint64_t oldest = 0;
+    if (count <= kEvictionSample) {
+      for (std::size_t i = 0; i < count; ++i) {
+        const std::uint64_t seen = entries.data()[i].stats.last_seen_ns;
+        if (i == 0 || seen < oldest) {
+          oldest = seen;
+          victim = i;
+        }
+      }
+    } else {
+      for (std::size_t n = 0; n < kEvictionSample; ++n) {
+        sampler ^= sampler >> 12;
+        sampler ^= sampler << 25;
+        sampler ^= sampler >> 27;
+        const std::uint64_t r = (sampler * 0x2545f4914f6cdd1dULL) >> 32;
+        const auto i = static_cast<std::size_t>((r * count) >> 32);  // uniform in [0, count)
+        const std::uint64_t seen = entries.data()[i].stats.last_seen_ns;
+        if (n == 0 || seen < oldest) {
+          oldest = seen;
+          victim = i;
+        }
       }
     }
-    hand = i + 1;
     eraseEntry(victim, seed);
   }
 };
