@@ -23,9 +23,9 @@ for ((r = 0; r < reps; r++)); do
   "$before" --repeat "${REPEAT:-300000}" --rounds "${ROUNDS:-2}" "$@" | sed 's/^/before /' >>"$out"
   "$after" --repeat "${REPEAT:-300000}" --rounds "${ROUNDS:-2}" "$@" | sed 's/^/after /' >>"$out"
 done
-grep -m1 '^before mode' "$out" | sed 's/^before //'
-grep -m1 '^before xlated' "$out"
-grep -m1 '^after xlated' "$out"
+grep -m1 '^before mode' "$out" | sed 's/^before //' || true
+grep -m1 '^before xlated' "$out" || true
+grep -m1 '^after xlated' "$out" || true
 # Lines: "<build> <frame> <bytes> bytes  min <ns> ns/run ...": the minimum per build and frame.
 awk '$2 != "mode" && $2 != "xlated/jited" && $4 == "bytes" {
        k = $2; v = $6 + 0

@@ -76,7 +76,7 @@ static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_ifac
  * (struct ayaflow_flow_value). The atomic OR runs only when the packet brings
  * a flag the entry has not seen yet, so a bulk transfer pays one compare.
  */
-static __always_inline void count_tcp(struct ayaflow_flow_value *v, __u8 tcp_flags, __u64 now)
+static __always_inline void count_tcp(struct ayaflow_flow_value *v, __u8 tcp_flags)
 {
 	__u64 f = tcp_flags;
 
@@ -90,11 +90,12 @@ static __always_inline void count_tcp(struct ayaflow_flow_value *v, __u8 tcp_fla
 	}
 	if ((v->tcp_flags & f) != f)
 		__sync_fetch_and_or(&v->tcp_flags, f);
+	/* The handshake's round-trip time needs the precise clock (see handle()). */
 	if (f & AYAFLOW_TCP_SYN) {
 		__sync_fetch_and_add(&v->syns, 1);
-		v->syn_ns = now;
+		v->syn_ns = bpf_ktime_get_ns();
 	} else if ((f & AYAFLOW_TCP_ACK) && v->ack_ns == 0) {
-		v->ack_ns = now;
+		v->ack_ns = bpf_ktime_get_ns();
 	}
 }
 
@@ -133,7 +134,7 @@ static __always_inline int count_flow(const struct parse_ctx *ctx, __u32 ifindex
 	if (now > v->last_ns)
 		v->last_ns = now;
 	if (ayaflow_tcp_state && ctx->tuple.protocol == IPPROTO_TCP)
-		count_tcp(v, ctx->tcp_flags, now);
+		count_tcp(v, ctx->tcp_flags);
 	return 0;
 }
 
@@ -227,7 +228,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 	if (segs > 1)
 		st->super_packets += 1;
 
-	now = bpf_ktime_get_ns();
+	/*
+	 * A flow's first and last times need no better than the kernel tick: the
+	 * coarse clock (CLOCK_MONOTONIC_COARSE, the same base, up to a tick
+	 * behind) is a few loads, where the precise one reads the clocksource,
+	 * tens of ns in a VM (kvm-clock). Events keep the precise clock: a raw
+	 * row is one packet, and the handshake times derived from events need it.
+	 */
+	now = ayaflow_flow_table ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
 	counted =
 	    ayaflow_flow_table && count_flow(&ctx, ifindex, direction, segs, pkt_len, now) == 0;
 	if (!counted) {
@@ -237,6 +245,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 
 			if (full)
 				*full += 1;
+			now = bpf_ktime_get_ns();
 		}
 		fill_event(&ev, &ctx, ifindex, direction, segs, pkt_len, now);
 		/* Batch wake-ups: wake the reader only once enough bytes are pending. */
@@ -246,8 +255,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 			st->events_lost += 1;
 	}
 	if (ayaflow_deep_inspect) {
-		if (counted)
-			fill_event(&ev, &ctx, ifindex, direction, segs, pkt_len, now);
+		if (counted) /* payload records carry the precise time, as events do */
+			fill_event(&ev, &ctx, ifindex, direction, segs, pkt_len,
+				   bpf_ktime_get_ns());
 		inspect_payload(skb, &ctx, &ev);
 	}
 	return TC_ACT_UNSPEC;
