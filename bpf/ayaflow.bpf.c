@@ -28,19 +28,43 @@
 #include "payload.h"
 #include "settings.h"
 
-/* The counters for this packet's key, created on first use. */
-static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_packet_event *ev)
+/* An interface's role and stats slot; NULL if it has no entry (only above the array). */
+static __always_inline const struct ayaflow_iface_info *iface_info_of(__u32 ifindex)
+{
+	if (ifindex < AYAFLOW_IFACE_ROLES_ARRAY_ENTRIES)
+		return bpf_map_lookup_elem(&iface_info, &ifindex);
+	return bpf_map_lookup_elem(&iface_roles, &ifindex);
+}
+
+/*
+ * The counters for this packet's interface, direction, protocol and family:
+ * in the interface's stats slot when it has one, otherwise in the hash,
+ * created on first use.
+ */
+static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_iface_info *info,
+						       __u32 ifindex, __u8 direction,
+						       const struct parse_ctx *ctx)
 {
 	struct ayaflow_stats zero_stats = {};
 	struct ayaflow_stats_key key;
 	struct ayaflow_stats *st;
-	__u32 dir = ev->direction & 1;
+	__u32 dir = direction & 1;
 
+	if (info && info->stats_slot) {
+		__u32 idx = AYAFLOW_STATS_SLOT_INDEX(info->stats_slot, direction,
+						     ctx->tuple.protocol == IPPROTO_UDP,
+						     ctx->tuple.addr_type == 6);
+
+		st = bpf_map_lookup_elem(&stats_slots, &idx);
+		if (st)
+			return st;
+		/* A slot past the array: userspace never writes one, count in the hash. */
+	}
 	__builtin_memset(&key, 0, sizeof(key));
-	key.ifindex = ev->ifindex;
-	key.direction = ev->direction;
-	key.protocol = ev->tuple.protocol;
-	key.addr_type = ev->tuple.addr_type;
+	key.ifindex = ifindex;
+	key.direction = direction;
+	key.protocol = ctx->tuple.protocol;
+	key.addr_type = ctx->tuple.addr_type;
 	st = map_lookup_or_init(&stats, &key, &zero_stats);
 	if (st)
 		return st;
@@ -52,10 +76,9 @@ static __always_inline struct ayaflow_stats *stats_for(const struct ayaflow_pack
  * (struct ayaflow_flow_value). The atomic OR runs only when the packet brings
  * a flag the entry has not seen yet, so a bulk transfer pays one compare.
  */
-static __always_inline void count_tcp(struct ayaflow_flow_value *v,
-				      const struct ayaflow_packet_event *ev)
+static __always_inline void count_tcp(struct ayaflow_flow_value *v, __u8 tcp_flags)
 {
-	__u64 f = ev->tcp_flags;
+	__u64 f = tcp_flags;
 
 	if (f & AYAFLOW_TCP_ACK) {
 		if (f & AYAFLOW_TCP_SYN)
@@ -67,24 +90,27 @@ static __always_inline void count_tcp(struct ayaflow_flow_value *v,
 	}
 	if ((v->tcp_flags & f) != f)
 		__sync_fetch_and_or(&v->tcp_flags, f);
+	/* The handshake's round-trip time needs the precise clock (see handle()). */
 	if (f & AYAFLOW_TCP_SYN) {
 		__sync_fetch_and_add(&v->syns, 1);
-		v->syn_ns = ev->timestamp_ns;
+		v->syn_ns = bpf_ktime_get_ns();
 	} else if ((f & AYAFLOW_TCP_ACK) && v->ack_ns == 0) {
-		v->ack_ns = ev->timestamp_ns;
+		v->ack_ns = bpf_ktime_get_ns();
 	}
 }
 
 /*
- * Aggregated mode: adds the packet to its flow in the active table.
- * Returns 0 when counted there, -1 when the table is full (or missing) and
- * the packet must go to the ring buffer instead.
+ * Aggregated mode: adds the packet to its flow in the active table. The key
+ * is built from the parser's output: no packet event is assembled for a
+ * packet that a flow counts. Returns 0 when counted there, -1 when the table
+ * is full (or missing) and the packet must go to the ring buffer instead.
  */
-static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
+static __always_inline int count_flow(const struct parse_ctx *ctx, __u32 ifindex, __u8 direction,
+				      __u32 segs, __u32 pkt_len, __u64 now)
 {
 	struct ayaflow_flow_value init = {
-	    .first_ns = ev->timestamp_ns,
-	    .last_ns = ev->timestamp_ns,
+	    .first_ns = now,
+	    .last_ns = now,
 	};
 	struct ayaflow_flow_value *v;
 	struct ayaflow_flow_key key;
@@ -96,33 +122,36 @@ static __always_inline int count_flow(const struct ayaflow_packet_event *ev)
 		return -1;
 	/* A hash key: every byte counts, pads included. */
 	__builtin_memset(&key, 0, sizeof(key));
-	key.tuple = ev->tuple;
-	key.ifindex = ev->ifindex;
-	key.direction = ev->direction;
-	key.flags = ev->flags;
+	key.tuple = ctx->tuple;
+	key.ifindex = ifindex;
+	key.direction = direction;
+	key.flags = ctx->flags;
 	v = map_lookup_or_init(table, &key, &init);
 	if (!v)
 		return -1;
-	__sync_fetch_and_add(&v->packets, ev->segs);
-	__sync_fetch_and_add(&v->bytes, ev->pkt_len);
-	if (ev->timestamp_ns > v->last_ns)
-		v->last_ns = ev->timestamp_ns;
-	if (ayaflow_tcp_state && ev->tuple.protocol == IPPROTO_TCP)
-		count_tcp(v, ev);
+	__sync_fetch_and_add(&v->packets, segs);
+	__sync_fetch_and_add(&v->bytes, pkt_len);
+	if (now > v->last_ns)
+		v->last_ns = now;
+	if (ayaflow_tcp_state && ctx->tuple.protocol == IPPROTO_TCP)
+		count_tcp(v, ctx->tcp_flags);
 	return 0;
 }
 
 /*
  * Once per node (roles in ayaflow/abi/event.h): true when this hook is not
  * where the packet counts, because it was counted at an earlier hook on this
- * node or will be at none of this device's hooks.
+ * node or will be at none of this device's hooks. info is this interface's
+ * entry (iface_info_of(skb->ifindex)).
  */
-static __always_inline bool counted_elsewhere(struct __sk_buff *skb, __u8 direction, __u8 flags)
+static __always_inline bool counted_elsewhere(struct __sk_buff *skb,
+					      const struct ayaflow_iface_info *info, __u8 direction,
+					      __u8 flags)
 {
-	__u32 ifindex = skb->ifindex;
-	__u8 *role = bpf_map_lookup_elem(&iface_roles, &ifindex);
+	const struct ayaflow_iface_info *from;
+	__u32 ifindex;
 
-	if (role && *role == AYAFLOW_ROLE_OBSERVE)
+	if (info && info->role == AYAFLOW_ROLE_OBSERVE)
 		return true;
 	if (direction != AYAFLOW_DIR_EGRESS)
 		return false;
@@ -135,16 +164,38 @@ static __always_inline bool counted_elsewhere(struct __sk_buff *skb, __u8 direct
 	 */
 	if (ifindex == 0 && (!(flags & AYAFLOW_F_TUNNEL) || skb->sk))
 		return false;
-	return bpf_map_lookup_elem(&iface_roles, &ifindex) != NULL;
+	from = iface_info_of(ifindex);
+	return from && from->role != 0;
+}
+
+/* The packet's event; ring buffer memory is not zeroed, so every byte is written, pads included. */
+static __always_inline void fill_event(struct ayaflow_packet_event *ev, const struct parse_ctx *ctx,
+				       __u32 ifindex, __u8 direction, __u32 segs, __u32 pkt_len,
+				       __u64 now)
+{
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->abi_version = AYAFLOW_ABI_VERSION;
+	ev->kind = AYAFLOW_EVENT_PACKET;
+	ev->direction = direction;
+	ev->flags = ctx->flags;
+	ev->segs = segs;
+	ev->ifindex = ifindex;
+	ev->pkt_len = pkt_len;
+	ev->timestamp_ns = now;
+	ev->tuple = ctx->tuple;
+	if (ayaflow_tcp_state)
+		ev->tcp_flags = ctx->tcp_flags;
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip_only)
 {
+	const struct ayaflow_iface_info *info;
 	struct ayaflow_packet_event ev;
 	struct ayaflow_stats *st;
 	struct parse_ctx ctx;
-	__u32 segs, hdr_len;
-	__u64 flags;
+	__u32 segs, hdr_len, pkt_len, ifindex;
+	__u64 flags, now;
+	bool counted;
 
 	if (parse_packet(skb, &ctx, ip_only, ayaflow_enable_ipv6, ayaflow_decapsulate) < 0)
 		return TC_ACT_UNSPEC;
@@ -159,50 +210,56 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction, bool ip
 		hdr_len = segment_header_len(&ctx);
 	else
 		segs = 1;
-	/* Ring buffer memory is not zeroed: write every byte, pads included. */
-	__builtin_memset(&ev, 0, sizeof(ev));
-	ev.abi_version = AYAFLOW_ABI_VERSION;
-	ev.kind = AYAFLOW_EVENT_PACKET;
-	ev.direction = direction;
-	ev.flags = ctx.flags;
-	ev.segs = segs;
-	ev.ifindex = skb->ifindex;
-	ev.pkt_len = ctx.ip_len + (segs - 1) * hdr_len;
-	ev.timestamp_ns = bpf_ktime_get_ns();
-	ev.tuple = ctx.tuple;
-	if (ayaflow_tcp_state)
-		ev.tcp_flags = ctx.tcp_flags;
+	pkt_len = ctx.ip_len + (segs - 1) * hdr_len;
+	ifindex = skb->ifindex;
 
-	st = stats_for(&ev);
+	/* One lookup of the interface gives its role and where its totals are. */
+	info = iface_info_of(ifindex);
+	st = stats_for(info, ifindex, direction, &ctx);
 	if (!st)
 		return TC_ACT_UNSPEC; /* cannot happen: the overflow array has both slots */
-	if (counted_elsewhere(skb, direction, ctx.flags)) {
+	if (counted_elsewhere(skb, info, direction, ctx.flags)) {
 		st->elsewhere_packets += segs;
-		st->elsewhere_bytes += ev.pkt_len;
+		st->elsewhere_bytes += pkt_len;
 		return TC_ACT_UNSPEC;
 	}
 	st->packets += segs;
-	st->bytes += ev.pkt_len;
+	st->bytes += pkt_len;
 	if (segs > 1)
 		st->super_packets += 1;
 
-	if (ayaflow_flow_table) {
-		if (count_flow(&ev) == 0)
-			goto inspect;
-		__u32 dir = direction & 1;
-		__u64 *full = bpf_map_lookup_elem(&flow_table_overflow, &dir);
-		if (full)
-			*full += 1;
-	}
+	/*
+	 * A flow's first and last times need no better than the kernel tick: the
+	 * coarse clock (CLOCK_MONOTONIC_COARSE, the same base, up to a tick
+	 * behind) is a few loads, where the precise one reads the clocksource,
+	 * tens of ns in a VM (kvm-clock). Events keep the precise clock: a raw
+	 * row is one packet, and the handshake times derived from events need it.
+	 */
+	now = ayaflow_flow_table ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
+	counted =
+	    ayaflow_flow_table && count_flow(&ctx, ifindex, direction, segs, pkt_len, now) == 0;
+	if (!counted) {
+		if (ayaflow_flow_table) {
+			__u32 dir = direction & 1;
+			__u64 *full = bpf_map_lookup_elem(&flow_table_overflow, &dir);
 
-	/* Batch wake-ups: wake the reader only once enough bytes are pending. */
-	flags = ringbuf_wakeup_flags(&events, ayaflow_wakeup_bytes, ev.timestamp_ns,
-				     &ayaflow_events_woken_ns);
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), flags) < 0)
-		st->events_lost += 1;
-inspect:
-	if (ayaflow_deep_inspect)
+			if (full)
+				*full += 1;
+			now = bpf_ktime_get_ns();
+		}
+		fill_event(&ev, &ctx, ifindex, direction, segs, pkt_len, now);
+		/* Batch wake-ups: wake the reader only once enough bytes are pending. */
+		flags = ringbuf_wakeup_flags(&events, ayaflow_wakeup_bytes, now,
+					     &ayaflow_events_woken_ns);
+		if (bpf_ringbuf_output(&events, &ev, sizeof(ev), flags) < 0)
+			st->events_lost += 1;
+	}
+	if (ayaflow_deep_inspect) {
+		if (counted) /* payload records carry the precise time, as events do */
+			fill_event(&ev, &ctx, ifindex, direction, segs, pkt_len,
+				   bpf_ktime_get_ns());
 		inspect_payload(skb, &ctx, &ev);
+	}
 	return TC_ACT_UNSPEC;
 }
 

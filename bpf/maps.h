@@ -22,6 +22,14 @@ struct {
 	__type(value, struct ayaflow_stats);
 } stats SEC(".maps");
 
+/* The totals of interfaces with a stats slot (AYAFLOW_STATS_SLOT_INDEX). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, AYAFLOW_STATS_SLOTS *AYAFLOW_STATS_SLOT_KEYS);
+	__type(key, __u32);
+	__type(value, struct ayaflow_stats);
+} stats_slots SEC(".maps");
+
 /* Where packets are counted, by direction, once `stats` is full. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -30,12 +38,24 @@ struct {
 	__type(value, struct ayaflow_stats);
 } stats_overflow SEC(".maps");
 
-/* Once per node: ifindex -> AYAFLOW_ROLE_* (see ayaflow/abi/event.h), written by userspace. */
+/*
+ * Once per node: ifindex -> role and stats slot (struct ayaflow_iface_info,
+ * see ayaflow/abi/event.h), written by userspace: indexes below
+ * AYAFLOW_IFACE_ROLES_ARRAY_ENTRIES in the array (role 0: none), larger ones
+ * in the hash (no entry: none).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, AYAFLOW_IFACE_ROLES_ARRAY_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct ayaflow_iface_info);
+} iface_info SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, AYAFLOW_IFACE_ROLES_MAX_ENTRIES);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, struct ayaflow_iface_info);
 } iface_roles SEC(".maps");
 
 /* Deep inspection: payload records; sized by userspace (small when off). */
@@ -102,5 +122,6 @@ struct ayaflow_payload_event _payload_event;
 struct ayaflow_payload_stats _payload_stats;
 struct ayaflow_flow_key _flow_key;
 struct ayaflow_flow_value _flow_value;
+struct ayaflow_iface_info _iface_info;
 
 #endif /* AYAFLOW_BPF_MAPS_H */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Header parsing into a struct parse_ctx. Every read goes through
- * bpf_skb_load_bytes(), so headers outside the skb's linear part are read
- * as well as inline ones, and a short packet simply fails the read.
+ * load_hdr(): a header in the skb's linear part is read directly (skb->data),
+ * one outside it (a GSO/GRO skb's paged data, an odd layout) through
+ * bpf_skb_load_bytes(), and a short packet simply fails the read.
  *
  * Each step starts at an offset and records where the next header begins,
  * so the same IP parser runs again from an inner header: with decapsulation
@@ -73,6 +74,53 @@ struct ipv6_ext {
 };
 
 /*
+ * Headers are read directly from the linear part only below this offset:
+ * the verifier needs a bound on a variable offset into the packet, and every
+ * header we parse (Ethernet, two VLAN tags, IPv6 with extension headers, a
+ * tunnel and the packet inside) starts well before it in an ordinary packet.
+ */
+#define AYAFLOW_DIRECT_MAX_OFF 511
+
+/* A stack buffer load_hdr() copies into. */
+#define AYAFLOW_HDR_BUF __attribute__((aligned(8)))
+
+/*
+ * Copies len bytes at offset off of the packet into to, which must be 8-byte
+ * aligned (stack accesses are checked for alignment). Reading the linear part
+ * directly costs a few loads where the helper costs a call and a copy loop;
+ * the fallback reaches any byte of the packet. Both ways leave the same thing
+ * on the stack, so the verifier prunes one of them after the first check.
+ * Returns 0, or a negative error if the packet is too short.
+ */
+static __always_inline int load_hdr(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	void *p;
+
+	if (off <= AYAFLOW_DIRECT_MAX_OFF) {
+		p = data + off;
+		/* Keep clang from turning the check into a subtraction of packet pointers. */
+		asm volatile("" : "+r"(p));
+		if (p + len <= data_end) {
+			/* 4-byte loads: headers start at even offsets and the JIT's loads
+			 * need no alignment on the architectures that run TC programs. */
+			__builtin_memcpy(to, (const __u32 *)p, len);
+			return 0;
+		}
+	}
+	/*
+	 * Not needed by the helper, which writes every byte or fails; but a
+	 * buffer first written by a helper call trips a verifier bug on some
+	 * kernels (6.18: "stack slot 5, total slots 5") unless an instruction
+	 * has written it before. Only packets with headers outside the linear
+	 * part come here.
+	 */
+	__builtin_memset(to, 0, len);
+	return bpf_skb_load_bytes(skb, off, to, len);
+}
+
+/*
  * Writes the IPv4 address as ::ffff:a.b.c.d into a tuple address of a
  * struct parse_ctx, which is 8-byte aligned: word stores, where a byte array
  * of unknown alignment would take one store per byte.
@@ -95,11 +143,11 @@ static __always_inline void map_ipv4(__u8 out[16], __be32 addr)
 static __always_inline int parse_l2(struct __sk_buff *skb, __u32 off, __u32 *l3_off,
 				    __u16 *l3_proto)
 {
-	struct ethhdr eth;
-	struct vlan_tag tag;
+	struct ethhdr eth AYAFLOW_HDR_BUF;
+	struct vlan_tag tag AYAFLOW_HDR_BUF;
 	__u16 proto;
 
-	if (bpf_skb_load_bytes(skb, off, &eth, sizeof(eth)) < 0)
+	if (load_hdr(skb, off, &eth, sizeof(eth)) < 0)
 		return -1;
 	off += sizeof(eth);
 	proto = bpf_ntohs(eth.h_proto);
@@ -107,7 +155,7 @@ static __always_inline int parse_l2(struct __sk_buff *skb, __u32 off, __u32 *l3_
 	for (int i = 0; i < AYAFLOW_MAX_VLAN_TAGS; i++) {
 		if (proto != AYAFLOW_ETH_P_8021Q && proto != AYAFLOW_ETH_P_8021AD)
 			break;
-		if (bpf_skb_load_bytes(skb, off, &tag, sizeof(tag)) < 0)
+		if (load_hdr(skb, off, &tag, sizeof(tag)) < 0)
 			return -1;
 		proto = bpf_ntohs(tag.encapsulated_proto);
 		off += sizeof(tag);
@@ -125,10 +173,10 @@ static __always_inline int parse_l2(struct __sk_buff *skb, __u32 off, __u32 *l3_
 static __always_inline int parse_ipv4(struct __sk_buff *skb, struct parse_ctx *ctx)
 {
 	__u32 off = ctx->l3_off;
-	struct iphdr ip;
+	struct iphdr ip AYAFLOW_HDR_BUF;
 	__u32 hlen, tot_len;
 
-	if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+	if (load_hdr(skb, off, &ip, sizeof(ip)) < 0)
 		return -1;
 	if (ip.version != 4 || ip.ihl < 5)
 		return -1;
@@ -160,12 +208,12 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct parse_ctx *c
 static __always_inline int parse_ipv6(struct __sk_buff *skb, struct parse_ctx *ctx)
 {
 	__u32 off = ctx->l3_off;
-	struct ipv6hdr ip6;
-	struct ipv6_ext ext;
+	struct ipv6hdr ip6 AYAFLOW_HDR_BUF;
+	struct ipv6_ext ext AYAFLOW_HDR_BUF;
 	__u8 next;
 	__u32 payload_len;
 
-	if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
+	if (load_hdr(skb, off, &ip6, sizeof(ip6)) < 0)
 		return -1;
 	if (ip6.version != 6)
 		return -1;
@@ -183,7 +231,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct parse_ctx *c
 		    next != AYAFLOW_IPPROTO_FRAGMENT && next != AYAFLOW_IPPROTO_AH &&
 		    next != AYAFLOW_IPPROTO_DSTOPTS)
 			break;
-		if (bpf_skb_load_bytes(skb, off, &ext, sizeof(ext)) < 0)
+		if (load_hdr(skb, off, &ext, sizeof(ext)) < 0)
 			return -1;
 		if (next == AYAFLOW_IPPROTO_FRAGMENT) {
 			if (bpf_ntohs(ext.frag_off) & 0xfff8)
@@ -227,7 +275,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct parse_ctx *c
 static __noinline int parse_ip(struct __sk_buff *skb, struct parse_ctx *ctx, __u32 l3_off,
 			       __u32 l3_proto, bool ipv6)
 {
-	__be16 ports[2];
+	__be16 ports[2] AYAFLOW_HDR_BUF;
 
 	__builtin_memset(ctx, 0, sizeof(*ctx));
 	ctx->l3_off = l3_off;
@@ -252,9 +300,9 @@ static __noinline int parse_ip(struct __sk_buff *skb, struct parse_ctx *ctx, __u
 			__be32 seq_ack[2];
 			__u8 doff;
 			__u8 flags;
-		} th;
+		} th AYAFLOW_HDR_BUF;
 
-		if (bpf_skb_load_bytes(skb, ctx->l4_off, &th, 14) < 0)
+		if (load_hdr(skb, ctx->l4_off, &th, 14) < 0)
 			return -1;
 		ctx->tuple.src_port = bpf_ntohs(th.ports[0]);
 		ctx->tuple.dst_port = bpf_ntohs(th.ports[1]);
@@ -263,7 +311,7 @@ static __noinline int parse_ip(struct __sk_buff *skb, struct parse_ctx *ctx, __u
 		return 0;
 	}
 	/* UDP starts with the two ports too. */
-	if (bpf_skb_load_bytes(skb, ctx->l4_off, ports, sizeof(ports)) < 0)
+	if (load_hdr(skb, ctx->l4_off, ports, sizeof(ports)) < 0)
 		return -1;
 	ctx->tuple.src_port = bpf_ntohs(ports[0]);
 	ctx->tuple.dst_port = bpf_ntohs(ports[1]);
@@ -307,7 +355,7 @@ static __always_inline int tunnel_inner(struct __sk_buff *skb, const struct pars
 {
 	__u32 off = ctx->l4_off;
 	__u16 port = ctx->tuple.dst_port;
-	__u8 hdr[8];
+	__u8 hdr[8] AYAFLOW_HDR_BUF;
 	__u16 proto;
 
 	if (ctx->tuple.protocol == AYAFLOW_IPPROTO_IPIP) {
@@ -326,7 +374,7 @@ static __always_inline int tunnel_inner(struct __sk_buff *skb, const struct pars
 	    port != AYAFLOW_GENEVE_PORT)
 		return -1;
 	off += 8; /* the UDP header */
-	if (bpf_skb_load_bytes(skb, off, hdr, sizeof(hdr)) < 0)
+	if (load_hdr(skb, off, hdr, sizeof(hdr)) < 0)
 		return -1;
 	off += sizeof(hdr);
 	if (port == AYAFLOW_GENEVE_PORT) {

@@ -5,10 +5,12 @@
 #include <bpf/libbpf.h>
 
 #include <unistd.h>
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -26,7 +28,11 @@ struct BpfProgram::State {
   std::mutex mu;  // the stats map walk and retirement exclude each other
   /// Counters of retired interfaces, by direction, protocol and family.
   std::map<std::tuple<std::uint8_t, std::uint8_t, std::uint8_t>, KernelCounter> retired;
-  std::map<int, std::uint8_t> roles;  // as last written to `iface_roles`
+  std::map<int, std::uint8_t> roles;  // the roles last given to setRoles()
+  /// Stats slots in use (1..AYAFLOW_STATS_SLOTS), by ifindex; freed by retireInterfaces().
+  std::map<int, std::uint16_t> slots;
+  /// What `iface_info` / `iface_roles` hold for each ifindex with a role or a slot.
+  std::map<int, ayaflow_iface_info> written;
 };
 
 namespace {
@@ -172,30 +178,89 @@ BpfProgram::BpfProgram(const ProgramOptions& options)
 
 BpfProgram::~BpfProgram() = default;
 
-void BpfProgram::setRoles(const std::map<int, std::uint8_t>& roles) {
-  const int fd = bpf_map__fd(skel_->maps.iface_roles);
-  std::map<int, std::uint8_t>& written = state_->roles;
-  for (auto it = written.begin(); it != written.end();) {
-    if (roles.count(it->first) != 0) {
-      ++it;
-      continue;
+namespace {
+
+bool sameInfo(const ayaflow_iface_info& a, const ayaflow_iface_info& b) {
+  return a.role == b.role && a.stats_slot == b.stats_slot;
+}
+
+/// Reads the AYAFLOW_STATS_SLOT_KEYS counters of `slot` of ifindex into `out` (those with any
+/// non-zero field).
+void readSlot(int fd, int ifindex, std::uint16_t slot, std::vector<ayaflow_stats>& per_cpu,
+              std::vector<KernelCounter>& out) {
+  for (std::uint32_t k = 0; k < AYAFLOW_STATS_SLOT_KEYS; ++k) {
+    const std::uint32_t dir = k >> 2;
+    const bool udp = (k & 2) != 0;
+    const bool ipv6 = (k & 1) != 0;
+    const std::uint32_t index = AYAFLOW_STATS_SLOT_INDEX(slot, dir, udp, ipv6);
+    if (bpf_map_lookup_elem(fd, &index, per_cpu.data()) != 0) {
+      AYAFLOW_SYSTEM_ERROR(errno, "read map 'stats_slots'");
     }
-    const auto key = static_cast<std::uint32_t>(it->first);
+    KernelCounter c{static_cast<std::uint32_t>(ifindex), static_cast<std::uint8_t>(dir),
+                    static_cast<std::uint8_t>(udp ? 17 : 6),
+                    static_cast<std::uint8_t>(ipv6 ? 6 : 4)};
+    addPerCpu(c, per_cpu);
+    if (c.packets != 0 || c.bytes != 0 || c.events_lost != 0 || c.super_packets != 0 ||
+        c.elsewhere_packets != 0 || c.elsewhere_bytes != 0) {
+      out.push_back(c);
+    }
+  }
+}
+
+}  // namespace
+
+void BpfProgram::writeInterfaceInfo(int ifindex) {
+  // Small interface indexes live in an array (role 0: none), the rest in a hash: see
+  // AYAFLOW_IFACE_ROLES_ARRAY_ENTRIES.
+  State& st = *state_;
+  ayaflow_iface_info want{};
+  if (const auto r = st.roles.find(ifindex); r != st.roles.end()) want.role = r->second;
+  if (const auto sl = st.slots.find(ifindex); sl != st.slots.end()) want.stats_slot = sl->second;
+  const bool none = want.role == 0 && want.stats_slot == 0;
+  const auto w = st.written.find(ifindex);
+  if (w != st.written.end() ? sameInfo(w->second, want) : none) return;
+  const auto key = static_cast<std::uint32_t>(ifindex);
+  const bool in_array = key < AYAFLOW_IFACE_ROLES_ARRAY_ENTRIES;
+  const int fd = bpf_map__fd(in_array ? skel_->maps.iface_info : skel_->maps.iface_roles);
+  if (none && !in_array) {
     if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT) {
       AYAFLOW_SYSTEM_ERROR(errno, "forget the role of ifindex " + std::to_string(key));
     }
-    it = written.erase(it);
+  } else if (bpf_map_update_elem(fd, &key, &want, BPF_ANY) != 0) {
+    AYAFLOW_SYSTEM_ERROR(errno, "set the role of ifindex " + std::to_string(key));
   }
-  for (const auto& [ifindex, role] : roles) {
-    const auto w = written.find(ifindex);
-    if (w != written.end() && w->second == role) continue;
-    const auto key = static_cast<std::uint32_t>(ifindex);
-    if (bpf_map_update_elem(fd, &key, &role, BPF_ANY) != 0) {
-      AYAFLOW_SYSTEM_ERROR(errno, "set the role of ifindex " + std::to_string(key));
-    }
-    written[ifindex] = role;
+  if (none) {
+    st.written.erase(ifindex);
+  } else {
+    st.written[ifindex] = want;
   }
 }
+
+void BpfProgram::setRoles(const std::map<int, std::uint8_t>& roles) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  State& st = *state_;
+  std::set<int> touched;
+  for (const auto& [ifindex, role] : st.roles) touched.insert(ifindex);
+  st.roles = roles;
+  // An attached interface (COUNT or OBSERVE) gets a stats slot while one is free; it keeps
+  // it until retireInterfaces() folds its counters away.
+  std::set<std::uint16_t> used;
+  for (const auto& [ifindex, slot] : st.slots) used.insert(slot);
+  std::uint16_t next = 1;
+  for (const auto& [ifindex, role] : roles) {
+    touched.insert(ifindex);
+    if (ifindex <= 0 || (role != AYAFLOW_ROLE_COUNT && role != AYAFLOW_ROLE_OBSERVE) ||
+        st.slots.count(ifindex) != 0) {
+      continue;
+    }
+    while (next <= AYAFLOW_STATS_SLOTS && used.count(next) != 0) ++next;
+    if (next > AYAFLOW_STATS_SLOTS) continue;  // counted in the `stats` hash
+    st.slots[ifindex] = next;
+    used.insert(next);
+  }
+  for (const int ifindex : touched) writeInterfaceInfo(ifindex);
+}
+
 BpfProgram::BpfProgram(BpfProgram&&) noexcept = default;
 BpfProgram& BpfProgram::operator=(BpfProgram&&) noexcept = default;
 
@@ -299,6 +364,33 @@ KernelTotals BpfProgram::readTotals() const {
   if (errno != ENOENT) {
     AYAFLOW_SYSTEM_ERROR(errno, "walk map 'stats'");
   }
+  // Interfaces with a stats slot: one counter per key, the hash's (if the interface was
+  // counted there before it had a slot) and the slot's added together.
+  std::vector<KernelCounter> from_slots;
+  for (const auto& [ifindex, slot] : state_->slots) {
+    readSlot(bpf_map__fd(skel_->maps.stats_slots), ifindex, slot, per_cpu, from_slots);
+  }
+  for (const KernelCounter& c : from_slots) {
+    const int d = c.direction & 1;
+    totals.packets[d] += c.packets;
+    totals.bytes[d] += c.bytes;
+    totals.events_lost[d] += c.events_lost;
+    const auto same =
+        std::find_if(totals.counters.begin(), totals.counters.end(), [&](const KernelCounter& o) {
+          return o.ifindex == c.ifindex && o.direction == c.direction && o.protocol == c.protocol &&
+                 o.addr_type == c.addr_type;
+        });
+    if (same == totals.counters.end()) {
+      totals.counters.push_back(c);
+      continue;
+    }
+    same->packets += c.packets;
+    same->bytes += c.bytes;
+    same->events_lost += c.events_lost;
+    same->super_packets += c.super_packets;
+    same->elsewhere_packets += c.elsewhere_packets;
+    same->elsewhere_bytes += c.elsewhere_bytes;
+  }
   for (std::uint32_t dir = 0; dir < 2; ++dir) {
     if (bpf_map_lookup_elem(statsOverflowMapFd(), &dir, per_cpu.data()) != 0) {
       AYAFLOW_SYSTEM_ERROR(errno, "read map 'stats_overflow'");
@@ -341,7 +433,43 @@ std::size_t BpfProgram::retireInterfaces(const std::set<std::uint32_t>& present)
       AYAFLOW_SYSTEM_ERROR(errno, "delete from map 'stats'");
     }
   }
-  return gone.size();
+  std::size_t retired = gone.size();
+  // Stats slots of interfaces gone: the entry first loses its slot (new packets would go to
+  // the hash), then the slot's counters are folded away and zeroed for the next interface.
+  const int slots_fd = bpf_map__fd(skel_->maps.stats_slots);
+  const std::vector<ayaflow_stats> zero(static_cast<size_t>(cpus));
+  for (auto it = state_->slots.begin(); it != state_->slots.end();) {
+    const auto [ifindex, slot] = *it;
+    if (present.count(static_cast<std::uint32_t>(ifindex)) != 0) {
+      ++it;
+      continue;
+    }
+    it = state_->slots.erase(it);
+    writeInterfaceInfo(ifindex);
+    std::vector<KernelCounter> counters;
+    readSlot(slots_fd, ifindex, slot, per_cpu, counters);
+    for (const KernelCounter& c : counters) {
+      KernelCounter& r = state_->retired[{c.direction, c.protocol, c.addr_type}];
+      r.ifindex = kRetiredIfindex;
+      r.direction = c.direction;
+      r.protocol = c.protocol;
+      r.addr_type = c.addr_type;
+      r.packets += c.packets;
+      r.bytes += c.bytes;
+      r.events_lost += c.events_lost;
+      r.super_packets += c.super_packets;
+      r.elsewhere_packets += c.elsewhere_packets;
+      r.elsewhere_bytes += c.elsewhere_bytes;
+    }
+    for (std::uint32_t k = 0; k < AYAFLOW_STATS_SLOT_KEYS; ++k) {
+      const std::uint32_t index = (slot - 1u) * AYAFLOW_STATS_SLOT_KEYS + k;
+      if (bpf_map_update_elem(slots_fd, &index, zero.data(), BPF_ANY) != 0) {
+        AYAFLOW_SYSTEM_ERROR(errno, "clear map 'stats_slots'");
+      }
+    }
+    retired += counters.size();
+  }
+  return retired;
 }
 
 }  // namespace ayaflow::bpf

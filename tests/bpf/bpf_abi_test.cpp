@@ -73,6 +73,9 @@ TEST(BpfAbi, BtfMatchesHeader) {
        AYAFLOW_FIELD(ayaflow_stats, events_lost), AYAFLOW_FIELD(ayaflow_stats, super_packets),
        AYAFLOW_FIELD(ayaflow_stats, elsewhere_packets),
        AYAFLOW_FIELD(ayaflow_stats, elsewhere_bytes)});
+  expectStruct(b, "ayaflow_iface_info", sizeof(ayaflow_iface_info),
+               {AYAFLOW_FIELD(ayaflow_iface_info, role), AYAFLOW_FIELD(ayaflow_iface_info, pad),
+                AYAFLOW_FIELD(ayaflow_iface_info, stats_slot)});
   expectStruct(
       b, "ayaflow_payload_stats", sizeof(ayaflow_payload_stats),
       {AYAFLOW_FIELD(ayaflow_payload_stats, events), AYAFLOW_FIELD(ayaflow_payload_stats, lost)});
@@ -88,6 +91,12 @@ TEST(BpfAbi, MapKeysAndValuesAreTheAbiTypes) {
   EXPECT_EQ(bpf_map__key_size(skel->maps.tls_flows), sizeof(ayaflow_tuple));
   EXPECT_EQ(bpf_map__value_size(skel->maps.payload_scratch), sizeof(ayaflow_payload_event));
   EXPECT_EQ(bpf_map__value_size(skel->maps.payload_stats), sizeof(ayaflow_payload_stats));
+  for (const bpf_map* m : {skel->maps.iface_info, skel->maps.iface_roles}) {
+    EXPECT_EQ(bpf_map__value_size(m), sizeof(ayaflow_iface_info)) << bpf_map__name(m);
+  }
+  EXPECT_EQ(bpf_map__value_size(skel->maps.stats_slots), sizeof(ayaflow_stats));
+  EXPECT_EQ(bpf_map__max_entries(skel->maps.stats_slots),
+            AYAFLOW_STATS_SLOTS * AYAFLOW_STATS_SLOT_KEYS);
 }
 
 TEST(BpfAbi, ProgramsAndMapsArePresent) {

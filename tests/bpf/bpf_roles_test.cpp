@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "ayaflow/abi/event.h"
 #include "ayaflow/bpf/bpf_program.h"
@@ -160,6 +161,65 @@ TEST_F(BpfRolesTest, RetiredInterfacesKeepTheirCountsInOneSeries) {
   EXPECT_EQ(program_->retireInterfaces({static_cast<std::uint32_t>(kHere)}), 0u);
   EXPECT_EQ(program_->retireInterfaces({}), 1u);
   EXPECT_EQ(program_->readTotals().totalPackets(), 3u);
+}
+
+/// The counters readTotals() reports for ifindex (one per key: never two for the same one).
+std::vector<bpf::KernelCounter> countersOf(const bpf::KernelTotals& t, std::uint32_t ifindex) {
+  std::vector<bpf::KernelCounter> out;
+  for (const auto& c : t.counters) {
+    if (c.ifindex == ifindex) out.push_back(c);
+  }
+  return out;
+}
+
+TEST_F(BpfRolesTest, AnInterfaceCountedInTheHashThenInItsSlotShowsOneSeries) {
+  // No role yet: counted in the `stats` hash. With a role the interface gets a stats slot;
+  // both add up under one key, and retiring it folds both and frees the slot, which the
+  // next interface starts from zero.
+  EXPECT_TRUE(countsAt(false, kHere));
+  program_->setRoles({{kHere, AYAFLOW_ROLE_COUNT}});
+  EXPECT_TRUE(countsAt(false, kHere));
+  EXPECT_TRUE(countsAt(false, kHere));
+  auto mine = countersOf(program_->readTotals(), kHere);
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0].direction, AYAFLOW_DIR_INGRESS);
+  EXPECT_EQ(mine[0].protocol, 17);
+  EXPECT_EQ(mine[0].addr_type, 4);
+  EXPECT_EQ(mine[0].packets, 3u);
+  EXPECT_EQ(mine[0].bytes, 3u * (frame_.size() - 14));
+
+  EXPECT_EQ(program_->retireInterfaces({}), 2u) << "one key in the hash, one in the slot";
+  program_->setRoles({{static_cast<int>(kPodVeth), AYAFLOW_ROLE_COUNT}});  // takes the slot
+  const bpf::KernelTotals after = program_->readTotals();
+  EXPECT_EQ(after.totalPackets(), 3u);
+  EXPECT_TRUE(countersOf(after, kHere).empty());
+  EXPECT_TRUE(countersOf(after, kPodVeth).empty()) << "a reused slot starts from zero";
+  program_->setRoles(
+      {{static_cast<int>(kPodVeth), AYAFLOW_ROLE_COUNT}, {kHere, AYAFLOW_ROLE_COUNT}});
+  EXPECT_TRUE(countsAt(false, kHere));
+  mine = countersOf(program_->readTotals(), kHere);
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0].packets, 1u);
+  EXPECT_EQ(program_->readTotals().totalPackets(), 4u);
+}
+
+TEST_F(BpfRolesTest, InterfacesBeyondTheSlotsCountInTheHash) {
+  std::map<int, std::uint8_t> roles;
+  for (int i = 0; i < AYAFLOW_STATS_SLOTS; ++i) roles[5000 + i] = AYAFLOW_ROLE_COUNT;
+  program_->setRoles(roles);
+  roles[kHere] = AYAFLOW_ROLE_COUNT;  // every slot is taken
+  program_->setRoles(roles);
+  EXPECT_TRUE(countsAt(false, kHere));
+  EXPECT_FALSE(countsAt(true, kHere)) << "its role still holds: what entered here is counted";
+  const auto mine = countersOf(program_->readTotals(), kHere);
+  ASSERT_EQ(mine.size(), 2u);
+  EXPECT_EQ(program_->readTotals().totalPackets(), 1u);
+  // Freed slots go to the interfaces without one at the next setRoles().
+  EXPECT_EQ(program_->retireInterfaces({static_cast<std::uint32_t>(kHere)}), 0u);
+  program_->setRoles({{kHere, AYAFLOW_ROLE_COUNT}});
+  EXPECT_TRUE(countsAt(false, kHere));
+  EXPECT_EQ(program_->readTotals().totalPackets(), 2u);
+  EXPECT_EQ(countersOf(program_->readTotals(), kHere).size(), 2u);
 }
 
 }  // namespace

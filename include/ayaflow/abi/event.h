@@ -25,7 +25,7 @@
 #define AYAFLOW_OFFSETOF(type, member) __builtin_offsetof(type, member)
 #endif
 
-#define AYAFLOW_ABI_VERSION 5
+#define AYAFLOW_ABI_VERSION 6
 
 /* ayaflow_packet_event.kind, ayaflow_payload_event.kind */
 #define AYAFLOW_EVENT_PACKET 1
@@ -177,6 +177,39 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_stats, elsewhere_bytes) ==
  * when key 0 has a role (REENTRY: the pods' interfaces are attached).
  */
 #define AYAFLOW_IFACE_ROLES_MAX_ENTRIES 16384
+/*
+ * Interface indexes below this have their entry in the array `iface_info`
+ * (role 0: no role), which the verifier turns into an indexed load; larger
+ * ones (a node that has created many devices) in the hash `iface_roles`.
+ * Every packet looks its interface up, so the array saves a hash lookup per
+ * packet.
+ */
+#define AYAFLOW_IFACE_ROLES_ARRAY_ENTRIES 4096
+
+/*
+ * Per-CPU totals by slot: userspace gives each attached interface (up to
+ * AYAFLOW_STATS_SLOTS of them) a slot, and the program counts its packets in
+ * the per-CPU array `stats_slots` at AYAFLOW_STATS_SLOT_INDEX() instead of
+ * the `stats` hash: the interface's entry is looked up anyway for its role,
+ * so the totals cost an indexed load instead of a second hash lookup. An
+ * interface without a slot (none free, or no role written) is counted in the
+ * hash as before; userspace adds both.
+ */
+#define AYAFLOW_STATS_SLOTS 128
+#define AYAFLOW_STATS_SLOT_KEYS 8 /* direction x protocol (TCP, UDP) x family (4, 6) */
+#define AYAFLOW_STATS_SLOT_INDEX(slot, direction, udp, ipv6)                                       \
+	(((slot)-1) * AYAFLOW_STATS_SLOT_KEYS + ((direction)&1) * 4 + ((udp) ? 2 : 0) +            \
+	 ((ipv6) ? 1 : 0))
+
+/* The value of `iface_info` and `iface_roles`: an interface's role and stats slot. */
+struct ayaflow_iface_info {
+	__u8 role; /* AYAFLOW_ROLE_*, 0: none */
+	__u8 pad;
+	__u16 stats_slot; /* 1..AYAFLOW_STATS_SLOTS, 0: counted in the `stats` hash */
+};
+
+AYAFLOW_STATIC_ASSERT(sizeof(struct ayaflow_iface_info) == 4, "iface info size");
+AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_iface_info, stats_slot) == 2, "stats_slot");
 #define AYAFLOW_ROLE_COUNT 1
 #define AYAFLOW_ROLE_OBSERVE 2
 #define AYAFLOW_ROLE_REENTRY 3

@@ -129,6 +129,9 @@ class BpfProgram {
 
  private:
   struct State;
+  /// Writes ifindex's role and stats slot (as State holds them) to the kernel if they
+  /// changed. Called with State::mu held.
+  void writeInterfaceInfo(int ifindex);
   SkeletonPtr<ayaflow_bpf> skel_;
   std::unique_ptr<State> state_;
   std::uint32_t ring_buffer_size_ = 0;
