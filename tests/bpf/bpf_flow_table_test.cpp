@@ -176,7 +176,8 @@ TEST_F(BpfFlowTableTest, FullTableFallsBackToEventsAndCountsThem) {
     key.tuple.addr_type = 4;
     key.tuple.src_port = static_cast<__u16>(i);
     key.tuple.dst_port = static_cast<__u16>(i >> 16);
-    const ayaflow_flow_value value{1, 1, 1, 1};
+    ayaflow_flow_value value{};
+    value.packets = value.bytes = value.first_ns = value.last_ns = 1;
     ASSERT_EQ(bpf_map_update_elem(program_->flowTableFd(0), &key, &value, BPF_NOEXIST), 0);
   }
   run(udp(4444, 53, 10), 7);
