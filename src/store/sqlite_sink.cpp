@@ -457,29 +457,9 @@ struct SqliteSink::Impl {
       keys->rolledBack();
       loc.errors->add(detail::StorageErrors::kWrite);
       write_errors.fetch_add(1, std::memory_order_relaxed);
-      // Final records whose sums did not reach the database are dropped (a checkpointed row
-      // keeps its last committed counts); provisional ones are not: the next checkpoint or
-      // the final record carries their sums again.
-      std::uint64_t lost_rows = 0, lost_packets = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        const pipeline::FlowRecord& r = rows[i];
-        if (r.state == pipeline::RecordState::kProvisional) {
-          checkpoint_lost.store(true, std::memory_order_relaxed);
-          continue;
-        }
-        ++lost_rows;
-        std::uint64_t committed = 0;
-        if (r.update_key != 0) {
-          const auto it = written.find(r.update_key);
-          if (it != written.end()) {
-            committed = it->second.packets;
-            written.erase(it);
-          }
-        }
-        lost_packets += r.packets - std::min(r.packets, committed);
-      }
-      rows_dropped_write.fetch_add(lost_rows, std::memory_order_relaxed);
-      packets_dropped_write.fetch_add(lost_packets, std::memory_order_relaxed);
+      const Lost lost = forgetUnwritten(rows, n);
+      rows_dropped_write.fetch_add(lost.rows, std::memory_order_relaxed);
+      packets_dropped_write.fetch_add(lost.packets, std::memory_order_relaxed);
       failing = true;
       reportDrops(SteadyClock::now());
       return;
@@ -505,13 +485,28 @@ struct SqliteSink::Impl {
   /// Writes are paused (free space below the floor): the batch's final records are dropped
   /// and counted; provisional ones are not lost (the next checkpoint sends their sums again).
   void dropForDiskSpace(const pipeline::RecordBatch& batch) {
-    std::uint64_t lost_rows = 0, lost_packets = 0;
-    for (const pipeline::FlowRecord& r : batch) {
+    const Lost lost = forgetUnwritten(batch.data(), batch.size());
+    rows_dropped_disk.fetch_add(lost.rows, std::memory_order_relaxed);
+    packets_dropped_disk.fetch_add(lost.packets, std::memory_order_relaxed);
+  }
+
+  struct Lost {
+    std::uint64_t rows = 0;
+    std::uint64_t packets = 0;  ///< beyond what their checkpointed rows already hold
+  };
+
+  /// Records that did not reach the database: final ones are lost (a checkpointed row keeps
+  /// its last committed counts, and is forgotten); provisional ones are not (the next
+  /// checkpoint or the final record carries their sums again), but a checkpoint was missed.
+  Lost forgetUnwritten(const pipeline::FlowRecord* rows, std::size_t n) {
+    Lost lost;
+    for (std::size_t i = 0; i < n; ++i) {
+      const pipeline::FlowRecord& r = rows[i];
       if (r.state == pipeline::RecordState::kProvisional) {
         checkpoint_lost.store(true, std::memory_order_relaxed);
         continue;
       }
-      ++lost_rows;
+      ++lost.rows;
       std::uint64_t committed = 0;
       if (r.update_key != 0) {
         const auto it = written.find(r.update_key);
@@ -520,10 +515,9 @@ struct SqliteSink::Impl {
           written.erase(it);
         }
       }
-      lost_packets += r.packets - std::min(r.packets, committed);
+      lost.packets += r.packets - std::min(r.packets, committed);
     }
-    rows_dropped_disk.fetch_add(lost_rows, std::memory_order_relaxed);
-    packets_dropped_disk.fetch_add(lost_packets, std::memory_order_relaxed);
+    return lost;
   }
 
   /// Forgets checkpointed rows whose window ended long ago without a final record (bounds
