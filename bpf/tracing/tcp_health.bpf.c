@@ -46,12 +46,6 @@ const volatile bool ayaflow_state_rtt = false;
 const volatile bool ayaflow_state_rtx = false;
 /* Drops attributed to flows per CPU per second; 0 = no limit (see abi/health.h). */
 const volatile __u32 ayaflow_drop_flow_budget = AYAFLOW_DROP_FLOW_BUDGET;
-/*
- * The kernel's tick rate (libbpf reads it from the kernel's config; 0 when that
- * is not available): the budget's window is a second of jiffies. Jiffies, not
- * bpf_ktime_get_ns(): on a VM's kvm-clock the clock read cost 40 ns per drop.
- */
-extern unsigned int CONFIG_HZ __kconfig __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -91,8 +85,9 @@ struct {
 
 /* This CPU's attribution budget: the window it is in and the drops it attributed there. */
 struct drop_budget {
-	__u64 window;
-	__u64 used;
+	__u64 window;  /* bpf_ktime_get_ns() >> 30 (about a second) when `used` restarted */
+	__u64 used;    /* drops attributed since */
+	__u64 jiffies; /* when a spent budget last read the clock */
 };
 
 struct {
@@ -527,25 +522,35 @@ static __always_inline int drop_tuple(const struct sk_buff *skb, const struct dr
 
 /*
  * This CPU's attribution budget when some of it is left in the current
- * window, else NULL (the window it is in starts afresh). Per CPU, so no
- * atomics: a tracing program does not migrate while it runs. The caller
- * takes one (used++) once the drop is attributed.
+ * window, else NULL. Per CPU, so no atomics: a tracing program does not
+ * migrate while it runs. The caller takes one (used++) once the drop is
+ * attributed. The clock is read only once the budget is spent, and then at
+ * most once per jiffy (a cheap read): on a VM's kvm-clock a clock read costs
+ * 40 ns, more than the rest of this path. So `used` restarts when a spent
+ * budget finds the window changed, at most a jiffy late: never more than the
+ * budget in one window.
  */
 static __always_inline struct drop_budget *drop_budget_left(void)
 {
 	struct drop_budget *b;
 	__u32 zero = 0;
-	__u64 window;
+	__u64 window, j;
 
 	b = bpf_map_lookup_elem(&drop_budget, &zero);
 	if (!b)
 		return NULL;
-	window = bpf_jiffies64() / (CONFIG_HZ ? CONFIG_HZ : 250);
-	if (b->window != window) {
-		b->window = window;
-		b->used = 0;
-	}
-	return b->used < ayaflow_drop_flow_budget ? b : NULL;
+	if (b->used < ayaflow_drop_flow_budget)
+		return b;
+	j = bpf_jiffies64();
+	if (j == b->jiffies)
+		return NULL;
+	b->jiffies = j;
+	window = bpf_ktime_get_ns() >> 30;
+	if (b->window == window)
+		return NULL;
+	b->window = window;
+	b->used = 0;
+	return b;
 }
 
 SEC("tp_btf/kfree_skb")

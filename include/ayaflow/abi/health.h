@@ -52,7 +52,8 @@ AYAFLOW_STATIC_ASSERT(AYAFLOW_OFFSETOF(struct ayaflow_sock_health, pad) == 20, "
  * `drop_flow_overflow`.
  *
  * Attribution to flows has a budget: at most ayaflow_drop_flow_budget (a
- * load-time setting, 0 = none) per CPU per second of jiffies. Past it, in a
+ * load-time setting, 0 = none) per CPU per window of 2^30 ns (about 1.07 s;
+ * the clock is read at most once per jiffy, and only past the budget). Past it, in a
  * drop storm, a drop is still counted in `drop_totals` but only in
  * `drop_flow_rate_limited`, not per flow: the per-flow path (tuple hash, two
  * atomic adds, a clock read) costs about 140 ns, which a flood of dropped
