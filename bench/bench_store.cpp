@@ -36,6 +36,7 @@
 #include "ayaflow/pipeline/pipeline.h"
 #include "ayaflow/store/history_reader.h"
 #include "ayaflow/store/sqlite_sink.h"
+#include "bench_packets.h"
 
 namespace {
 
@@ -130,36 +131,6 @@ std::int64_t realtimeMs() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-/// A pre-generated packet stream: 20 000 local/remote hosts (1 in 8 IPv6), web-ish ports,
-/// both directions, 40..1500 bytes. Fixed seed.
-std::vector<Packet> makePackets(std::size_t n) {
-  std::mt19937_64 rng(42);
-  std::vector<Packet> out(n);
-  for (auto& p : out) {
-    const std::uint64_t r = rng();
-    const std::uint32_t host = static_cast<std::uint32_t>(r % 20000);
-    if (host % 8 == 0) {
-      p.src = *IpAddress::parse("2001:db8::1");
-      p.src.bytes[14] = static_cast<std::uint8_t>(host >> 8);
-      p.src.bytes[15] = static_cast<std::uint8_t>(host);
-      p.dst = *IpAddress::parse("2001:db8:1::53");
-      p.addr_type = 6;
-    } else {
-      p.src = IpAddress::fromV4(0x0a000000u | host);
-      p.dst = IpAddress::fromV4(0xc0a80001u + static_cast<std::uint32_t>((r >> 20) % 50));
-      p.addr_type = 4;
-    }
-    static constexpr std::uint16_t kPorts[] = {443, 443, 443, 80, 53, 8080, 22, 5432};
-    p.src_port = static_cast<std::uint16_t>(32768 + (r >> 32) % 28000);
-    p.dst_port = kPorts[(r >> 40) % 8];
-    p.protocol = p.dst_port == 53 ? 17 : 6;
-    p.direction = (r >> 44) & 1 ? Direction::kEgress : Direction::kIngress;
-    p.length = static_cast<std::uint32_t>(40 + (r >> 48) % 1461);
-    p.ifindex = 2;
-  }
-  return out;
 }
 
 std::uint64_t fileBytes(const std::string& path) {
@@ -264,7 +235,7 @@ int main(int argc, char** argv) {
   ayaflow::configureLogging(/*quiet=*/true, /*verbose=*/false);
   const std::string path = dir + "/bench_store.db";
   removeDb(path);
-  const std::vector<Packet> packets = makePackets(1 << 20);
+  const std::vector<Packet> packets = ayaflow::bench::storePackets(1 << 20, 2);
   std::printf("ayaflow store benchmark: %zu rows in %s (SQLite %s, %u CPUs)%s\n\n", rows,
               path.c_str(), sqlite3_libversion(), std::thread::hardware_concurrency(),
               names ? ", rows with Kubernetes names" : "");

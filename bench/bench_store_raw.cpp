@@ -33,6 +33,7 @@
 #include "ayaflow/flow/packet.h"
 #include "ayaflow/pipeline/pipeline.h"
 #include "ayaflow/store/sqlite_sink.h"
+#include "bench_packets.h"
 
 namespace {
 
@@ -83,35 +84,6 @@ std::vector<Packet> floodPackets(std::size_t flows) {
     p.direction = Direction::kEgress;
     p.length = 46;
     p.ifindex = 1;  // lo: a name every machine has
-  }
-  return out;
-}
-
-/// bench_store's stream: 20 000 hosts (1 in 8 IPv6), web-ish ports, both directions.
-std::vector<Packet> randomPackets(std::size_t n) {
-  std::mt19937_64 rng(42);
-  std::vector<Packet> out(n);
-  for (auto& p : out) {
-    const std::uint64_t r = rng();
-    const std::uint32_t host = static_cast<std::uint32_t>(r % 20000);
-    if (host % 8 == 0) {
-      p.src = *IpAddress::parse("2001:db8::1");
-      p.src.bytes[14] = static_cast<std::uint8_t>(host >> 8);
-      p.src.bytes[15] = static_cast<std::uint8_t>(host);
-      p.dst = *IpAddress::parse("2001:db8:1::53");
-      p.addr_type = 6;
-    } else {
-      p.src = IpAddress::fromV4(0x0a000000u | host);
-      p.dst = IpAddress::fromV4(0xc0a80001u + static_cast<std::uint32_t>((r >> 20) % 50));
-      p.addr_type = 4;
-    }
-    static constexpr std::uint16_t kPorts[] = {443, 443, 443, 80, 53, 8080, 22, 5432};
-    p.src_port = static_cast<std::uint16_t>(32768 + (r >> 32) % 28000);
-    p.dst_port = kPorts[(r >> 40) % 8];
-    p.protocol = p.dst_port == 53 ? 17 : 6;
-    p.direction = (r >> 44) & 1 ? Direction::kEgress : Direction::kIngress;
-    p.length = static_cast<std::uint32_t>(40 + (r >> 48) % 1461);
-    p.ifindex = 1;
   }
   return out;
 }
@@ -220,7 +192,8 @@ int main(int argc, char** argv) {
   if (rows == 0) rows = 1;
   ayaflow::configureLogging(/*quiet=*/true, /*verbose=*/false);
   const std::string path = dir + "/bench_store_raw." + std::to_string(::getpid()) + ".db";
-  const std::vector<Packet> packets = random ? randomPackets(1 << 20) : floodPackets(flows);
+  const std::vector<Packet> packets =
+      random ? ayaflow::bench::storePackets(1 << 20, 1) : floodPackets(flows);
   std::printf("raw history path: %zu rows per round, %d rounds, %s\n\n", rows, rounds,
               random ? "random hosts and ports" : (std::to_string(flows) + " UDP flows").c_str());
   std::vector<double> rate, pipe_us, store_us, both_us, mb;
